@@ -1,0 +1,93 @@
+//! One line of a chain file: a block as JSON.
+//!
+//! Field names follow `header --json`: `height`, `hash`, `version`, `prev_hash`,
+//! `merkle_root`, `time`, `bits`, `nonce`, then `txs`. The genesis line also carries the chain
+//! spec and its hash, so a chain file needs nothing else to be verified.
+
+use serde::{Deserialize, Serialize};
+
+use crate::chain::spec::ChainSpec;
+use crate::primitives::block::Block;
+use crate::primitives::hash::{BlockHash, Hash256, MerkleRoot};
+use crate::primitives::header::Header;
+use crate::primitives::pow_units::CompactTarget;
+use crate::primitives::tx::Transaction;
+
+/// A block as stored on one line of a chain file.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BlockRecord {
+    /// The block's height (genesis is 0).
+    pub height: u32,
+    /// The block hash as claimed by the writer (checked against the header).
+    pub hash: BlockHash,
+    /// Header version.
+    pub version: i32,
+    /// Header previous-block hash.
+    pub prev_hash: BlockHash,
+    /// Header merkle root.
+    pub merkle_root: MerkleRoot,
+    /// Header time.
+    pub time: u32,
+    /// Header bits.
+    pub bits: CompactTarget,
+    /// Header nonce.
+    pub nonce: u32,
+    /// The chain spec (genesis line only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub spec: Option<ChainSpec>,
+    /// The spec's hash (genesis line only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub spec_hash: Option<Hash256>,
+    /// The transactions.
+    pub txs: Vec<Transaction>,
+}
+
+impl BlockRecord {
+    /// Builds the record of `block` at `height`; `spec` is given for the genesis line only.
+    #[must_use]
+    pub fn new(height: u32, block: &Block, spec: Option<&ChainSpec>) -> Self {
+        let h = &block.header;
+        Self {
+            height,
+            hash: block.block_hash(),
+            version: h.version,
+            prev_hash: h.prev_hash,
+            merkle_root: h.merkle_root,
+            time: h.time,
+            bits: h.bits,
+            nonce: h.nonce,
+            spec: spec.cloned(),
+            spec_hash: spec.map(ChainSpec::spec_hash),
+            txs: block.txs.clone(),
+        }
+    }
+
+    /// Returns the header the record describes.
+    #[must_use]
+    pub fn header(&self) -> Header {
+        Header {
+            version: self.version,
+            prev_hash: self.prev_hash,
+            merkle_root: self.merkle_root,
+            time: self.time,
+            bits: self.bits,
+            nonce: self.nonce,
+        }
+    }
+
+    /// Returns the block the record describes.
+    #[must_use]
+    pub fn to_block(&self) -> Block {
+        Block {
+            header: self.header(),
+            txs: self.txs.clone(),
+        }
+    }
+
+    /// Serialises to one JSON line, without the trailing newline.
+    #[must_use]
+    pub fn to_json_line(&self) -> String {
+        serde_json::to_string(self).expect("a block record always serialises")
+    }
+}

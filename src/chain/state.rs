@@ -1,0 +1,749 @@
+//! The validation state of a chain: its tip, the recent headers the difficulty and time rules
+//! look at, the unspent outputs, and the accumulated work.
+//!
+//! Blocks are checked in two steps. [`prepare`] does everything that needs only the block
+//! itself — the claimed hash, the merkle root (and CVE-2012-2459 mutation), the target encoding
+//! and the proof of work — so verification can run it on many blocks in parallel.
+//! [`ChainState::connect`] then checks the block against the chain: height and linkage, the
+//! bits the retarget rule demands, the median-time-past and future-time rules, the coinbase,
+//! and every transfer's inputs, signatures and amounts. A block is applied only if every check
+//! passes. Memory is bounded by the retarget window and the unspent-output set, not by the
+//! chain's length.
+
+use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
+
+use crate::chain::record::BlockRecord;
+use crate::chain::spec::ChainSpec;
+use crate::pow::retarget::{AsertAnchor, RetargetRule, asert_next_bits, bitcoin_next_bits};
+use crate::primitives::block::Block;
+use crate::primitives::hash::{BlockHash, Hash256, MerkleRoot, Txid};
+use crate::primitives::header::Header;
+use crate::primitives::pow_units::{CompactTarget, Target, Work};
+use crate::primitives::tx::{Amount, OutPoint, PubKey, Transaction, TxOut};
+
+/// Number of previous block times whose median a new block's time must exceed (BIP113).
+pub const MEDIAN_TIME_SPAN: usize = 11;
+
+/// Why a block is invalid. Messages are lowercase and carry the values involved.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum BlockError {
+    /// The line's height is not the next height.
+    #[error("height field says {actual}, expected {expected}")]
+    WrongHeight {
+        /// The next height.
+        expected: u32,
+        /// The height on the line.
+        actual: u32,
+    },
+    /// The `hash` field does not match the header.
+    #[error("hash field {claimed} does not match the header's hash {actual}")]
+    HashMismatch {
+        /// The hash on the line.
+        claimed: BlockHash,
+        /// sha256d of the header.
+        actual: BlockHash,
+    },
+    /// The header does not link to the tip.
+    #[error("prev_hash {actual} does not link to the previous block {expected}")]
+    PrevHashMismatch {
+        /// The tip's hash.
+        expected: BlockHash,
+        /// The header's prev_hash.
+        actual: BlockHash,
+    },
+    /// The merkle root does not commit to the transactions.
+    #[error("merkle_root {header} does not match the transactions (they give {computed})")]
+    BadMerkleRoot {
+        /// The header's merkle root.
+        header: MerkleRoot,
+        /// The root of the transactions.
+        computed: MerkleRoot,
+    },
+    /// The transaction list repeats a txid in a way that leaves the root unchanged.
+    #[error("transaction list is mutated: duplicate txids (CVE-2012-2459)")]
+    MutatedMerkle,
+    /// The block has no transactions.
+    #[error("block has no transactions")]
+    NoTransactions,
+    /// The bits do not decode to a usable target.
+    #[error("bits: {0}")]
+    BadBits(#[from] crate::primitives::pow_units::CompactError),
+    /// The target is easier than the chain allows.
+    #[error("bits {bits}: target is above the chain's pow_limit")]
+    TargetAboveLimit {
+        /// The header's bits.
+        bits: CompactTarget,
+    },
+    /// The hash does not meet the target.
+    #[error("proof of work: hash {hash} is above the target {target}")]
+    HighHash {
+        /// The block hash.
+        hash: BlockHash,
+        /// The target of the header's bits.
+        target: Target,
+    },
+    /// The bits are not what the retarget rule demands.
+    #[error("bits {actual} but the retarget rule requires {expected}")]
+    WrongBits {
+        /// Required bits.
+        expected: CompactTarget,
+        /// Header bits.
+        actual: CompactTarget,
+    },
+    /// The time is not after the median of the previous 11 blocks.
+    #[error("time {time} is not after the median time past {median}")]
+    TimeTooOld {
+        /// The header time.
+        time: u32,
+        /// Median of the previous 11 block times.
+        median: u32,
+    },
+    /// The time is too far ahead of the verifier's clock.
+    #[error("time {time} is more than {max_future_s} s after the current time {now}")]
+    TimeTooNew {
+        /// The header time.
+        time: u32,
+        /// The verifier's clock.
+        now: u32,
+        /// The allowed drift.
+        max_future_s: u32,
+    },
+    /// The genesis line differs from the genesis its spec defines.
+    #[error("genesis block {actual} differs from the spec's genesis {expected}")]
+    GenesisMismatch {
+        /// The spec's genesis hash.
+        expected: BlockHash,
+        /// The line's genesis hash.
+        actual: BlockHash,
+    },
+    /// The genesis line carries no spec.
+    #[error("genesis line has no `spec` field")]
+    MissingSpec,
+    /// The `spec_hash` field does not match the spec.
+    #[error("spec_hash {claimed:?} does not match the spec's hash {actual}")]
+    SpecHashMismatch {
+        /// The field's value.
+        claimed: Option<Hash256>,
+        /// The hash of the spec.
+        actual: Hash256,
+    },
+    /// The spec on the genesis line is invalid.
+    #[error("spec: {0}")]
+    BadSpec(String),
+    /// A line after genesis carries a spec.
+    #[error("only the genesis line may carry `spec` and `spec_hash`")]
+    UnexpectedSpec,
+    /// The first transaction is not a coinbase.
+    #[error("first transaction is not a coinbase")]
+    MissingCoinbase,
+    /// A coinbase or genesis transaction appears after the first position.
+    #[error("transaction {index} is a {kind}; only the first transaction may be")]
+    MisplacedCoinbase {
+        /// Position in the block.
+        index: usize,
+        /// The kind found.
+        kind: &'static str,
+    },
+    /// The coinbase's height is not the block's height.
+    #[error("coinbase height {actual} does not match block height {expected}")]
+    CoinbaseHeight {
+        /// The block height.
+        expected: u32,
+        /// The coinbase's height.
+        actual: u32,
+    },
+    /// The coinbase pays more than subsidy plus fees.
+    #[error("coinbase pays {paid} but subsidy + fees is {allowed}")]
+    CoinbaseTooLarge {
+        /// The coinbase's outputs.
+        paid: Amount,
+        /// Subsidy plus fees.
+        allowed: Amount,
+    },
+    /// An output has zero value.
+    #[error("transaction {index} output {vout} has zero value")]
+    ZeroOutput {
+        /// Position in the block.
+        index: usize,
+        /// Output index.
+        vout: usize,
+    },
+    /// A sum of amounts exceeds the money supply limit.
+    #[error("transaction {index}: amounts exceed 21 million coins")]
+    AmountOverflow {
+        /// Position in the block.
+        index: usize,
+    },
+    /// A transfer has no inputs or no outputs.
+    #[error("transaction {index} has no inputs or no outputs")]
+    EmptyTransfer {
+        /// Position in the block.
+        index: usize,
+    },
+    /// An input spends an output that does not exist or is already spent.
+    #[error("transaction {index} input {input} spends {txid}:{vout}, which is not unspent")]
+    MissingInput {
+        /// Position in the block.
+        index: usize,
+        /// Input index.
+        input: usize,
+        /// The spent output's txid.
+        txid: Txid,
+        /// The spent output's index.
+        vout: u32,
+    },
+    /// An input spends a coinbase output before it matured.
+    #[error(
+        "transaction {index} input {input} spends a coinbase from height {created}, \
+         immature until height {mature}"
+    )]
+    ImmatureCoinbase {
+        /// Position in the block.
+        index: usize,
+        /// Input index.
+        input: usize,
+        /// Height of the coinbase.
+        created: u32,
+        /// First height at which it may be spent.
+        mature: u32,
+    },
+    /// An input's signature is not valid for the spent output's owner.
+    #[error("transaction {index} input {input}: signature is not valid for owner {owner}")]
+    BadSignature {
+        /// Position in the block.
+        index: usize,
+        /// Input index.
+        input: usize,
+        /// The spent output's owner.
+        owner: PubKey,
+    },
+    /// A transfer creates more than it spends.
+    #[error("transaction {index} spends {inputs} but creates {outputs}")]
+    Inflation {
+        /// Position in the block.
+        index: usize,
+        /// Sum of inputs.
+        inputs: Amount,
+        /// Sum of outputs.
+        outputs: Amount,
+    },
+}
+
+/// A block that passed the context-free checks of [`prepare`].
+#[derive(Debug, Clone)]
+pub struct PreparedBlock {
+    /// The record it came from.
+    pub record: BlockRecord,
+    /// The block.
+    pub block: Block,
+    /// Its hash.
+    pub hash: BlockHash,
+    /// Its transactions' ids.
+    pub txids: Vec<Txid>,
+}
+
+/// Runs the checks that need only the block: claimed hash, merkle root, mutation, target
+/// encoding and proof of work against the header's own bits.
+///
+/// # Errors
+/// The first failed check.
+pub fn prepare(record: BlockRecord) -> Result<PreparedBlock, BlockError> {
+    let block = record.to_block();
+    let hash = block.block_hash();
+    if record.hash != hash {
+        return Err(BlockError::HashMismatch {
+            claimed: record.hash,
+            actual: hash,
+        });
+    }
+    if block.txs.is_empty() {
+        return Err(BlockError::NoTransactions);
+    }
+    let txids = block.txids();
+    let merkle = crate::primitives::merkle::merkle_root(&txids);
+    if merkle.root != block.header.merkle_root {
+        return Err(BlockError::BadMerkleRoot {
+            header: block.header.merkle_root,
+            computed: merkle.root,
+        });
+    }
+    if merkle.mutated {
+        return Err(BlockError::MutatedMerkle);
+    }
+    let target = block.header.bits.to_target()?;
+    if !target.is_met_by(hash) {
+        return Err(BlockError::HighHash { hash, target });
+    }
+    Ok(PreparedBlock {
+        record,
+        block,
+        hash,
+        txids,
+    })
+}
+
+/// An unspent output and where it came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Utxo {
+    /// The amount.
+    pub value: Amount,
+    /// The owner's key.
+    pub owner: PubKey,
+    /// Height of the block that created it.
+    pub height: u32,
+    /// Whether a coinbase created it (and so it must mature before it is spent).
+    pub coinbase: bool,
+}
+
+/// The tip of a chain.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Tip {
+    /// Height.
+    pub height: u32,
+    /// Hash.
+    pub hash: BlockHash,
+    /// Header.
+    pub header: Header,
+}
+
+/// The state needed to validate and extend a chain. See the module docs.
+#[derive(Debug, Clone)]
+pub struct ChainState {
+    spec: ChainSpec,
+    tip: Option<Tip>,
+    recent: VecDeque<Header>,
+    window: usize,
+    anchor: Option<AsertAnchor>,
+    utxos: BTreeMap<OutPoint, Utxo>,
+    total_work: Work,
+}
+
+impl ChainState {
+    /// Starts an empty chain (no genesis yet) under `spec`.
+    #[must_use]
+    pub fn new(spec: ChainSpec) -> Self {
+        let window = match spec.retarget {
+            RetargetRule::Bitcoin { interval } => (interval as usize).max(MEDIAN_TIME_SPAN),
+            RetargetRule::None | RetargetRule::Asert { .. } => MEDIAN_TIME_SPAN,
+        };
+        Self {
+            spec,
+            tip: None,
+            recent: VecDeque::with_capacity(window),
+            window,
+            anchor: None,
+            utxos: BTreeMap::new(),
+            total_work: Work::default(),
+        }
+    }
+
+    /// Returns the spec.
+    #[must_use]
+    pub const fn spec(&self) -> &ChainSpec {
+        &self.spec
+    }
+
+    /// Returns the tip, or `None` before the genesis block is connected.
+    #[must_use]
+    pub const fn tip(&self) -> Option<&Tip> {
+        self.tip.as_ref()
+    }
+
+    /// Returns the height the next block will have.
+    #[must_use]
+    pub fn next_height(&self) -> u32 {
+        self.tip.map_or(0, |t| t.height + 1)
+    }
+
+    /// Returns the number of blocks connected.
+    #[must_use]
+    pub fn block_count(&self) -> u64 {
+        self.tip.map_or(0, |t| u64::from(t.height) + 1)
+    }
+
+    /// Returns the chain work of every connected block.
+    #[must_use]
+    pub const fn total_work(&self) -> &Work {
+        &self.total_work
+    }
+
+    /// Returns the unspent outputs, ordered by outpoint.
+    #[must_use]
+    pub const fn utxos(&self) -> &BTreeMap<OutPoint, Utxo> {
+        &self.utxos
+    }
+
+    /// Returns the median of the last 11 block times (fewer near genesis), or 0 with no blocks.
+    #[must_use]
+    pub fn median_time_past(&self) -> u32 {
+        let mut times: Vec<u32> = self
+            .recent
+            .iter()
+            .rev()
+            .take(MEDIAN_TIME_SPAN)
+            .map(|h| h.time)
+            .collect();
+        if times.is_empty() {
+            return 0;
+        }
+        times.sort_unstable();
+        times[times.len() / 2]
+    }
+
+    /// Returns the bits the retarget rule requires of the next block.
+    ///
+    /// # Panics
+    /// Never after genesis is connected; before it, returns the genesis bits.
+    #[must_use]
+    pub fn required_bits(&self) -> CompactTarget {
+        let Some(tip) = self.tip else {
+            return self.spec.genesis.bits;
+        };
+        let next = tip.height + 1;
+        let spacing = self.spec.target_spacing_s;
+        match self.spec.retarget {
+            RetargetRule::None => tip.header.bits,
+            RetargetRule::Bitcoin { interval } => {
+                if next % interval != 0 {
+                    return tip.header.bits;
+                }
+                // The window holds the last `interval` headers; the oldest is at
+                // height next − interval.
+                let first = self.recent[self.recent.len() - interval as usize];
+                bitcoin_next_bits(
+                    tip.header.bits,
+                    first.time,
+                    tip.header.time,
+                    interval.saturating_mul(spacing),
+                    self.spec.pow_limit,
+                )
+            }
+            RetargetRule::Asert { half_life_s } => match self.anchor {
+                None => tip.header.bits,
+                Some(anchor) => asert_next_bits(
+                    anchor,
+                    tip.height,
+                    i64::from(tip.header.time),
+                    spacing,
+                    half_life_s,
+                    self.spec.pow_limit,
+                ),
+            },
+        }
+    }
+
+    /// Builds the next block for the miner: header on the tip with the required bits and time
+    /// `max(now, median time past + 1)`, a coinbase paying subsidy plus fees to `miner`, then
+    /// `transfers`. The nonce is 0 and the merkle root is filled in.
+    ///
+    /// # Panics
+    /// If genesis is not connected.
+    #[must_use]
+    pub fn block_template(&self, now: u32, miner: PubKey, transfers: Vec<Transaction>) -> Block {
+        let tip = self.tip.expect("a template needs a connected genesis");
+        let height = tip.height + 1;
+        let fees = transfers
+            .iter()
+            .filter_map(|tx| self.fee_of(tx))
+            .fold(Amount::ZERO, |a, f| a.checked_add(f).unwrap_or(a));
+        let reward = self
+            .spec
+            .subsidy(height)
+            .checked_add(fees)
+            .unwrap_or_else(|| self.spec.subsidy(height));
+        let mut txs = vec![Transaction::Coinbase {
+            height,
+            extra_nonce: 0,
+            outputs: vec![TxOut {
+                value: reward,
+                to: miner,
+            }],
+        }];
+        txs.extend(transfers);
+        let mut block = Block {
+            header: Header {
+                version: 1,
+                prev_hash: tip.hash,
+                merkle_root: MerkleRoot::ZERO,
+                time: now.max(self.median_time_past() + 1),
+                bits: self.required_bits(),
+                nonce: 0,
+            },
+            txs,
+        };
+        block.header.merkle_root = block.compute_merkle_root().root;
+        block
+    }
+
+    fn fee_of(&self, tx: &Transaction) -> Option<Amount> {
+        let Transaction::Transfer { inputs, outputs } = tx else {
+            return None;
+        };
+        let spent = inputs.iter().try_fold(Amount::ZERO, |acc, i| {
+            acc.checked_add(self.utxos.get(&i.prevout())?.value)
+        })?;
+        let created = outputs
+            .iter()
+            .try_fold(Amount::ZERO, |acc, o| acc.checked_add(o.value))?;
+        spent.checked_sub(created)
+    }
+
+    /// Checks `prepared` against the chain and, if every rule holds, makes it the new tip.
+    /// `now` is the verifier's clock (Unix seconds) for the future-time rule.
+    ///
+    /// # Errors
+    /// The first rule the block breaks; the state is then unchanged.
+    pub fn connect(&mut self, prepared: &PreparedBlock, now: u32) -> Result<(), BlockError> {
+        let record = &prepared.record;
+        let header = &prepared.block.header;
+        let height = self.next_height();
+        if record.height != height {
+            return Err(BlockError::WrongHeight {
+                expected: height,
+                actual: record.height,
+            });
+        }
+        let target = header.bits.to_target()?;
+        if target > self.spec.pow_limit {
+            return Err(BlockError::TargetAboveLimit { bits: header.bits });
+        }
+        let created = match self.tip {
+            None => {
+                self.check_genesis(prepared)?;
+                HashMap::new()
+            }
+            Some(tip) => {
+                if record.spec.is_some() || record.spec_hash.is_some() {
+                    return Err(BlockError::UnexpectedSpec);
+                }
+                if header.prev_hash != tip.hash {
+                    return Err(BlockError::PrevHashMismatch {
+                        expected: tip.hash,
+                        actual: header.prev_hash,
+                    });
+                }
+                let expected = self.required_bits();
+                if header.bits != expected {
+                    return Err(BlockError::WrongBits {
+                        expected,
+                        actual: header.bits,
+                    });
+                }
+                let median = self.median_time_past();
+                if header.time <= median {
+                    return Err(BlockError::TimeTooOld {
+                        time: header.time,
+                        median,
+                    });
+                }
+                let max_future_s = self.spec.max_future_s;
+                if u64::from(header.time) > u64::from(now) + u64::from(max_future_s) {
+                    return Err(BlockError::TimeTooNew {
+                        time: header.time,
+                        now,
+                        max_future_s,
+                    });
+                }
+                self.check_transactions(prepared, height)?
+            }
+        };
+        self.apply(prepared, height, target, created);
+        Ok(())
+    }
+
+    fn check_genesis(&self, prepared: &PreparedBlock) -> Result<(), BlockError> {
+        let record = &prepared.record;
+        let Some(spec) = &record.spec else {
+            return Err(BlockError::MissingSpec);
+        };
+        let actual = spec.spec_hash();
+        if record.spec_hash != Some(actual) || spec != &self.spec {
+            return Err(BlockError::SpecHashMismatch {
+                claimed: record.spec_hash,
+                actual: self.spec.spec_hash(),
+            });
+        }
+        let expected = self.spec.genesis_block();
+        if expected != prepared.block {
+            return Err(BlockError::GenesisMismatch {
+                expected: expected.block_hash(),
+                actual: prepared.hash,
+            });
+        }
+        Ok(())
+    }
+
+    /// Checks the coinbase and transfers; returns the outputs to add and (as `None` values)
+    /// the outpoints to remove.
+    fn check_transactions(
+        &self,
+        prepared: &PreparedBlock,
+        height: u32,
+    ) -> Result<HashMap<OutPoint, Option<Utxo>>, BlockError> {
+        let txs = &prepared.block.txs;
+        let Some(Transaction::Coinbase {
+            height: cb_height,
+            outputs: cb_outputs,
+            ..
+        }) = txs.first()
+        else {
+            return Err(BlockError::MissingCoinbase);
+        };
+        if *cb_height != height {
+            return Err(BlockError::CoinbaseHeight {
+                expected: height,
+                actual: *cb_height,
+            });
+        }
+        let mut changes: HashMap<OutPoint, Option<Utxo>> = HashMap::new();
+        let mut spent: HashSet<OutPoint> = HashSet::new();
+        let mut fees = Amount::ZERO;
+        for (index, (tx, txid)) in txs.iter().zip(&prepared.txids).enumerate().skip(1) {
+            let Transaction::Transfer { inputs, outputs } = tx else {
+                let kind = if matches!(tx, Transaction::Genesis { .. }) {
+                    "genesis transaction"
+                } else {
+                    "coinbase"
+                };
+                return Err(BlockError::MisplacedCoinbase { index, kind });
+            };
+            if inputs.is_empty() || outputs.is_empty() {
+                return Err(BlockError::EmptyTransfer { index });
+            }
+            let sighash = tx.sighash();
+            let mut total_in = Amount::ZERO;
+            for (input, txin) in inputs.iter().enumerate() {
+                let op = txin.prevout();
+                let missing = BlockError::MissingInput {
+                    index,
+                    input,
+                    txid: op.txid,
+                    vout: op.vout,
+                };
+                if !spent.insert(op) {
+                    return Err(missing);
+                }
+                let utxo = match changes.get(&op) {
+                    Some(Some(u)) => *u,
+                    Some(None) => return Err(missing),
+                    None => *self.utxos.get(&op).ok_or(missing)?,
+                };
+                let mature = utxo.height.saturating_add(self.spec.coinbase_maturity);
+                if utxo.coinbase && height < mature {
+                    return Err(BlockError::ImmatureCoinbase {
+                        index,
+                        input,
+                        created: utxo.height,
+                        mature,
+                    });
+                }
+                if !utxo.owner.verifies(&sighash, &txin.signature) {
+                    return Err(BlockError::BadSignature {
+                        index,
+                        input,
+                        owner: utxo.owner,
+                    });
+                }
+                total_in = total_in
+                    .checked_add(utxo.value)
+                    .ok_or(BlockError::AmountOverflow { index })?;
+            }
+            let total_out = sum_outputs(outputs, index)?;
+            let fee = total_in
+                .checked_sub(total_out)
+                .ok_or(BlockError::Inflation {
+                    index,
+                    inputs: total_in,
+                    outputs: total_out,
+                })?;
+            fees = fees
+                .checked_add(fee)
+                .ok_or(BlockError::AmountOverflow { index })?;
+            for op in inputs.iter().map(|i| i.prevout()) {
+                changes.insert(op, None);
+            }
+            add_outputs(&mut changes, *txid, outputs, height, false);
+        }
+        let paid = sum_outputs(cb_outputs, 0)?;
+        let allowed = self
+            .spec
+            .subsidy(height)
+            .checked_add(fees)
+            .ok_or(BlockError::AmountOverflow { index: 0 })?;
+        if paid > allowed {
+            return Err(BlockError::CoinbaseTooLarge { paid, allowed });
+        }
+        add_outputs(&mut changes, prepared.txids[0], cb_outputs, height, true);
+        Ok(changes)
+    }
+
+    fn apply(
+        &mut self,
+        prepared: &PreparedBlock,
+        height: u32,
+        target: Target,
+        changes: HashMap<OutPoint, Option<Utxo>>,
+    ) {
+        for (op, change) in changes {
+            match change {
+                Some(utxo) => self.utxos.insert(op, utxo),
+                None => self.utxos.remove(&op),
+            };
+        }
+        let header = prepared.block.header;
+        if height == 1 {
+            // ASERT is anchored at block 1, the first mined block, with an ideal parent time
+            // one spacing earlier; anchoring at genesis would make a chain whose genesis is old
+            // start far behind schedule.
+            self.anchor = Some(AsertAnchor {
+                bits: header.bits,
+                height: 1,
+                parent_time: i64::from(header.time) - i64::from(self.spec.target_spacing_s),
+            });
+        }
+        if self.recent.len() == self.window {
+            self.recent.pop_front();
+        }
+        self.recent.push_back(header);
+        self.total_work += &target.to_work();
+        self.tip = Some(Tip {
+            height,
+            hash: prepared.hash,
+            header,
+        });
+    }
+}
+
+fn sum_outputs(outputs: &[TxOut], index: usize) -> Result<Amount, BlockError> {
+    let mut total = Amount::ZERO;
+    for (vout, o) in outputs.iter().enumerate() {
+        if o.value == Amount::ZERO {
+            return Err(BlockError::ZeroOutput { index, vout });
+        }
+        total = total
+            .checked_add(o.value)
+            .ok_or(BlockError::AmountOverflow { index })?;
+    }
+    Ok(total)
+}
+
+fn add_outputs(
+    changes: &mut HashMap<OutPoint, Option<Utxo>>,
+    txid: Txid,
+    outputs: &[TxOut],
+    height: u32,
+    coinbase: bool,
+) {
+    for (vout, o) in (0u32..).zip(outputs) {
+        changes.insert(
+            OutPoint { txid, vout },
+            Some(Utxo {
+                value: o.value,
+                owner: o.to,
+                height,
+                coinbase,
+            }),
+        );
+    }
+}

@@ -1,0 +1,58 @@
+//! Demo transfers: coins moving between the spec's wallets while a chain is mined, so that
+//! verification has real signatures, spends and fees to check.
+
+use crate::chain::state::ChainState;
+use crate::primitives::tx::{Amount, KeyPair, OutPoint, Transaction, TxOut};
+
+/// The fee every demo transfer pays: 0.0001 coin.
+pub const DEMO_FEE: Amount = Amount::from_base_units(10_000);
+
+/// Builds up to `count` transfers for the block at `height`, each spending one spendable
+/// output owned by one of `keys` (mature, and large enough to pay the fee), sending half to
+/// another wallet and the rest, less [`DEMO_FEE`], back as change. Deterministic: the same
+/// state, keys and height always give the same transfers.
+#[must_use]
+pub fn demo_transfers(
+    state: &ChainState,
+    keys: &[KeyPair],
+    count: usize,
+    height: u32,
+) -> Vec<Transaction> {
+    if keys.len() < 2 || count == 0 {
+        return Vec::new();
+    }
+    let maturity = state.spec().coinbase_maturity;
+    let min_value = DEMO_FEE.to_base_units() * 4;
+    let mut out = Vec::with_capacity(count);
+    for (op, utxo) in state.utxos() {
+        if out.len() == count {
+            break;
+        }
+        if utxo.value.to_base_units() < min_value
+            || (utxo.coinbase && height < utxo.height.saturating_add(maturity))
+        {
+            continue;
+        }
+        let Some(owner) = keys.iter().position(|k| k.pubkey() == utxo.owner) else {
+            continue;
+        };
+        let step = 1 + (height as usize + out.len()) % (keys.len() - 1);
+        let recipient = &keys[(owner + step) % keys.len()];
+        let value = utxo.value.to_base_units();
+        let pay = value / 2;
+        let change = value - pay - DEMO_FEE.to_base_units();
+        let outputs = vec![
+            TxOut {
+                value: Amount::from_base_units(pay),
+                to: recipient.pubkey(),
+            },
+            TxOut {
+                value: Amount::from_base_units(change),
+                to: utxo.owner,
+            },
+        ];
+        let spend: (OutPoint, &KeyPair) = (*op, &keys[owner]);
+        out.push(Transaction::signed_transfer(&[spend], outputs));
+    }
+    out
+}

@@ -1,0 +1,118 @@
+//! Command-line arguments (clap derive).
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+/// Mine, verify and compare blockchains under different consensus rules.
+#[derive(Debug, Parser)]
+#[command(name = "chainsmith", version, about, propagate_version = true)]
+pub(crate) struct Cli {
+    #[command(subcommand)]
+    pub(crate) command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum Command {
+    /// Mine blocks onto a chain file (created from its spec if missing, else verified and
+    /// continued).
+    Mine(MineArgs),
+    /// Verify every block of a chain file (exit 0 valid, 1 invalid, 2 usage or I/O error).
+    Verify(VerifyArgs),
+    /// Decode one 80-byte block header given as 160 hex digits.
+    Header(HeaderArgs),
+    /// Print the blocks of a chain file.
+    Show(ShowArgs),
+}
+
+/// Consensus rules that can mine.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub(crate) enum MineConsensus {
+    /// Proof of work: sha256d(header) ≤ target.
+    Pow,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct MineArgs {
+    /// Consensus rule.
+    pub(crate) consensus: MineConsensus,
+    /// Built-in spec name (pow-demo, regtest) or a spec JSON file [default: pow-demo].
+    #[arg(long, value_name = "NAME|FILE")]
+    pub(crate) spec: Option<String>,
+    /// Chain file to create or continue [default: chains/<spec name>.jsonl].
+    #[arg(long, value_name = "FILE")]
+    pub(crate) chain: Option<PathBuf>,
+    /// Blocks to mine (on an existing chain: this many more).
+    #[arg(long, default_value_t = 20, value_name = "N")]
+    pub(crate) blocks: u64,
+    /// Worker threads for the nonce search [default: all cores].
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u16).range(1..))]
+    pub(crate) threads: Option<u16>,
+    /// Demo transfers between the spec's wallets per block.
+    #[arg(long, default_value_t = 2, value_name = "N")]
+    pub(crate) tx_per_block: usize,
+    /// Take the lowest solving nonce, so runs are reproducible whatever the thread count.
+    #[arg(long)]
+    pub(crate) deterministic: bool,
+    /// Print one JSON object on stdout instead of a table.
+    #[arg(long)]
+    pub(crate) json: bool,
+    /// No progress bar.
+    #[arg(long, short)]
+    pub(crate) quiet: bool,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct VerifyArgs {
+    /// The chain file.
+    pub(crate) chain: PathBuf,
+    /// Truncate the file after its last valid block (a valid block is never rewritten).
+    #[arg(long)]
+    pub(crate) repair: bool,
+    /// Worker threads for hashing [default: all cores].
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u16).range(1..))]
+    pub(crate) threads: Option<u16>,
+    /// Print one JSON object on stdout.
+    #[arg(long)]
+    pub(crate) json: bool,
+    /// No progress bar.
+    #[arg(long, short)]
+    pub(crate) quiet: bool,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct HeaderArgs {
+    /// The header as 160 hex digits (wire order, as Bitcoin Core's `getblockheader false`).
+    #[arg(value_name = "HEX160")]
+    pub(crate) hex: String,
+    /// Print one JSON object.
+    #[arg(long)]
+    pub(crate) json: bool,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct ShowArgs {
+    /// The chain file.
+    pub(crate) chain: PathBuf,
+    /// Only the block at this height.
+    #[arg(long, value_name = "H")]
+    pub(crate) height: Option<u64>,
+    /// Print each 80-byte header as 160 hex digits, one a line (for outside tools).
+    #[arg(long, conflicts_with = "json")]
+    pub(crate) hex: bool,
+    /// Print blocks as JSON lines (the chain file's records).
+    #[arg(long)]
+    pub(crate) json: bool,
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::CommandFactory;
+
+    use super::*;
+
+    #[test]
+    fn cli_definition_is_consistent() {
+        Cli::command().debug_assert();
+    }
+}

@@ -1,0 +1,227 @@
+//! `chainsmith mine pow`: create or continue a chain file and mine blocks onto it.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, bail};
+use chainsmith::ChainState;
+use chainsmith::chain::record::BlockRecord;
+use chainsmith::chain::state::prepare;
+use chainsmith::chain::store::ChainWriter;
+use chainsmith::chain::wallet::demo_transfers;
+use chainsmith::pow::miner::{SearchControl, SearchMode, SearchOptions, SolveError, solve_block};
+use serde_json::json;
+
+use crate::cli::args::{MineArgs, MineConsensus};
+use crate::cli::commands::replay_file;
+use crate::cli::format::si;
+use crate::cli::progress::Progress;
+use crate::cli::{EXIT_INTERRUPTED, EXIT_INVALID, resolve_spec, thread_pool, unix_now};
+
+pub(crate) fn run(args: &MineArgs) -> Result<ExitCode> {
+    let default_spec = match args.consensus {
+        MineConsensus::Pow => "pow-demo",
+    };
+    let spec = resolve_spec(args.spec.as_deref().unwrap_or(default_spec))?;
+    let path = args
+        .chain
+        .clone()
+        .unwrap_or_else(|| PathBuf::from("chains").join(format!("{}.jsonl", spec.name)));
+    let pool = thread_pool(args.threads)?;
+    let threads = pool.current_num_threads();
+
+    let existing = std::fs::metadata(&path).is_ok_and(|m| m.len() > 0);
+    let (mut state, mut writer) = if existing {
+        let replay = replay_file(&path, &pool, args.quiet, unix_now())?;
+        if let Some(err) = replay.error {
+            eprintln!("chainsmith: {}: {err}", path.display());
+            return Ok(ExitCode::from(EXIT_INVALID));
+        }
+        let state = replay.state.context("a valid chain has a state")?;
+        if args.spec.is_some() && state.spec() != &spec {
+            bail!(
+                "{} was made with spec {:?} ({}), not the spec given with --spec ({})",
+                path.display(),
+                state.spec().name,
+                state.spec().spec_hash(),
+                spec.spec_hash()
+            );
+        }
+        let writer = ChainWriter::open_append(&path)
+            .with_context(|| format!("opening {} for appending", path.display()))?;
+        (state, writer)
+    } else {
+        create_chain(&path, spec)?
+    };
+
+    let control = Arc::new(SearchControl::default());
+    let handler_control = Arc::clone(&control);
+    ctrlc::set_handler(move || handler_control.stop.store(true, Ordering::Relaxed))
+        .context("installing the Ctrl-C handler")?;
+
+    let opts = SearchOptions {
+        mode: if args.deterministic {
+            SearchMode::Lowest
+        } else {
+            SearchMode::Any
+        },
+        ..SearchOptions::default()
+    };
+    let keys = state.spec().wallet_keys();
+    let miner = state.spec().miner_key().pubkey();
+    let progress = Progress::new(Some(args.blocks), "blocks", args.quiet);
+    let started = Instant::now();
+    let mut mined = 0u64;
+    let mut interrupted = false;
+    let ticker_done = AtomicBool::new(false);
+
+    let result: Result<()> = std::thread::scope(|scope| {
+        if progress.is_visible() {
+            scope.spawn(|| tick(&progress, &control, &ticker_done, started));
+        }
+        let outcome = pool.install(|| -> Result<()> {
+            while mined < args.blocks {
+                let height = state.next_height();
+                let transfers = demo_transfers(&state, &keys, args.tx_per_block, height);
+                let template = state.block_template(unix_now(), miner, transfers);
+                let target = template.header.bits.to_target()?;
+                let block = match solve_block(template, target, &opts, &control) {
+                    Ok(b) => b,
+                    Err(SolveError::Stopped) => {
+                        interrupted = true;
+                        break;
+                    }
+                    Err(e) => return Err(e.into()),
+                };
+                let record = BlockRecord::new(height, &block, None);
+                let prepared = prepare(record.clone())
+                    .with_context(|| format!("mined block {height} failed its own checks"))?;
+                state
+                    .connect(&prepared, unix_now())
+                    .with_context(|| format!("mined block {height} failed validation"))?;
+                writer
+                    .append(&record)
+                    .with_context(|| format!("writing block {height} to {}", path.display()))?;
+                mined += 1;
+                progress.set_position(mined);
+                progress.set_message(format!("height {height}"));
+            }
+            Ok(())
+        });
+        ticker_done.store(true, Ordering::Relaxed);
+        outcome
+    });
+    progress.finish();
+    result?;
+
+    let elapsed = started.elapsed().as_secs_f64();
+    let hashes = control.hashes.load(Ordering::Relaxed);
+    let rate = if elapsed > 0.0 {
+        hashes as f64 / elapsed
+    } else {
+        0.0
+    };
+    let height = state.tip().map_or(0, |t| t.height);
+    report(
+        args,
+        &path,
+        &state,
+        mined,
+        height,
+        hashes,
+        elapsed,
+        rate,
+        threads,
+        interrupted,
+    )?;
+    Ok(if interrupted {
+        ExitCode::from(EXIT_INTERRUPTED)
+    } else {
+        ExitCode::SUCCESS
+    })
+}
+
+/// Creates `path` with the genesis block of `spec`.
+fn create_chain(path: &Path, spec: chainsmith::ChainSpec) -> Result<(ChainState, ChainWriter)> {
+    let genesis = spec.genesis_block();
+    let record = BlockRecord::new(0, &genesis, Some(&spec));
+    let mut state = ChainState::new(spec);
+    let prepared = prepare(record.clone()).context("the spec's genesis block is invalid")?;
+    state
+        .connect(&prepared, unix_now())
+        .context("the spec's genesis block is invalid")?;
+    let mut writer = ChainWriter::create_new(path)
+        .with_context(|| format!("creating chain {}", path.display()))?;
+    writer
+        .append(&record)
+        .with_context(|| format!("writing genesis to {}", path.display()))?;
+    Ok((state, writer))
+}
+
+/// Updates the bar's live hash rate until `done`.
+fn tick(progress: &Progress, control: &SearchControl, done: &AtomicBool, started: Instant) {
+    let mut last = (Instant::now(), 0u64);
+    while !done.load(Ordering::Relaxed) {
+        std::thread::sleep(Duration::from_millis(250));
+        let now = Instant::now();
+        let hashes = control.hashes.load(Ordering::Relaxed);
+        let dt = now.duration_since(last.0).as_secs_f64();
+        if dt > 0.0 {
+            let rate = (hashes - last.1) as f64 / dt;
+            progress.set_message(format!(
+                "{}H/s · {}hashes · {:.0} s",
+                si(rate),
+                si(hashes as f64),
+                started.elapsed().as_secs_f64()
+            ));
+        }
+        last = (now, hashes);
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+fn report(
+    args: &MineArgs,
+    path: &Path,
+    state: &ChainState,
+    mined: u64,
+    height: u32,
+    hashes: u64,
+    elapsed: f64,
+    rate: f64,
+    threads: usize,
+    interrupted: bool,
+) -> Result<()> {
+    let mut out = std::io::stdout().lock();
+    let spec = state.spec();
+    if args.json {
+        let v = json!({
+            "consensus": spec.consensus.as_str(),
+            "spec": spec.name,
+            "blocks_mined": mined,
+            "height": height,
+            "hashes": hashes,
+            "elapsed_s": elapsed,
+            "hash_rate": rate,
+            "threads": threads,
+            "chain": path.display().to_string(),
+            "interrupted": interrupted,
+        });
+        writeln!(out, "{v}")?;
+    } else {
+        let note = if interrupted { " (interrupted)" } else { "" };
+        writeln!(
+            out,
+            "mined {mined} blocks on {} (tip height {height}) in {elapsed:.2} s{note}",
+            spec.name
+        )?;
+        writeln!(out, "  hashes      {}", si(hashes as f64))?;
+        writeln!(out, "  hash rate   {}H/s on {threads} threads", si(rate))?;
+        writeln!(out, "  chain       {}", path.display())?;
+    }
+    Ok(())
+}

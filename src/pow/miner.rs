@@ -1,0 +1,224 @@
+//! The parallel nonce search.
+//!
+//! The 2^32 nonces of a header are cut into chunks that rayon hands to its worker threads. In
+//! throughput mode ([`SearchMode::Any`]) the first thread to find a solution raises a flag
+//! that every other thread sees within a few thousand hashes. In reproducible mode
+//! ([`SearchMode::Lowest`]) the search returns the lowest solving nonce, exactly what a
+//! sequential scan from 0 returns. When all nonces fail, [`solve_block`] rolls the coinbase
+//! extra-nonce, which changes the merkle root, and searches again.
+
+use std::ops::Range;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+
+use rayon::prelude::*;
+
+use crate::hash::PowJob;
+use crate::primitives::block::Block;
+use crate::primitives::pow_units::Target;
+use crate::primitives::tx::Transaction;
+
+/// Nonces per chunk handed to a worker thread (~3 ms of hashing on one core).
+pub const DEFAULT_CHUNK: u64 = 1 << 16;
+
+/// How the parallel search picks among solutions.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum SearchMode {
+    /// Return whichever solution a thread finds first: the fastest.
+    #[default]
+    Any,
+    /// Return the lowest solving nonce, independent of thread count and timing.
+    Lowest,
+}
+
+/// Shared controls of a running search: a stop flag (Ctrl-C) and a hash counter for progress.
+#[derive(Debug, Default)]
+pub struct SearchControl {
+    /// Raised by the caller to stop every thread.
+    pub stop: AtomicBool,
+    /// Hashes done so far, updated once per chunk.
+    pub hashes: AtomicU64,
+}
+
+/// Parameters of a nonce search.
+#[derive(Debug, Clone)]
+pub struct SearchOptions {
+    /// Solution choice.
+    pub mode: SearchMode,
+    /// Nonces per chunk.
+    pub chunk: u64,
+    /// The nonces to try (the full range is `0..2^32`).
+    pub nonces: Range<u64>,
+}
+
+impl Default for SearchOptions {
+    fn default() -> Self {
+        Self {
+            mode: SearchMode::Any,
+            chunk: DEFAULT_CHUNK,
+            nonces: 0..1 << 32,
+        }
+    }
+}
+
+/// How a nonce search ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SearchOutcome {
+    /// A nonce whose header hash meets the target.
+    Found(u32),
+    /// Every nonce in the range failed.
+    Exhausted,
+    /// The stop flag was raised.
+    Stopped,
+}
+
+/// Searches `opts.nonces` for a nonce meeting the job's target on the current rayon pool.
+pub fn search(job: &PowJob, opts: &SearchOptions, control: &SearchControl) -> SearchOutcome {
+    let start = opts.nonces.start;
+    let end = opts.nonces.end.min(1 << 32);
+    if start >= end {
+        return SearchOutcome::Exhausted;
+    }
+    let chunk = opts.chunk.max(1);
+    let n_chunks = (end - start).div_ceil(chunk);
+    let solved = AtomicBool::new(false);
+    let scan_chunk = |i: u64| {
+        let lo = start + i * chunk;
+        let range = lo..(lo + chunk).min(end);
+        let scan = match opts.mode {
+            SearchMode::Any => job.scan(range, || {
+                control.stop.load(Ordering::Relaxed) || solved.load(Ordering::Relaxed)
+            }),
+            SearchMode::Lowest => job.scan(range, || control.stop.load(Ordering::Relaxed)),
+        };
+        control.hashes.fetch_add(scan.hashes, Ordering::Relaxed);
+        if scan.found.is_some() {
+            solved.store(true, Ordering::Relaxed);
+        }
+        scan.found
+    };
+    let found = match opts.mode {
+        SearchMode::Any => (0..n_chunks).into_par_iter().find_map_any(scan_chunk),
+        SearchMode::Lowest => (0..n_chunks).into_par_iter().find_map_first(scan_chunk),
+    };
+    match found {
+        Some(nonce) => SearchOutcome::Found(nonce),
+        None if control.stop.load(Ordering::Relaxed) => SearchOutcome::Stopped,
+        None => SearchOutcome::Exhausted,
+    }
+}
+
+/// Why [`solve_block`] gave up.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum SolveError {
+    /// The stop flag was raised.
+    #[error("stopped")]
+    Stopped,
+    /// The first transaction is not a coinbase, so there is no extra-nonce to roll.
+    #[error("block has no coinbase to roll")]
+    NoCoinbase,
+}
+
+/// Finds a nonce for `block` against `target`, rolling the coinbase extra-nonce (and so the
+/// merkle root) whenever a full nonce range fails. Returns the solved block.
+///
+/// # Errors
+/// [`SolveError::Stopped`] when `control.stop` is raised; [`SolveError::NoCoinbase`] when the
+/// range is exhausted and the block has no coinbase.
+pub fn solve_block(
+    mut block: Block,
+    target: Target,
+    opts: &SearchOptions,
+    control: &SearchControl,
+) -> Result<Block, SolveError> {
+    loop {
+        let job = PowJob::new(&block.header, target);
+        match search(&job, opts, control) {
+            SearchOutcome::Found(nonce) => {
+                block.header.nonce = nonce;
+                return Ok(block);
+            }
+            SearchOutcome::Stopped => return Err(SolveError::Stopped),
+            SearchOutcome::Exhausted => {
+                match block.txs.first_mut() {
+                    Some(Transaction::Coinbase { extra_nonce, .. }) => *extra_nonce += 1,
+                    _ => return Err(SolveError::NoCoinbase),
+                }
+                block.header.merkle_root = block.compute_merkle_root().root;
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::primitives::hash::{BlockHash, MerkleRoot};
+    use crate::primitives::header::Header;
+    use crate::primitives::pow_units::CompactTarget;
+
+    fn header(seed: u8) -> Header {
+        Header {
+            version: 1,
+            prev_hash: BlockHash::from_byte_array([seed; 32]),
+            merkle_root: MerkleRoot::from_byte_array([seed ^ 0x55; 32]),
+            time: 1_700_000_000,
+            bits: CompactTarget::from_consensus(0x1f00_ffff),
+            nonce: 0,
+        }
+    }
+
+    fn sequential_first(job: &PowJob, range: Range<u64>) -> Option<u32> {
+        range
+            .map(|n| n as u32)
+            .find(|n| Target::from_le_bytes(job.hash_nonce(*n)) <= job.target())
+    }
+
+    #[test]
+    fn parallel_lowest_matches_sequential_search() {
+        let pool = rayon::ThreadPoolBuilder::new()
+            .num_threads(4)
+            .build()
+            .unwrap();
+        for seed in 0..6 {
+            let h = header(seed);
+            let job = PowJob::new(&h, h.bits.to_target().unwrap());
+            let opts = SearchOptions {
+                mode: SearchMode::Lowest,
+                chunk: 1000,
+                nonces: 0..400_000,
+            };
+            let control = SearchControl::default();
+            let got = pool.install(|| search(&job, &opts, &control));
+            let want = sequential_first(&job, 0..400_000);
+            match want {
+                Some(n) => assert_eq!(got, SearchOutcome::Found(n), "seed {seed}"),
+                None => assert_eq!(got, SearchOutcome::Exhausted, "seed {seed}"),
+            }
+        }
+    }
+
+    #[test]
+    fn any_mode_returns_a_valid_solution() {
+        let h = header(9);
+        let job = PowJob::new(&h, h.bits.to_target().unwrap());
+        let control = SearchControl::default();
+        let SearchOutcome::Found(n) = search(&job, &SearchOptions::default(), &control) else {
+            panic!("an easy target must be solved")
+        };
+        assert!(Target::from_le_bytes(job.hash_nonce(n)) <= job.target());
+        assert!(control.hashes.load(Ordering::Relaxed) > u64::from(n) / 64);
+    }
+
+    #[test]
+    fn stop_flag_stops_the_search() {
+        let h = header(1);
+        let job = PowJob::new(&h, Target::ZERO);
+        let control = SearchControl::default();
+        control.stop.store(true, Ordering::Relaxed);
+        assert_eq!(
+            search(&job, &SearchOptions::default(), &control),
+            SearchOutcome::Stopped
+        );
+    }
+}

@@ -1,0 +1,9 @@
+//! Consensus primitives shared by every consensus rule: hashes, targets, headers,
+//! transactions, merkle trees and blocks.
+
+pub mod block;
+pub mod hash;
+pub mod header;
+pub mod merkle;
+pub mod pow_units;
+pub mod tx;

@@ -1,0 +1,553 @@
+//! A small UTXO transaction model shared by every consensus rule.
+//!
+//! Three kinds exist: the `genesis` transaction (opaque bytes, so that a Bitcoin genesis
+//! coinbase hashes to its real txid; like Bitcoin's, its outputs are not spendable), the
+//! `coinbase` (block height + extra-nonce + reward outputs) and the `transfer`, whose inputs are
+//! each signed with ed25519 by the owner of the output they spend. Outputs pay to an ed25519
+//! public key (pay-to-pubkey, as Peercoin requires for block signatures).
+//!
+//! The consensus encoding (the bytes hashed into a txid) is fixed-width little-endian with
+//! Bitcoin's CompactSize counts; amounts are integer base units (10^8 per coin).
+
+use std::fmt;
+
+use ed25519_dalek::{Signature, Signer, SigningKey, VerifyingKey};
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+use crate::primitives::hash::{Txid, sha256, sha256d};
+
+/// Base units per coin.
+pub const COIN: u64 = 100_000_000;
+/// The largest amount any output or sum may reach: 21 million coins, as in Bitcoin.
+pub const MAX_MONEY: u64 = 21_000_000 * COIN;
+
+/// An amount of coins in integer base units; shown and serialised as a decimal number of
+/// coins with up to 8 decimal places.
+#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
+pub struct Amount(u64);
+
+impl Amount {
+    /// Zero coins.
+    pub const ZERO: Self = Self(0);
+
+    /// Wraps a number of base units.
+    #[must_use]
+    pub const fn from_base_units(units: u64) -> Self {
+        Self(units)
+    }
+
+    /// Returns the number of base units.
+    #[must_use]
+    pub const fn to_base_units(self) -> u64 {
+        self.0
+    }
+
+    /// Adds, returning `None` past [`MAX_MONEY`].
+    #[must_use]
+    pub fn checked_add(self, rhs: Self) -> Option<Self> {
+        self.0
+            .checked_add(rhs.0)
+            .filter(|v| *v <= MAX_MONEY)
+            .map(Self)
+    }
+
+    /// Subtracts, returning `None` below zero.
+    #[must_use]
+    pub fn checked_sub(self, rhs: Self) -> Option<Self> {
+        self.0.checked_sub(rhs.0).map(Self)
+    }
+
+    /// Parses a decimal coin amount with at most 8 decimal places.
+    ///
+    /// # Errors
+    /// A message for negative, non-finite, too precise or too large values.
+    pub fn from_coins_f64(coins: f64) -> Result<Self, String> {
+        if !coins.is_finite() || coins < 0.0 {
+            return Err(format!("amount {coins} is not a non-negative number"));
+        }
+        let units = (coins * COIN as f64).round();
+        if units > MAX_MONEY as f64 {
+            return Err(format!("amount {coins} exceeds 21 million coins"));
+        }
+        #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
+        let units = units as u64;
+        if (units as f64 / COIN as f64 - coins).abs() > f64::EPSILON * coins.max(1.0) {
+            return Err(format!("amount {coins} has more than 8 decimal places"));
+        }
+        Ok(Self(units))
+    }
+
+    /// Returns the amount in coins as an `f64` (exact for every amount up to [`MAX_MONEY`]
+    /// when printed with 8 decimals).
+    #[must_use]
+    pub fn to_coins_f64(self) -> f64 {
+        self.0 as f64 / COIN as f64
+    }
+}
+
+impl fmt::Display for Amount {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}.{:08}", self.0 / COIN, self.0 % COIN)
+    }
+}
+
+impl fmt::Debug for Amount {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "Amount({self})")
+    }
+}
+
+impl Serialize for Amount {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_f64(self.to_coins_f64())
+    }
+}
+
+impl<'de> Deserialize<'de> for Amount {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        Self::from_coins_f64(f64::deserialize(d)?).map_err(serde::de::Error::custom)
+    }
+}
+
+/// An ed25519 public key: the owner of an output. Shown as 64 hex digits.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct PubKey([u8; 32]);
+
+impl PubKey {
+    /// Wraps 32 key bytes (not checked to be a curve point until a signature is verified).
+    #[must_use]
+    pub const fn from_bytes(bytes: [u8; 32]) -> Self {
+        Self(bytes)
+    }
+
+    /// Returns the 32 key bytes.
+    #[must_use]
+    pub const fn to_bytes(self) -> [u8; 32] {
+        self.0
+    }
+
+    /// Verifies `sig` over `msg` with ed25519's strict rules (no malleable encodings).
+    #[must_use]
+    pub fn verifies(&self, msg: &[u8], sig: &SigBytes) -> bool {
+        VerifyingKey::from_bytes(&self.0).is_ok_and(|vk| {
+            vk.verify_strict(msg, &Signature::from_bytes(&sig.0))
+                .is_ok()
+        })
+    }
+}
+
+impl fmt::Display for PubKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&hex::encode(self.0))
+    }
+}
+
+impl fmt::Debug for PubKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "PubKey({self})")
+    }
+}
+
+/// A 64-byte ed25519 signature. Shown as 128 hex digits.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub struct SigBytes([u8; 64]);
+
+impl SigBytes {
+    /// Wraps 64 signature bytes.
+    #[must_use]
+    pub const fn from_bytes(bytes: [u8; 64]) -> Self {
+        Self(bytes)
+    }
+
+    /// Returns the 64 signature bytes.
+    #[must_use]
+    pub const fn to_bytes(self) -> [u8; 64] {
+        self.0
+    }
+}
+
+impl fmt::Debug for SigBytes {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "SigBytes({})", hex::encode(self.0))
+    }
+}
+
+macro_rules! fixed_hex_serde {
+    ($name:ident, $len:expr) => {
+        impl Serialize for $name {
+            fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+                s.serialize_str(&hex::encode(self.0))
+            }
+        }
+
+        impl<'de> Deserialize<'de> for $name {
+            fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+                let s = <std::borrow::Cow<'de, str>>::deserialize(d)?;
+                let mut bytes = [0u8; $len];
+                hex::decode_to_slice(s.as_bytes(), &mut bytes).map_err(|_| {
+                    serde::de::Error::custom(format!(
+                        "expected {} hex digits, got {:?}",
+                        2 * $len,
+                        s
+                    ))
+                })?;
+                Ok(Self(bytes))
+            }
+        }
+    };
+}
+fixed_hex_serde!(PubKey, 32);
+fixed_hex_serde!(SigBytes, 64);
+
+/// A key pair derived deterministically from a seed and a wallet name, so that demo chains are
+/// reproducible: `secret = sha256("chainsmith/wallet/v1" ‖ seed ‖ 0x00 ‖ name)`.
+#[derive(Clone)]
+pub struct KeyPair {
+    name: String,
+    signing: SigningKey,
+}
+
+impl KeyPair {
+    /// Derives the key pair of wallet `name` from `seed`.
+    #[must_use]
+    pub fn derive(seed: &str, name: &str) -> Self {
+        let mut preimage = b"chainsmith/wallet/v1".to_vec();
+        preimage.extend_from_slice(seed.as_bytes());
+        preimage.push(0);
+        preimage.extend_from_slice(name.as_bytes());
+        Self {
+            name: name.to_owned(),
+            signing: SigningKey::from_bytes(&sha256(&preimage)),
+        }
+    }
+
+    /// Returns the wallet name.
+    #[must_use]
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// Returns the public key.
+    #[must_use]
+    pub fn pubkey(&self) -> PubKey {
+        PubKey(self.signing.verifying_key().to_bytes())
+    }
+
+    /// Signs `msg`.
+    #[must_use]
+    pub fn sign(&self, msg: &[u8]) -> SigBytes {
+        SigBytes(self.signing.sign(msg).to_bytes())
+    }
+}
+
+impl fmt::Debug for KeyPair {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "KeyPair({}, {})", self.name, self.pubkey())
+    }
+}
+
+/// Bytes shown as a hex string (the genesis transaction).
+#[derive(Clone, PartialEq, Eq)]
+pub struct HexBytes(pub Vec<u8>);
+
+impl fmt::Debug for HexBytes {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "HexBytes({})", hex::encode(&self.0))
+    }
+}
+
+impl Serialize for HexBytes {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&hex::encode(&self.0))
+    }
+}
+
+impl<'de> Deserialize<'de> for HexBytes {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = <std::borrow::Cow<'de, str>>::deserialize(d)?;
+        hex::decode(s.as_bytes())
+            .map(HexBytes)
+            .map_err(|e| serde::de::Error::custom(format!("bad hex: {e}")))
+    }
+}
+
+/// A reference to an output: the transaction that created it and its index there.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OutPoint {
+    /// The creating transaction.
+    pub txid: Txid,
+    /// The output's index in that transaction.
+    pub vout: u32,
+}
+
+/// An output: an amount paid to a public key.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TxOut {
+    /// The amount.
+    pub value: Amount,
+    /// The owner, who must sign to spend it.
+    pub to: PubKey,
+}
+
+/// A transfer input: the output it spends and the owner's signature over the transfer's
+/// signature hash ([`Transaction::sighash`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TxIn {
+    /// The transaction whose output is spent.
+    pub txid: Txid,
+    /// The index of the spent output.
+    pub vout: u32,
+    /// ed25519 signature by the spent output's owner.
+    pub signature: SigBytes,
+}
+
+impl TxIn {
+    /// Returns the output this input spends.
+    #[must_use]
+    pub const fn prevout(&self) -> OutPoint {
+        OutPoint {
+            txid: self.txid,
+            vout: self.vout,
+        }
+    }
+}
+
+/// A transaction.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
+pub enum Transaction {
+    /// The genesis block's transaction: raw bytes whose sha256d is the txid; creates nothing
+    /// spendable.
+    Genesis {
+        /// The raw serialised transaction.
+        raw: HexBytes,
+    },
+    /// The first transaction of every later block: mints the reward.
+    Coinbase {
+        /// The block height, which makes every coinbase unique (BIP34).
+        height: u32,
+        /// Rolled when all 2^32 header nonces fail, to give a new merkle root.
+        extra_nonce: u64,
+        /// Reward outputs.
+        outputs: Vec<TxOut>,
+    },
+    /// Moves coins: spends outputs, each signed by its owner, and creates new ones.
+    Transfer {
+        /// Inputs.
+        inputs: Vec<TxIn>,
+        /// Outputs.
+        outputs: Vec<TxOut>,
+    },
+}
+
+fn push_compact_size(out: &mut Vec<u8>, n: usize) {
+    let n = n as u64;
+    match n {
+        0..=0xfc => out.push(n as u8),
+        0xfd..=0xffff => {
+            out.push(0xfd);
+            out.extend_from_slice(&(n as u16).to_le_bytes());
+        }
+        0x1_0000..=0xffff_ffff => {
+            out.push(0xfe);
+            out.extend_from_slice(&(n as u32).to_le_bytes());
+        }
+        _ => {
+            out.push(0xff);
+            out.extend_from_slice(&n.to_le_bytes());
+        }
+    }
+}
+
+fn push_outputs(out: &mut Vec<u8>, outputs: &[TxOut]) {
+    push_compact_size(out, outputs.len());
+    for o in outputs {
+        out.extend_from_slice(&o.value.to_base_units().to_le_bytes());
+        out.extend_from_slice(&o.to.to_bytes());
+    }
+}
+
+const TAG_COINBASE: u8 = 1;
+const TAG_TRANSFER: u8 = 2;
+
+impl Transaction {
+    /// Returns the consensus encoding, the bytes hashed into the txid.
+    #[must_use]
+    pub fn to_bytes(&self) -> Vec<u8> {
+        self.encode(true)
+    }
+
+    fn encode(&self, with_signatures: bool) -> Vec<u8> {
+        match self {
+            Self::Genesis { raw } => raw.0.clone(),
+            Self::Coinbase {
+                height,
+                extra_nonce,
+                outputs,
+            } => {
+                let mut out = vec![TAG_COINBASE];
+                out.extend_from_slice(&height.to_le_bytes());
+                out.extend_from_slice(&extra_nonce.to_le_bytes());
+                push_outputs(&mut out, outputs);
+                out
+            }
+            Self::Transfer { inputs, outputs } => {
+                let mut out = vec![TAG_TRANSFER];
+                push_compact_size(&mut out, inputs.len());
+                for i in inputs {
+                    out.extend_from_slice(i.txid.as_bytes());
+                    out.extend_from_slice(&i.vout.to_le_bytes());
+                    if with_signatures {
+                        out.extend_from_slice(&i.signature.to_bytes());
+                    }
+                }
+                push_outputs(&mut out, outputs);
+                out
+            }
+        }
+    }
+
+    /// Returns the txid: sha256d of [`Transaction::to_bytes`].
+    #[must_use]
+    pub fn txid(&self) -> Txid {
+        Txid::hash(&self.to_bytes())
+    }
+
+    /// Returns the message every input of a transfer signs: sha256d of a domain tag and the
+    /// encoding without signatures (inputs' outpoints and all outputs).
+    #[must_use]
+    pub fn sighash(&self) -> [u8; 32] {
+        let mut msg = b"chainsmith/sighash/v1".to_vec();
+        msg.extend_from_slice(&self.encode(false));
+        sha256d(&msg)
+    }
+
+    /// Returns the outputs this transaction creates (none for genesis).
+    #[must_use]
+    pub fn outputs(&self) -> &[TxOut] {
+        match self {
+            Self::Genesis { .. } => &[],
+            Self::Coinbase { outputs, .. } | Self::Transfer { outputs, .. } => outputs,
+        }
+    }
+
+    /// Builds a transfer spending `spends` (each with the key that owns it) and creating
+    /// `outputs`, signing every input.
+    #[must_use]
+    pub fn signed_transfer(spends: &[(OutPoint, &KeyPair)], outputs: Vec<TxOut>) -> Self {
+        let unsigned = Self::Transfer {
+            inputs: spends
+                .iter()
+                .map(|(prevout, _)| TxIn {
+                    txid: prevout.txid,
+                    vout: prevout.vout,
+                    signature: SigBytes([0; 64]),
+                })
+                .collect(),
+            outputs,
+        };
+        let msg = unsigned.sighash();
+        let Self::Transfer {
+            mut inputs,
+            outputs,
+        } = unsigned
+        else {
+            unreachable!("built as a transfer above")
+        };
+        for (input, (_, key)) in inputs.iter_mut().zip(spends) {
+            input.signature = key.sign(&msg);
+        }
+        Self::Transfer { inputs, outputs }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn amount_decimal_roundtrip() {
+        for units in [0, 1, 12_345_678, 50 * COIN, MAX_MONEY] {
+            let a = Amount::from_base_units(units);
+            let back = Amount::from_coins_f64(a.to_coins_f64()).unwrap();
+            assert_eq!(back, a);
+        }
+        assert_eq!(
+            Amount::from_base_units(150_000_001).to_string(),
+            "1.50000001"
+        );
+        assert!(Amount::from_coins_f64(-1.0).is_err());
+        assert!(Amount::from_coins_f64(0.123_456_789).is_err());
+        assert!(Amount::from_coins_f64(21_000_001.0).is_err());
+    }
+
+    #[test]
+    fn signatures_cover_outputs() {
+        let alice = KeyPair::derive("seed", "alice");
+        let bob = KeyPair::derive("seed", "bob");
+        let prevout = OutPoint {
+            txid: Txid::hash(b"x"),
+            vout: 0,
+        };
+        let tx = Transaction::signed_transfer(
+            &[(prevout, &alice)],
+            vec![TxOut {
+                value: Amount::from_base_units(5),
+                to: bob.pubkey(),
+            }],
+        );
+        let Transaction::Transfer { inputs, outputs } = &tx else {
+            panic!("not a transfer")
+        };
+        assert!(alice.pubkey().verifies(&tx.sighash(), &inputs[0].signature));
+        assert!(!bob.pubkey().verifies(&tx.sighash(), &inputs[0].signature));
+        let mut changed = outputs.clone();
+        changed[0].value = Amount::from_base_units(6);
+        let tampered = Transaction::Transfer {
+            inputs: inputs.clone(),
+            outputs: changed,
+        };
+        assert!(
+            !alice
+                .pubkey()
+                .verifies(&tampered.sighash(), &inputs[0].signature)
+        );
+        assert_ne!(tx.txid(), tampered.txid());
+    }
+
+    #[test]
+    fn wallets_are_deterministic_and_distinct() {
+        assert_eq!(
+            KeyPair::derive("s", "a").pubkey(),
+            KeyPair::derive("s", "a").pubkey()
+        );
+        assert_ne!(
+            KeyPair::derive("s", "a").pubkey(),
+            KeyPair::derive("s", "b").pubkey()
+        );
+        assert_ne!(
+            KeyPair::derive("s", "a").pubkey(),
+            KeyPair::derive("t", "a").pubkey()
+        );
+    }
+
+    #[test]
+    fn transaction_json_roundtrip_and_unknown_fields() {
+        let tx = Transaction::Coinbase {
+            height: 3,
+            extra_nonce: 9,
+            outputs: vec![TxOut {
+                value: Amount::from_base_units(50 * COIN),
+                to: KeyPair::derive("s", "m").pubkey(),
+            }],
+        };
+        let json = serde_json::to_string(&tx).unwrap();
+        assert_eq!(serde_json::from_str::<Transaction>(&json).unwrap(), tx);
+        let bad = json.replacen("\"height\"", "\"bogus\":1,\"height\"", 1);
+        let err = serde_json::from_str::<Transaction>(&bad).unwrap_err();
+        assert!(err.to_string().contains("bogus"), "{err}");
+    }
+}
