@@ -222,10 +222,11 @@ impl CompactTarget {
     #[must_use]
     pub fn decode(self) -> DecodedCompact {
         let size = self.0 >> 24;
-        let word = self.0 & 0x007f_ffff;
+        let mut word = self.0 & 0x007f_ffff;
+        // Core shifts a small mantissa before it sets the flags, so 0x01803456 is not negative.
         let value = if size <= 3 {
-            let v = u64::from(word >> (8 * (3 - size)));
-            Target([v, 0, 0, 0])
+            word >>= 8 * (3 - size);
+            Target([u64::from(word), 0, 0, 0])
         } else {
             let shift = 8 * (size - 3);
             if shift >= 256 {

@@ -1,0 +1,99 @@
+//! Shared helpers for the integration tests: build valid chains in memory and re-mine
+//! tampered blocks so that each consensus rule can be tested on its own.
+#![allow(dead_code, clippy::unwrap_used)]
+
+use std::io::Cursor;
+
+use chainsmith::chain::record::BlockRecord;
+use chainsmith::chain::state::prepare;
+use chainsmith::chain::store::LineReader;
+use chainsmith::chain::verify::{LineErrorKind, Replay, replay};
+use chainsmith::chain::wallet::demo_transfers;
+use chainsmith::pow::miner::{SearchControl, SearchMode, SearchOptions, solve_block};
+use chainsmith::{ChainSpec, ChainState};
+
+/// A spec for fast tests: regtest difficulty, Bitcoin's retarget rule every 4 blocks,
+/// coinbase maturity 2, halving every 10 blocks.
+pub fn test_spec() -> ChainSpec {
+    ChainSpec::from_json(include_str!("../data/test-pow.json")).unwrap()
+}
+
+/// The clock the tests verify with: after every block time they build.
+pub const NOW: u32 = 2_000_000_000;
+
+fn lowest() -> SearchOptions {
+    SearchOptions {
+        mode: SearchMode::Lowest,
+        ..SearchOptions::default()
+    }
+}
+
+/// Builds a valid chain of `blocks` blocks after genesis, with up to `tx_per_block` demo
+/// transfers per block and block times exactly on schedule.
+pub fn build_chain(spec: &ChainSpec, blocks: u32, tx_per_block: usize) -> Vec<BlockRecord> {
+    let genesis = spec.genesis_block();
+    let mut records = vec![BlockRecord::new(0, &genesis, Some(spec))];
+    let mut state = ChainState::new(spec.clone());
+    state
+        .connect(&prepare(records[0].clone()).unwrap(), NOW)
+        .unwrap();
+    let keys = spec.wallet_keys();
+    let miner = spec.miner_key().pubkey();
+    for height in 1..=blocks {
+        let transfers = demo_transfers(&state, &keys, tx_per_block, height);
+        let time = spec.genesis.time + height * spec.target_spacing_s;
+        let template = state.block_template(time, miner, transfers);
+        let target = template.header.bits.to_target().unwrap();
+        let block = solve_block(template, target, &lowest(), &SearchControl::default()).unwrap();
+        let record = BlockRecord::new(height, &block, None);
+        state
+            .connect(&prepare(record.clone()).unwrap(), NOW)
+            .unwrap();
+        records.push(record);
+    }
+    records
+}
+
+/// Serialises records as a chain file.
+pub fn to_file_bytes(records: &[BlockRecord]) -> Vec<u8> {
+    let mut out = Vec::new();
+    for r in records {
+        out.extend_from_slice(r.to_json_line().as_bytes());
+        out.push(b'\n');
+    }
+    out
+}
+
+/// Verifies a chain file held in memory.
+pub fn replay_bytes(bytes: &[u8]) -> Replay {
+    replay(LineReader::new(Cursor::new(bytes)), NOW, &mut ()).unwrap()
+}
+
+/// Verifies records.
+pub fn replay_records(records: &[BlockRecord]) -> Replay {
+    replay_bytes(&to_file_bytes(records))
+}
+
+/// Makes a tampered record self-consistent again, as an attacker would: recomputes the merkle
+/// root, finds a nonce meeting the record's own bits and rewrites the `hash` field.
+pub fn remine(record: &mut BlockRecord) {
+    let mut block = record.to_block();
+    block.header.merkle_root = block.compute_merkle_root().root;
+    let target = block.header.bits.to_target().unwrap();
+    let job = chainsmith::hash::PowJob::new(&block.header, target);
+    let found = chainsmith::pow::miner::search(&job, &lowest(), &SearchControl::default());
+    let chainsmith::pow::miner::SearchOutcome::Found(nonce) = found else {
+        panic!("no nonce for the tampered header")
+    };
+    block.header.nonce = nonce;
+    let spec = record.spec.take();
+    *record = BlockRecord::new(record.height, &block, spec.as_ref());
+}
+
+/// Returns the error of a replay, asserting there is one at `height`.
+pub fn error_at(replay: &Replay, height: u64) -> LineErrorKind {
+    let err = replay.error.clone().expect("the chain must be rejected");
+    assert_eq!(err.height, height, "rejected at the wrong height: {err}");
+    assert_eq!(err.line, height + 1);
+    err.kind
+}
