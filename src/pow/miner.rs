@@ -211,6 +211,41 @@ mod tests {
     }
 
     #[test]
+    fn exhausted_nonce_range_rolls_the_extra_nonce() {
+        use crate::chain::record::BlockRecord;
+        use crate::chain::spec::ChainSpec;
+        use crate::chain::state::{ChainState, prepare};
+
+        let spec = ChainSpec::builtin("regtest").unwrap();
+        let mut state = ChainState::new(spec.clone());
+        let genesis = BlockRecord::new(0, &spec.genesis_block(), Some(&spec));
+        state.connect(&prepare(genesis).unwrap(), u32::MAX).unwrap();
+        let template = state.block_template(1_800_000_000, spec.miner_key().pubkey(), Vec::new());
+        // One hash in 256 meets this target; with four nonces per range, rolls are needed.
+        let target = Target::from_hex(&format!("00{}", "f".repeat(62))).unwrap();
+        let opts = SearchOptions {
+            mode: SearchMode::Lowest,
+            chunk: 2,
+            nonces: 0..4,
+        };
+        let control = SearchControl::default();
+        let block = solve_block(template, target, &opts, &control).unwrap();
+        let Transaction::Coinbase { extra_nonce, .. } = &block.txs[0] else {
+            panic!("coinbase first")
+        };
+        assert!(
+            *extra_nonce > 0,
+            "the first range happened to solve; pick another target"
+        );
+        assert!(block.header.nonce < 4);
+        assert!(target.is_met_by(block.block_hash()));
+        assert_eq!(block.header.merkle_root, block.compute_merkle_root().root);
+        // Every failed range was hashed in full (parallel chunks may hash a little more).
+        let minimum = 4 * extra_nonce + u64::from(block.header.nonce) + 1;
+        assert!(control.hashes.load(Ordering::Relaxed) >= minimum);
+    }
+
+    #[test]
     fn stop_flag_stops_the_search() {
         let h = header(1);
         let job = PowJob::new(&h, Target::ZERO);

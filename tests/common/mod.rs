@@ -14,12 +14,12 @@ use chainsmith::{ChainSpec, ChainState};
 
 /// A spec for fast tests: regtest difficulty, Bitcoin's retarget rule every 4 blocks,
 /// coinbase maturity 2, halving every 10 blocks.
-pub fn test_spec() -> ChainSpec {
+pub(crate) fn test_spec() -> ChainSpec {
     ChainSpec::from_json(include_str!("../data/test-pow.json")).unwrap()
 }
 
 /// The clock the tests verify with: after every block time they build.
-pub const NOW: u32 = 2_000_000_000;
+pub(crate) const NOW: u32 = 2_000_000_000;
 
 fn lowest() -> SearchOptions {
     SearchOptions {
@@ -30,7 +30,7 @@ fn lowest() -> SearchOptions {
 
 /// Builds a valid chain of `blocks` blocks after genesis, with up to `tx_per_block` demo
 /// transfers per block and block times exactly on schedule.
-pub fn build_chain(spec: &ChainSpec, blocks: u32, tx_per_block: usize) -> Vec<BlockRecord> {
+pub(crate) fn build_chain(spec: &ChainSpec, blocks: u32, tx_per_block: usize) -> Vec<BlockRecord> {
     let genesis = spec.genesis_block();
     let mut records = vec![BlockRecord::new(0, &genesis, Some(spec))];
     let mut state = ChainState::new(spec.clone());
@@ -55,7 +55,7 @@ pub fn build_chain(spec: &ChainSpec, blocks: u32, tx_per_block: usize) -> Vec<Bl
 }
 
 /// Serialises records as a chain file.
-pub fn to_file_bytes(records: &[BlockRecord]) -> Vec<u8> {
+pub(crate) fn to_file_bytes(records: &[BlockRecord]) -> Vec<u8> {
     let mut out = Vec::new();
     for r in records {
         out.extend_from_slice(r.to_json_line().as_bytes());
@@ -65,18 +65,18 @@ pub fn to_file_bytes(records: &[BlockRecord]) -> Vec<u8> {
 }
 
 /// Verifies a chain file held in memory.
-pub fn replay_bytes(bytes: &[u8]) -> Replay {
+pub(crate) fn replay_bytes(bytes: &[u8]) -> Replay {
     replay(LineReader::new(Cursor::new(bytes)), NOW, &mut ()).unwrap()
 }
 
 /// Verifies records.
-pub fn replay_records(records: &[BlockRecord]) -> Replay {
+pub(crate) fn replay_records(records: &[BlockRecord]) -> Replay {
     replay_bytes(&to_file_bytes(records))
 }
 
 /// Makes a tampered record self-consistent again, as an attacker would: recomputes the merkle
 /// root, finds a nonce meeting the record's own bits and rewrites the `hash` field.
-pub fn remine(record: &mut BlockRecord) {
+pub(crate) fn remine(record: &mut BlockRecord) {
     let mut block = record.to_block();
     block.header.merkle_root = block.compute_merkle_root().root;
     let target = block.header.bits.to_target().unwrap();
@@ -91,7 +91,7 @@ pub fn remine(record: &mut BlockRecord) {
 }
 
 /// Returns the error of a replay, asserting there is one at `height`.
-pub fn error_at(replay: &Replay, height: u64) -> LineErrorKind {
+pub(crate) fn error_at(replay: &Replay, height: u64) -> LineErrorKind {
     let err = replay.error.clone().expect("the chain must be rejected");
     assert_eq!(err.height, height, "rejected at the wrong height: {err}");
     assert_eq!(err.line, height + 1);

@@ -1,0 +1,496 @@
+//! The command-line contract: outputs, JSON keys, exit codes (0 ok, 1 invalid, 2 usage/IO,
+//! 130 interrupted), tamper detection by height, crash safety and repair.
+#![allow(clippy::unwrap_used)]
+
+use std::path::{Path, PathBuf};
+use std::process::{Command as StdCommand, Stdio};
+use std::time::Duration;
+
+use assert_cmd::cargo::cargo_bin_cmd;
+use predicates::prelude::*;
+use serde_json::Value;
+use tempfile::TempDir;
+
+const GENESIS_HEX: &str = "0100000000000000000000000000000000000000000000000000000000000000000000003ba3edfd7a7b12b27ac72c3e67768f617fc81bc3888a51323a9fb8aa4b1e5e4a29ab5f49ffff001d1dac2b7c";
+
+fn test_spec_path() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/test-pow.json")
+}
+
+/// Mines `blocks` blocks of the test spec (transfers from height 3 on) into `dir/c.jsonl`.
+fn mine_test_chain(dir: &TempDir, blocks: u32) -> PathBuf {
+    let chain = dir.path().join("c.jsonl");
+    cargo_bin_cmd!("chainsmith")
+        .args(["mine", "pow", "--quiet", "--threads", "1", "--blocks"])
+        .arg(blocks.to_string())
+        .arg("--spec")
+        .arg(test_spec_path())
+        .arg("--chain")
+        .arg(&chain)
+        .assert()
+        .success();
+    chain
+}
+
+fn lines(path: &Path) -> Vec<Value> {
+    std::fs::read_to_string(path)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect()
+}
+
+fn write_lines(path: &Path, values: &[Value]) {
+    let text: String = values.iter().map(|v| format!("{v}\n")).collect();
+    std::fs::write(path, text).unwrap();
+}
+
+fn verify_json(path: &Path) -> (i32, Value) {
+    let out = cargo_bin_cmd!("chainsmith")
+        .args(["verify", "--json", "--quiet"])
+        .arg(path)
+        .output()
+        .unwrap();
+    assert!(!String::from_utf8_lossy(&out.stderr).contains("panicked"));
+    let v = serde_json::from_slice(&out.stdout).unwrap();
+    (out.status.code().unwrap(), v)
+}
+
+#[test]
+fn header_decodes_bitcoin_genesis() {
+    cargo_bin_cmd!("chainsmith")
+        .args(["header", GENESIS_HEX])
+        .assert()
+        .success()
+        .stdout(predicate::str::contains(
+            "000000000019d6689c085ae165831e934ff763ae46a2a6c172b3f1b60a8ce26f",
+        ))
+        .stdout(predicate::str::contains("2009-01-03 18:15:05 UTC"))
+        .stdout(predicate::str::contains("meets_target  yes"));
+    let out = cargo_bin_cmd!("chainsmith")
+        .args(["header", "--json", GENESIS_HEX])
+        .output()
+        .unwrap();
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["bits"], "1d00ffff");
+    assert_eq!(v["nonce"], 2_083_236_893u32);
+    assert_eq!(v["version"], 1);
+    assert_eq!(v["meets_target"], true);
+    assert_eq!(
+        v["target"],
+        "00000000ffff0000000000000000000000000000000000000000000000000000"
+    );
+    for key in ["hash", "prev_hash", "merkle_root", "time"] {
+        assert!(v.get(key).is_some(), "{key}");
+    }
+}
+
+#[test]
+fn header_rejects_bad_input_with_one_line_and_exit_2() {
+    for (input, needle) in [
+        ("zz", "not a hex string"),
+        (&GENESIS_HEX[..158], "expected 80 bytes, got 79"),
+        (&GENESIS_HEX[..159], "odd number of digits"),
+    ] {
+        let out = cargo_bin_cmd!("chainsmith")
+            .args(["header", input])
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(2), "{input}");
+        let err = String::from_utf8(out.stderr).unwrap();
+        assert_eq!(err.lines().count(), 1, "{err}");
+        assert!(err.contains(needle), "{err}");
+    }
+}
+
+#[test]
+fn help_and_usage_errors() {
+    for sub in ["mine", "verify", "header", "show"] {
+        cargo_bin_cmd!("chainsmith")
+            .args([sub, "--help"])
+            .assert()
+            .success()
+            .stdout(predicate::str::contains("Usage"));
+    }
+    cargo_bin_cmd!("chainsmith")
+        .args(["mine", "pow", "--threads", "0"])
+        .assert()
+        .code(2);
+    cargo_bin_cmd!("chainsmith")
+        .args(["mine", "pos"])
+        .assert()
+        .code(2);
+}
+
+#[test]
+fn mine_then_verify_then_outside_check() {
+    let dir = TempDir::new().unwrap();
+    let chain = dir.path().join("r.jsonl");
+    let out = cargo_bin_cmd!("chainsmith")
+        .args([
+            "mine", "pow", "--spec", "regtest", "--blocks", "8", "--json", "--chain",
+        ])
+        .arg(&chain)
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["consensus"], "pow");
+    assert_eq!(v["blocks_mined"], 8);
+    assert_eq!(v["height"], 8);
+    assert!(v["hashes"].as_u64().unwrap() >= 8);
+    assert!(v["elapsed_s"].as_f64().unwrap() > 0.0);
+    assert!(v["hash_rate"].as_f64().unwrap() > 0.0);
+    assert_eq!(v["chain"], chain.display().to_string());
+
+    let (code, v) = verify_json(&chain);
+    assert_eq!(code, 0);
+    assert_eq!(v["valid"], true);
+    assert_eq!(v["blocks"], 9);
+    assert_eq!(v["height"], 8);
+
+    // The regtest genesis is Bitcoin's, byte for byte.
+    let first = &lines(&chain)[0];
+    assert_eq!(
+        first["hash"],
+        "0f9188f13cb7b2c71f2a335e3a4fc328bf5beb436012afca590b1a11466e2206"
+    );
+
+    // An independent re-hash with Python's hashlib agrees.
+    let hex = cargo_bin_cmd!("chainsmith")
+        .args(["show", "--hex"])
+        .arg(&chain)
+        .output()
+        .unwrap();
+    assert!(hex.status.success());
+    let mut py = StdCommand::new("python3")
+        .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/tools/outside-check.py"))
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("python3 is needed for the outside check");
+    std::io::Write::write_all(py.stdin.as_mut().unwrap(), &hex.stdout).unwrap();
+    let checked = py.wait_with_output().unwrap();
+    assert!(checked.status.success());
+    assert_eq!(
+        String::from_utf8(checked.stdout).unwrap().trim(),
+        "9 0f9188f13cb7b2c71f2a335e3a4fc328bf5beb436012afca590b1a11466e2206"
+    );
+}
+
+#[test]
+fn mine_continues_an_existing_chain() {
+    let dir = TempDir::new().unwrap();
+    let chain = mine_test_chain(&dir, 5);
+    let first = std::fs::read(&chain).unwrap();
+    mine_test_chain(&dir, 4);
+    let after = std::fs::read(&chain).unwrap();
+    // Append-only: the old bytes are untouched and four more blocks follow.
+    assert_eq!(&after[..first.len()], &first[..]);
+    let (code, v) = verify_json(&chain);
+    assert_eq!((code, v["height"].as_u64()), (0, Some(9)));
+    // Transfers were mined (maturity 2 in the test spec).
+    assert!(
+        lines(&chain)
+            .iter()
+            .any(|b| b["txs"].as_array().unwrap().len() > 1)
+    );
+}
+
+#[test]
+fn mining_onto_a_chain_of_another_spec_is_refused() {
+    let dir = TempDir::new().unwrap();
+    let chain = mine_test_chain(&dir, 1);
+    cargo_bin_cmd!("chainsmith")
+        .args(["mine", "pow", "--spec", "regtest", "--quiet", "--chain"])
+        .arg(&chain)
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains("was made with spec \"test-pow\""));
+}
+
+/// Tampers one field of block `height` and expects `verify` to exit 1 naming that height.
+fn assert_tamper_detected(field: &str, height: usize, change: impl Fn(&mut Value)) {
+    let dir = TempDir::new().unwrap();
+    let chain = mine_test_chain(&dir, 6);
+    let mut blocks = lines(&chain);
+    change(&mut blocks[height]);
+    write_lines(&chain, &blocks);
+    let (code, v) = verify_json(&chain);
+    assert_eq!(code, 1, "{field}: {v}");
+    assert_eq!(v["valid"], false, "{field}");
+    assert_eq!(v["error"]["height"], height, "{field}: {v}");
+    assert_eq!(v["blocks"], height, "{field}");
+    let out = cargo_bin_cmd!("chainsmith")
+        .arg("verify")
+        .arg(&chain)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let text = String::from_utf8(out.stdout).unwrap();
+    assert!(
+        text.contains(&format!("height {height}:")),
+        "{field}: {text}"
+    );
+}
+
+#[test]
+fn tampered_header_fields_are_rejected_at_their_height() {
+    assert_tamper_detected("nonce", 3, |b| {
+        b["nonce"] = (b["nonce"].as_u64().unwrap() + 1).into()
+    });
+    assert_tamper_detected("merkle_root", 4, |b| {
+        b["merkle_root"] = "11".repeat(32).into();
+    });
+    assert_tamper_detected("prev_hash", 2, |b| b["prev_hash"] = "22".repeat(32).into());
+    assert_tamper_detected("bits", 5, |b| b["bits"] = "207ffffe".into());
+    assert_tamper_detected("time", 1, |b| {
+        b["time"] = (b["time"].as_u64().unwrap() - 1).into()
+    });
+}
+
+#[test]
+fn tampered_transactions_are_rejected_at_their_height() {
+    assert_tamper_detected("coinbase value", 2, |b| {
+        b["txs"][0]["outputs"][0]["value"] = 5000.0.into();
+    });
+    assert_tamper_detected("transfer output", 5, |b| {
+        let v = b["txs"][1]["outputs"][0]["value"].as_f64().unwrap();
+        b["txs"][1]["outputs"][0]["value"] = (v + 1.0).into();
+    });
+    assert_tamper_detected("dropped transaction", 6, |b| {
+        b["txs"].as_array_mut().unwrap().pop();
+    });
+}
+
+#[test]
+fn malformed_lines_name_line_height_and_field() {
+    let dir = TempDir::new().unwrap();
+    let chain = mine_test_chain(&dir, 3);
+    let mut blocks = lines(&chain);
+    blocks[2]
+        .as_object_mut()
+        .unwrap()
+        .insert("colour".into(), "red".into());
+    write_lines(&chain, &blocks);
+    let out = cargo_bin_cmd!("chainsmith")
+        .arg("verify")
+        .arg(&chain)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let text = String::from_utf8(out.stdout).unwrap();
+    assert!(
+        text.contains("line 3: height 2: malformed block line"),
+        "{text}"
+    );
+    assert!(text.contains("unknown field `colour`"), "{text}");
+
+    std::fs::write(&chain, "").unwrap();
+    let (code, v) = verify_json(&chain);
+    assert_eq!(code, 1);
+    assert!(v["error"]["reason"].as_str().unwrap().contains("empty"));
+
+    cargo_bin_cmd!("chainsmith")
+        .args(["verify", "/nonexistent/chain.jsonl"])
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains(
+            "reading chain /nonexistent/chain.jsonl",
+        ));
+}
+
+#[test]
+fn torn_last_line_is_reported_and_repaired() {
+    let dir = TempDir::new().unwrap();
+    let chain = mine_test_chain(&dir, 5);
+    let full = std::fs::read(&chain).unwrap();
+    let cut = full.len() - 40;
+    std::fs::write(&chain, &full[..cut]).unwrap();
+
+    let (code, v) = verify_json(&chain);
+    assert_eq!(code, 1);
+    assert_eq!(v["error"]["line"], 6);
+    assert_eq!(v["error"]["height"], 5);
+    assert!(v["error"]["reason"].as_str().unwrap().contains("torn"));
+
+    // Mining refuses a damaged chain rather than appending after a torn line.
+    cargo_bin_cmd!("chainsmith")
+        .args(["mine", "pow", "--quiet", "--chain"])
+        .arg(&chain)
+        .assert()
+        .code(1)
+        .stderr(predicate::str::contains("line 6: height 5: torn last line"));
+
+    cargo_bin_cmd!("chainsmith")
+        .args(["verify", "--repair"])
+        .arg(&chain)
+        .assert()
+        .success()
+        .stdout(predicate::str::contains("removed"))
+        .stdout(predicate::str::contains("from line 6 (height 5)"));
+    let repaired = std::fs::read(&chain).unwrap();
+    let last_newline = full[..cut].iter().rposition(|b| *b == b'\n').unwrap();
+    assert_eq!(repaired, full[..=last_newline]);
+    let (code, v) = verify_json(&chain);
+    assert_eq!((code, v["height"].as_u64()), (0, Some(4)));
+    mine_test_chain(&dir, 2);
+    let (code, v) = verify_json(&chain);
+    assert_eq!((code, v["height"].as_u64()), (0, Some(6)));
+}
+
+fn wait_for_blocks(chain: &Path, min_lines: usize) {
+    for _ in 0..600 {
+        let n = std::fs::read_to_string(chain).map_or(0, |t| t.lines().count());
+        if n >= min_lines {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    panic!("the miner wrote no blocks");
+}
+
+/// A slower spec (2^16 expected hashes a block, fixed difficulty) so a kill lands mid-run.
+fn slow_spec(dir: &TempDir) -> PathBuf {
+    let mut spec: Value =
+        serde_json::from_str(&std::fs::read_to_string(test_spec_path()).unwrap()).unwrap();
+    spec["name"] = "slow".into();
+    spec["retarget"] = serde_json::json!({"rule": "none"});
+    spec["genesis"]["bits"] = "1f00ffff".into();
+    spec["genesis"]["nonce"] = 51_390.into();
+    let path = dir.path().join("slow.json");
+    std::fs::write(&path, spec.to_string()).unwrap();
+    path
+}
+
+fn spawn_miner(spec: &Path, chain: &Path) -> std::process::Child {
+    StdCommand::new(env!("CARGO_BIN_EXE_chainsmith"))
+        .args([
+            "mine",
+            "pow",
+            "--quiet",
+            "--threads",
+            "1",
+            "--blocks",
+            "1000000",
+            "--spec",
+        ])
+        .arg(spec)
+        .arg("--chain")
+        .arg(chain)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap()
+}
+
+#[test]
+fn sigkill_mid_run_loses_no_completed_block_and_mining_resumes() {
+    let dir = TempDir::new().unwrap();
+    let spec = slow_spec(&dir);
+    let chain = dir.path().join("k.jsonl");
+    let mut child = spawn_miner(&spec, &chain);
+    wait_for_blocks(&chain, 4);
+    child.kill().unwrap(); // SIGKILL
+    child.wait().unwrap();
+
+    let (code, v) = verify_json(&chain);
+    assert_eq!(code, 0, "{v}");
+    let height = v["height"].as_u64().unwrap();
+    assert!(height >= 3);
+    cargo_bin_cmd!("chainsmith")
+        .args(["mine", "pow", "--quiet", "--blocks", "2", "--spec"])
+        .arg(&spec)
+        .arg("--chain")
+        .arg(&chain)
+        .assert()
+        .success();
+    let (code, v) = verify_json(&chain);
+    assert_eq!((code, v["height"].as_u64()), (0, Some(height + 2)));
+}
+
+#[test]
+fn ctrl_c_stops_cleanly_with_exit_130() {
+    let dir = TempDir::new().unwrap();
+    let spec = slow_spec(&dir);
+    let chain = dir.path().join("i.jsonl");
+    let child = spawn_miner(&spec, &chain);
+    wait_for_blocks(&chain, 3);
+    let status = StdCommand::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(out.status.code(), Some(130));
+    let text = String::from_utf8(out.stdout).unwrap();
+    assert!(text.contains("(interrupted)"), "{text}");
+    let (code, _) = verify_json(&chain);
+    assert_eq!(code, 0);
+}
+
+#[test]
+fn spec_files_with_unknown_or_bad_fields_are_refused() {
+    let dir = TempDir::new().unwrap();
+    let mut spec: Value =
+        serde_json::from_str(&std::fs::read_to_string(test_spec_path()).unwrap()).unwrap();
+    spec["flavour"] = "x".into();
+    let path = dir.path().join("bad.json");
+    std::fs::write(&path, spec.to_string()).unwrap();
+    let out = cargo_bin_cmd!("chainsmith")
+        .args(["mine", "pow", "--spec"])
+        .arg(&path)
+        .arg("--chain")
+        .arg(dir.path().join("x.jsonl"))
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8(out.stderr).unwrap();
+    assert_eq!(err.lines().count(), 1, "{err}");
+    assert!(
+        err.contains("bad.json") && err.contains("unknown field `flavour`"),
+        "{err}"
+    );
+
+    spec.as_object_mut().unwrap().remove("flavour");
+    spec["genesis"]["bits"] = "00000000".into();
+    std::fs::write(&path, spec.to_string()).unwrap();
+    cargo_bin_cmd!("chainsmith")
+        .args(["mine", "pow", "--spec"])
+        .arg(&path)
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains("field `genesis.bits`"));
+
+    cargo_bin_cmd!("chainsmith")
+        .args(["mine", "pow", "--spec", "no-such-spec"])
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains("no built-in spec"));
+}
+
+#[test]
+fn show_prints_a_table_one_height_and_json() {
+    let dir = TempDir::new().unwrap();
+    let chain = mine_test_chain(&dir, 3);
+    cargo_bin_cmd!("chainsmith")
+        .arg("show")
+        .arg(&chain)
+        .assert()
+        .success()
+        .stdout(predicate::str::contains("height"))
+        .stdout(predicate::function(|s: &str| s.lines().count() == 5));
+    let out = cargo_bin_cmd!("chainsmith")
+        .args(["show", "--json", "--height", "2"])
+        .arg(&chain)
+        .output()
+        .unwrap();
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["height"], 2);
+    cargo_bin_cmd!("chainsmith")
+        .args(["show", "--height", "9"])
+        .arg(&chain)
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains("no block at height 9"));
+}
