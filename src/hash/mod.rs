@@ -1,17 +1,32 @@
-//! The sha256d nonce loop.
+//! The sha256d nonce loop and its backends.
 //!
 //! A header's first 64 bytes (version, previous hash and 28 bytes of the merkle root) do not
 //! change while the nonce runs, so their SHA-256 state — the *midstate* — is computed once per
 //! job. Each nonce then costs two compressions: the header's second 64-byte block (the last 16
-//! header bytes plus constant padding) and the second SHA-256 over the 32-byte digest. The loop
-//! neither allocates nor locks; the hash is compared with the target as machine words, most
-//! significant word first, so almost every nonce is rejected after one comparison.
+//! header bytes plus constant padding) and the second SHA-256 over the 32-byte digest.
+//!
+//! Backends share one interface, [`PowJob::scan`], and are chosen once at run time from the
+//! CPU's features ([`Backend::detect`]), as the sha2 and BLAKE3 crates do:
+//! * [`Backend::Soft`]: portable, the `sha2` crate's compression function on the midstate;
+//! * [`Backend::ShaNi`]: x86 SHA extensions, several independent nonces in flight to hide the
+//!   latency of `sha256rnds2`, nonce-independent rounds precomputed, the last rounds skipped;
+//! * [`Backend::Avx2`]: eight nonces in the lanes of 256-bit registers, same shortcuts.
+//!
+//! A kernel reports *candidates* — nonces whose hash has a most significant 32-bit word at or
+//! below the target's — and [`PowJob::scan`] checks each candidate against the full target.
+//! Nothing in the loop allocates or locks.
+
+use std::fmt;
+use std::ops::Range;
+use std::str::FromStr;
 
 use sha2::block_api::compress256;
-use std::ops::Range;
 
 use crate::primitives::header::Header;
 use crate::primitives::pow_units::Target;
+
+#[cfg(target_arch = "x86_64")]
+mod x86;
 
 /// SHA-256 initial state (FIPS 180-4 §5.3.3).
 const IV: [u32; 8] = [
@@ -25,16 +40,164 @@ const IV: [u32; 8] = [
     0x5be0_cd19,
 ];
 
+/// SHA-256 round constants (FIPS 180-4 §4.2.2).
+#[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
+const K: [u32; 64] = [
+    0x428a_2f98,
+    0x7137_4491,
+    0xb5c0_fbcf,
+    0xe9b5_dba5,
+    0x3956_c25b,
+    0x59f1_11f1,
+    0x923f_82a4,
+    0xab1c_5ed5,
+    0xd807_aa98,
+    0x1283_5b01,
+    0x2431_85be,
+    0x550c_7dc3,
+    0x72be_5d74,
+    0x80de_b1fe,
+    0x9bdc_06a7,
+    0xc19b_f174,
+    0xe49b_69c1,
+    0xefbe_4786,
+    0x0fc1_9dc6,
+    0x240c_a1cc,
+    0x2de9_2c6f,
+    0x4a74_84aa,
+    0x5cb0_a9dc,
+    0x76f9_88da,
+    0x983e_5152,
+    0xa831_c66d,
+    0xb003_27c8,
+    0xbf59_7fc7,
+    0xc6e0_0bf3,
+    0xd5a7_9147,
+    0x06ca_6351,
+    0x1429_2967,
+    0x27b7_0a85,
+    0x2e1b_2138,
+    0x4d2c_6dfc,
+    0x5338_0d13,
+    0x650a_7354,
+    0x766a_0abb,
+    0x81c2_c92e,
+    0x9272_2c85,
+    0xa2bf_e8a1,
+    0xa81a_664b,
+    0xc24b_8b70,
+    0xc76c_51a3,
+    0xd192_e819,
+    0xd699_0624,
+    0xf40e_3585,
+    0x106a_a070,
+    0x19a4_c116,
+    0x1e37_6c08,
+    0x2748_774c,
+    0x34b0_bcb5,
+    0x391c_0cb3,
+    0x4ed8_aa4a,
+    0x5b9c_ca4f,
+    0x682e_6ff3,
+    0x748f_82ee,
+    0x78a5_636f,
+    0x84c8_7814,
+    0x8cc7_0208,
+    0x90be_fffa,
+    0xa450_6ceb,
+    0xbef9_a3f7,
+    0xc671_78f2,
+];
+
 /// How often (in nonces) the loop looks at the stop flag.
 const STOP_CHECK_INTERVAL: u64 = 4096;
 
-/// A header prepared for nonce search: its midstate, its padded second block and the target.
+/// A sha256d implementation for the nonce loop.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Backend {
+    /// Portable: the `sha2` crate's compression function on the midstate.
+    Soft,
+    /// x86 SHA extensions, several nonces interleaved.
+    ShaNi,
+    /// x86 AVX2, eight nonces per batch.
+    Avx2,
+}
+
+/// The backend asked for is not supported by this CPU.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("backend {0} is not supported by this CPU")]
+pub struct UnsupportedBackend(pub Backend);
+
+impl Backend {
+    /// Every backend, fastest first on CPUs that have them all (measured with `bench`).
+    pub const ALL: [Self; 3] = [Self::ShaNi, Self::Avx2, Self::Soft];
+
+    /// Returns the name used by `--backend` and in reports.
+    #[must_use]
+    pub const fn name(self) -> &'static str {
+        match self {
+            Self::Soft => "soft",
+            Self::ShaNi => "sha-ni",
+            Self::Avx2 => "avx2",
+        }
+    }
+
+    /// Returns true if this CPU can run the backend.
+    #[must_use]
+    pub fn is_supported(self) -> bool {
+        match self {
+            Self::Soft => true,
+            #[cfg(target_arch = "x86_64")]
+            Self::ShaNi => x86::has_sha_ni(),
+            #[cfg(target_arch = "x86_64")]
+            Self::Avx2 => x86::has_avx2(),
+            #[cfg(not(target_arch = "x86_64"))]
+            Self::ShaNi | Self::Avx2 => false,
+        }
+    }
+
+    /// Returns the backends this CPU supports, fastest first.
+    #[must_use]
+    pub fn supported() -> Vec<Self> {
+        Self::ALL.into_iter().filter(|b| b.is_supported()).collect()
+    }
+
+    /// Returns the fastest backend this CPU supports.
+    #[must_use]
+    pub fn detect() -> Self {
+        Self::ALL
+            .into_iter()
+            .find(|b| b.is_supported())
+            .unwrap_or(Self::Soft)
+    }
+}
+
+impl fmt::Display for Backend {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+impl FromStr for Backend {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Self::ALL
+            .into_iter()
+            .find(|b| b.name() == s)
+            .ok_or_else(|| format!("unknown backend {s:?} (soft, sha-ni, avx2)"))
+    }
+}
+
+/// A header prepared for nonce search: its midstate, its padded second block, the target and
+/// the backend that will hash it.
 #[derive(Debug, Clone)]
 pub struct PowJob {
     midstate: [u32; 8],
     tail: [u8; 64],
     target: Target,
     target_top: u32,
+    backend: Backend,
 }
 
 /// The outcome of scanning a nonce range.
@@ -43,12 +206,13 @@ pub struct Scan {
     /// The first nonce in the range whose hash meets the target, if one was found before the
     /// range ended or the stop flag was raised.
     pub found: Option<u32>,
-    /// How many nonces were hashed.
+    /// How many nonces were hashed (up to and including the one found).
     pub hashes: u64,
 }
 
 impl PowJob {
-    /// Prepares `header` (its nonce is ignored) for a search against `target`.
+    /// Prepares `header` (its nonce is ignored) for a search against `target` with the
+    /// fastest backend this CPU supports.
     #[must_use]
     pub fn new(header: &Header, target: Target) -> Self {
         let bytes = header.to_bytes();
@@ -66,7 +230,26 @@ impl PowJob {
             tail,
             target,
             target_top,
+            backend: Backend::detect(),
         }
+    }
+
+    /// Returns the job with another backend.
+    ///
+    /// # Errors
+    /// [`UnsupportedBackend`] when this CPU cannot run it.
+    pub fn with_backend(mut self, backend: Backend) -> Result<Self, UnsupportedBackend> {
+        if !backend.is_supported() {
+            return Err(UnsupportedBackend(backend));
+        }
+        self.backend = backend;
+        Ok(self)
+    }
+
+    /// Returns the backend that hashes this job.
+    #[must_use]
+    pub const fn backend(&self) -> Backend {
+        self.backend
     }
 
     /// Returns the target this job searches for.
@@ -75,7 +258,8 @@ impl PowJob {
         self.target
     }
 
-    /// Returns sha256d of the header with `nonce`, as 32 bytes in internal order.
+    /// Returns sha256d of the header with `nonce`, as 32 bytes in internal order (portable
+    /// code, whatever the backend).
     #[must_use]
     pub fn hash_nonce(&self, nonce: u32) -> [u8; 32] {
         let state = self.second_hash(nonce);
@@ -104,23 +288,41 @@ impl PowJob {
         state
     }
 
-    /// Returns true if the final SHA-256 state meets the target. The digest's last word,
-    /// byte-swapped, is the most significant 32 bits of the hash read as a little-endian number.
-    #[inline]
-    fn state_meets_target(&self, state: &[u32; 8]) -> bool {
-        let top = state[7].swap_bytes();
-        if top != self.target_top {
-            return top < self.target_top;
-        }
-        let mut digest = [0u8; 32];
-        for (chunk, word) in digest.chunks_exact_mut(4).zip(state) {
-            chunk.copy_from_slice(&word.to_be_bytes());
-        }
-        Target::from_le_bytes(digest) <= self.target
+    /// The portable kernel: the first nonce in `start..end` whose hash's top word is at most
+    /// the target's. The digest's last word, byte-swapped, is the most significant 32 bits of
+    /// the hash read as a little-endian number.
+    fn soft_candidate(&self, start: u64, end: u64) -> Option<u32> {
+        (start..end)
+            .map(|n| n as u32)
+            .find(|n| self.second_hash(*n)[7].swap_bytes() <= self.target_top)
     }
 
-    /// Hashes the nonces in `range` (clamped to `0..=u32::MAX`) in order and returns the first
-    /// that meets the target. Calls `stop` every few thousand nonces and returns early, with
+    #[cfg(target_arch = "x86_64")]
+    fn scan_input(&self) -> x86::ScanInput {
+        let word =
+            |i: usize| u32::from_be_bytes(self.tail[4 * i..4 * i + 4].try_into().expect("4 bytes"));
+        x86::ScanInput {
+            midstate: self.midstate,
+            words: [word(0), word(1), word(2)],
+            target_top: self.target_top,
+        }
+    }
+
+    /// Returns the first candidate nonce in `start..end` from this job's backend.
+    fn candidate(&self, start: u64, end: u64) -> Option<u32> {
+        match self.backend {
+            Backend::Soft => self.soft_candidate(start, end),
+            #[cfg(target_arch = "x86_64")]
+            Backend::ShaNi => x86::scan_sha_ni(&self.scan_input(), start, end),
+            #[cfg(target_arch = "x86_64")]
+            Backend::Avx2 => x86::scan_avx2(&self.scan_input(), start, end),
+            #[cfg(not(target_arch = "x86_64"))]
+            Backend::ShaNi | Backend::Avx2 => self.soft_candidate(start, end),
+        }
+    }
+
+    /// Hashes the nonces in `range` (clamped to `0..=u32::MAX`) and returns the first that
+    /// meets the target. Calls `stop` every few thousand nonces and returns early, with
     /// `found: None`, once it answers true.
     #[must_use]
     pub fn scan(&self, range: Range<u64>, stop: impl Fn() -> bool) -> Scan {
@@ -131,17 +333,16 @@ impl PowJob {
                 break;
             }
             let batch_end = (nonce + STOP_CHECK_INTERVAL).min(end);
-            while nonce < batch_end {
-                #[allow(clippy::cast_possible_truncation)]
-                let n = nonce as u32;
-                if self.state_meets_target(&self.second_hash(n)) {
+            while let Some(candidate) = self.candidate(nonce, batch_end) {
+                if Target::from_le_bytes(self.hash_nonce(candidate)) <= self.target {
                     return Scan {
-                        found: Some(n),
-                        hashes: nonce + 1 - range.start,
+                        found: Some(candidate),
+                        hashes: u64::from(candidate) + 1 - range.start,
                     };
                 }
-                nonce += 1;
+                nonce = u64::from(candidate) + 1;
             }
+            nonce = batch_end;
         }
         Scan {
             found: None,
@@ -173,30 +374,46 @@ mod tests {
     }
 
     #[test]
-    fn scan_finds_the_real_nonce() {
+    fn every_backend_finds_the_real_nonce() {
         let header = Header::from_hex(BLOCK_125552).unwrap();
         let target = header.bits.to_target().unwrap();
-        let job = PowJob::new(&header, target);
-        let scan = job.scan(
-            u64::from(header.nonce) - 1000..u64::from(header.nonce) + 1000,
-            || false,
-        );
-        assert_eq!(scan.found, Some(header.nonce));
-        assert_eq!(scan.hashes, 1001);
+        for backend in Backend::supported() {
+            let job = PowJob::new(&header, target).with_backend(backend).unwrap();
+            let n = u64::from(header.nonce);
+            let scan = job.scan(n - 1000..n + 1000, || false);
+            assert_eq!(scan.found, Some(header.nonce), "{backend}");
+            assert_eq!(scan.hashes, 1001, "{backend}");
+        }
     }
 
     #[test]
     fn scan_honours_stop_and_range_end() {
         let header = Header::from_hex(BLOCK_125552).unwrap();
-        let job = PowJob::new(&header, Target::ZERO);
-        assert_eq!(job.scan(0..100_000, || true).hashes, 0);
-        let near_end = (1u64 << 32) - 10;
-        assert_eq!(
-            job.scan(near_end..u64::MAX, || false),
-            Scan {
-                found: None,
-                hashes: 10
-            }
-        );
+        for backend in Backend::supported() {
+            let job = PowJob::new(&header, Target::ZERO)
+                .with_backend(backend)
+                .unwrap();
+            assert_eq!(job.scan(0..100_000, || true).hashes, 0);
+            let near_end = (1u64 << 32) - 10;
+            let scan = job.scan(near_end..u64::MAX, || false);
+            assert_eq!(
+                scan,
+                Scan {
+                    found: None,
+                    hashes: 10
+                },
+                "{backend}"
+            );
+        }
+    }
+
+    #[test]
+    fn backend_names_roundtrip() {
+        for b in Backend::ALL {
+            assert_eq!(b.name().parse::<Backend>(), Ok(b));
+        }
+        assert!("sse".parse::<Backend>().is_err());
+        assert!(Backend::Soft.is_supported());
+        assert_eq!(Backend::supported().last(), Some(&Backend::Soft));
     }
 }
