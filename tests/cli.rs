@@ -494,3 +494,81 @@ fn show_prints_a_table_one_height_and_json() {
         .code(2)
         .stderr(predicate::str::contains("no block at height 9"));
 }
+
+#[test]
+fn bench_reports_every_backend_against_the_reference() {
+    let out = cargo_bin_cmd!("chainsmith")
+        .args(["bench", "--seconds", "0.05", "--threads", "2", "--json"])
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["reference"], "soft");
+    let results = v["results"].as_array().unwrap();
+    let skipped = v["skipped"].as_array().unwrap();
+    // Every backend is either measured (at 1 and 2 threads) or listed as skipped.
+    assert_eq!(results.len() / 2 + skipped.len(), 3);
+    for r in results {
+        for key in ["backend", "threads", "hashes", "seconds", "hash_rate"] {
+            assert!(r.get(key).is_some(), "{key}");
+        }
+        assert!(r["hashes"].as_u64().unwrap() > 0);
+        let rate = r["hash_rate"].as_f64().unwrap();
+        let expect = r["hashes"].as_f64().unwrap() / r["seconds"].as_f64().unwrap();
+        assert!((rate - expect).abs() < 1e-6 * rate);
+    }
+    let soft1 = results
+        .iter()
+        .find(|r| r["backend"] == "soft" && r["threads"] == 1)
+        .unwrap();
+    assert!((soft1["ratio_vs_reference"].as_f64().unwrap() - 1.0).abs() < 1e-12);
+
+    cargo_bin_cmd!("chainsmith")
+        .args([
+            "bench",
+            "--seconds",
+            "0.05",
+            "--backend",
+            "soft",
+            "--threads",
+            "1",
+        ])
+        .assert()
+        .success()
+        .stdout(predicate::str::contains("bench: backend=soft threads=1"));
+    cargo_bin_cmd!("chainsmith")
+        .args(["bench", "--backend", "sse9"])
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains("unknown backend"));
+    cargo_bin_cmd!("chainsmith")
+        .args(["bench", "--seconds", "-1"])
+        .assert()
+        .code(2);
+}
+
+#[test]
+fn mine_reports_and_honours_the_backend() {
+    let dir = TempDir::new().unwrap();
+    for backend in ["soft", "default"] {
+        let chain = dir.path().join(format!("{backend}.jsonl"));
+        let mut cmd = cargo_bin_cmd!("chainsmith");
+        cmd.args([
+            "mine", "pow", "--spec", "regtest", "--blocks", "3", "--json", "--chain",
+        ])
+        .arg(&chain);
+        if backend == "soft" {
+            cmd.args(["--backend", "soft"]);
+        }
+        let out = cmd.output().unwrap();
+        assert!(out.status.success());
+        let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+        let name = v["backend"].as_str().unwrap();
+        if backend == "soft" {
+            assert_eq!(name, "soft");
+        } else {
+            assert!(["sha-ni", "avx2", "soft"].contains(&name));
+        }
+        assert_eq!(verify_json(&chain).0, 0);
+    }
+}

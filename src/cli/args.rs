@@ -1,7 +1,9 @@
 //! Command-line arguments (clap derive).
 
 use std::path::PathBuf;
+use std::str::FromStr;
 
+use chainsmith::hash::Backend;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
 /// Mine, verify and compare blockchains under different consensus rules.
@@ -23,6 +25,9 @@ pub(crate) enum Command {
     Header(HeaderArgs),
     /// Print the blocks of a chain file.
     Show(ShowArgs),
+    /// Measure the sha256d nonce loop of each hash backend, at 1 thread and at all threads,
+    /// against the portable reference in the same run.
+    Bench(BenchArgs),
 }
 
 /// Consensus rules that can mine.
@@ -54,6 +59,9 @@ pub(crate) struct MineArgs {
     /// Take the lowest solving nonce, so runs are reproducible whatever the thread count.
     #[arg(long)]
     pub(crate) deterministic: bool,
+    /// Hash backend: sha-ni, avx2 or soft [default: the fastest this CPU supports].
+    #[arg(long, value_name = "NAME", value_parser = Backend::from_str)]
+    pub(crate) backend: Option<Backend>,
     /// Print one JSON object on stdout instead of a table.
     #[arg(long)]
     pub(crate) json: bool,
@@ -103,6 +111,32 @@ pub(crate) struct ShowArgs {
     /// Print blocks as JSON lines (the chain file's records).
     #[arg(long)]
     pub(crate) json: bool,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct BenchArgs {
+    /// Seconds to measure each backend at each thread count.
+    #[arg(long, default_value_t = 2.0, value_name = "S", value_parser = parse_seconds)]
+    pub(crate) seconds: f64,
+    /// Threads for the multi-threaded runs [default: all cores].
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u16).range(1..))]
+    pub(crate) threads: Option<u16>,
+    /// Measure only this backend (and the soft reference): sha-ni, avx2 or soft.
+    #[arg(long, value_name = "NAME", value_parser = Backend::from_str)]
+    pub(crate) backend: Option<Backend>,
+    /// Print one JSON object on stdout.
+    #[arg(long)]
+    pub(crate) json: bool,
+    /// No progress bar.
+    #[arg(long, short)]
+    pub(crate) quiet: bool,
+}
+
+fn parse_seconds(s: &str) -> Result<f64, String> {
+    match s.parse::<f64>() {
+        Ok(v) if v > 0.0 && v <= 3600.0 => Ok(v),
+        _ => Err(format!("{s:?} is not a number of seconds in (0, 3600]")),
+    }
 }
 
 #[cfg(test)]

@@ -13,6 +13,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use anyhow::{Context, Result};
 use chainsmith::ChainSpec;
+use chainsmith::hash::Backend;
 
 use args::{Cli, Command};
 
@@ -30,6 +31,7 @@ pub(crate) fn run(cli: Cli) -> Result<ExitCode> {
         Command::Verify(a) => commands::verify::run(&a),
         Command::Header(a) => commands::header::run(&a),
         Command::Show(a) => commands::show::run(&a),
+        Command::Bench(a) => commands::bench::run(&a),
     }
 }
 
@@ -61,6 +63,22 @@ pub(crate) fn resolve_spec(arg: &str) -> Result<ChainSpec> {
     let text = std::fs::read_to_string(path)
         .with_context(|| format!("reading spec {}", path.display()))?;
     ChainSpec::from_json(&text).with_context(|| format!("spec {}", path.display()))
+}
+
+/// Checks that this CPU runs `backend` (the fastest supported when `None`).
+pub(crate) fn choose_backend(backend: Option<Backend>) -> Result<Backend> {
+    let backend = backend.unwrap_or_else(Backend::detect);
+    if !backend.is_supported() {
+        anyhow::bail!(
+            "--backend {backend}: not supported by this CPU (supported: {})",
+            Backend::supported()
+                .iter()
+                .map(|b| b.name())
+                .collect::<Vec<_>>()
+                .join(", ")
+        );
+    }
+    Ok(backend)
 }
 
 /// Builds the rayon pool for `--threads` (all cores when `None`).

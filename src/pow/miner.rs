@@ -12,7 +12,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 use rayon::prelude::*;
 
-use crate::hash::PowJob;
+use crate::hash::{Backend, PowJob};
 use crate::primitives::block::Block;
 use crate::primitives::pow_units::Target;
 use crate::primitives::tx::Transaction;
@@ -48,6 +48,8 @@ pub struct SearchOptions {
     pub chunk: u64,
     /// The nonces to try (the full range is `0..2^32`).
     pub nonces: Range<u64>,
+    /// The hash backend [`solve_block`] uses.
+    pub backend: Backend,
 }
 
 impl Default for SearchOptions {
@@ -56,6 +58,7 @@ impl Default for SearchOptions {
             mode: SearchMode::Any,
             chunk: DEFAULT_CHUNK,
             nonces: 0..1 << 32,
+            backend: Backend::detect(),
         }
     }
 }
@@ -117,6 +120,9 @@ pub enum SolveError {
     /// The first transaction is not a coinbase, so there is no extra-nonce to roll.
     #[error("block has no coinbase to roll")]
     NoCoinbase,
+    /// The CPU cannot run the requested backend.
+    #[error(transparent)]
+    Unsupported(#[from] crate::hash::UnsupportedBackend),
 }
 
 /// Finds a nonce for `block` against `target`, rolling the coinbase extra-nonce (and so the
@@ -124,7 +130,8 @@ pub enum SolveError {
 ///
 /// # Errors
 /// [`SolveError::Stopped`] when `control.stop` is raised; [`SolveError::NoCoinbase`] when the
-/// range is exhausted and the block has no coinbase.
+/// range is exhausted and the block has no coinbase; [`SolveError::Unsupported`] when this CPU
+/// cannot run `opts.backend`.
 pub fn solve_block(
     mut block: Block,
     target: Target,
@@ -132,7 +139,7 @@ pub fn solve_block(
     control: &SearchControl,
 ) -> Result<Block, SolveError> {
     loop {
-        let job = PowJob::new(&block.header, target);
+        let job = PowJob::new(&block.header, target).with_backend(opts.backend)?;
         match search(&job, opts, control) {
             SearchOutcome::Found(nonce) => {
                 block.header.nonce = nonce;
@@ -187,6 +194,7 @@ mod tests {
                 mode: SearchMode::Lowest,
                 chunk: 1000,
                 nonces: 0..400_000,
+                ..SearchOptions::default()
             };
             let control = SearchControl::default();
             let got = pool.install(|| search(&job, &opts, &control));
@@ -227,6 +235,7 @@ mod tests {
             mode: SearchMode::Lowest,
             chunk: 2,
             nonces: 0..4,
+            ..SearchOptions::default()
         };
         let control = SearchControl::default();
         let block = solve_block(template, target, &opts, &control).unwrap();

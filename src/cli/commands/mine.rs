@@ -13,6 +13,7 @@ use chainsmith::chain::record::BlockRecord;
 use chainsmith::chain::state::prepare;
 use chainsmith::chain::store::ChainWriter;
 use chainsmith::chain::wallet::demo_transfers;
+use chainsmith::hash::Backend;
 use chainsmith::pow::miner::{SearchControl, SearchMode, SearchOptions, SolveError, solve_block};
 use serde_json::json;
 
@@ -20,7 +21,9 @@ use crate::cli::args::{MineArgs, MineConsensus};
 use crate::cli::commands::replay_file;
 use crate::cli::format::si;
 use crate::cli::progress::Progress;
-use crate::cli::{EXIT_INTERRUPTED, EXIT_INVALID, resolve_spec, thread_pool, unix_now};
+use crate::cli::{
+    EXIT_INTERRUPTED, EXIT_INVALID, choose_backend, resolve_spec, thread_pool, unix_now,
+};
 
 pub(crate) fn run(args: &MineArgs) -> Result<ExitCode> {
     let default_spec = match args.consensus {
@@ -33,6 +36,7 @@ pub(crate) fn run(args: &MineArgs) -> Result<ExitCode> {
         .unwrap_or_else(|| PathBuf::from("chains").join(format!("{}.jsonl", spec.name)));
     let pool = thread_pool(args.threads)?;
     let threads = pool.current_num_threads();
+    let backend = choose_backend(args.backend)?;
 
     let existing = std::fs::metadata(&path).is_ok_and(|m| m.len() > 0);
     let (mut state, mut writer) = if existing {
@@ -69,6 +73,7 @@ pub(crate) fn run(args: &MineArgs) -> Result<ExitCode> {
         } else {
             SearchMode::Any
         },
+        backend,
         ..SearchOptions::default()
     };
     let keys = state.spec().wallet_keys();
@@ -126,18 +131,17 @@ pub(crate) fn run(args: &MineArgs) -> Result<ExitCode> {
         0.0
     };
     let height = state.tip().map_or(0, |t| t.height);
-    report(
-        args,
-        &path,
-        &state,
+    let run = RunStats {
         mined,
         height,
         hashes,
         elapsed,
         rate,
         threads,
+        backend,
         interrupted,
-    )?;
+    };
+    report(args, &path, &state, &run)?;
     Ok(if interrupted {
         ExitCode::from(EXIT_INTERRUPTED)
     } else {
@@ -183,19 +187,30 @@ fn tick(progress: &Progress, control: &SearchControl, done: &AtomicBool, started
     }
 }
 
-#[allow(clippy::too_many_arguments)]
-fn report(
-    args: &MineArgs,
-    path: &Path,
-    state: &ChainState,
+/// What a mining run did.
+#[derive(Clone, Copy)]
+struct RunStats {
     mined: u64,
     height: u32,
     hashes: u64,
     elapsed: f64,
     rate: f64,
     threads: usize,
+    backend: Backend,
     interrupted: bool,
-) -> Result<()> {
+}
+
+fn report(args: &MineArgs, path: &Path, state: &ChainState, run: &RunStats) -> Result<()> {
+    let RunStats {
+        mined,
+        height,
+        hashes,
+        elapsed,
+        rate,
+        threads,
+        backend,
+        interrupted,
+    } = *run;
     let mut out = std::io::stdout().lock();
     let spec = state.spec();
     if args.json {
@@ -208,6 +223,7 @@ fn report(
             "elapsed_s": elapsed,
             "hash_rate": rate,
             "threads": threads,
+            "backend": backend.name(),
             "chain": path.display().to_string(),
             "interrupted": interrupted,
         });
@@ -220,7 +236,11 @@ fn report(
             spec.name
         )?;
         writeln!(out, "  hashes      {}", si(hashes as f64))?;
-        writeln!(out, "  hash rate   {}H/s on {threads} threads", si(rate))?;
+        writeln!(
+            out,
+            "  hash rate   {}H/s on {threads} threads ({backend})",
+            si(rate)
+        )?;
         writeln!(out, "  chain       {}", path.display())?;
     }
     Ok(())

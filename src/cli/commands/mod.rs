@@ -1,5 +1,6 @@
 //! One module per subcommand, and the chain replay they share.
 
+pub(crate) mod bench;
 pub(crate) mod header;
 pub(crate) mod mine;
 pub(crate) mod show;

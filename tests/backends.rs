@@ -1,0 +1,122 @@
+//! Every hash backend this CPU supports against the portable reference: random headers,
+//! targets and nonce ranges, the real headers of tests/vectors, and nonce boundaries (0,
+//! 2^32 − 1, ranges that start or end inside a batch of lanes).
+#![allow(clippy::unwrap_used)]
+
+use chainsmith::hash::{Backend, PowJob};
+use chainsmith::primitives::hash::{BlockHash, MerkleRoot};
+use chainsmith::{CompactTarget, Header, Target};
+use proptest::prelude::*;
+
+fn header(prev: [u8; 32], merkle: [u8; 32], time: u32, bits: u32) -> Header {
+    Header {
+        version: 0x2000_0000,
+        prev_hash: BlockHash::from_byte_array(prev),
+        merkle_root: MerkleRoot::from_byte_array(merkle),
+        time,
+        bits: CompactTarget::from_consensus(bits),
+        nonce: 0,
+    }
+}
+
+/// A target whose top 32 bits are `top` and whose lower bits are `low` repeated, so that
+/// candidates (top word ≤ target's) are common and the full comparison matters.
+fn target(top: u32, low: u64) -> Target {
+    let mut be = [0u8; 32];
+    be[..4].copy_from_slice(&top.to_be_bytes());
+    for chunk in be[4..].chunks_mut(8) {
+        let n = chunk.len();
+        chunk.copy_from_slice(&low.to_be_bytes()[..n]);
+    }
+    Target::from_be_bytes(be)
+}
+
+fn compare_all(h: &Header, t: Target, start: u64, len: u64) {
+    let reference = PowJob::new(h, t).with_backend(Backend::Soft).unwrap();
+    let want = reference.scan(start..start + len, || false);
+    for backend in Backend::supported() {
+        let job = PowJob::new(h, t).with_backend(backend).unwrap();
+        let got = job.scan(start..start + len, || false);
+        assert_eq!(got, want, "{backend} on {start}..+{len}, target {t}");
+    }
+}
+
+#[test]
+fn reports_which_backends_this_cpu_runs() {
+    let supported = Backend::supported();
+    let skipped: Vec<_> = Backend::ALL
+        .into_iter()
+        .filter(|b| !supported.contains(b))
+        .collect();
+    eprintln!("hash backends tested: {supported:?}; skipped (CPU lacks them): {skipped:?}");
+    assert!(supported.contains(&Backend::Soft));
+    assert_eq!(Backend::detect(), supported[0]);
+}
+
+#[test]
+fn nonce_boundaries_agree() {
+    let h = header([3; 32], [4; 32], 1_700_000_000, 0x207f_ffff);
+    // One nonce in about four passes: many candidates, hits at every lane position.
+    let t = target(0x4000_0000, 0x1234_5678_9abc_def0);
+    let top = 1u64 << 32;
+    for (start, len) in [
+        (0, 1),
+        (0, 7),
+        (1, 9),
+        (3, 17),
+        (top - 1, 1),
+        (top - 3, 3),
+        (top - 9, 9),
+        (top - 16, 16),
+        (top - 17, 17),
+    ] {
+        compare_all(&h, t, start, len);
+    }
+    // A target no hash meets: every backend hashes the whole range, up to 2^32 − 1.
+    for backend in Backend::supported() {
+        let job = PowJob::new(&h, Target::ZERO).with_backend(backend).unwrap();
+        let scan = job.scan(top - 13..top + 5, || false);
+        assert_eq!((scan.found, scan.hashes), (None, 13), "{backend}");
+    }
+}
+
+#[test]
+fn real_headers_agree_on_every_backend() {
+    let data: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/tests/vectors/headers.json"
+        ))
+        .unwrap(),
+    )
+    .unwrap();
+    for v in data["headers"].as_array().unwrap() {
+        let h = Header::from_hex(v["header_hex"].as_str().unwrap()).unwrap();
+        let t = h.bits.to_target().unwrap();
+        let n = u64::from(h.nonce);
+        for backend in Backend::supported() {
+            let job = PowJob::new(&h, t).with_backend(backend).unwrap();
+            let scan = job.scan(n.saturating_sub(37)..n + 37, || false);
+            // Regtest's target is met by about half of all nonces; the others are real.
+            let first = (n.saturating_sub(37)..=n)
+                .find(|k| t >= Target::from_le_bytes(job.hash_nonce(*k as u32)))
+                .unwrap();
+            assert_eq!(scan.found, Some(first as u32), "{backend} {}", v["height"]);
+        }
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(64))]
+
+    #[test]
+    fn backends_agree_with_the_reference(
+        prev in any::<[u8; 32]>(), merkle in any::<[u8; 32]>(), time in any::<u32>(),
+        bits in any::<u32>(), top in any::<u32>(), low in any::<u64>(),
+        start in 0u64..(1 << 32), len in 0u64..200,
+    ) {
+        let h = header(prev, merkle, time, bits);
+        let start = start.min((1 << 32) - len);
+        compare_all(&h, target(top, low), start, len);
+    }
+}
