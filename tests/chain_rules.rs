@@ -421,3 +421,19 @@ fn valid_prefix_length_points_at_the_bad_line() {
     assert_eq!(err.offset, prefix.len() as u64);
     assert_eq!(r.state.unwrap().tip().unwrap().height, 5);
 }
+
+#[test]
+fn chain_continues_after_the_subsidy_runs_out() {
+    // Halving every 10 blocks: after 64 halvings (height 640) blocks pay nothing. Fixed
+    // difficulty, so that 660 blocks mine at once.
+    let mut spec = test_spec();
+    spec.retarget = chainsmith::pow::retarget::RetargetRule::None;
+    let records = build_chain(&spec, 660, 0);
+    assert_eq!(spec.subsidy(650), Amount::ZERO);
+    assert!(records[650].txs.len() == 1);
+    let Transaction::Coinbase { outputs, .. } = &records[650].txs[0] else {
+        panic!("coinbase first")
+    };
+    assert!(outputs.is_empty());
+    assert!(replay_records(&records).error.is_none());
+}

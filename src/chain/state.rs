@@ -434,8 +434,8 @@ impl ChainState {
     }
 
     /// Builds the next block for the miner: header on the tip with the required bits and time
-    /// `max(now, median time past + 1)`, a coinbase paying subsidy plus fees to `miner`, then
-    /// `transfers`. The nonce is 0 and the merkle root is filled in.
+    /// `max(now, median time past + 1)`, a coinbase paying subsidy plus fees to `miner` (no
+    /// output when that is zero), then `transfers`. The nonce is 0 and the merkle root is filled in.
     ///
     /// # Panics
     /// If genesis is not connected.
@@ -452,13 +452,20 @@ impl ChainState {
             .subsidy(height)
             .checked_add(fees)
             .unwrap_or_else(|| self.spec.subsidy(height));
+        // Once the subsidy has halved to nothing a block without fees pays nothing: its
+        // coinbase then has no outputs (an output may not be zero).
+        let outputs = if reward == Amount::ZERO {
+            Vec::new()
+        } else {
+            vec![TxOut {
+                value: reward,
+                to: miner,
+            }]
+        };
         let mut txs = vec![Transaction::Coinbase {
             height,
             extra_nonce: 0,
-            outputs: vec![TxOut {
-                value: reward,
-                to: miner,
-            }],
+            outputs,
         }];
         txs.extend(transfers);
         let mut block = Block {

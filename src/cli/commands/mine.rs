@@ -90,6 +90,10 @@ pub(crate) fn run(args: &MineArgs) -> Result<ExitCode> {
         }
         let outcome = pool.install(|| -> Result<()> {
             while mined < args.blocks {
+                if !wait_for_clock(&state, &control) {
+                    interrupted = true;
+                    break;
+                }
                 let height = state.next_height();
                 let transfers = demo_transfers(&state, &keys, args.tx_per_block, height);
                 let template = state.block_template(unix_now(), miner, transfers);
@@ -164,6 +168,22 @@ fn create_chain(path: &Path, spec: chainsmith::ChainSpec) -> Result<(ChainState,
         .append(&record)
         .with_context(|| format!("writing genesis to {}", path.display()))?;
     Ok((state, writer))
+}
+
+/// Blocks must be later than the median of the previous 11, so a chain mined faster than one
+/// block per second runs ahead of the clock (one second per six blocks). Waits while the next
+/// block's earliest time is past the future limit that verification allows, so every block
+/// mined stays valid. Returns false if Ctrl-C stopped the wait.
+fn wait_for_clock(state: &ChainState, control: &SearchControl) -> bool {
+    let earliest = u64::from(state.median_time_past()) + 1;
+    let limit = u64::from(state.spec().max_future_s);
+    while earliest > u64::from(unix_now()) + limit {
+        if control.stop.load(Ordering::Relaxed) {
+            return false;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    true
 }
 
 /// Updates the bar's live hash rate until `done`.
