@@ -127,20 +127,10 @@ pub(crate) fn run(args: &MineArgs) -> Result<ExitCode> {
     progress.finish();
     result?;
 
-    let elapsed = started.elapsed().as_secs_f64();
-    let hashes = control.hashes.load(Ordering::Relaxed);
-    let rate = if elapsed > 0.0 {
-        hashes as f64 / elapsed
-    } else {
-        0.0
-    };
-    let height = state.tip().map_or(0, |t| t.height);
     let run = RunStats {
         mined,
-        height,
-        hashes,
-        elapsed,
-        rate,
+        hashes: control.hashes.load(Ordering::Relaxed),
+        elapsed: started.elapsed().as_secs_f64(),
         threads,
         backend,
         interrupted,
@@ -208,58 +198,57 @@ fn tick(progress: &Progress, control: &SearchControl, done: &AtomicBool, started
 }
 
 /// What a mining run did.
-#[derive(Clone, Copy)]
 struct RunStats {
     mined: u64,
-    height: u32,
     hashes: u64,
     elapsed: f64,
-    rate: f64,
     threads: usize,
     backend: Backend,
     interrupted: bool,
 }
 
 fn report(args: &MineArgs, path: &Path, state: &ChainState, run: &RunStats) -> Result<()> {
-    let RunStats {
-        mined,
-        height,
-        hashes,
-        elapsed,
-        rate,
-        threads,
-        backend,
-        interrupted,
-    } = *run;
+    let height = state.tip().map_or(0, |t| t.height);
+    let rate = if run.elapsed > 0.0 {
+        run.hashes as f64 / run.elapsed
+    } else {
+        0.0
+    };
     let mut out = std::io::stdout().lock();
     let spec = state.spec();
     if args.json {
         let v = json!({
             "consensus": spec.consensus.as_str(),
             "spec": spec.name,
-            "blocks_mined": mined,
+            "blocks_mined": run.mined,
             "height": height,
-            "hashes": hashes,
-            "elapsed_s": elapsed,
+            "hashes": run.hashes,
+            "elapsed_s": run.elapsed,
             "hash_rate": rate,
-            "threads": threads,
-            "backend": backend.name(),
+            "threads": run.threads,
+            "backend": run.backend.name(),
             "chain": path.display().to_string(),
-            "interrupted": interrupted,
+            "interrupted": run.interrupted,
         });
         writeln!(out, "{v}")?;
     } else {
-        let note = if interrupted { " (interrupted)" } else { "" };
+        let note = if run.interrupted {
+            " (interrupted)"
+        } else {
+            ""
+        };
         writeln!(
             out,
-            "mined {mined} blocks on {} (tip height {height}) in {elapsed:.2} s{note}",
-            spec.name
+            "mined {} blocks on {} (tip height {height}) in {:.2} s{note}",
+            run.mined, spec.name, run.elapsed
         )?;
-        writeln!(out, "  hashes      {}", si(hashes as f64))?;
+        writeln!(out, "  hashes      {}", si(run.hashes as f64))?;
         writeln!(
             out,
-            "  hash rate   {}H/s on {threads} threads ({backend})",
-            si(rate)
+            "  hash rate   {}H/s on {} threads ({})",
+            si(rate),
+            run.threads,
+            run.backend
         )?;
         writeln!(out, "  chain       {}", path.display())?;
     }
