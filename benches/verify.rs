@@ -5,6 +5,7 @@ use std::hint::black_box;
 use std::io::Cursor;
 
 use chainsmith::chain::record::BlockRecord;
+use chainsmith::chain::spec::Consensus;
 use chainsmith::chain::state::prepare;
 use chainsmith::chain::store::LineReader;
 use chainsmith::chain::verify::replay;
@@ -22,7 +23,7 @@ fn regtest_chain(blocks: u32) -> Vec<u8> {
     out.push(b'\n');
     let mut state = ChainState::new(spec.clone());
     state
-        .connect(&prepare(record).expect("genesis"), u32::MAX)
+        .connect(&prepare(record, Consensus::Pow).expect("genesis"), u32::MAX)
         .expect("genesis");
     let miner = spec.miner_key().pubkey();
     for height in 1..=blocks {
@@ -37,7 +38,10 @@ fn regtest_chain(blocks: u32) -> Vec<u8> {
         .expect("regtest blocks solve at once");
         let record = BlockRecord::new(height, &block, None);
         state
-            .connect(&prepare(record.clone()).expect("valid"), u32::MAX)
+            .connect(
+                &prepare(record.clone(), Consensus::Pow).expect("valid"),
+                u32::MAX,
+            )
             .expect("valid");
         out.extend_from_slice(record.to_json_line().as_bytes());
         out.push(b'\n');

@@ -11,10 +11,10 @@ use crate::primitives::block::Block;
 use crate::primitives::hash::{BlockHash, Hash256, MerkleRoot};
 use crate::primitives::header::Header;
 use crate::primitives::pow_units::CompactTarget;
-use crate::primitives::tx::Transaction;
+use crate::primitives::tx::{SigBytes, Transaction};
 
 /// A block as stored on one line of a chain file.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct BlockRecord {
     /// The block's height (genesis is 0).
@@ -41,6 +41,9 @@ pub struct BlockRecord {
     pub spec_hash: Option<Hash256>,
     /// The transactions.
     pub txs: Vec<Transaction>,
+    /// Proof of stake: the staker's signature over the block hash.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub signature: Option<SigBytes>,
 }
 
 impl BlockRecord {
@@ -60,6 +63,7 @@ impl BlockRecord {
             spec: spec.cloned(),
             spec_hash: spec.map(ChainSpec::spec_hash),
             txs: block.txs.clone(),
+            signature: None,
         }
     }
 

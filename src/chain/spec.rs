@@ -7,16 +7,18 @@
 
 use serde::{Deserialize, Serialize};
 
+use crate::pos::InterestRule;
 use crate::pow::retarget::RetargetRule;
 use crate::primitives::block::Block;
 use crate::primitives::hash::{BlockHash, Hash256};
 use crate::primitives::header::Header;
 use crate::primitives::pow_units::{CompactTarget, Target};
-use crate::primitives::tx::{Amount, HexBytes, KeyPair, Transaction};
+use crate::primitives::tx::{Amount, HexBytes, KeyPair, Transaction, TxOut};
 
 /// The built-in specs: name and JSON text.
-pub const BUILTIN_SPECS: [(&str, &str); 2] = [
+pub const BUILTIN_SPECS: [(&str, &str); 3] = [
     ("pow-demo", include_str!("../../chains/pow-demo.json")),
+    ("pos-demo", include_str!("../../chains/pos-demo.json")),
     ("regtest", include_str!("../../chains/regtest.json")),
 ];
 
@@ -26,6 +28,8 @@ pub const BUILTIN_SPECS: [(&str, &str); 2] = [
 pub enum Consensus {
     /// Proof of work: sha256d(header) ≤ target.
     Pow,
+    /// Proof of stake: sha256d(kernel) ≤ target × coin-age weight (see [`crate::pos`]).
+    Pos,
 }
 
 impl Consensus {
@@ -34,6 +38,7 @@ impl Consensus {
     pub const fn as_str(self) -> &'static str {
         match self {
             Self::Pow => "pow",
+            Self::Pos => "pos",
         }
     }
 }
@@ -64,8 +69,66 @@ pub struct RewardSpec {
     pub halving_interval: u32,
 }
 
+/// A stakeholder of a proof-of-stake genesis: a wallet name and the outputs it starts with.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Stakeholder {
+    /// Wallet name (its key is derived from the spec's `wallet_seed`).
+    pub name: String,
+    /// The value of each genesis output it owns, in coins.
+    pub coins: Vec<f64>,
+}
+
+/// How a proof-of-stake miner's clock runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum Clock {
+    /// Chain time jumps ahead as fast as kernels are tried: months of coin-age in seconds.
+    #[default]
+    Virtual,
+    /// Chain time follows the wall clock: one attempt per output per real second.
+    Wall,
+}
+
+/// Proof-of-stake parameters.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PosSpec {
+    /// The genesis stake distribution.
+    pub stakeholders: Vec<Stakeholder>,
+    /// Age (days, fractions allowed) before an output may stake; its kernel weight starts
+    /// from zero there.
+    #[serde(default = "default_min_age")]
+    pub min_age_days: f64,
+    /// Age (days, fractions allowed) at which kernel weight stops growing.
+    #[serde(default = "default_max_age")]
+    pub max_age_days: f64,
+    /// How interest is paid on the coin-age a coinstake consumes.
+    #[serde(default = "default_interest")]
+    pub interest: InterestRule,
+    /// Blocks between stake modifier changes (see [`crate::pos::stake::stake_modifier`]).
+    #[serde(default = "default_modifier_interval")]
+    pub modifier_interval: u32,
+    /// The miner's clock.
+    #[serde(default)]
+    pub clock: Clock,
+}
+
+const fn default_min_age() -> f64 {
+    30.0
+}
+const fn default_max_age() -> f64 {
+    90.0
+}
+const fn default_interest() -> InterestRule {
+    InterestRule::Exact { rate_ppm: 50_000 }
+}
+const fn default_modifier_interval() -> u32 {
+    16
+}
+
 /// A chain spec. See the module docs and README for every field.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ChainSpec {
     /// Short name; the default chain file is `chains/<name>.jsonl`.
@@ -92,6 +155,9 @@ pub struct ChainSpec {
     pub miner: String,
     /// Demo wallets that transfers move coins between.
     pub wallets: Vec<String>,
+    /// Proof-of-stake parameters (required when `consensus` is `pos`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pos: Option<PosSpec>,
 }
 
 /// Why a spec is unusable.
@@ -109,9 +175,107 @@ pub enum SpecError {
         /// What is wrong.
         reason: String,
     },
+    /// A field inside a list has a value the rules forbid.
+    #[error("field `{field}`: {reason}")]
+    BadFieldAt {
+        /// The field's path, e.g. `pos.stakeholders[2].coins[0]`.
+        field: String,
+        /// What is wrong.
+        reason: String,
+    },
     /// No built-in spec has this name.
-    #[error("no built-in spec named {0:?} (built-in: pow-demo, regtest)")]
+    #[error("no built-in spec named {0:?} (built-in: pow-demo, pos-demo, regtest)")]
     UnknownBuiltin(String),
+}
+
+impl PosSpec {
+    /// Checks the stake distribution and the ages.
+    ///
+    /// # Errors
+    /// [`SpecError::BadField`] naming the field.
+    pub fn validate(&self) -> Result<(), SpecError> {
+        if self.stakeholders.is_empty() {
+            return Err(bad("pos.stakeholders", "the stake set is empty"));
+        }
+        let mut seen = std::collections::HashSet::new();
+        for (i, h) in self.stakeholders.iter().enumerate() {
+            if h.name.is_empty() || !seen.insert(h.name.as_str()) {
+                return Err(bad_owned(
+                    format!("pos.stakeholders[{i}].name"),
+                    format!("{:?} is empty or not unique", h.name),
+                ));
+            }
+            if h.coins.is_empty() {
+                return Err(bad_owned(
+                    format!("pos.stakeholders[{i}].coins"),
+                    "no outputs",
+                ));
+            }
+            for (j, c) in h.coins.iter().enumerate() {
+                let amount = Amount::from_coins_f64(*c)
+                    .map_err(|e| bad_owned(format!("pos.stakeholders[{i}].coins[{j}]"), e))?;
+                if amount == Amount::ZERO {
+                    return Err(bad_owned(
+                        format!("pos.stakeholders[{i}].coins[{j}]"),
+                        "must be positive",
+                    ));
+                }
+            }
+        }
+        for (field, days) in [
+            ("pos.min_age_days", self.min_age_days),
+            ("pos.max_age_days", self.max_age_days),
+        ] {
+            if !days.is_finite() || !(0.0..=36_500.0).contains(&days) {
+                return Err(bad(
+                    field,
+                    format!("{days} is not a number of days in 0..=36500"),
+                ));
+            }
+        }
+        if self.min_age_days > self.max_age_days {
+            return Err(bad(
+                "pos.min_age_days",
+                format!(
+                    "min_age_days {} is greater than max_age_days {}",
+                    self.min_age_days, self.max_age_days
+                ),
+            ));
+        }
+        if self.max_age_s() == 0 {
+            return Err(bad("pos.max_age_days", "must be more than zero"));
+        }
+        if self.modifier_interval == 0 {
+            return Err(bad("pos.modifier_interval", "must be at least 1"));
+        }
+        Ok(())
+    }
+}
+
+impl PosSpec {
+    /// The minimum age in seconds.
+    #[must_use]
+    pub fn min_age_s(&self) -> u64 {
+        days_to_seconds(self.min_age_days)
+    }
+
+    /// The maximum age in seconds.
+    #[must_use]
+    pub fn max_age_s(&self) -> u64 {
+        days_to_seconds(self.max_age_days)
+    }
+}
+
+#[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
+fn days_to_seconds(days: f64) -> u64 {
+    (days * 86_400.0).round() as u64
+}
+
+fn bad_owned(field: String, reason: impl Into<String>) -> SpecError {
+    SpecError::BadFieldAt {
+        field,
+        reason: reason.into(),
+    }
 }
 
 fn bad(field: &'static str, reason: impl Into<String>) -> SpecError {
@@ -190,7 +354,40 @@ impl ChainSpec {
         if self.wallets.iter().any(String::is_empty) {
             return Err(bad("wallets", "wallet names must not be empty"));
         }
+        match (self.consensus, &self.pos) {
+            (Consensus::Pos, None) => return Err(bad("pos", "required when consensus is pos")),
+            (Consensus::Pow, Some(_)) => return Err(bad("pos", "only allowed with consensus pos")),
+            (Consensus::Pos, Some(pos)) => pos.validate()?,
+            (Consensus::Pow, None) => {}
+        }
+        if matches!(self.retarget, RetargetRule::Peercoin { .. })
+            != (self.consensus == Consensus::Pos)
+        {
+            return Err(bad(
+                "retarget.rule",
+                "peercoin is the proof-of-stake rule, and only it",
+            ));
+        }
         Ok(())
+    }
+
+    /// Returns the genesis stake outputs of a proof-of-stake spec: owner key and value, in
+    /// spec order (empty for proof of work).
+    #[must_use]
+    pub fn genesis_allocations(&self) -> Vec<TxOut> {
+        let Some(pos) = &self.pos else {
+            return Vec::new();
+        };
+        pos.stakeholders
+            .iter()
+            .flat_map(|h| {
+                let to = KeyPair::derive(&self.wallet_seed, &h.name).pubkey();
+                h.coins.iter().map(move |c| TxOut {
+                    value: Amount::from_coins_f64(*c).unwrap_or(Amount::ZERO),
+                    to,
+                })
+            })
+            .collect()
     }
 
     /// Returns the spec's hash: sha256d of its canonical JSON (fields in declaration order).
@@ -203,12 +400,21 @@ impl ChainSpec {
         )
     }
 
-    /// Builds the genesis block this spec defines.
+    /// Builds the genesis block this spec defines: the genesis transaction, and for proof of
+    /// stake a second transaction creating the stakeholders' outputs.
     #[must_use]
     pub fn genesis_block(&self) -> Block {
-        let txs = vec![Transaction::Genesis {
+        let mut txs = vec![Transaction::Genesis {
             raw: self.genesis.coinbase_hex.clone(),
         }];
+        let allocations = self.genesis_allocations();
+        if !allocations.is_empty() {
+            txs.push(Transaction::Coinbase {
+                height: 0,
+                extra_nonce: 0,
+                outputs: allocations,
+            });
+        }
         let mut block = Block {
             header: Header {
                 version: self.genesis.version,
@@ -241,11 +447,16 @@ impl ChainSpec {
         KeyPair::derive(&self.wallet_seed, &self.miner)
     }
 
-    /// Returns the key pairs of the miner and every demo wallet (miner first, no repeats).
+    /// Returns the key pairs of the miner, every demo wallet and every stakeholder (miner
+    /// first, no repeats).
     #[must_use]
     pub fn wallet_keys(&self) -> Vec<KeyPair> {
         let mut names = vec![self.miner.as_str()];
-        for w in &self.wallets {
+        let stakeholders = self
+            .pos
+            .iter()
+            .flat_map(|p| p.stakeholders.iter().map(|h| &h.name));
+        for w in self.wallets.iter().chain(stakeholders) {
             if !names.contains(&w.as_str()) {
                 names.push(w);
             }

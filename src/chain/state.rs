@@ -13,7 +13,9 @@
 use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 
 use crate::chain::record::BlockRecord;
-use crate::chain::spec::ChainSpec;
+use crate::chain::spec::{ChainSpec, Consensus};
+use crate::pos::retarget::peercoin_next_bits;
+use crate::pos::{KernelInput, coin_days, interest, kernel_meets_target, kernel_weight};
 use crate::pow::retarget::{AsertAnchor, RetargetRule, asert_next_bits, bitcoin_next_bits};
 use crate::primitives::block::Block;
 use crate::primitives::hash::{BlockHash, Hash256, MerkleRoot, Txid};
@@ -218,6 +220,51 @@ pub enum BlockError {
         /// The spent output's owner.
         owner: PubKey,
     },
+    /// A proof-of-stake block has no coinstake as its second transaction.
+    #[error("proof-of-stake block has no coinstake as its second transaction")]
+    MissingCoinstake,
+    /// The coinstake does not spend exactly one output.
+    #[error("coinstake spends {0} outputs; it must spend exactly one (the kernel)")]
+    CoinstakeInputs(usize),
+    /// The staked output is younger than the minimum age.
+    #[error("staked output is {age_s} s old, younger than the minimum age {min_age_s} s")]
+    StakeTooYoung {
+        /// Its age at the block time.
+        age_s: u64,
+        /// The minimum age.
+        min_age_s: u64,
+    },
+    /// The kernel hash is above target × weight.
+    #[error("kernel hash {hash} is above target × weight (weight {weight} coin-days)")]
+    KernelAboveTarget {
+        /// The kernel hash (display order).
+        hash: crate::primitives::hash::Hash256,
+        /// The staked output's weight.
+        weight: u64,
+    },
+    /// The coinstake pays more than the staked value plus interest.
+    #[error("coinstake pays {paid} but stake + interest is {allowed}")]
+    CoinstakeTooLarge {
+        /// The coinstake's outputs.
+        paid: Amount,
+        /// Staked value plus interest.
+        allowed: Amount,
+    },
+    /// The coinstake's first output is not paid to the staker.
+    #[error("coinstake must pay the staker {owner} first")]
+    CoinstakeNotToStaker {
+        /// The staked output's owner.
+        owner: PubKey,
+    },
+    /// A proof-of-stake block lacks the staker's signature, or it is invalid.
+    #[error("block signature is missing or not valid for the staker {0}")]
+    BadBlockSignature(PubKey),
+    /// A proof-of-stake block's nonce is not zero (it is not a proof and must not vary).
+    #[error("proof-of-stake block has nonce {0}; it must be 0")]
+    NonzeroNonce(u32),
+    /// A proof-of-work block carries a block signature.
+    #[error("proof-of-work blocks carry no signature")]
+    UnexpectedSignature,
     /// A transfer creates more than it spends.
     #[error("transaction {index} spends {inputs} but creates {outputs}")]
     Inflation {
@@ -244,11 +291,12 @@ pub struct PreparedBlock {
 }
 
 /// Runs the checks that need only the block: claimed hash, merkle root, mutation, target
-/// encoding and proof of work against the header's own bits.
+/// encoding, and for proof of work the hash against the header's own bits, for proof of stake
+/// a zero nonce and the staker's block signature.
 ///
 /// # Errors
 /// The first failed check.
-pub fn prepare(record: BlockRecord) -> Result<PreparedBlock, BlockError> {
+pub fn prepare(record: BlockRecord, consensus: Consensus) -> Result<PreparedBlock, BlockError> {
     let block = record.to_block();
     let hash = block.block_hash();
     if record.hash != hash {
@@ -272,8 +320,34 @@ pub fn prepare(record: BlockRecord) -> Result<PreparedBlock, BlockError> {
         return Err(BlockError::MutatedMerkle);
     }
     let target = block.header.bits.to_target()?;
-    if !target.is_met_by(hash) {
-        return Err(BlockError::HighHash { hash, target });
+    match consensus {
+        Consensus::Pow => {
+            if record.signature.is_some() {
+                return Err(BlockError::UnexpectedSignature);
+            }
+            if !target.is_met_by(hash) {
+                return Err(BlockError::HighHash { hash, target });
+            }
+        }
+        Consensus::Pos if record.height > 0 => {
+            if block.header.nonce != 0 {
+                return Err(BlockError::NonzeroNonce(block.header.nonce));
+            }
+            // The block is signed by the key the coinstake pays; a missing coinstake is
+            // reported when the block is connected.
+            if let Some(Transaction::Coinstake { outputs, .. }) = block.txs.get(1) {
+                let staker = outputs
+                    .first()
+                    .map_or(PubKey::from_bytes([0; 32]), |o| o.to);
+                let signed = record
+                    .signature
+                    .is_some_and(|sig| staker.verifies(hash.as_bytes(), &sig));
+                if !signed {
+                    return Err(BlockError::BadBlockSignature(staker));
+                }
+            }
+        }
+        Consensus::Pos => {}
     }
     Ok(PreparedBlock {
         record,
@@ -292,8 +366,31 @@ pub struct Utxo {
     pub owner: PubKey,
     /// Height of the block that created it.
     pub height: u32,
-    /// Whether a coinbase created it (and so it must mature before it is spent).
+    /// Whether a coinbase or coinstake created it (and so it must mature before it is spent).
     pub coinbase: bool,
+    /// Time of the block that created it: where its coin-age starts.
+    pub time: u32,
+    /// Position of the creating transaction in its block (the kernel's `tx_offset`).
+    pub tx_index: u32,
+}
+
+/// What one stakeholder has staked over a chain.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct StakeStats {
+    /// Blocks staked.
+    pub blocks: u64,
+    /// Coin-days consumed by its coinstakes.
+    pub coin_days: u64,
+    /// Interest paid to it.
+    pub interest: Amount,
+}
+
+/// The stake a proof-of-stake block consumed.
+#[derive(Debug, Clone, Copy)]
+struct StakeUse {
+    owner: PubKey,
+    coin_days: u64,
+    interest: Amount,
 }
 
 /// The tip of a chain.
@@ -317,6 +414,8 @@ pub struct ChainState {
     anchor: Option<AsertAnchor>,
     utxos: BTreeMap<OutPoint, Utxo>,
     total_work: Work,
+    recent_hashes: VecDeque<BlockHash>,
+    stakes: BTreeMap<PubKey, StakeStats>,
 }
 
 impl ChainState {
@@ -325,7 +424,9 @@ impl ChainState {
     pub fn new(spec: ChainSpec) -> Self {
         let window = match spec.retarget {
             RetargetRule::Bitcoin { interval } => (interval as usize).max(MEDIAN_TIME_SPAN),
-            RetargetRule::None | RetargetRule::Asert { .. } => MEDIAN_TIME_SPAN,
+            RetargetRule::None | RetargetRule::Asert { .. } | RetargetRule::Peercoin { .. } => {
+                MEDIAN_TIME_SPAN
+            }
         };
         Self {
             spec,
@@ -335,7 +436,42 @@ impl ChainState {
             anchor: None,
             utxos: BTreeMap::new(),
             total_work: Work::default(),
+            recent_hashes: VecDeque::new(),
+            stakes: BTreeMap::new(),
         }
+    }
+
+    /// Returns what each stakeholder has staked (proof of stake), by key.
+    #[must_use]
+    pub const fn stake_stats(&self) -> &BTreeMap<PubKey, StakeStats> {
+        &self.stakes
+    }
+
+    /// Returns the stake modifier for a block at `height`: the first 8 bytes (little-endian) of
+    /// the hash of block `m = max(0, ⌊(height − 1)/k⌋·k − k)`, `k` the spec's
+    /// `modifier_interval`. It changes every `k` blocks and comes from a block between `k + 1`
+    /// and `2k` blocks back, so nobody knows a coin's future kernels when the coin confirms.
+    /// Peercoin builds its modifier from 64 blocks' entropy bits over about nine days; this
+    /// simplification gives up that dilution — the producer of block `m` could grind its hash to
+    /// favour its own later kernels (stake grinding).
+    ///
+    /// # Panics
+    /// If `height` is not the next height or not a proof-of-stake chain.
+    #[must_use]
+    pub fn stake_modifier(&self, height: u32) -> u64 {
+        let k = self.spec.pos.as_ref().map_or(1, |p| p.modifier_interval);
+        let m = ((height.saturating_sub(1) / k) * k).saturating_sub(k);
+        let tip = self.tip.map_or(0, |t| t.height);
+        let back = (tip - m) as usize;
+        let hash = self.recent_hashes[self.recent_hashes.len() - 1 - back];
+        let bytes = hash.to_byte_array();
+        u64::from_le_bytes(bytes[..8].try_into().expect("8 bytes"))
+    }
+
+    /// Returns the consensus rule.
+    #[must_use]
+    pub const fn consensus(&self) -> Consensus {
+        self.spec.consensus
     }
 
     /// Returns the spec.
@@ -416,6 +552,21 @@ impl ChainState {
                     first.time,
                     tip.header.time,
                     interval.saturating_mul(spacing),
+                    self.spec.pow_limit,
+                )
+            }
+            RetargetRule::Peercoin { timespan_s } => {
+                // Like Peercoin, the first two blocks keep the initial target: the gap after
+                // genesis is the minimum stake age, not a block interval.
+                if tip.height < 2 {
+                    return tip.header.bits;
+                }
+                let prev = self.recent[self.recent.len() - 2];
+                peercoin_next_bits(
+                    tip.header.bits,
+                    i64::from(tip.header.time) - i64::from(prev.time),
+                    spacing,
+                    timespan_s,
                     self.spec.pow_limit,
                 )
             }
@@ -515,10 +666,25 @@ impl ChainState {
         if target > self.spec.pow_limit {
             return Err(BlockError::TargetAboveLimit { bits: header.bits });
         }
-        let created = match self.tip {
+        let (created, stake) = match self.tip {
             None => {
                 self.check_genesis(prepared)?;
-                HashMap::new()
+                // Genesis stake allocations: spendable and aging from genesis time.
+                let mut created = HashMap::new();
+                for (index, (tx, txid)) in
+                    (0u32..).zip(prepared.block.txs.iter().zip(&prepared.txids))
+                {
+                    add_outputs(
+                        &mut created,
+                        *txid,
+                        tx.outputs(),
+                        0,
+                        false,
+                        header.time,
+                        index,
+                    );
+                }
+                (created, None)
             }
             Some(tip) => {
                 if record.spec.is_some() || record.spec_hash.is_some() {
@@ -555,7 +721,7 @@ impl ChainState {
                 self.check_transactions(prepared, height)?
             }
         };
-        self.apply(prepared, height, target, created);
+        self.apply(prepared, height, target, created, stake);
         Ok(())
     }
 
@@ -583,12 +749,14 @@ impl ChainState {
 
     /// Checks the coinbase and transfers; returns the outputs to add and (as `None` values)
     /// the outpoints to remove.
+    #[allow(clippy::type_complexity)]
     fn check_transactions(
         &self,
         prepared: &PreparedBlock,
         height: u32,
-    ) -> Result<HashMap<OutPoint, Option<Utxo>>, BlockError> {
+    ) -> Result<(HashMap<OutPoint, Option<Utxo>>, Option<StakeUse>), BlockError> {
         let txs = &prepared.block.txs;
+        let time = prepared.block.header.time;
         let Some(Transaction::Coinbase {
             height: cb_height,
             outputs: cb_outputs,
@@ -606,12 +774,26 @@ impl ChainState {
         let mut changes: HashMap<OutPoint, Option<Utxo>> = HashMap::new();
         let mut spent: HashSet<OutPoint> = HashSet::new();
         let mut fees = Amount::ZERO;
-        for (index, (tx, txid)) in txs.iter().zip(&prepared.txids).enumerate().skip(1) {
+        let stake = match self.spec.consensus {
+            Consensus::Pow => None,
+            Consensus::Pos => {
+                let stake = self.check_coinstake(prepared, height, &mut changes)?;
+                spent.extend(changes.keys().copied());
+                Some(stake)
+            }
+        };
+        let first_transfer = if stake.is_some() { 2 } else { 1 };
+        for (index, (tx, txid)) in txs
+            .iter()
+            .zip(&prepared.txids)
+            .enumerate()
+            .skip(first_transfer)
+        {
             let Transaction::Transfer { inputs, outputs } = tx else {
-                let kind = if matches!(tx, Transaction::Genesis { .. }) {
-                    "genesis transaction"
-                } else {
-                    "coinbase"
+                let kind = match tx {
+                    Transaction::Genesis { .. } => "genesis transaction",
+                    Transaction::Coinstake { .. } => "coinstake",
+                    _ => "coinbase",
                 };
                 return Err(BlockError::MisplacedCoinbase { index, kind });
             };
@@ -670,7 +852,15 @@ impl ChainState {
             for op in inputs.iter().map(|i| i.prevout()) {
                 changes.insert(op, None);
             }
-            add_outputs(&mut changes, *txid, outputs, height, false);
+            add_outputs(
+                &mut changes,
+                *txid,
+                outputs,
+                height,
+                false,
+                time,
+                index as u32,
+            );
         }
         let paid = sum_outputs(cb_outputs, 0)?;
         let allowed = self
@@ -681,8 +871,109 @@ impl ChainState {
         if paid > allowed {
             return Err(BlockError::CoinbaseTooLarge { paid, allowed });
         }
-        add_outputs(&mut changes, prepared.txids[0], cb_outputs, height, true);
-        Ok(changes)
+        add_outputs(
+            &mut changes,
+            prepared.txids[0],
+            cb_outputs,
+            height,
+            true,
+            time,
+            0,
+        );
+        Ok((changes, stake))
+    }
+
+    /// Checks a proof-of-stake block's coinstake (transaction 1): one input, the kernel, old
+    /// enough, signed by its owner, meeting `target × weight` with this height's modifier, and
+    /// paying at most value + interest back to the owner. Records the spend and the new
+    /// output (aging from zero, maturing like a coinbase) in `changes`.
+    fn check_coinstake(
+        &self,
+        prepared: &PreparedBlock,
+        height: u32,
+        changes: &mut HashMap<OutPoint, Option<Utxo>>,
+    ) -> Result<StakeUse, BlockError> {
+        let header = &prepared.block.header;
+        let pos = self.spec.pos.as_ref().ok_or(BlockError::MissingCoinstake)?;
+        let Some(Transaction::Coinstake { inputs, outputs }) = prepared.block.txs.get(1) else {
+            return Err(BlockError::MissingCoinstake);
+        };
+        let [kernel] = inputs.as_slice() else {
+            return Err(BlockError::CoinstakeInputs(inputs.len()));
+        };
+        let op = kernel.prevout();
+        let utxo = *self.utxos.get(&op).ok_or(BlockError::MissingInput {
+            index: 1,
+            input: 0,
+            txid: op.txid,
+            vout: op.vout,
+        })?;
+        let mature = utxo.height.saturating_add(self.spec.coinbase_maturity);
+        if utxo.coinbase && height < mature {
+            return Err(BlockError::ImmatureCoinbase {
+                index: 1,
+                input: 0,
+                created: utxo.height,
+                mature,
+            });
+        }
+        let tx = &prepared.block.txs[1];
+        if !utxo.owner.verifies(&tx.sighash(), &kernel.signature) {
+            return Err(BlockError::BadSignature {
+                index: 1,
+                input: 0,
+                owner: utxo.owner,
+            });
+        }
+        let age_s = u64::from(header.time.saturating_sub(utxo.time));
+        let min_age_s = pos.min_age_s();
+        if header.time < utxo.time || age_s < min_age_s {
+            return Err(BlockError::StakeTooYoung { age_s, min_age_s });
+        }
+        let weight = kernel_weight(utxo.value, age_s, min_age_s, pos.max_age_s());
+        let input = KernelInput {
+            modifier: self.stake_modifier(height),
+            block_time_from: utxo.time,
+            tx_offset: utxo.tx_index,
+            tx_time: utxo.time,
+            vout: op.vout,
+            time: header.time,
+        };
+        let hash = input.hash();
+        let target = header.bits.to_target()?;
+        if !kernel_meets_target(&hash, weight, target) {
+            return Err(BlockError::KernelAboveTarget {
+                hash: crate::primitives::hash::Hash256::from_byte_array(hash),
+                weight,
+            });
+        }
+        let earned = interest(pos.interest, utxo.value, age_s);
+        let allowed = utxo
+            .value
+            .checked_add(earned)
+            .ok_or(BlockError::AmountOverflow { index: 1 })?;
+        let paid = sum_outputs(outputs, 1)?;
+        if paid > allowed {
+            return Err(BlockError::CoinstakeTooLarge { paid, allowed });
+        }
+        if outputs[0].to != utxo.owner {
+            return Err(BlockError::CoinstakeNotToStaker { owner: utxo.owner });
+        }
+        changes.insert(op, None);
+        add_outputs(
+            changes,
+            prepared.txids[1],
+            outputs,
+            height,
+            true,
+            header.time,
+            1,
+        );
+        Ok(StakeUse {
+            owner: utxo.owner,
+            coin_days: coin_days(utxo.value, age_s),
+            interest: paid.checked_sub(utxo.value).unwrap_or(Amount::ZERO),
+        })
     }
 
     fn apply(
@@ -691,7 +982,26 @@ impl ChainState {
         height: u32,
         target: Target,
         changes: HashMap<OutPoint, Option<Utxo>>,
+        stake: Option<StakeUse>,
     ) {
+        if let Some(st) = stake {
+            let entry = self.stakes.entry(st.owner).or_default();
+            entry.blocks += 1;
+            entry.coin_days += st.coin_days;
+            entry.interest = entry
+                .interest
+                .checked_add(st.interest)
+                .unwrap_or(entry.interest);
+        }
+        let k = self
+            .spec
+            .pos
+            .as_ref()
+            .map_or(0, |p| p.modifier_interval as usize);
+        if self.recent_hashes.len() > 2 * k {
+            self.recent_hashes.pop_front();
+        }
+        self.recent_hashes.push_back(prepared.hash);
         for (op, change) in changes {
             match change {
                 Some(utxo) => self.utxos.insert(op, utxo),
@@ -741,6 +1051,8 @@ fn add_outputs(
     outputs: &[TxOut],
     height: u32,
     coinbase: bool,
+    time: u32,
+    tx_index: u32,
 ) {
     for (vout, o) in (0u32..).zip(outputs) {
         changes.insert(
@@ -750,6 +1062,8 @@ fn add_outputs(
                 owner: o.to,
                 height,
                 coinbase,
+                time,
+                tx_index,
             }),
         );
     }

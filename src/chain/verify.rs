@@ -12,6 +12,7 @@ use std::io::{self, BufRead};
 use rayon::prelude::*;
 
 use crate::chain::record::BlockRecord;
+use crate::chain::spec::Consensus;
 use crate::chain::state::{BlockError, ChainState, PreparedBlock, prepare};
 use crate::chain::store::{Line, LineReader};
 
@@ -98,11 +99,11 @@ fn json_error(e: &serde_json::Error) -> String {
     }
 }
 
-fn check_line(line: Line) -> (Line, Result<PreparedBlock, LineErrorKind>) {
+fn check_line(line: Line, consensus: Consensus) -> (Line, Result<PreparedBlock, LineErrorKind>) {
     let result = if line.complete {
         serde_json::from_str::<BlockRecord>(&line.text)
             .map_err(|e| LineErrorKind::Json(json_error(&e)))
-            .and_then(|r| prepare(r).map_err(LineErrorKind::Block))
+            .and_then(|r| prepare(r, consensus).map_err(LineErrorKind::Block))
     } else {
         Err(LineErrorKind::Torn)
     };
@@ -122,9 +123,16 @@ pub fn replay<R: BufRead>(
     let mut state: Option<ChainState> = None;
     let mut valid_bytes = 0;
     let mut batch = Vec::with_capacity(BATCH_LINES);
-    let mut any_line = false;
+    // The genesis line names the consensus rule every line is checked under.
+    let first = reader.next_line()?;
+    let consensus = first
+        .as_ref()
+        .and_then(|l| serde_json::from_str::<GenesisConsensus>(&l.text).ok())
+        .and_then(|g| g.spec)
+        .map_or(Consensus::Pow, |s| s.consensus);
+    let any_line = first.is_some();
+    batch.extend(first);
     loop {
-        batch.clear();
         while batch.len() < BATCH_LINES {
             match reader.next_line()? {
                 Some(line) => batch.push(line),
@@ -134,10 +142,9 @@ pub fn replay<R: BufRead>(
         if batch.is_empty() {
             break;
         }
-        any_line = true;
         let checked: Vec<_> = std::mem::take(&mut batch)
             .into_par_iter()
-            .map(check_line)
+            .map(|line| check_line(line, consensus))
             .collect();
         for (line, result) in checked {
             let fail = |kind| LineError {
@@ -178,6 +185,17 @@ pub fn replay<R: BufRead>(
         kind: LineErrorKind::Empty,
     });
     Ok(done(state, error, valid_bytes))
+}
+
+/// Just enough of a genesis line to learn its consensus rule.
+#[derive(serde::Deserialize)]
+struct GenesisConsensus {
+    spec: Option<ConsensusOnly>,
+}
+
+#[derive(serde::Deserialize)]
+struct ConsensusOnly {
+    consensus: Consensus,
 }
 
 fn genesis_state(prepared: &PreparedBlock) -> Result<ChainState, BlockError> {

@@ -8,15 +8,17 @@ use crate::primitives::tx::{Amount, KeyPair, OutPoint, Transaction, TxOut};
 pub const DEMO_FEE: Amount = Amount::from_base_units(10_000);
 
 /// Builds up to `count` transfers for the block at `height`, each spending one spendable
-/// output owned by one of `keys` (mature, and large enough to pay the fee), sending half to
-/// another wallet and the rest, less [`DEMO_FEE`], back as change. Deterministic: the same
-/// state, keys and height always give the same transfers.
+/// output owned by one of `keys` (mature, large enough to pay the fee, and not in `exclude`,
+/// e.g. the output a coinstake spends), sending half to another wallet and the rest, less
+/// [`DEMO_FEE`], back as change. Deterministic: the same state, keys and height always give the
+/// same transfers.
 #[must_use]
 pub fn demo_transfers(
     state: &ChainState,
     keys: &[KeyPair],
     count: usize,
     height: u32,
+    exclude: &[OutPoint],
 ) -> Vec<Transaction> {
     if keys.len() < 2 || count == 0 {
         return Vec::new();
@@ -28,7 +30,8 @@ pub fn demo_transfers(
         if out.len() == count {
             break;
         }
-        if utxo.value.to_base_units() < min_value
+        if exclude.contains(op)
+            || utxo.value.to_base_units() < min_value
             || (utxo.coinbase && height < utxo.height.saturating_add(maturity))
         {
             continue;

@@ -35,13 +35,16 @@ pub(crate) enum Command {
 pub(crate) enum MineConsensus {
     /// Proof of work: sha256d(header) ≤ target.
     Pow,
+    /// Proof of stake: sha256d(kernel) ≤ target × coin-age (Peercoin-style).
+    Pos,
 }
 
 #[derive(Debug, Args)]
 pub(crate) struct MineArgs {
     /// Consensus rule.
     pub(crate) consensus: MineConsensus,
-    /// Built-in spec name (pow-demo, regtest) or a spec JSON file [default: pow-demo].
+    /// Built-in spec name (pow-demo, pos-demo, regtest) or a spec JSON file [default:
+    /// pow-demo for pow, pos-demo for pos].
     #[arg(long, value_name = "NAME|FILE")]
     pub(crate) spec: Option<String>,
     /// Chain file to create or continue [default: chains/<spec name>.jsonl].

@@ -23,6 +23,7 @@
 
 pub mod kernel;
 pub mod retarget;
+pub mod stake;
 
 pub use kernel::{
     InterestRule, KernelInput, coin_days, interest, kernel_meets_target, kernel_weight,

@@ -27,6 +27,12 @@ pub enum RetargetRule {
         /// Seconds of schedule drift that double or halve the target.
         half_life_s: u32,
     },
+    /// Peercoin's proof-of-stake rule: a per-block moving average of the spacing over
+    /// `timespan_s` (see [`crate::pos::retarget::peercoin_next_bits`]).
+    Peercoin {
+        /// The averaging window in seconds (one week on Peercoin).
+        timespan_s: u32,
+    },
 }
 
 /// Bitcoin Core's `CalculateNextWorkRequired`: the bits of the first block of a new period.

@@ -341,6 +341,14 @@ pub enum Transaction {
         /// Outputs.
         outputs: Vec<TxOut>,
     },
+    /// Proof of stake: spends the staked output (the kernel, its only input, signed by its
+    /// owner) and pays its value plus interest back to the owner, at age zero.
+    Coinstake {
+        /// The kernel input (exactly one).
+        inputs: Vec<TxIn>,
+        /// Value plus interest, paid to the staker.
+        outputs: Vec<TxOut>,
+    },
 }
 
 fn push_compact_size(out: &mut Vec<u8>, n: usize) {
@@ -372,6 +380,7 @@ fn push_outputs(out: &mut Vec<u8>, outputs: &[TxOut]) {
 
 const TAG_COINBASE: u8 = 1;
 const TAG_TRANSFER: u8 = 2;
+const TAG_COINSTAKE: u8 = 3;
 
 impl Transaction {
     /// Returns the consensus encoding, the bytes hashed into the txid.
@@ -394,8 +403,13 @@ impl Transaction {
                 push_outputs(&mut out, outputs);
                 out
             }
-            Self::Transfer { inputs, outputs } => {
-                let mut out = vec![TAG_TRANSFER];
+            Self::Transfer { inputs, outputs } | Self::Coinstake { inputs, outputs } => {
+                let tag = if matches!(self, Self::Transfer { .. }) {
+                    TAG_TRANSFER
+                } else {
+                    TAG_COINSTAKE
+                };
+                let mut out = vec![tag];
                 push_compact_size(&mut out, inputs.len());
                 for i in inputs {
                     out.extend_from_slice(i.txid.as_bytes());
@@ -430,7 +444,9 @@ impl Transaction {
     pub fn outputs(&self) -> &[TxOut] {
         match self {
             Self::Genesis { .. } => &[],
-            Self::Coinbase { outputs, .. } | Self::Transfer { outputs, .. } => outputs,
+            Self::Coinbase { outputs, .. }
+            | Self::Transfer { outputs, .. }
+            | Self::Coinstake { outputs, .. } => outputs,
         }
     }
 
@@ -438,29 +454,36 @@ impl Transaction {
     /// `outputs`, signing every input.
     #[must_use]
     pub fn signed_transfer(spends: &[(OutPoint, &KeyPair)], outputs: Vec<TxOut>) -> Self {
-        let unsigned = Self::Transfer {
-            inputs: spends
-                .iter()
-                .map(|(prevout, _)| TxIn {
-                    txid: prevout.txid,
-                    vout: prevout.vout,
-                    signature: SigBytes([0; 64]),
-                })
-                .collect(),
-            outputs,
+        Self::signed(false, spends, outputs)
+    }
+
+    /// Builds a coinstake spending the kernel `stake` (with its owner's key) into `outputs`.
+    #[must_use]
+    pub fn signed_coinstake(stake: OutPoint, owner: &KeyPair, outputs: Vec<TxOut>) -> Self {
+        Self::signed(true, &[(stake, owner)], outputs)
+    }
+
+    fn signed(coinstake: bool, spends: &[(OutPoint, &KeyPair)], outputs: Vec<TxOut>) -> Self {
+        let mut inputs: Vec<TxIn> = spends
+            .iter()
+            .map(|(prevout, _)| TxIn {
+                txid: prevout.txid,
+                vout: prevout.vout,
+                signature: SigBytes([0; 64]),
+            })
+            .collect();
+        let build = |inputs, outputs| {
+            if coinstake {
+                Self::Coinstake { inputs, outputs }
+            } else {
+                Self::Transfer { inputs, outputs }
+            }
         };
-        let msg = unsigned.sighash();
-        let Self::Transfer {
-            mut inputs,
-            outputs,
-        } = unsigned
-        else {
-            unreachable!("built as a transfer above")
-        };
+        let msg = build(inputs.clone(), outputs.clone()).sighash();
         for (input, (_, key)) in inputs.iter_mut().zip(spends) {
             input.signature = key.sign(&msg);
         }
-        Self::Transfer { inputs, outputs }
+        build(inputs, outputs)
     }
 }
 

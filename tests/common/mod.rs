@@ -35,19 +35,19 @@ pub(crate) fn build_chain(spec: &ChainSpec, blocks: u32, tx_per_block: usize) ->
     let mut records = vec![BlockRecord::new(0, &genesis, Some(spec))];
     let mut state = ChainState::new(spec.clone());
     state
-        .connect(&prepare(records[0].clone()).unwrap(), NOW)
+        .connect(&prepare(records[0].clone(), spec.consensus).unwrap(), NOW)
         .unwrap();
     let keys = spec.wallet_keys();
     let miner = spec.miner_key().pubkey();
     for height in 1..=blocks {
-        let transfers = demo_transfers(&state, &keys, tx_per_block, height);
+        let transfers = demo_transfers(&state, &keys, tx_per_block, height, &[]);
         let time = spec.genesis.time + height * spec.target_spacing_s;
         let template = state.block_template(time, miner, transfers);
         let target = template.header.bits.to_target().unwrap();
         let block = solve_block(template, target, &lowest(), &SearchControl::default()).unwrap();
         let record = BlockRecord::new(height, &block, None);
         state
-            .connect(&prepare(record.clone()).unwrap(), NOW)
+            .connect(&prepare(record.clone(), spec.consensus).unwrap(), NOW)
             .unwrap();
         records.push(record);
     }

@@ -10,10 +10,12 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result, bail};
 use chainsmith::ChainState;
 use chainsmith::chain::record::BlockRecord;
+use chainsmith::chain::spec::{Clock, Consensus};
 use chainsmith::chain::state::prepare;
 use chainsmith::chain::store::ChainWriter;
 use chainsmith::chain::wallet::demo_transfers;
 use chainsmith::hash::Backend;
+use chainsmith::pos::stake::{StakeOutcome, find_stake, stake_block};
 use chainsmith::pow::miner::{SearchControl, SearchMode, SearchOptions, SolveError, solve_block};
 use serde_json::json;
 
@@ -26,10 +28,19 @@ use crate::cli::{
 };
 
 pub(crate) fn run(args: &MineArgs) -> Result<ExitCode> {
-    let default_spec = match args.consensus {
-        MineConsensus::Pow => "pow-demo",
+    let (default_spec, consensus) = match args.consensus {
+        MineConsensus::Pow => ("pow-demo", Consensus::Pow),
+        MineConsensus::Pos => ("pos-demo", Consensus::Pos),
     };
     let spec = resolve_spec(args.spec.as_deref().unwrap_or(default_spec))?;
+    if spec.consensus != consensus {
+        bail!(
+            "spec {:?} is a {} chain: mine it with `chainsmith mine {}`",
+            spec.name,
+            spec.consensus.as_str(),
+            spec.consensus.as_str()
+        );
+    }
     let path = args
         .chain
         .clone()
@@ -89,25 +100,64 @@ pub(crate) fn run(args: &MineArgs) -> Result<ExitCode> {
             scope.spawn(|| tick(&progress, &control, &ticker_done, started));
         }
         let outcome = pool.install(|| -> Result<()> {
+            let mut stake_from = 0;
             while mined < args.blocks {
                 if !wait_for_clock(&state, &control) {
                     interrupted = true;
                     break;
                 }
                 let height = state.next_height();
-                let transfers = demo_transfers(&state, &keys, args.tx_per_block, height);
-                let template = state.block_template(unix_now(), miner, transfers);
-                let target = template.header.bits.to_target()?;
-                let block = match solve_block(template, target, &opts, &control) {
-                    Ok(b) => b,
-                    Err(SolveError::Stopped) => {
-                        interrupted = true;
-                        break;
+                let record = match consensus {
+                    Consensus::Pow => {
+                        let transfers =
+                            demo_transfers(&state, &keys, args.tx_per_block, height, &[]);
+                        let template = state.block_template(unix_now(), miner, transfers);
+                        let target = template.header.bits.to_target()?;
+                        match solve_block(template, target, &opts, &control) {
+                            Ok(b) => BlockRecord::new(height, &b, None),
+                            Err(SolveError::Stopped) => {
+                                interrupted = true;
+                                break;
+                            }
+                            Err(e) => return Err(e.into()),
+                        }
                     }
-                    Err(e) => return Err(e.into()),
+                    Consensus::Pos => {
+                        // Virtual chain time only moves forward: search from after the tip.
+                        let tip_time = state.tip().map_or(0, |t| t.header.time);
+                        let from = stake_from
+                            .max(state.median_time_past() + 1)
+                            .max(tip_time.saturating_add(1));
+                        let until = match state.spec().pos.as_ref().map(|p| p.clock) {
+                            Some(Clock::Wall) => unix_now(),
+                            _ => unix_now().saturating_add(state.spec().max_future_s),
+                        };
+                        match find_stake(&state, &keys, from, until, &control.hashes, &control.stop)
+                        {
+                            StakeOutcome::Found(stake) => {
+                                let transfers = demo_transfers(
+                                    &state,
+                                    &keys,
+                                    args.tx_per_block,
+                                    height,
+                                    &[stake.outpoint],
+                                );
+                                stake_block(&state, &keys, &stake, transfers)
+                            }
+                            StakeOutcome::Exhausted { next } => {
+                                // Chain time has reached the clock: wait for it to move on.
+                                stake_from = next;
+                                std::thread::sleep(Duration::from_millis(250));
+                                continue;
+                            }
+                            StakeOutcome::Stopped => {
+                                interrupted = true;
+                                break;
+                            }
+                        }
+                    }
                 };
-                let record = BlockRecord::new(height, &block, None);
-                let prepared = prepare(record.clone())
+                let prepared = prepare(record.clone(), consensus)
                     .with_context(|| format!("mined block {height} failed its own checks"))?;
                 state
                     .connect(&prepared, unix_now())
@@ -147,8 +197,10 @@ pub(crate) fn run(args: &MineArgs) -> Result<ExitCode> {
 fn create_chain(path: &Path, spec: chainsmith::ChainSpec) -> Result<(ChainState, ChainWriter)> {
     let genesis = spec.genesis_block();
     let record = BlockRecord::new(0, &genesis, Some(&spec));
+    let consensus = spec.consensus;
     let mut state = ChainState::new(spec);
-    let prepared = prepare(record.clone()).context("the spec's genesis block is invalid")?;
+    let prepared =
+        prepare(record.clone(), consensus).context("the spec's genesis block is invalid")?;
     state
         .connect(&prepared, unix_now())
         .context("the spec's genesis block is invalid")?;
@@ -197,6 +249,40 @@ fn tick(progress: &Progress, control: &SearchControl, done: &AtomicBool, started
     }
 }
 
+/// A stakeholder's holdings now and what it has staked over the whole chain.
+struct Holder {
+    name: String,
+    coins: chainsmith::primitives::tx::Amount,
+    stats: chainsmith::chain::state::StakeStats,
+}
+
+/// Every stakeholder of a proof-of-stake spec, in spec order.
+fn stakeholders(state: &ChainState) -> Vec<Holder> {
+    let spec = state.spec();
+    let Some(pos) = &spec.pos else {
+        return Vec::new();
+    };
+    pos.stakeholders
+        .iter()
+        .map(|h| {
+            let key = chainsmith::primitives::tx::KeyPair::derive(&spec.wallet_seed, &h.name);
+            let owner = key.pubkey();
+            let coins = state
+                .utxos()
+                .values()
+                .filter(|u| u.owner == owner)
+                .fold(chainsmith::primitives::tx::Amount::ZERO, |a, u| {
+                    a.checked_add(u.value).unwrap_or(a)
+                });
+            Holder {
+                name: h.name.clone(),
+                coins,
+                stats: state.stake_stats().get(&owner).copied().unwrap_or_default(),
+            }
+        })
+        .collect()
+}
+
 /// What a mining run did.
 struct RunStats {
     mined: u64,
@@ -230,6 +316,21 @@ fn report(args: &MineArgs, path: &Path, state: &ChainState, run: &RunStats) -> R
             "chain": path.display().to_string(),
             "interrupted": run.interrupted,
         });
+        let mut v = v;
+        if spec.consensus == Consensus::Pos {
+            v["stakeholders"] = stakeholders(state)
+                .iter()
+                .map(|h| {
+                    json!({
+                        "name": h.name,
+                        "coins": h.coins.to_coins_f64(),
+                        "blocks": h.stats.blocks,
+                        "coin_days_consumed": h.stats.coin_days,
+                        "interest": h.stats.interest.to_coins_f64(),
+                    })
+                })
+                .collect();
+        }
         writeln!(out, "{v}")?;
     } else {
         let note = if run.interrupted {
@@ -251,6 +352,20 @@ fn report(args: &MineArgs, path: &Path, state: &ChainState, run: &RunStats) -> R
             run.backend
         )?;
         writeln!(out, "  chain       {}", path.display())?;
+        if spec.consensus == Consensus::Pos {
+            writeln!(
+                out,
+                "\n  {:<12} {:>14} {:>7} {:>18} {:>14}",
+                "stakeholder", "coins", "blocks", "coin-days consumed", "interest"
+            )?;
+            for h in stakeholders(state) {
+                writeln!(
+                    out,
+                    "  {:<12} {:>14} {:>7} {:>18} {:>14}",
+                    h.name, h.coins, h.stats.blocks, h.stats.coin_days, h.stats.interest
+                )?;
+            }
+        }
     }
     Ok(())
 }
