@@ -105,7 +105,7 @@ fn header_rejects_bad_input_with_one_line_and_exit_2() {
 
 #[test]
 fn help_and_usage_errors() {
-    for sub in ["mine", "verify", "header", "show"] {
+    for sub in ["mine", "verify", "header", "show", "bench"] {
         cargo_bin_cmd!("chainsmith")
             .args([sub, "--help"])
             .assert()
@@ -117,9 +117,15 @@ fn help_and_usage_errors() {
         .assert()
         .code(2);
     cargo_bin_cmd!("chainsmith")
-        .args(["mine", "pos"])
+        .args(["mine", "dpos"])
         .assert()
         .code(2);
+    // A spec of the other consensus rule is a usage error.
+    cargo_bin_cmd!("chainsmith")
+        .args(["mine", "pos", "--spec", "regtest"])
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains("mine it with `chainsmith mine pow`"));
 }
 
 #[test]
