@@ -125,7 +125,9 @@ fn help_and_usage_errors() {
         .args(["mine", "pos", "--spec", "regtest"])
         .assert()
         .code(2)
-        .stderr(predicate::str::contains("mine it with `chainsmith mine pow`"));
+        .stderr(predicate::str::contains(
+            "mine it with `chainsmith mine pow`",
+        ));
 }
 
 #[test]

@@ -97,3 +97,47 @@ pub(crate) fn error_at(replay: &Replay, height: u64) -> LineErrorKind {
     assert_eq!(err.line, height + 1);
     err.kind
 }
+
+/// A proof-of-stake spec for fast tests: minimum age 864 s, maximum 2592 s, 60 s spacing,
+/// ten stakeholders with uneven holdings over 35 outputs.
+pub(crate) fn test_pos_spec() -> ChainSpec {
+    ChainSpec::from_json(include_str!("../data/test-pos.json")).unwrap()
+}
+
+/// Calls `observe(state, record)` before connecting each new block of a proof-of-stake chain
+/// built in virtual time; returns the records.
+pub(crate) fn build_pos_chain(
+    spec: &ChainSpec,
+    blocks: u32,
+    tx_per_block: usize,
+    mut observe: impl FnMut(&ChainState, &BlockRecord),
+) -> Vec<BlockRecord> {
+    use std::sync::atomic::{AtomicBool, AtomicU64};
+
+    use chainsmith::pos::stake::{StakeOutcome, find_stake, stake_block};
+
+    let genesis = spec.genesis_block();
+    let mut records = vec![BlockRecord::new(0, &genesis, Some(spec))];
+    let mut state = ChainState::new(spec.clone());
+    state
+        .connect(&prepare(records[0].clone(), spec.consensus).unwrap(), NOW)
+        .unwrap();
+    let keys = spec.wallet_keys();
+    let (hashes, stop) = (AtomicU64::new(0), AtomicBool::new(false));
+    for height in 1..=blocks {
+        let tip = state.tip().unwrap().header.time;
+        let from = (state.median_time_past() + 1).max(tip + 1);
+        let StakeOutcome::Found(stake) = find_stake(&state, &keys, from, NOW, &hashes, &stop)
+        else {
+            panic!("no stake found for height {height}")
+        };
+        let transfers = demo_transfers(&state, &keys, tx_per_block, height, &[stake.outpoint]);
+        let record = stake_block(&state, &keys, &stake, transfers);
+        observe(&state, &record);
+        state
+            .connect(&prepare(record.clone(), spec.consensus).unwrap(), NOW)
+            .unwrap();
+        records.push(record);
+    }
+    records
+}

@@ -1,0 +1,353 @@
+//! Proof of stake: fairness of the kernel lottery, coin-age reset and aging, interest, and
+//! every PoS rule broken on its own at one block.
+#![allow(clippy::unwrap_used)]
+
+mod common;
+
+use chainsmith::chain::record::BlockRecord;
+use chainsmith::chain::state::{BlockError, ChainState};
+use chainsmith::chain::verify::LineErrorKind;
+use chainsmith::pos::{InterestRule, interest, kernel_weight};
+use chainsmith::primitives::tx::{Amount, KeyPair, SigBytes, Transaction, TxOut};
+use common::{build_pos_chain, error_at, replay_records, test_pos_spec};
+use num_bigint::BigUint;
+use proptest::prelude::*;
+
+fn holder_names() -> Vec<String> {
+    let spec = test_pos_spec();
+    spec.pos
+        .unwrap()
+        .stakeholders
+        .into_iter()
+        .map(|h| h.name)
+        .collect()
+}
+
+/// Each stakeholder's summed kernel weight over its eligible outputs at `time`.
+fn weights_at(state: &ChainState, time: u32) -> Vec<f64> {
+    let spec = state.spec();
+    let pos = spec.pos.as_ref().unwrap();
+    let height = state.next_height();
+    holder_names()
+        .iter()
+        .map(|name| {
+            let owner = KeyPair::derive(&spec.wallet_seed, name).pubkey();
+            state
+                .utxos()
+                .values()
+                .filter(|u| u.owner == owner)
+                .filter(|u| !u.coinbase || height >= u.height + spec.coinbase_maturity)
+                .map(|u| {
+                    let age = u64::from(time.saturating_sub(u.time));
+                    kernel_weight(u.value, age, pos.min_age_s(), pos.max_age_s()) as f64
+                })
+                .sum()
+        })
+        .collect()
+}
+
+/// Reference: PPCoin paper §3 — a staker's chance is proportional to its coin-age weight.
+#[test]
+fn block_shares_match_kernel_weight_shares() {
+    let spec = test_pos_spec();
+    let names = holder_names();
+    let mut expected = vec![0.0; names.len()];
+    let mut observed = vec![0u64; names.len()];
+    let keys: Vec<_> = names
+        .iter()
+        .map(|n| KeyPair::derive(&spec.wallet_seed, n).pubkey())
+        .collect();
+    build_pos_chain(&spec, 2000, 0, |state, record| {
+        let w = weights_at(state, record.time);
+        let total: f64 = w.iter().sum();
+        for (e, wi) in expected.iter_mut().zip(&w) {
+            *e += wi / total;
+        }
+        let Transaction::Coinstake { outputs, .. } = &record.txs[1] else {
+            panic!("coinstake second")
+        };
+        observed[keys.iter().position(|k| *k == outputs[0].to).unwrap()] += 1;
+    });
+    let chi2: f64 = observed
+        .iter()
+        .zip(&expected)
+        .map(|(o, e)| (*o as f64 - e).powi(2) / e)
+        .sum();
+    // 9 degrees of freedom: p = 0.001 at χ² = 27.88.
+    eprintln!("χ² = {chi2:.2}, observed {observed:?}, expected {expected:.1?}");
+    assert!(
+        chi2 < 27.88,
+        "χ² = {chi2:.2}, observed {observed:?}, expected {expected:.1?}"
+    );
+    // The lottery is not uniform: the largest holder wins several times the smallest.
+    assert!(observed[0] > 3 * observed[9], "{observed:?}");
+}
+
+#[test]
+fn staking_resets_only_the_staked_output_and_young_outputs_cannot_stake() {
+    let spec = test_pos_spec();
+    let pos = spec.pos.clone().unwrap();
+    let mut checked = 0;
+    let records = build_pos_chain(&spec, 60, 0, |state, record| {
+        let Transaction::Coinstake { inputs, .. } = &record.txs[1] else {
+            panic!("coinstake second")
+        };
+        let staked = state.utxos()[&inputs[0].prevout()];
+        // The kernel is at least the minimum age old.
+        assert!(u64::from(record.time - staked.time) >= pos.min_age_s());
+        checked += 1;
+    });
+    assert_eq!(checked, 60);
+    let state = replay_records(&records).state.unwrap();
+    let genesis_time = records[0].time;
+    for w in records.windows(2) {
+        assert!(w[1].time > w[0].time, "virtual time moves forward");
+    }
+    // Every output still unspent was either created at genesis (and kept its age) or by a
+    // coinstake (age counted from its block).
+    for u in state.utxos().values() {
+        let origin = records[u.height as usize].time;
+        assert_eq!(u.time, if u.height == 0 { genesis_time } else { origin });
+    }
+}
+
+#[test]
+fn interest_and_stats_add_up() {
+    let spec = test_pos_spec();
+    let records = build_pos_chain(&spec, 40, 0, |_, _| {});
+    let state = replay_records(&records).state.unwrap();
+    let total_blocks: u64 = state.stake_stats().values().map(|s| s.blocks).sum();
+    assert_eq!(total_blocks, 40);
+    let paid: u64 = state
+        .stake_stats()
+        .values()
+        .map(|s| s.interest.to_base_units())
+        .sum();
+    let genesis: u64 = spec
+        .genesis_allocations()
+        .iter()
+        .map(|o| o.value.to_base_units())
+        .sum();
+    let now: u64 = state
+        .utxos()
+        .values()
+        .map(|u| u.value.to_base_units())
+        .sum();
+    // No subsidy and no transfers: the money supply grows by exactly the interest paid.
+    assert_eq!(now, genesis + paid);
+    assert!(paid > 0);
+}
+
+proptest! {
+    /// Interest is the documented floor, exactly: interest × D ≤ value × age × rate < (interest + 1) × D.
+    #[test]
+    fn exact_interest_is_the_documented_floor(value in 0u64..2_100_000_000_000_000, age in 0u64..400_000_000, rate in 0u64..1_000_000) {
+        let i = interest(InterestRule::Exact { rate_ppm: rate }, Amount::from_base_units(value), age);
+        let d = BigUint::from(1_000_000u64 * 365 * 86_400);
+        let n = BigUint::from(value) * age * rate;
+        prop_assert!(BigUint::from(i.to_base_units()) * &d <= n);
+        prop_assert!(n < (BigUint::from(i.to_base_units()) + 1u8) * d);
+    }
+
+    #[test]
+    fn weight_is_zero_below_min_age_monotone_and_capped(value in 0u64..2_100_000_000_000_000, a in 0u64..10_000_000, b in 0u64..10_000_000) {
+        let (min, max) = (2_592_000, 7_776_000);
+        let (lo, hi) = if a <= b { (a, b) } else { (b, a) };
+        let v = Amount::from_base_units(value);
+        prop_assert!(kernel_weight(v, lo, min, max) <= kernel_weight(v, hi, min, max));
+        if lo < min { prop_assert_eq!(kernel_weight(v, lo, min, max), 0); }
+        prop_assert!(kernel_weight(v, hi, min, max) <= kernel_weight(v, max, min, max));
+    }
+}
+
+/// The chain used by the tamper tests, with the key of each block's staker.
+fn chain() -> Vec<BlockRecord> {
+    build_pos_chain(&test_pos_spec(), 30, 1, |_, _| {})
+}
+
+fn staker(record: &BlockRecord) -> KeyPair {
+    let spec = test_pos_spec();
+    let Transaction::Coinstake { outputs, .. } = &record.txs[1] else {
+        panic!("coinstake second")
+    };
+    spec.wallet_keys()
+        .into_iter()
+        .find(|k| k.pubkey() == outputs[0].to)
+        .unwrap()
+}
+
+/// Re-signs a tampered block as its staker would: merkle root, hash and block signature.
+fn resign(record: &mut BlockRecord, key: &KeyPair) {
+    let mut block = record.to_block();
+    block.header.merkle_root = block.compute_merkle_root().root;
+    let mut fresh = BlockRecord::new(record.height, &block, None);
+    fresh.signature = Some(key.sign(fresh.hash.as_bytes()));
+    *record = fresh;
+}
+
+/// Puts `tx` in place of a block's coinstake and re-signs the block with `key`.
+fn replace_coinstake(record: &mut BlockRecord, key: &KeyPair, tx: Transaction) {
+    record.txs[1] = tx;
+    resign(record, key);
+}
+
+fn block_error(kind: LineErrorKind) -> BlockError {
+    match kind {
+        LineErrorKind::Block(e) => e,
+        other => panic!("expected a block error, got {other}"),
+    }
+}
+
+#[test]
+fn pos_chain_verifies() {
+    let records = chain();
+    let r = replay_records(&records);
+    assert!(r.error.is_none(), "{:?}", r.error);
+}
+
+#[test]
+fn rejects_a_moved_kernel_time() {
+    let mut records = chain();
+    let key = staker(&records[12]);
+    records[12].time += 7;
+    resign(&mut records[12], &key);
+    let e = block_error(error_at(&replay_records(&records), 12));
+    assert!(matches!(e, BlockError::KernelAboveTarget { .. }), "{e}");
+}
+
+#[test]
+fn rejects_a_forged_or_missing_block_signature() {
+    let mut records = chain();
+    let mut sig = records[9].signature.unwrap().to_bytes();
+    sig[0] ^= 1;
+    records[9].signature = Some(SigBytes::from_bytes(sig));
+    let e = block_error(error_at(&replay_records(&records), 9));
+    assert!(matches!(e, BlockError::BadBlockSignature(_)), "{e}");
+
+    let mut records = chain();
+    records[9].signature = None;
+    let e = block_error(error_at(&replay_records(&records), 9));
+    assert!(matches!(e, BlockError::BadBlockSignature(_)), "{e}");
+}
+
+#[test]
+fn rejects_more_interest_than_earned() {
+    let mut records = chain();
+    let key = staker(&records[7]);
+    let Transaction::Coinstake { inputs, outputs } = records[7].txs[1].clone() else {
+        panic!("coinstake second")
+    };
+    let mut outputs = outputs;
+    outputs[0].value = outputs[0]
+        .value
+        .checked_add(Amount::from_base_units(1))
+        .unwrap();
+    let tx = Transaction::signed_coinstake(inputs[0].prevout(), &key, outputs);
+    replace_coinstake(&mut records[7], &key, tx);
+    let e = block_error(error_at(&replay_records(&records), 7));
+    assert!(matches!(e, BlockError::CoinstakeTooLarge { .. }), "{e}");
+}
+
+#[test]
+fn rejects_a_coinstake_paying_someone_else() {
+    let mut records = chain();
+    let key = staker(&records[8]);
+    let thief = KeyPair::derive("x", "thief");
+    let Transaction::Coinstake { inputs, outputs } = records[8].txs[1].clone() else {
+        panic!("coinstake second")
+    };
+    let stolen = vec![TxOut {
+        value: outputs[0].value,
+        to: thief.pubkey(),
+    }];
+    let tx = Transaction::signed_coinstake(inputs[0].prevout(), &key, stolen);
+    replace_coinstake(&mut records[8], &thief, tx);
+    let e = block_error(error_at(&replay_records(&records), 8));
+    assert!(matches!(e, BlockError::CoinstakeNotToStaker { .. }), "{e}");
+}
+
+#[test]
+fn rejects_another_staked_outpoint() {
+    let mut records = chain();
+    let h = 15;
+    let key = staker(&records[h]);
+    let state = replay_records(&records[..h]).state.unwrap();
+    let Transaction::Coinstake { inputs, .. } = records[h].txs[1].clone() else {
+        panic!("coinstake second")
+    };
+    // Another output of the same staker, old enough to be eligible.
+    let (other, utxo) = state
+        .utxos()
+        .iter()
+        .find(|(op, u)| **op != inputs[0].prevout() && u.owner == key.pubkey() && !u.coinbase)
+        .map(|(o, u)| (*o, *u))
+        .unwrap();
+    let tx = Transaction::signed_coinstake(
+        other,
+        &key,
+        vec![TxOut {
+            value: utxo.value,
+            to: key.pubkey(),
+        }],
+    );
+    replace_coinstake(&mut records[h], &key, tx);
+    let e = block_error(error_at(&replay_records(&records), h as u64));
+    assert!(
+        matches!(
+            e,
+            BlockError::KernelAboveTarget { .. } | BlockError::StakeTooYoung { .. }
+        ),
+        "{e}"
+    );
+}
+
+#[test]
+fn rejects_restaking_a_spent_kernel_and_a_young_output() {
+    let mut records = chain();
+    let key = staker(&records[10]);
+    let Transaction::Coinstake { inputs, outputs } = records[10].txs[1].clone() else {
+        panic!("coinstake second")
+    };
+    // Block 11 re-uses block 10's kernel: already spent.
+    let tx = Transaction::signed_coinstake(inputs[0].prevout(), &key, outputs.clone());
+    replace_coinstake(&mut records[11], &key, tx);
+    let e = block_error(error_at(&replay_records(&records), 11));
+    assert!(
+        matches!(e, BlockError::MissingInput { index: 1, .. }),
+        "{e}"
+    );
+
+    // Block 13 stakes block 10's fresh coinstake output: too young (and immature).
+    let mut records = chain();
+    let young = chainsmith::primitives::tx::OutPoint {
+        txid: records[10].txs[1].txid(),
+        vout: 0,
+    };
+    let tx = Transaction::signed_coinstake(young, &key, outputs);
+    replace_coinstake(&mut records[13], &key, tx);
+    let e = block_error(error_at(&replay_records(&records), 13));
+    assert!(
+        matches!(
+            e,
+            BlockError::StakeTooYoung { .. } | BlockError::ImmatureCoinbase { .. }
+        ),
+        "{e}"
+    );
+}
+
+#[test]
+fn rejects_wrong_bits_and_a_nonce() {
+    let mut records = chain();
+    let key = staker(&records[6]);
+    records[6].bits = chainsmith::CompactTarget::from_consensus(records[6].bits.to_consensus() + 1);
+    resign(&mut records[6], &key);
+    let e = block_error(error_at(&replay_records(&records), 6));
+    assert!(matches!(e, BlockError::WrongBits { .. }), "{e}");
+
+    let mut records = chain();
+    let key = staker(&records[5]);
+    records[5].nonce = 1;
+    resign(&mut records[5], &key);
+    let e = block_error(error_at(&replay_records(&records), 5));
+    assert!(matches!(e, BlockError::NonzeroNonce(1)), "{e}");
+}
