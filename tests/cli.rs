@@ -580,3 +580,64 @@ fn mine_reports_and_honours_the_backend() {
         assert_eq!(verify_json(&chain).0, 0);
     }
 }
+
+#[test]
+fn mine_pos_reports_stakeholders_and_verifies() {
+    let dir = TempDir::new().unwrap();
+    let chain = dir.path().join("pos.jsonl");
+    let spec = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/test-pos.json");
+    let out = cargo_bin_cmd!("chainsmith")
+        .args(["mine", "pos", "--blocks", "12", "--json", "--spec"])
+        .arg(&spec)
+        .arg("--chain")
+        .arg(&chain)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["consensus"], "pos");
+    assert_eq!(v["blocks_mined"], 12);
+    assert!(v["hashes"].as_u64().unwrap() >= 12);
+    let holders = v["stakeholders"].as_array().unwrap();
+    assert_eq!(holders.len(), 10);
+    let blocks: u64 = holders.iter().map(|h| h["blocks"].as_u64().unwrap()).sum();
+    assert_eq!(blocks, 12);
+    for h in holders {
+        for key in ["name", "coins", "blocks", "coin_days_consumed", "interest"] {
+            assert!(h.get(key).is_some(), "{key}");
+        }
+    }
+    let (code, v) = verify_json(&chain);
+    assert_eq!((code, v["height"].as_u64()), (0, Some(12)));
+
+    // Human output: the stakeholder table.
+    cargo_bin_cmd!("chainsmith")
+        .args(["mine", "pos", "--blocks", "1", "--spec"])
+        .arg(&spec)
+        .arg("--chain")
+        .arg(&chain)
+        .assert()
+        .success()
+        .stdout(predicate::str::contains("coin-days consumed"))
+        .stdout(predicate::str::contains("h9"));
+
+    // A forged block signature is rejected at its height.
+    let mut blocks = lines(&chain);
+    let sig = blocks[7]["signature"].as_str().unwrap().to_owned();
+    let flipped = if sig.starts_with('0') { "1" } else { "0" };
+    blocks[7]["signature"] = format!("{flipped}{}", &sig[1..]).into();
+    write_lines(&chain, &blocks);
+    let (code, v) = verify_json(&chain);
+    assert_eq!(code, 1);
+    assert_eq!(v["error"]["height"], 7);
+    assert!(
+        v["error"]["reason"]
+            .as_str()
+            .unwrap()
+            .contains("block signature")
+    );
+}

@@ -151,7 +151,8 @@ pub struct ChainSpec {
     pub max_future_s: u32,
     /// Seed from which every wallet key is derived.
     pub wallet_seed: String,
-    /// The wallet that receives coinbase rewards.
+    /// The wallet that receives coinbase rewards (proof of stake: a stakeholder; rewards go
+    /// to each block's staker).
     pub miner: String,
     /// Demo wallets that transfers move coins between.
     pub wallets: Vec<String>,
@@ -357,7 +358,15 @@ impl ChainSpec {
         match (self.consensus, &self.pos) {
             (Consensus::Pos, None) => return Err(bad("pos", "required when consensus is pos")),
             (Consensus::Pow, Some(_)) => return Err(bad("pos", "only allowed with consensus pos")),
-            (Consensus::Pos, Some(pos)) => pos.validate()?,
+            (Consensus::Pos, Some(pos)) => {
+                pos.validate()?;
+                if !pos.stakeholders.iter().any(|h| h.name == self.miner) {
+                    return Err(bad(
+                        "miner",
+                        format!("unknown stakeholder {:?} (pos.stakeholders)", self.miner),
+                    ));
+                }
+            }
             (Consensus::Pow, None) => {}
         }
         if matches!(self.retarget, RetargetRule::Peercoin { .. })
@@ -535,6 +544,44 @@ mod tests {
                 .unwrap_err()
                 .to_string()
                 .contains("half_life_s")
+        );
+    }
+
+    #[test]
+    fn bad_stake_sets_name_the_field() {
+        let base = ChainSpec::builtin("pos-demo").unwrap();
+        let check = |edit: &dyn Fn(&mut serde_json::Value), needle: &str| {
+            let mut v = serde_json::to_value(&base).unwrap();
+            edit(&mut v);
+            let err = ChainSpec::from_json(&v.to_string())
+                .unwrap_err()
+                .to_string();
+            assert!(err.contains(needle), "{err}");
+        };
+        check(
+            &|v| v["pos"]["stakeholders"][2]["coins"][1] = (-5.0).into(),
+            "field `pos.stakeholders[2].coins[1]`: amount -5 is not a non-negative number",
+        );
+        check(
+            &|v| v["pos"]["min_age_days"] = 100.0.into(),
+            "min_age_days 100 is greater than max_age_days 3",
+        );
+        check(
+            &|v| v["pos"]["stakeholders"] = serde_json::json!([]),
+            "stake set is empty",
+        );
+        check(
+            &|v| v["miner"] = "mallory".into(),
+            "field `miner`: unknown stakeholder \"mallory\"",
+        );
+        check(
+            &|v| v["pos"]["stakeholders"][1]["name"] = "alice".into(),
+            "not unique",
+        );
+        check(&|v| v["pos"]["colour"] = 1.into(), "unknown field `colour`");
+        check(
+            &|v| v["retarget"] = serde_json::json!({"rule": "asert", "half_life_s": 60}),
+            "peercoin is the proof-of-stake rule",
         );
     }
 
