@@ -5,7 +5,7 @@
 //! Every chain shares one block format — Bitcoin's 80-byte header, a small UTXO transaction
 //! model and Bitcoin's merkle tree — and one chain store, JSON Lines files that are
 //! append-only and synced per block. Consensus rules are separate modules on top of that core;
-//! this release has proof of work ([`pow`]).
+//! proof of work ([`pow`]) and proof of stake ([`pos`]) so far.
 //!
 //! ```
 //! use chainsmith::chain::spec::ChainSpec;
