@@ -44,6 +44,10 @@ pub struct BlockRecord {
     /// Proof of stake: the staker's signature over the block hash.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub signature: Option<SigBytes>,
+    /// Proof of stake: the kernel hashes its staker tried for this block, as the staker
+    /// reports it. Informational (for `compare`): not covered by the block hash or checked.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stake_attempts: Option<u64>,
 }
 
 impl BlockRecord {
@@ -64,6 +68,7 @@ impl BlockRecord {
             spec_hash: spec.map(ChainSpec::spec_hash),
             txs: block.txs.clone(),
             signature: None,
+            stake_attempts: None,
         }
     }
 

@@ -4,6 +4,7 @@
 pub(crate) mod args;
 mod commands;
 mod format;
+mod miner;
 mod progress;
 
 use std::io;

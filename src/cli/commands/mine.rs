@@ -4,24 +4,23 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::{Duration, Instant};
+use std::sync::atomic::Ordering;
+use std::time::Instant;
 
 use anyhow::{Context, Result, bail};
 use chainsmith::ChainState;
 use chainsmith::chain::record::BlockRecord;
-use chainsmith::chain::spec::{Clock, Consensus};
+use chainsmith::chain::spec::Consensus;
 use chainsmith::chain::state::prepare;
 use chainsmith::chain::store::ChainWriter;
-use chainsmith::chain::wallet::demo_transfers;
 use chainsmith::hash::Backend;
-use chainsmith::pos::stake::{StakeOutcome, find_stake, stake_block};
-use chainsmith::pow::miner::{SearchControl, SearchMode, SearchOptions, SolveError, solve_block};
+use chainsmith::pow::miner::{SearchControl, SearchMode, SearchOptions};
 use serde_json::json;
 
 use crate::cli::args::{MineArgs, MineConsensus};
 use crate::cli::commands::replay_file;
 use crate::cli::format::si;
+use crate::cli::miner::{MineJob, mine_blocks};
 use crate::cli::progress::Progress;
 use crate::cli::{
     EXIT_INTERRUPTED, EXIT_INVALID, choose_backend, resolve_spec, thread_pool, unix_now,
@@ -87,95 +86,23 @@ pub(crate) fn run(args: &MineArgs) -> Result<ExitCode> {
         backend,
         ..SearchOptions::default()
     };
-    let keys = state.spec().wallet_keys();
-    let miner = state.spec().miner_key().pubkey();
     let progress = Progress::new(Some(args.blocks), "blocks", args.quiet);
     let started = Instant::now();
-    let mut mined = 0u64;
-    let mut interrupted = false;
-    let ticker_done = AtomicBool::new(false);
-
-    let result: Result<()> = std::thread::scope(|scope| {
-        if progress.is_visible() {
-            scope.spawn(|| tick(&progress, &control, &ticker_done, started));
-        }
-        let outcome = pool.install(|| -> Result<()> {
-            let mut stake_from = 0;
-            while mined < args.blocks {
-                if !wait_for_clock(&state, &control) {
-                    interrupted = true;
-                    break;
-                }
-                let height = state.next_height();
-                let record = match consensus {
-                    Consensus::Pow => {
-                        let transfers =
-                            demo_transfers(&state, &keys, args.tx_per_block, height, &[]);
-                        let template = state.block_template(unix_now(), miner, transfers);
-                        let target = template.header.bits.to_target()?;
-                        match solve_block(template, target, &opts, &control) {
-                            Ok(b) => BlockRecord::new(height, &b, None),
-                            Err(SolveError::Stopped) => {
-                                interrupted = true;
-                                break;
-                            }
-                            Err(e) => return Err(e.into()),
-                        }
-                    }
-                    Consensus::Pos => {
-                        // Virtual chain time only moves forward: search from after the tip.
-                        let tip_time = state.tip().map_or(0, |t| t.header.time);
-                        let from = stake_from
-                            .max(state.median_time_past() + 1)
-                            .max(tip_time.saturating_add(1));
-                        let until = match state.spec().pos.as_ref().map(|p| p.clock) {
-                            Some(Clock::Wall) => unix_now(),
-                            _ => unix_now().saturating_add(state.spec().max_future_s),
-                        };
-                        match find_stake(&state, &keys, from, until, &control.hashes, &control.stop)
-                        {
-                            StakeOutcome::Found(stake) => {
-                                let transfers = demo_transfers(
-                                    &state,
-                                    &keys,
-                                    args.tx_per_block,
-                                    height,
-                                    &[stake.outpoint],
-                                );
-                                stake_block(&state, &keys, &stake, transfers)
-                            }
-                            StakeOutcome::Exhausted { next } => {
-                                // Chain time has reached the clock: wait for it to move on.
-                                stake_from = next;
-                                std::thread::sleep(Duration::from_millis(250));
-                                continue;
-                            }
-                            StakeOutcome::Stopped => {
-                                interrupted = true;
-                                break;
-                            }
-                        }
-                    }
-                };
-                let prepared = prepare(record.clone(), consensus)
-                    .with_context(|| format!("mined block {height} failed its own checks"))?;
-                state
-                    .connect(&prepared, unix_now())
-                    .with_context(|| format!("mined block {height} failed validation"))?;
-                writer
-                    .append(&record)
-                    .with_context(|| format!("writing block {height} to {}", path.display()))?;
-                mined += 1;
-                progress.set_position(mined);
-                progress.set_message(format!("height {height}"));
-            }
-            Ok(())
-        });
-        ticker_done.store(true, Ordering::Relaxed);
-        outcome
-    });
+    let outcome = mine_blocks(
+        &mut state,
+        &mut writer,
+        &MineJob {
+            blocks: args.blocks,
+            tx_per_block: args.tx_per_block,
+            opts: &opts,
+            pool: &pool,
+            progress: &progress,
+        },
+        &control,
+        &mut |_, _| {},
+    );
     progress.finish();
-    result?;
+    let (mined, interrupted) = outcome?;
 
     let run = RunStats {
         mined,
@@ -210,43 +137,6 @@ fn create_chain(path: &Path, spec: chainsmith::ChainSpec) -> Result<(ChainState,
         .append(&record)
         .with_context(|| format!("writing genesis to {}", path.display()))?;
     Ok((state, writer))
-}
-
-/// Blocks must be later than the median of the previous 11, so a chain mined faster than one
-/// block per second runs ahead of the clock (one second per six blocks). Waits while the next
-/// block's earliest time is past the future limit that verification allows, so every block
-/// mined stays valid. Returns false if Ctrl-C stopped the wait.
-fn wait_for_clock(state: &ChainState, control: &SearchControl) -> bool {
-    let earliest = u64::from(state.median_time_past()) + 1;
-    let limit = u64::from(state.spec().max_future_s);
-    while earliest > u64::from(unix_now()) + limit {
-        if control.stop.load(Ordering::Relaxed) {
-            return false;
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    true
-}
-
-/// Updates the bar's live hash rate until `done`.
-fn tick(progress: &Progress, control: &SearchControl, done: &AtomicBool, started: Instant) {
-    let mut last = (Instant::now(), 0u64);
-    while !done.load(Ordering::Relaxed) {
-        std::thread::sleep(Duration::from_millis(250));
-        let now = Instant::now();
-        let hashes = control.hashes.load(Ordering::Relaxed);
-        let dt = now.duration_since(last.0).as_secs_f64();
-        if dt > 0.0 {
-            let rate = (hashes - last.1) as f64 / dt;
-            progress.set_message(format!(
-                "{}H/s · {}hashes · {:.0} s",
-                si(rate),
-                si(hashes as f64),
-                started.elapsed().as_secs_f64()
-            ));
-        }
-        last = (now, hashes);
-    }
 }
 
 /// A stakeholder's holdings now and what it has staked over the whole chain.

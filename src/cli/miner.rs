@@ -1,0 +1,173 @@
+//! The mining loop shared by `mine` and `compare`: proof of work (the parallel nonce search) or
+//! proof of stake (the kernel search), each block validated, appended and synced before the
+//! next, with a live progress bar.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result};
+use chainsmith::ChainState;
+use chainsmith::chain::record::BlockRecord;
+use chainsmith::chain::spec::{Clock, Consensus};
+use chainsmith::chain::state::prepare;
+use chainsmith::chain::store::ChainWriter;
+use chainsmith::chain::wallet::demo_transfers;
+use chainsmith::pos::stake::{StakeOutcome, find_stake, stake_block};
+use chainsmith::pow::miner::{SearchControl, SearchOptions, SolveError, solve_block};
+
+use crate::cli::format::si;
+use crate::cli::progress::Progress;
+use crate::cli::unix_now;
+
+/// What to mine and how.
+pub(crate) struct MineJob<'a> {
+    /// Blocks to add.
+    pub(crate) blocks: u64,
+    /// Demo transfers per block.
+    pub(crate) tx_per_block: usize,
+    /// Nonce-search options (proof of work).
+    pub(crate) opts: &'a SearchOptions,
+    /// The worker pool.
+    pub(crate) pool: &'a rayon::ThreadPool,
+    /// The progress bar (hidden or not).
+    pub(crate) progress: &'a Progress,
+}
+
+/// Mines `job.blocks` blocks onto `state` and `writer`, calling `on_block(record, hashes)`
+/// after each block is synced (`hashes`: nonces or kernels tried for it). Returns the blocks
+/// mined and whether `control.stop` (Ctrl-C) ended the run early.
+pub(crate) fn mine_blocks(
+    state: &mut ChainState,
+    writer: &mut ChainWriter,
+    job: &MineJob<'_>,
+    control: &SearchControl,
+    on_block: &mut (dyn FnMut(&BlockRecord, u64) + Send),
+) -> Result<(u64, bool)> {
+    let consensus = state.consensus();
+    let keys = state.spec().wallet_keys();
+    let miner = state.spec().miner_key().pubkey();
+    let started = Instant::now();
+    let ticker_done = AtomicBool::new(false);
+    let mut mined = 0u64;
+    let mut interrupted = false;
+    std::thread::scope(|scope| {
+        if job.progress.is_visible() {
+            scope.spawn(|| tick(job.progress, control, &ticker_done, started));
+        }
+        let outcome = job.pool.install(|| -> Result<()> {
+            let mut stake_from = 0;
+            while mined < job.blocks {
+                if !wait_for_clock(state, control) {
+                    interrupted = true;
+                    break;
+                }
+                let height = state.next_height();
+                let before = control.hashes.load(Ordering::Relaxed);
+                let record = match consensus {
+                    Consensus::Pow => {
+                        let transfers = demo_transfers(state, &keys, job.tx_per_block, height, &[]);
+                        let template = state.block_template(unix_now(), miner, transfers);
+                        let target = template.header.bits.to_target()?;
+                        match solve_block(template, target, job.opts, control) {
+                            Ok(b) => BlockRecord::new(height, &b, None),
+                            Err(SolveError::Stopped) => {
+                                interrupted = true;
+                                break;
+                            }
+                            Err(e) => return Err(e.into()),
+                        }
+                    }
+                    Consensus::Pos => {
+                        // Virtual chain time only moves forward: search from after the tip.
+                        let tip_time = state.tip().map_or(0, |t| t.header.time);
+                        let from = stake_from
+                            .max(state.median_time_past() + 1)
+                            .max(tip_time.saturating_add(1));
+                        let until = match state.spec().pos.as_ref().map(|p| p.clock) {
+                            Some(Clock::Wall) => unix_now(),
+                            _ => unix_now().saturating_add(state.spec().max_future_s),
+                        };
+                        match find_stake(state, &keys, from, until, &control.hashes, &control.stop)
+                        {
+                            StakeOutcome::Found(stake) => {
+                                let transfers = demo_transfers(
+                                    state,
+                                    &keys,
+                                    job.tx_per_block,
+                                    height,
+                                    &[stake.outpoint],
+                                );
+                                let mut record = stake_block(state, &keys, &stake, transfers);
+                                record.stake_attempts =
+                                    Some(control.hashes.load(Ordering::Relaxed) - before);
+                                record
+                            }
+                            StakeOutcome::Exhausted { next } => {
+                                // Chain time has reached the clock: wait for it to move on.
+                                stake_from = next;
+                                std::thread::sleep(Duration::from_millis(250));
+                                continue;
+                            }
+                            StakeOutcome::Stopped => {
+                                interrupted = true;
+                                break;
+                            }
+                        }
+                    }
+                };
+                let prepared = prepare(record.clone(), consensus)
+                    .with_context(|| format!("mined block {height} failed its own checks"))?;
+                state
+                    .connect(&prepared, unix_now())
+                    .with_context(|| format!("mined block {height} failed validation"))?;
+                writer.append(&record).with_context(|| {
+                    format!("writing block {height} to {}", writer.path().display())
+                })?;
+                mined += 1;
+                on_block(&record, control.hashes.load(Ordering::Relaxed) - before);
+                job.progress.set_position(mined);
+            }
+            Ok(())
+        });
+        ticker_done.store(true, Ordering::Relaxed);
+        outcome
+    })?;
+    Ok((mined, interrupted))
+}
+
+/// Blocks must be later than the median of the previous 11, so a chain mined faster than one
+/// block per second runs ahead of the clock (one second per six blocks). Waits while the next
+/// block's earliest time is past the future limit that verification allows, so every block
+/// mined stays valid. Returns false if Ctrl-C stopped the wait.
+fn wait_for_clock(state: &ChainState, control: &SearchControl) -> bool {
+    let earliest = u64::from(state.median_time_past()) + 1;
+    let limit = u64::from(state.spec().max_future_s);
+    while earliest > u64::from(unix_now()) + limit {
+        if control.stop.load(Ordering::Relaxed) {
+            return false;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    true
+}
+
+/// Updates the bar's live hash rate until `done`.
+fn tick(progress: &Progress, control: &SearchControl, done: &AtomicBool, started: Instant) {
+    let mut last = (Instant::now(), control.hashes.load(Ordering::Relaxed));
+    while !done.load(Ordering::Relaxed) {
+        std::thread::sleep(Duration::from_millis(250));
+        let now = Instant::now();
+        let hashes = control.hashes.load(Ordering::Relaxed);
+        let dt = now.duration_since(last.0).as_secs_f64();
+        if dt > 0.0 {
+            let rate = hashes.saturating_sub(last.1) as f64 / dt;
+            progress.set_message(format!(
+                "{}H/s · {}hashes · {:.0} s",
+                si(rate),
+                si(hashes as f64),
+                started.elapsed().as_secs_f64()
+            ));
+        }
+        last = (now, hashes);
+    }
+}
