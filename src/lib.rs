@@ -25,6 +25,7 @@
 
 pub mod chain;
 pub mod hash;
+pub mod metrics;
 pub mod pos;
 pub mod pow;
 pub mod primitives;

@@ -28,6 +28,9 @@ pub(crate) enum Command {
     /// Measure the sha256d nonce loop of each hash backend, at 1 thread and at all threads,
     /// against the portable reference in the same run.
     Bench(BenchArgs),
+    /// Compare proof of work and proof of stake: hashes, hash rate, CPU time and energy per
+    /// block, mined now on the demo specs or read from two chain files.
+    Compare(CompareArgs),
 }
 
 /// Consensus rules that can mine.
@@ -131,6 +134,47 @@ pub(crate) struct BenchArgs {
     #[arg(long)]
     pub(crate) json: bool,
     /// No progress bar.
+    #[arg(long, short)]
+    pub(crate) quiet: bool,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct CompareArgs {
+    /// Two chain files to compare instead of mining new chains.
+    #[arg(value_name = "CHAIN")]
+    pub(crate) chains: Vec<PathBuf>,
+    /// Blocks to mine per consensus rule.
+    #[arg(long, default_value_t = 20, value_name = "N")]
+    pub(crate) blocks: u64,
+    /// The same target block spacing (s) for every rule [default: each spec's own].
+    #[arg(long, value_name = "S", value_parser = clap::value_parser!(u32).range(1..))]
+    pub(crate) spacing: Option<u32>,
+    /// Proof-of-work spec [default: pow-demo].
+    #[arg(long, value_name = "NAME|FILE")]
+    pub(crate) pow_spec: Option<String>,
+    /// Proof-of-stake spec [default: pos-demo].
+    #[arg(long, value_name = "NAME|FILE")]
+    pub(crate) pos_spec: Option<String>,
+    /// Nonce-search threads for proof of work [default: all cores].
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u16).range(1..))]
+    pub(crate) threads: Option<u16>,
+    /// Power model when no RAPL counter is readable: watts per busy core [default: 3.75, an
+    /// AMD EPYC 9654's 360 W TDP over its 96 cores].
+    #[arg(long, value_name = "W", default_value_t = chainsmith::metrics::energy::DEFAULT_WATTS_PER_CORE)]
+    pub(crate) watts_per_core: f64,
+    /// Bitcoin mainnet difficulty for the extrapolation [default: 1.5e14, late 2025].
+    #[arg(long, value_name = "D", default_value_t = chainsmith::metrics::energy::DEFAULT_MAINNET_DIFFICULTY)]
+    pub(crate) mainnet_difficulty: f64,
+    /// Write SVG charts into this directory.
+    #[arg(long, value_name = "DIR")]
+    pub(crate) plot: Option<PathBuf>,
+    /// Keep the mined chains in this directory (as pow.jsonl and pos.jsonl).
+    #[arg(long, value_name = "DIR")]
+    pub(crate) keep: Option<PathBuf>,
+    /// Print one JSON object on stdout.
+    #[arg(long)]
+    pub(crate) json: bool,
+    /// No progress bars.
     #[arg(long, short)]
     pub(crate) quiet: bool,
 }

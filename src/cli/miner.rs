@@ -2,6 +2,7 @@
 //! proof of stake (the kernel search), each block validated, appended and synced before the
 //! next, with a live progress bar.
 
+use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
@@ -133,6 +134,28 @@ pub(crate) fn mine_blocks(
         outcome
     })?;
     Ok((mined, interrupted))
+}
+
+/// Creates `path` with the genesis block of `spec`.
+pub(crate) fn create_chain(
+    path: &Path,
+    spec: chainsmith::ChainSpec,
+) -> Result<(ChainState, ChainWriter)> {
+    let genesis = spec.genesis_block();
+    let record = BlockRecord::new(0, &genesis, Some(&spec));
+    let consensus = spec.consensus;
+    let mut state = ChainState::new(spec);
+    let prepared =
+        prepare(record.clone(), consensus).context("the spec's genesis block is invalid")?;
+    state
+        .connect(&prepared, unix_now())
+        .context("the spec's genesis block is invalid")?;
+    let mut writer = ChainWriter::create_new(path)
+        .with_context(|| format!("creating chain {}", path.display()))?;
+    writer
+        .append(&record)
+        .with_context(|| format!("writing genesis to {}", path.display()))?;
+    Ok((state, writer))
 }
 
 /// Blocks must be later than the median of the previous 11, so a chain mined faster than one

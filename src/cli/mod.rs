@@ -5,6 +5,7 @@ pub(crate) mod args;
 mod commands;
 mod format;
 mod miner;
+mod plot;
 mod progress;
 
 use std::io;
@@ -33,6 +34,7 @@ pub(crate) fn run(cli: Cli) -> Result<ExitCode> {
         Command::Header(a) => commands::header::run(&a),
         Command::Show(a) => commands::show::run(&a),
         Command::Bench(a) => commands::bench::run(&a),
+        Command::Compare(a) => commands::compare::run(&a),
     }
 }
 

@@ -9,9 +9,7 @@ use std::time::Instant;
 
 use anyhow::{Context, Result, bail};
 use chainsmith::ChainState;
-use chainsmith::chain::record::BlockRecord;
 use chainsmith::chain::spec::Consensus;
-use chainsmith::chain::state::prepare;
 use chainsmith::chain::store::ChainWriter;
 use chainsmith::hash::Backend;
 use chainsmith::pow::miner::{SearchControl, SearchMode, SearchOptions};
@@ -20,7 +18,7 @@ use serde_json::json;
 use crate::cli::args::{MineArgs, MineConsensus};
 use crate::cli::commands::replay_file;
 use crate::cli::format::si;
-use crate::cli::miner::{MineJob, mine_blocks};
+use crate::cli::miner::{MineJob, create_chain, mine_blocks};
 use crate::cli::progress::Progress;
 use crate::cli::{
     EXIT_INTERRUPTED, EXIT_INVALID, choose_backend, resolve_spec, thread_pool, unix_now,
@@ -118,25 +116,6 @@ pub(crate) fn run(args: &MineArgs) -> Result<ExitCode> {
     } else {
         ExitCode::SUCCESS
     })
-}
-
-/// Creates `path` with the genesis block of `spec`.
-fn create_chain(path: &Path, spec: chainsmith::ChainSpec) -> Result<(ChainState, ChainWriter)> {
-    let genesis = spec.genesis_block();
-    let record = BlockRecord::new(0, &genesis, Some(&spec));
-    let consensus = spec.consensus;
-    let mut state = ChainState::new(spec);
-    let prepared =
-        prepare(record.clone(), consensus).context("the spec's genesis block is invalid")?;
-    state
-        .connect(&prepared, unix_now())
-        .context("the spec's genesis block is invalid")?;
-    let mut writer = ChainWriter::create_new(path)
-        .with_context(|| format!("creating chain {}", path.display()))?;
-    writer
-        .append(&record)
-        .with_context(|| format!("writing genesis to {}", path.display()))?;
-    Ok((state, writer))
 }
 
 /// A stakeholder's holdings now and what it has staked over the whole chain.

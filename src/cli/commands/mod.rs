@@ -1,6 +1,7 @@
 //! One module per subcommand, and the chain replay they share.
 
 pub(crate) mod bench;
+pub(crate) mod compare;
 pub(crate) mod header;
 pub(crate) mod mine;
 pub(crate) mod show;

@@ -1,0 +1,434 @@
+//! `chainsmith compare`: what proof of work costs next to proof of stake, measured.
+//!
+//! Live mode mines a chain of each consensus in the list (`CONSENSUSES`) with the same number
+//! of blocks and, with `--spacing`, the same target spacing, measuring per phase the hashes,
+//! wall time, process CPU seconds and energy (RAPL when readable, else CPU seconds × watts per
+//! core, labelled an estimate). File mode reads existing chains: hashes per block are the
+//! expected work of each PoW target and the kernel attempts each PoS staker recorded.
+
+use std::io::Write;
+use std::path::Path;
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::Instant;
+
+use anyhow::{Context, Result, bail};
+use chainsmith::chain::record::BlockRecord;
+use chainsmith::chain::spec::{ChainSpec, Consensus};
+use chainsmith::chain::store::LineReader;
+use chainsmith::metrics::energy::{
+    ASIC_J_PER_TH, EnergyMethod, estimate_joules, hashes_per_mainnet_block,
+};
+use chainsmith::metrics::rapl::{POWERCAP_ROOT, RaplReader};
+use chainsmith::pow::miner::{SearchControl, SearchOptions};
+use chainsmith::primitives::tx::KeyPair;
+use chainsmith::{ChainState, Target};
+use serde_json::{Value, json};
+
+use crate::cli::args::CompareArgs;
+use crate::cli::commands::replay_file;
+use crate::cli::format::si;
+use crate::cli::miner::{MineJob, create_chain, mine_blocks};
+use crate::cli::plot;
+use crate::cli::progress::Progress;
+use crate::cli::{
+    EXIT_INTERRUPTED, EXIT_INVALID, choose_backend, resolve_spec, thread_pool, unix_now,
+};
+
+/// The consensus rules compared, in table order. DPoS, PoA and later rules join here.
+const CONSENSUSES: [Consensus; 2] = [Consensus::Pow, Consensus::Pos];
+
+/// One mined (or read) block, for the tables and charts.
+pub(crate) struct Point {
+    /// Block height.
+    pub(crate) height: u32,
+    /// Block time.
+    pub(crate) time: u32,
+    /// Hashes for this block (measured, expected work, or recorded kernel attempts).
+    pub(crate) hashes: f64,
+}
+
+/// One consensus rule's run.
+pub(crate) struct Phase {
+    pub(crate) consensus: Consensus,
+    pub(crate) spec: ChainSpec,
+    pub(crate) points: Vec<Point>,
+    pub(crate) hashes_source: &'static str,
+    pub(crate) wall_s: Option<f64>,
+    pub(crate) cpu_s: Option<f64>,
+    pub(crate) energy_j: Option<f64>,
+    pub(crate) method: EnergyMethod,
+    /// PoS: each stakeholder's (name, share of genesis stake, share of blocks).
+    pub(crate) stake_shares: Vec<(String, f64, f64)>,
+}
+
+impl Phase {
+    fn blocks(&self) -> usize {
+        self.points.len()
+    }
+
+    fn hashes(&self) -> f64 {
+        self.points.iter().map(|p| p.hashes).sum()
+    }
+
+    fn per_block(&self, total: Option<f64>) -> Option<f64> {
+        total.map(|t| t / self.blocks().max(1) as f64)
+    }
+
+    fn hash_rate(&self) -> Option<f64> {
+        self.wall_s.filter(|w| *w > 0.0).map(|w| self.hashes() / w)
+    }
+
+    fn to_json(&self) -> Value {
+        json!({
+            "spec": self.spec.name,
+            "target_spacing_s": self.spec.target_spacing_s,
+            "blocks": self.blocks(),
+            "hashes": self.hashes(),
+            "hashes_per_block": self.per_block(Some(self.hashes())),
+            "hashes_source": self.hashes_source,
+            "hash_rate": self.hash_rate(),
+            "wall_s": self.wall_s,
+            "cpu_s": self.cpu_s,
+            "energy_j": self.energy_j,
+            "energy_j_per_block": self.per_block(self.energy_j),
+            "energy_method": self.method.as_str(),
+        })
+    }
+}
+
+/// CPU seconds (user + system, all threads) of this process, from `/proc/self/stat`, whose
+/// times are in USER_HZ = 100 ticks per second on Linux.
+fn process_cpu_seconds() -> Option<f64> {
+    let stat = std::fs::read_to_string("/proc/self/stat").ok()?;
+    let rest = &stat[stat.rfind(')')? + 2..];
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    // utime and stime are fields 14 and 15 of the line, 12 and 13 after "(comm) state".
+    let utime: f64 = fields.get(11)?.parse().ok()?;
+    let stime: f64 = fields.get(12)?.parse().ok()?;
+    Some((utime + stime) / 100.0)
+}
+
+/// Each stakeholder's share of the genesis stake and of the blocks staked.
+fn stake_shares(state: &ChainState) -> Vec<(String, f64, f64)> {
+    let spec = state.spec();
+    let Some(pos) = &spec.pos else {
+        return Vec::new();
+    };
+    let total_stake: f64 = pos.stakeholders.iter().flat_map(|h| &h.coins).sum();
+    let total_blocks: u64 = state.stake_stats().values().map(|s| s.blocks).sum();
+    pos.stakeholders
+        .iter()
+        .map(|h| {
+            let owner = KeyPair::derive(&spec.wallet_seed, &h.name).pubkey();
+            let blocks = state.stake_stats().get(&owner).map_or(0, |s| s.blocks);
+            (
+                h.name.clone(),
+                h.coins.iter().sum::<f64>() / total_stake,
+                blocks as f64 / total_blocks.max(1) as f64,
+            )
+        })
+        .collect()
+}
+
+pub(crate) fn run(args: &CompareArgs) -> Result<ExitCode> {
+    let pool = thread_pool(args.threads)?;
+    let phases = if args.chains.is_empty() {
+        match live(args, &pool)? {
+            Some(p) => p,
+            None => return Ok(ExitCode::from(EXIT_INTERRUPTED)),
+        }
+    } else {
+        if args.chains.len() != 2 {
+            bail!("compare takes two chain files (or none, to mine both)");
+        }
+        let mut phases = Vec::new();
+        for path in &args.chains {
+            match from_file(path, &pool, args.quiet)? {
+                Some(p) => phases.push(p),
+                None => return Ok(ExitCode::from(EXIT_INVALID)),
+            }
+        }
+        phases.sort_by_key(|p| CONSENSUSES.iter().position(|c| *c == p.consensus));
+        phases
+    };
+    if let Some(dir) = &args.plot {
+        plot::draw_all(dir, &phases)?;
+    }
+    report(args, &phases)?;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Mines each consensus in turn; `None` when Ctrl-C stopped it.
+fn live(args: &CompareArgs, pool: &rayon::ThreadPool) -> Result<Option<Vec<Phase>>> {
+    let dir = match &args.keep {
+        Some(d) => d.clone(),
+        None => std::env::temp_dir().join(format!("chainsmith-compare-{}", std::process::id())),
+    };
+    std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+    let control = Arc::new(SearchControl::default());
+    let handler = Arc::clone(&control);
+    ctrlc::set_handler(move || handler.stop.store(true, Ordering::Relaxed))
+        .context("installing the Ctrl-C handler")?;
+    let opts = SearchOptions {
+        backend: choose_backend(None)?,
+        ..SearchOptions::default()
+    };
+    let rapl = RaplReader::open(Path::new(POWERCAP_ROOT));
+    let mut phases = Vec::new();
+    for consensus in CONSENSUSES {
+        let (flag, default) = match consensus {
+            Consensus::Pow => (&args.pow_spec, "pow-demo"),
+            Consensus::Pos => (&args.pos_spec, "pos-demo"),
+        };
+        let mut spec = resolve_spec(flag.as_deref().unwrap_or(default))?;
+        if spec.consensus != consensus {
+            bail!("spec {:?} is not a {} spec", spec.name, consensus.as_str());
+        }
+        if let Some(s) = args.spacing {
+            spec.target_spacing_s = s;
+        }
+        let path = dir.join(format!("{}.jsonl", consensus.as_str()));
+        match std::fs::remove_file(&path) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(e).with_context(|| format!("removing {}", path.display())),
+        }
+        let (mut state, mut writer) = create_chain(&path, spec.clone())?;
+        let progress = Progress::new(Some(args.blocks), consensus.as_str(), args.quiet);
+        control.hashes.store(0, Ordering::Relaxed);
+        let mut points = Vec::new();
+        let cpu_before = process_cpu_seconds();
+        let rapl_before = rapl.as_ref().and_then(|r| r.read().ok());
+        let started = Instant::now();
+        let (_, interrupted) = mine_blocks(
+            &mut state,
+            &mut writer,
+            &MineJob {
+                blocks: args.blocks,
+                tx_per_block: 0,
+                opts: &opts,
+                pool,
+                progress: &progress,
+            },
+            &control,
+            &mut |record: &BlockRecord, hashes| {
+                points.push(Point {
+                    height: record.height,
+                    time: record.time,
+                    hashes: hashes as f64,
+                });
+            },
+        )?;
+        let wall = started.elapsed().as_secs_f64();
+        progress.finish();
+        if interrupted {
+            return Ok(None);
+        }
+        let cpu = cpu_before.zip(process_cpu_seconds()).map(|(a, b)| b - a);
+        let measured = rapl
+            .as_ref()
+            .zip(rapl_before)
+            .and_then(|(r, before)| r.read().ok().map(|after| r.joules_between(&before, &after)));
+        let (energy, method) = match (measured, cpu) {
+            (Some(j), _) => (Some(j), EnergyMethod::Rapl),
+            (None, Some(c)) => (
+                Some(estimate_joules(c, args.watts_per_core)),
+                EnergyMethod::Estimate,
+            ),
+            (None, None) => (None, EnergyMethod::None),
+        };
+        phases.push(Phase {
+            consensus,
+            spec,
+            points,
+            hashes_source: "measured",
+            wall_s: Some(wall),
+            cpu_s: cpu,
+            energy_j: energy,
+            method,
+            stake_shares: stake_shares(&state),
+        });
+    }
+    Ok(Some(phases))
+}
+
+/// Reads a chain file (verifying it first); `None` when it is invalid.
+fn from_file(path: &Path, pool: &rayon::ThreadPool, quiet: bool) -> Result<Option<Phase>> {
+    let replay = replay_file(path, pool, quiet, unix_now())?;
+    if let Some(err) = replay.error {
+        eprintln!("chainsmith: {}: {err}", path.display());
+        return Ok(None);
+    }
+    let state = replay.state.context("a valid chain has a state")?;
+    let consensus = state.consensus();
+    let mut reader =
+        LineReader::open(path).with_context(|| format!("reading chain {}", path.display()))?;
+    let mut points = Vec::new();
+    while let Some(line) = reader.next_line()? {
+        let record: BlockRecord = serde_json::from_str(&line.text)
+            .with_context(|| format!("{}: line {}", path.display(), line.number))?;
+        if record.height == 0 {
+            continue;
+        }
+        let hashes = match consensus {
+            Consensus::Pow => record
+                .bits
+                .to_target()
+                .map_or(0.0, |t: Target| t.to_work().to_f64()),
+            Consensus::Pos => record.stake_attempts.unwrap_or(0) as f64,
+        };
+        points.push(Point {
+            height: record.height,
+            time: record.time,
+            hashes,
+        });
+    }
+    Ok(Some(Phase {
+        consensus,
+        spec: state.spec().clone(),
+        points,
+        hashes_source: match consensus {
+            Consensus::Pow => "expected_work",
+            Consensus::Pos => "recorded_attempts",
+        },
+        wall_s: None,
+        cpu_s: None,
+        energy_j: None,
+        method: EnergyMethod::None,
+        stake_shares: stake_shares(&state),
+    }))
+}
+
+fn ratio(a: Option<f64>, b: Option<f64>) -> Option<f64> {
+    a.zip(b).filter(|(_, b)| *b > 0.0).map(|(a, b)| a / b)
+}
+
+/// Three significant digits, with an SI prefix from 1000 up.
+fn fmt_opt(v: Option<f64>, unit: &str) -> String {
+    match v {
+        None => "-".to_owned(),
+        Some(x) if x.fract() == 0.0 && x.abs() < 1000.0 => format!("{x:.0} {unit}"),
+        Some(x) if x.abs() >= 1000.0 => format!("{}{unit}", si(x)),
+        Some(x) if x.abs() >= 100.0 => format!("{x:.0} {unit}"),
+        Some(x) if x.abs() >= 10.0 => format!("{x:.1} {unit}"),
+        Some(x) if x.abs() >= 0.001 => format!("{x:.3} {unit}"),
+        Some(x) => format!("{x:.2e} {unit}"),
+    }
+}
+
+fn fmt_ratio(r: f64) -> String {
+    if (0.01..10_000.0).contains(&r.abs()) {
+        format!("{r:.2}×")
+    } else {
+        format!("{r:.2e}×")
+    }
+}
+
+fn report(args: &CompareArgs, phases: &[Phase]) -> Result<()> {
+    let pow = phases.iter().find(|p| p.consensus == Consensus::Pow);
+    let pos = phases.iter().find(|p| p.consensus == Consensus::Pos);
+    let j_per_hash = pow.and_then(|p| ratio(p.energy_j, Some(p.hashes())));
+    let mainnet_hashes = hashes_per_mainnet_block(args.mainnet_difficulty);
+    let extrapolation = json!({
+        "mainnet_difficulty": args.mainnet_difficulty,
+        "hashes_per_mainnet_block": mainnet_hashes,
+        "joules_per_hash_measured": j_per_hash,
+        "mainnet_block_j_at_measured": j_per_hash.map(|j| j * mainnet_hashes),
+        "asic_j_per_th": ASIC_J_PER_TH,
+        "mainnet_block_j_at_asic": mainnet_hashes * ASIC_J_PER_TH * 1e-12,
+    });
+    let mut out = std::io::stdout().lock();
+    if args.json {
+        let mut v = json!({
+            "watts_per_core": args.watts_per_core,
+            "extrapolation": extrapolation,
+        });
+        for p in phases {
+            v[p.consensus.as_str()] = p.to_json();
+        }
+        if let (Some(a), Some(b)) = (pow, pos) {
+            v["ratio_pow_to_pos"] = json!({
+                "hashes_per_block": ratio(a.per_block(Some(a.hashes())), b.per_block(Some(b.hashes()))),
+                "energy_j_per_block": ratio(a.per_block(a.energy_j), b.per_block(b.energy_j)),
+            });
+        }
+        writeln!(out, "{v}")?;
+        return Ok(());
+    }
+    let names: Vec<&str> = phases.iter().map(|p| p.consensus.as_str()).collect();
+    write!(out, "{:<16}", "")?;
+    for n in &names {
+        write!(out, "{n:>14}")?;
+    }
+    writeln!(
+        out,
+        "{:>12}",
+        if pow.is_some() && pos.is_some() {
+            "pow/pos"
+        } else {
+            ""
+        }
+    )?;
+    type Row<'a> = (&'a str, &'a dyn Fn(&Phase) -> Option<f64>, &'a str);
+    let rows: [Row<'_>; 9] = [
+        ("blocks", &|p| Some(p.blocks() as f64), ""),
+        (
+            "spacing",
+            &|p| Some(f64::from(p.spec.target_spacing_s)),
+            "s",
+        ),
+        ("hashes", &|p| Some(p.hashes()), ""),
+        ("hashes/block", &|p| p.per_block(Some(p.hashes())), ""),
+        ("hash rate", &Phase::hash_rate, "H/s"),
+        ("wall time", &|p| p.wall_s, "s"),
+        ("CPU time", &|p| p.cpu_s, "s"),
+        ("energy", &|p| p.energy_j, "J"),
+        ("energy/block", &|p| p.per_block(p.energy_j), "J"),
+    ];
+    for (label, f, unit) in rows {
+        write!(out, "{label:<16}")?;
+        for p in phases {
+            write!(out, "{:>14}", fmt_opt(f(p), unit))?;
+        }
+        let r = pow.zip(pos).and_then(|(a, b)| ratio(f(a), f(b)));
+        writeln!(out, "{:>12}", r.map_or_else(String::new, fmt_ratio))?;
+    }
+    let methods: Vec<String> = phases
+        .iter()
+        .map(|p| format!("{} {}", p.consensus.as_str(), p.method.as_str()))
+        .collect();
+    writeln!(out, "energy method: {}", methods.join(", "))?;
+    if phases.iter().any(|p| p.method == EnergyMethod::Estimate) {
+        writeln!(
+            out,
+            "  estimate = process CPU seconds × {} W per busy core (no RAPL counters readable; \
+             --watts-per-core to change)",
+            args.watts_per_core
+        )?;
+    }
+    writeln!(
+        out,
+        "\nOne Bitcoin mainnet block at difficulty {:.3e} takes {:.3e} hashes:",
+        args.mainnet_difficulty, mainnet_hashes
+    )?;
+    if let Some(j) = j_per_hash {
+        writeln!(
+            out,
+            "  at this CPU's {j:.3e} J/hash: {:.3e} J ({:.3e} kWh)",
+            j * mainnet_hashes,
+            j * mainnet_hashes / 3.6e6
+        )?;
+    }
+    writeln!(
+        out,
+        "  at a modern ASIC's {ASIC_J_PER_TH} J/TH (Cambridge 2025): {:.3e} J ({:.3e} kWh)",
+        mainnet_hashes * ASIC_J_PER_TH * 1e-12,
+        mainnet_hashes * ASIC_J_PER_TH * 1e-12 / 3.6e6
+    )?;
+    if let Some(dir) = &args.plot {
+        writeln!(out, "\ncharts written to {}", dir.display())?;
+    }
+    Ok(())
+}

@@ -1,0 +1,151 @@
+//! `compare`: documented JSON keys with sane values, the energy model's arithmetic, the same
+//! counts from chain files as from the run that mined them, and the SVG charts.
+#![allow(clippy::unwrap_used)]
+
+use std::path::{Path, PathBuf};
+
+use assert_cmd::cargo::cargo_bin_cmd;
+use serde_json::Value;
+use tempfile::TempDir;
+
+fn data(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/data")
+        .join(name)
+}
+
+/// A PoW spec at fixed difficulty 0x1f00ffff: 65 536 expected hashes a block.
+fn slow_pow_spec(dir: &TempDir) -> PathBuf {
+    let mut spec: Value =
+        serde_json::from_str(&std::fs::read_to_string(data("test-pow.json")).unwrap()).unwrap();
+    spec["name"] = "slow".into();
+    spec["retarget"] = serde_json::json!({"rule": "none"});
+    spec["genesis"]["bits"] = "1f00ffff".into();
+    spec["genesis"]["nonce"] = 51_390.into();
+    let path = dir.path().join("slow.json");
+    std::fs::write(&path, spec.to_string()).unwrap();
+    path
+}
+
+fn compare_json(args: &[&std::ffi::OsStr]) -> Value {
+    let out = cargo_bin_cmd!("chainsmith")
+        .arg("compare")
+        .args(args)
+        .args(["--json", "--quiet"])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+#[test]
+fn live_compare_measures_both_and_files_give_the_same_counts() {
+    let dir = TempDir::new().unwrap();
+    let kept = dir.path().join("kept");
+    let plots = dir.path().join("plots");
+    let pow_spec = slow_pow_spec(&dir);
+    let live = compare_json(&[
+        "--blocks".as_ref(),
+        "30".as_ref(),
+        "--pow-spec".as_ref(),
+        pow_spec.as_os_str(),
+        "--pos-spec".as_ref(),
+        data("test-pos.json").as_os_str(),
+        "--keep".as_ref(),
+        kept.as_os_str(),
+        "--plot".as_ref(),
+        plots.as_os_str(),
+        "--watts-per-core".as_ref(),
+        "5".as_ref(),
+    ]);
+    for c in ["pow", "pos"] {
+        let v = &live[c];
+        for key in [
+            "blocks",
+            "hashes",
+            "hashes_per_block",
+            "cpu_s",
+            "energy_j",
+            "energy_j_per_block",
+            "energy_method",
+            "hash_rate",
+            "wall_s",
+        ] {
+            assert!(v.get(key).is_some_and(|x| !x.is_null()), "{c}.{key}: {v}");
+        }
+        assert_eq!(v["blocks"], 30);
+        let method = v["energy_method"].as_str().unwrap();
+        assert!(method == "rapl" || method == "estimate", "{method}");
+        if method == "estimate" {
+            // The power model: CPU seconds × watts per busy core.
+            let expect = v["cpu_s"].as_f64().unwrap() * 5.0;
+            assert!((v["energy_j"].as_f64().unwrap() - expect).abs() < 1e-9 * expect.max(1.0));
+        }
+        let per_block = v["energy_j"].as_f64().unwrap() / 30.0;
+        assert!((v["energy_j_per_block"].as_f64().unwrap() - per_block).abs() < 1e-12);
+    }
+    // PoW measured hashes are at least (statistically) the expected work: 30 blocks of
+    // 65 536 expected hashes; their sum is below half the mean with probability ~1e-5.
+    let pow_hashes = live["pow"]["hashes"].as_f64().unwrap();
+    assert!(pow_hashes >= 0.5 * 30.0 * 65_536.0, "{pow_hashes}");
+    assert!(live["pos"]["hashes"].as_f64().unwrap() >= 30.0);
+
+    // The same chains read back: same blocks, same recorded PoS attempts, PoW expected work.
+    let files = compare_json(&[
+        kept.join("pow.jsonl").as_os_str(),
+        kept.join("pos.jsonl").as_os_str(),
+    ]);
+    assert_eq!(files["pow"]["blocks"], 30);
+    assert_eq!(files["pos"]["blocks"], 30);
+    assert_eq!(files["pos"]["hashes"], live["pos"]["hashes"]);
+    assert_eq!(files["pow"]["hashes_source"], "expected_work");
+    let expected_work = files["pow"]["hashes"].as_f64().unwrap();
+    assert!(
+        (expected_work - 30.0 * 65_537.0).abs() < 30.0 * 2.0,
+        "{expected_work}"
+    );
+    assert_eq!(files["pow"]["energy_method"], "none");
+
+    // Charts: present, SVG, titled, with both series named.
+    for (file, needles) in [
+        (
+            "hashes_per_block.svg",
+            vec!["Hashes per block", "POW (slow)", "POS (test-pos)"],
+        ),
+        (
+            "cumulative_energy.svg",
+            vec!["Cumulative energy", "energy (J)", "POW (slow)"],
+        ),
+        (
+            "block_intervals.svg",
+            vec!["Block intervals", "POS (test-pos)"],
+        ),
+        ("pos_stake_shares.svg", vec!["share of blocks", "h0", "h9"]),
+    ] {
+        let svg = std::fs::read_to_string(plots.join(file)).unwrap();
+        assert!(svg.starts_with("<svg"), "{file}");
+        for n in needles {
+            assert!(svg.contains(n), "{file} lacks {n:?}");
+        }
+    }
+}
+
+#[test]
+fn compare_rejects_a_single_file_and_a_wrong_spec() {
+    let dir = TempDir::new().unwrap();
+    cargo_bin_cmd!("chainsmith")
+        .args(["compare", "a.jsonl"])
+        .assert()
+        .code(2);
+    cargo_bin_cmd!("chainsmith")
+        .args(["compare", "--quiet", "--blocks", "1", "--pow-spec"])
+        .arg(data("test-pos.json"))
+        .arg("--keep")
+        .arg(dir.path())
+        .assert()
+        .code(2);
+}
