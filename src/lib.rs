@@ -26,6 +26,7 @@
 pub mod chain;
 pub mod hash;
 pub mod metrics;
+pub mod poa;
 pub mod pos;
 pub mod pow;
 pub mod primitives;

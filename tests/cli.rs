@@ -359,16 +359,8 @@ fn wait_for_blocks(chain: &Path, min_lines: usize) {
 }
 
 /// A slower spec (2^16 expected hashes a block, fixed difficulty) so a kill lands mid-run.
-fn slow_spec(dir: &TempDir) -> PathBuf {
-    let mut spec: Value =
-        serde_json::from_str(&std::fs::read_to_string(test_spec_path()).unwrap()).unwrap();
-    spec["name"] = "slow".into();
-    spec["retarget"] = serde_json::json!({"rule": "none"});
-    spec["genesis"]["bits"] = "1f00ffff".into();
-    spec["genesis"]["nonce"] = 51_390.into();
-    let path = dir.path().join("slow.json");
-    std::fs::write(&path, spec.to_string()).unwrap();
-    path
+fn slow_spec() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/slow-pow.json")
 }
 
 fn spawn_miner(spec: &Path, chain: &Path) -> std::process::Child {
@@ -395,7 +387,7 @@ fn spawn_miner(spec: &Path, chain: &Path) -> std::process::Child {
 #[test]
 fn sigkill_mid_run_loses_no_completed_block_and_mining_resumes() {
     let dir = TempDir::new().unwrap();
-    let spec = slow_spec(&dir);
+    let spec = slow_spec();
     let chain = dir.path().join("k.jsonl");
     let mut child = spawn_miner(&spec, &chain);
     wait_for_blocks(&chain, 4);
@@ -420,7 +412,7 @@ fn sigkill_mid_run_loses_no_completed_block_and_mining_resumes() {
 #[test]
 fn ctrl_c_stops_cleanly_with_exit_130() {
     let dir = TempDir::new().unwrap();
-    let spec = slow_spec(&dir);
+    let spec = slow_spec();
     let chain = dir.path().join("i.jsonl");
     let child = spawn_miner(&spec, &chain);
     wait_for_blocks(&chain, 3);

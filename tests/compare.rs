@@ -14,19 +14,6 @@ fn data(name: &str) -> PathBuf {
         .join(name)
 }
 
-/// A PoW spec at fixed difficulty 0x1f00ffff: 65 536 expected hashes a block.
-fn slow_pow_spec(dir: &TempDir) -> PathBuf {
-    let mut spec: Value =
-        serde_json::from_str(&std::fs::read_to_string(data("test-pow.json")).unwrap()).unwrap();
-    spec["name"] = "slow".into();
-    spec["retarget"] = serde_json::json!({"rule": "none"});
-    spec["genesis"]["bits"] = "1f00ffff".into();
-    spec["genesis"]["nonce"] = 51_390.into();
-    let path = dir.path().join("slow.json");
-    std::fs::write(&path, spec.to_string()).unwrap();
-    path
-}
-
 fn compare_json(args: &[&std::ffi::OsStr]) -> Value {
     let out = cargo_bin_cmd!("chainsmith")
         .arg("compare")
@@ -47,7 +34,7 @@ fn live_compare_measures_both_and_files_give_the_same_counts() {
     let dir = TempDir::new().unwrap();
     let kept = dir.path().join("kept");
     let plots = dir.path().join("plots");
-    let pow_spec = slow_pow_spec(&dir);
+    let pow_spec = data("slow-pow.json");
     let live = compare_json(&[
         "--blocks".as_ref(),
         "30".as_ref(),
