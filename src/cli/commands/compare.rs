@@ -135,7 +135,15 @@ fn stake_shares(state: &ChainState) -> Vec<(String, f64, f64)> {
 pub(crate) fn run(args: &CompareArgs) -> Result<ExitCode> {
     let pool = thread_pool(args.threads)?;
     let phases = if args.chains.is_empty() {
-        match live(args, &pool)? {
+        let scratch =
+            std::env::temp_dir().join(format!("chainsmith-compare-{}", std::process::id()));
+        let dir = args.keep.clone().unwrap_or_else(|| scratch.clone());
+        let result = live(args, &pool, &dir);
+        if args.keep.is_none() {
+            // Best effort: the mined chains were only scratch space.
+            let _ = std::fs::remove_dir_all(&scratch);
+        }
+        match result? {
             Some(p) => p,
             None => return Ok(ExitCode::from(EXIT_INTERRUPTED)),
         }
@@ -161,12 +169,8 @@ pub(crate) fn run(args: &CompareArgs) -> Result<ExitCode> {
 }
 
 /// Mines each consensus in turn; `None` when Ctrl-C stopped it.
-fn live(args: &CompareArgs, pool: &rayon::ThreadPool) -> Result<Option<Vec<Phase>>> {
-    let dir = match &args.keep {
-        Some(d) => d.clone(),
-        None => std::env::temp_dir().join(format!("chainsmith-compare-{}", std::process::id())),
-    };
-    std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+fn live(args: &CompareArgs, pool: &rayon::ThreadPool, dir: &Path) -> Result<Option<Vec<Phase>>> {
+    std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
     let control = Arc::new(SearchControl::default());
     let handler = Arc::clone(&control);
     ctrlc::set_handler(move || handler.stop.store(true, Ordering::Relaxed))
