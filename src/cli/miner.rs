@@ -13,7 +13,7 @@ use chainsmith::chain::spec::{Clock, Consensus};
 use chainsmith::chain::state::prepare;
 use chainsmith::chain::store::ChainWriter;
 use chainsmith::chain::wallet::demo_transfers;
-use chainsmith::pos::stake::{StakeOutcome, find_stake, stake_block};
+use chainsmith::pos::stake::{StakeOutcome, earliest_stake_time, find_stake, stake_block};
 use chainsmith::pow::miner::{SearchControl, SearchOptions, SolveError, solve_block};
 
 use crate::cli::format::si;
@@ -79,11 +79,7 @@ pub(crate) fn mine_blocks(
                         }
                     }
                     Consensus::Pos => {
-                        // Virtual chain time only moves forward: search from after the tip.
-                        let tip_time = state.tip().map_or(0, |t| t.header.time);
-                        let from = stake_from
-                            .max(state.median_time_past() + 1)
-                            .max(tip_time.saturating_add(1));
+                        let from = stake_from.max(earliest_stake_time(state));
                         let until = match state.spec().pos.as_ref().map(|p| p.clock) {
                             Some(Clock::Wall) => unix_now(),
                             _ => unix_now().saturating_add(state.spec().max_future_s),

@@ -79,6 +79,14 @@ struct Candidate {
     threshold: [u64; 5],
 }
 
+/// The first second a new block may stake at: after the median of the previous 11 blocks
+/// and, because virtual chain time only moves forward, after the tip.
+#[must_use]
+pub fn earliest_stake_time(state: &ChainState) -> u32 {
+    let tip = state.tip().map_or(0, |t| t.header.time);
+    (state.median_time_past() + 1).max(tip.saturating_add(1))
+}
+
 /// Searches seconds `from..=until` for a kernel of an output owned by one of `keys` that
 /// meets the next block's target. Adds every attempt to `hashes`; looks at `stop` every
 /// thousand seconds of chain time.

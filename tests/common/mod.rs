@@ -28,15 +28,20 @@ fn lowest() -> SearchOptions {
     }
 }
 
+/// The genesis record of `spec` and the state after connecting it.
+fn start_chain(spec: &ChainSpec) -> (Vec<BlockRecord>, ChainState) {
+    let record = BlockRecord::new(0, &spec.genesis_block(), Some(spec));
+    let mut state = ChainState::new(spec.clone());
+    state
+        .connect(&prepare(record.clone(), spec.consensus).unwrap(), NOW)
+        .unwrap();
+    (vec![record], state)
+}
+
 /// Builds a valid chain of `blocks` blocks after genesis, with up to `tx_per_block` demo
 /// transfers per block and block times exactly on schedule.
 pub(crate) fn build_chain(spec: &ChainSpec, blocks: u32, tx_per_block: usize) -> Vec<BlockRecord> {
-    let genesis = spec.genesis_block();
-    let mut records = vec![BlockRecord::new(0, &genesis, Some(spec))];
-    let mut state = ChainState::new(spec.clone());
-    state
-        .connect(&prepare(records[0].clone(), spec.consensus).unwrap(), NOW)
-        .unwrap();
+    let (mut records, mut state) = start_chain(spec);
     let keys = spec.wallet_keys();
     let miner = spec.miner_key().pubkey();
     for height in 1..=blocks {
@@ -114,19 +119,13 @@ pub(crate) fn build_pos_chain(
 ) -> Vec<BlockRecord> {
     use std::sync::atomic::{AtomicBool, AtomicU64};
 
-    use chainsmith::pos::stake::{StakeOutcome, find_stake, stake_block};
+    use chainsmith::pos::stake::{StakeOutcome, earliest_stake_time, find_stake, stake_block};
 
-    let genesis = spec.genesis_block();
-    let mut records = vec![BlockRecord::new(0, &genesis, Some(spec))];
-    let mut state = ChainState::new(spec.clone());
-    state
-        .connect(&prepare(records[0].clone(), spec.consensus).unwrap(), NOW)
-        .unwrap();
+    let (mut records, mut state) = start_chain(spec);
     let keys = spec.wallet_keys();
     let (hashes, stop) = (AtomicU64::new(0), AtomicBool::new(false));
     for height in 1..=blocks {
-        let tip = state.tip().unwrap().header.time;
-        let from = (state.median_time_past() + 1).max(tip + 1);
+        let from = earliest_stake_time(&state);
         let StakeOutcome::Found(stake) = find_stake(&state, &keys, from, NOW, &hashes, &stop)
         else {
             panic!("no stake found for height {height}")
