@@ -4,8 +4,10 @@
 //!
 //! Every chain shares one block format — Bitcoin's 80-byte header, a small UTXO transaction
 //! model and Bitcoin's merkle tree — and one chain store, JSON Lines files that are
-//! append-only and synced per block. Consensus rules are separate modules on top of that core;
-//! proof of work ([`pow`]) and proof of stake ([`pos`]) so far.
+//! append-only and synced per block. Consensus rules are separate modules on top of that core:
+//! proof of work ([`pow`]), proof of stake ([`pos`]), delegated proof of stake ([`dpos`]) and
+//! proof of authority ([`poa`]); [`chain::authority`] holds the producer state the last two
+//! keep along a chain.
 //!
 //! ```
 //! use chainsmith::chain::spec::ChainSpec;
@@ -24,6 +26,7 @@
 #![cfg_attr(test, allow(clippy::unwrap_used))]
 
 pub mod chain;
+pub mod dpos;
 pub mod hash;
 pub mod metrics;
 pub mod poa;

@@ -117,7 +117,7 @@ fn help_and_usage_errors() {
         .assert()
         .code(2);
     cargo_bin_cmd!("chainsmith")
-        .args(["mine", "dpos"])
+        .args(["mine", "raft"])
         .assert()
         .code(2);
     // A spec of the other consensus rule is a usage error.
@@ -632,4 +632,126 @@ fn mine_pos_reports_stakeholders_and_verifies() {
             .unwrap()
             .contains("block signature")
     );
+}
+
+fn mine_json(args: &[&str], chain: &Path) -> Value {
+    let out = cargo_bin_cmd!("chainsmith")
+        .args(["mine"])
+        .args(args)
+        .args(["--json", "--quiet", "--chain"])
+        .arg(chain)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+#[test]
+fn mine_dpos_reports_producers_irreversibility_and_evidence() {
+    let dir = TempDir::new().unwrap();
+    let chain = dir.path().join("dpos.jsonl");
+    // bp001 is elected in the demo's first round (it has the most approvals).
+    let v = mine_json(
+        &["dpos", "--offline", "bp002", "--double-sign", "bp001"],
+        &chain,
+    );
+    assert_eq!(v["consensus"], "dpos");
+    assert_eq!(v["blocks_mined"], 300, "the dpos default");
+    let producers = v["producers"].as_array().unwrap();
+    assert_eq!(producers.len(), 100, "every candidate is listed");
+    let find = |name: &str| producers.iter().find(|p| p["name"] == name).unwrap();
+    let blocks: u64 = producers
+        .iter()
+        .map(|p| p["blocks"].as_u64().unwrap())
+        .sum();
+    assert_eq!(blocks, 300);
+    assert_eq!(find("bp002")["blocks"], 0);
+    assert!(find("bp002")["missed"].as_u64().unwrap() >= 12);
+    let lib = v["irreversible_height"].as_u64().unwrap();
+    assert!(lib > 0 && lib < 300, "{lib}");
+    let evidence = v["evidence"].as_array().unwrap();
+    assert_eq!(
+        evidence.len() as u64,
+        find("bp001")["blocks"].as_u64().unwrap()
+    );
+    let e = &evidence[0];
+    assert_eq!(e["producer"], "bp001");
+    assert_ne!(e["hashes"][0], e["hashes"][1]);
+    let (code, v) = verify_json(&chain);
+    assert_eq!((code, v["height"].as_u64()), (0, Some(300)));
+
+    // A block moved to another producer's slot is rejected at its height, with the reason.
+    let mut blocks = lines(&chain);
+    let slot = blocks[40]["txs"][1]["slot"].as_u64().unwrap();
+    blocks[40]["txs"][1]["slot"] = (slot + 12).into();
+    write_lines(&chain, &blocks);
+    let (code, v) = verify_json(&chain);
+    assert_eq!((code, v["error"]["height"].as_u64()), (1, Some(40)));
+
+    // Options of other rules and unknown names are usage errors.
+    for args in [
+        ["dpos", "--offline", "nobody"],
+        ["dpos", "--vote", "+bp001"],
+        ["pow", "--offline", "bp001"],
+    ] {
+        cargo_bin_cmd!("chainsmith")
+            .args(["mine"])
+            .args(args)
+            .arg("--chain")
+            .arg(dir.path().join("x.jsonl"))
+            .assert()
+            .code(2);
+    }
+}
+
+#[test]
+fn mine_poa_reports_signers_votes_and_verifies() {
+    let dir = TempDir::new().unwrap();
+    let chain = dir.path().join("poa.jsonl");
+    let v = mine_json(&["poa", "--offline", "bob", "--vote", "+frank"], &chain);
+    assert_eq!(v["consensus"], "poa");
+    assert_eq!(v["blocks_mined"], 20);
+    let signers = v["signers"].as_array().unwrap();
+    let names: Vec<&str> = signers
+        .iter()
+        .map(|s| s["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["alice", "bob", "carol", "dave", "erin", "frank"]);
+    assert_eq!(signers[1]["blocks"], 0);
+    assert!(
+        signers[5]["blocks"].as_u64().unwrap() > 0,
+        "frank was voted in"
+    );
+    let missed: u64 = signers.iter().map(|s| s["missed"].as_u64().unwrap()).sum();
+    assert!(missed > 0);
+    let height = v["height"].as_u64().unwrap();
+    assert!(v["irreversible_height"].as_u64().unwrap() < height);
+    assert_eq!(verify_json(&chain).0, 0);
+
+    // Continuing a chain keeps its rules; a second seal by a recent signer is rejected.
+    let mut blocks = lines(&chain);
+    blocks[6]["txs"][1]["signer"] = blocks[5]["txs"][1]["signer"].clone();
+    write_lines(&chain, &blocks);
+    let (code, v) = verify_json(&chain);
+    assert_eq!((code, v["error"]["height"].as_u64()), (1, Some(6)));
+    // Three of five offline: the chain halts with a one-line reason and exit 2.
+    cargo_bin_cmd!("chainsmith")
+        .args([
+            "mine",
+            "poa",
+            "--quiet",
+            "--offline",
+            "bob",
+            "carol",
+            "dave",
+            "--chain",
+        ])
+        .arg(dir.path().join("halt.jsonl"))
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains("halts at height"));
 }

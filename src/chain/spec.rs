@@ -16,9 +16,11 @@ use crate::primitives::pow_units::{CompactTarget, Target};
 use crate::primitives::tx::{Amount, HexBytes, KeyPair, Transaction, TxOut};
 
 /// The built-in specs: name and JSON text.
-pub const BUILTIN_SPECS: [(&str, &str); 3] = [
+pub const BUILTIN_SPECS: [(&str, &str); 5] = [
     ("pow-demo", include_str!("../../chains/pow-demo.json")),
     ("pos-demo", include_str!("../../chains/pos-demo.json")),
+    ("dpos-demo", include_str!("../../chains/dpos-demo.json")),
+    ("poa-demo", include_str!("../../chains/poa-demo.json")),
     ("regtest", include_str!("../../chains/regtest.json")),
 ];
 
@@ -30,6 +32,10 @@ pub enum Consensus {
     Pow,
     /// Proof of stake: sha256d(kernel) ≤ target × coin-age weight (see [`crate::pos`]).
     Pos,
+    /// Delegated proof of stake: elected producers in scheduled slots (see [`crate::dpos`]).
+    Dpos,
+    /// Proof of authority, Clique (EIP-225): a voted signer set (see [`crate::poa`]).
+    Poa,
 }
 
 impl Consensus {
@@ -39,7 +45,15 @@ impl Consensus {
         match self {
             Self::Pow => "pow",
             Self::Pos => "pos",
+            Self::Dpos => "dpos",
+            Self::Poa => "poa",
         }
+    }
+
+    /// Whether blocks are produced by signers in turn rather than by a hash puzzle.
+    #[must_use]
+    pub const fn is_authority(self) -> bool {
+        matches!(self, Self::Dpos | Self::Poa)
     }
 }
 
@@ -114,6 +128,81 @@ pub struct PosSpec {
     pub clock: Clock,
 }
 
+/// Proof-of-authority (Clique) parameters. The block period is the spec's `target_spacing_s`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PoaSpec {
+    /// The genesis signers (wallet names; keys from the spec's `wallet_seed`).
+    pub signers: Vec<String>,
+    /// Blocks between checkpoints, which clear pending votes (30 000 on Ethereum).
+    #[serde(default = "default_epoch")]
+    pub epoch: u32,
+}
+
+/// How a DPoS round orders its producers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum ScheduleOrder {
+    /// Sorted by name, as EOSIO does.
+    #[default]
+    Eosio,
+    /// Shuffled each round with BitShares' generator, seeded from the previous block's hash.
+    Bitshares,
+}
+
+/// A DPoS token holder: its genesis outputs and its genesis approval vote.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TokenHolder {
+    /// Wallet name (its key is derived from the spec's `wallet_seed`).
+    pub name: String,
+    /// The value of each genesis output it owns, in coins.
+    pub coins: Vec<f64>,
+    /// The candidates it approves at genesis (at most `max_votes`).
+    pub votes: Vec<String>,
+}
+
+/// Delegated-proof-of-stake parameters.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DposSpec {
+    /// The candidate producers (wallet names).
+    pub candidates: Vec<String>,
+    /// The token holders: their stake and votes.
+    pub holders: Vec<TokenHolder>,
+    /// Active producers per round (21 on EOSIO).
+    #[serde(default = "default_producers")]
+    pub producers: u32,
+    /// Consecutive slots each producer gets per round (12 on EOSIO).
+    #[serde(default = "default_blocks_per_turn")]
+    pub blocks_per_turn: u32,
+    /// Slot length in milliseconds (500 on EOSIO).
+    #[serde(default = "default_slot_ms")]
+    pub slot_ms: u32,
+    /// Candidates one holder may approve (30 on EOSIO).
+    #[serde(default = "default_max_votes")]
+    pub max_votes: u32,
+    /// Producer order within a round.
+    #[serde(default)]
+    pub order: ScheduleOrder,
+}
+
+const fn default_epoch() -> u32 {
+    30_000
+}
+const fn default_producers() -> u32 {
+    21
+}
+const fn default_blocks_per_turn() -> u32 {
+    12
+}
+const fn default_slot_ms() -> u32 {
+    500
+}
+const fn default_max_votes() -> u32 {
+    30
+}
+
 const fn default_min_age() -> f64 {
     30.0
 }
@@ -159,6 +248,12 @@ pub struct ChainSpec {
     /// Proof-of-stake parameters (required when `consensus` is `pos`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub pos: Option<PosSpec>,
+    /// Delegated-proof-of-stake parameters (required when `consensus` is `dpos`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dpos: Option<DposSpec>,
+    /// Proof-of-authority parameters (required when `consensus` is `poa`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub poa: Option<PoaSpec>,
 }
 
 /// Why a spec is unusable.
@@ -185,7 +280,9 @@ pub enum SpecError {
         reason: String,
     },
     /// No built-in spec has this name.
-    #[error("no built-in spec named {0:?} (built-in: pow-demo, pos-demo, regtest)")]
+    #[error(
+        "no built-in spec named {0:?} (built-in: pow-demo, pos-demo, dpos-demo, poa-demo, regtest)"
+    )]
     UnknownBuiltin(String),
 }
 
@@ -206,22 +303,7 @@ impl PosSpec {
                     format!("{:?} is empty or not unique", h.name),
                 ));
             }
-            if h.coins.is_empty() {
-                return Err(bad_owned(
-                    format!("pos.stakeholders[{i}].coins"),
-                    "no outputs",
-                ));
-            }
-            for (j, c) in h.coins.iter().enumerate() {
-                let amount = Amount::from_coins_f64(*c)
-                    .map_err(|e| bad_owned(format!("pos.stakeholders[{i}].coins[{j}]"), e))?;
-                if amount == Amount::ZERO {
-                    return Err(bad_owned(
-                        format!("pos.stakeholders[{i}].coins[{j}]"),
-                        "must be positive",
-                    ));
-                }
-            }
+            check_coins(&format!("pos.stakeholders[{i}].coins"), &h.coins)?;
         }
         for (field, days) in [
             ("pos.min_age_days", self.min_age_days),
@@ -250,6 +332,126 @@ impl PosSpec {
             return Err(bad("pos.modifier_interval", "must be at least 1"));
         }
         Ok(())
+    }
+}
+
+fn check_names<'a>(
+    list: &'static str,
+    names: impl IntoIterator<Item = &'a String>,
+) -> Result<(), SpecError> {
+    let mut seen = std::collections::HashSet::new();
+    for (i, name) in names.into_iter().enumerate() {
+        if name.is_empty() || !seen.insert(name.as_str()) {
+            return Err(bad_owned(
+                format!("{list}[{i}]"),
+                format!("{name:?} is empty or not unique"),
+            ));
+        }
+    }
+    Ok(())
+}
+
+fn check_coins(field: &str, coins: &[f64]) -> Result<(), SpecError> {
+    if coins.is_empty() {
+        return Err(bad_owned(field.to_owned(), "no outputs"));
+    }
+    for (j, c) in coins.iter().enumerate() {
+        let amount =
+            Amount::from_coins_f64(*c).map_err(|e| bad_owned(format!("{field}[{j}]"), e))?;
+        if amount == Amount::ZERO {
+            return Err(bad_owned(format!("{field}[{j}]"), "must be positive"));
+        }
+    }
+    Ok(())
+}
+
+impl PoaSpec {
+    /// Checks the signer list and the epoch.
+    ///
+    /// # Errors
+    /// [`SpecError::BadField`] naming the field.
+    pub fn validate(&self) -> Result<(), SpecError> {
+        if self.signers.is_empty() {
+            return Err(bad("poa.signers", "the signer set is empty"));
+        }
+        check_names("poa.signers", &self.signers)?;
+        if self.epoch == 0 {
+            return Err(bad("poa.epoch", "must be at least 1"));
+        }
+        Ok(())
+    }
+}
+
+impl DposSpec {
+    /// Checks candidates, holders, votes and the schedule parameters; the genesis votes must
+    /// elect a full set of producers.
+    ///
+    /// # Errors
+    /// [`SpecError::BadField`] naming the field.
+    pub fn validate(&self) -> Result<(), SpecError> {
+        check_names("dpos.candidates", &self.candidates)?;
+        check_names("dpos.holders", self.holders.iter().map(|h| &h.name))?;
+        for (field, value) in [
+            ("dpos.producers", self.producers),
+            ("dpos.blocks_per_turn", self.blocks_per_turn),
+            ("dpos.slot_ms", self.slot_ms),
+            ("dpos.max_votes", self.max_votes),
+        ] {
+            if value == 0 {
+                return Err(bad(field, "must be at least 1"));
+            }
+        }
+        if self.producers as usize > self.candidates.len() {
+            return Err(bad(
+                "dpos.producers",
+                format!(
+                    "{} producers but only {} candidates",
+                    self.producers,
+                    self.candidates.len()
+                ),
+            ));
+        }
+        let mut approved = std::collections::HashSet::new();
+        for (i, h) in self.holders.iter().enumerate() {
+            check_coins(&format!("dpos.holders[{i}].coins"), &h.coins)?;
+            if h.votes.len() > self.max_votes as usize {
+                return Err(bad_owned(
+                    format!("dpos.holders[{i}].votes"),
+                    format!(
+                        "{} votes, more than max_votes {}",
+                        h.votes.len(),
+                        self.max_votes
+                    ),
+                ));
+            }
+            let mut own = std::collections::HashSet::new();
+            for (j, v) in h.votes.iter().enumerate() {
+                if !self.candidates.contains(v) || !own.insert(v) {
+                    return Err(bad_owned(
+                        format!("dpos.holders[{i}].votes[{j}]"),
+                        format!("{v:?} is not a candidate, or is listed twice"),
+                    ));
+                }
+                approved.insert(v);
+            }
+        }
+        if approved.len() < self.producers as usize {
+            return Err(bad(
+                "dpos.holders",
+                format!(
+                    "the genesis votes approve {} candidates; {} producers are needed",
+                    approved.len(),
+                    self.producers
+                ),
+            ));
+        }
+        Ok(())
+    }
+
+    /// Slots per round: producers × blocks per turn.
+    #[must_use]
+    pub const fn round_slots(&self) -> u64 {
+        self.producers as u64 * self.blocks_per_turn as u64
     }
 }
 
@@ -355,19 +557,48 @@ impl ChainSpec {
         if self.wallets.iter().any(String::is_empty) {
             return Err(bad("wallets", "wallet names must not be empty"));
         }
-        match (self.consensus, &self.pos) {
-            (Consensus::Pos, None) => return Err(bad("pos", "required when consensus is pos")),
-            (Consensus::Pow, Some(_)) => return Err(bad("pos", "only allowed with consensus pos")),
-            (Consensus::Pos, Some(pos)) => {
-                pos.validate()?;
-                if !pos.stakeholders.iter().any(|h| h.name == self.miner) {
-                    return Err(bad(
-                        "miner",
-                        format!("unknown stakeholder {:?} (pos.stakeholders)", self.miner),
-                    ));
-                }
+        for (section, present, wanted) in [
+            ("pos", self.pos.is_some(), Consensus::Pos),
+            ("dpos", self.dpos.is_some(), Consensus::Dpos),
+            ("poa", self.poa.is_some(), Consensus::Poa),
+        ] {
+            if present != (self.consensus == wanted) {
+                let reason = if present {
+                    format!("only allowed with consensus {section}")
+                } else {
+                    format!("required when consensus is {section}")
+                };
+                return Err(bad(section, reason));
             }
-            (Consensus::Pow, None) => {}
+        }
+        let producers: Vec<&String> = if let Some(pos) = &self.pos {
+            pos.validate()?;
+            pos.stakeholders.iter().map(|h| &h.name).collect()
+        } else if let Some(dpos) = &self.dpos {
+            dpos.validate()?;
+            dpos.candidates.iter().collect()
+        } else if let Some(poa) = &self.poa {
+            poa.validate()?;
+            poa.signers.iter().collect()
+        } else {
+            Vec::new()
+        };
+        if self.consensus != Consensus::Pow && !producers.contains(&&self.miner) {
+            let list = match self.consensus {
+                Consensus::Pos => "pos.stakeholders",
+                Consensus::Dpos => "dpos.candidates",
+                _ => "poa.signers",
+            };
+            return Err(bad(
+                "miner",
+                format!("{:?} is not one of {list}", self.miner),
+            ));
+        }
+        if self.consensus.is_authority() && self.retarget != RetargetRule::None {
+            return Err(bad(
+                "retarget.rule",
+                "dpos and poa blocks solve no puzzle: the rule must be none",
+            ));
         }
         if matches!(self.retarget, RetargetRule::Peercoin { .. })
             != (self.consensus == Consensus::Pos)
@@ -384,19 +615,44 @@ impl ChainSpec {
     /// spec order (empty for proof of work).
     #[must_use]
     pub fn genesis_allocations(&self) -> Vec<TxOut> {
-        let Some(pos) = &self.pos else {
-            return Vec::new();
-        };
-        pos.stakeholders
-            .iter()
-            .flat_map(|h| {
-                let to = KeyPair::derive(&self.wallet_seed, &h.name).pubkey();
-                h.coins.iter().map(move |c| TxOut {
+        let pos = self.pos.iter().flat_map(|p| {
+            p.stakeholders
+                .iter()
+                .map(|h| (h.name.as_str(), h.coins.as_slice()))
+        });
+        let dpos = self.dpos.iter().flat_map(|d| {
+            d.holders
+                .iter()
+                .map(|h| (h.name.as_str(), h.coins.as_slice()))
+        });
+        pos.chain(dpos)
+            .flat_map(|(name, coins)| {
+                let to = KeyPair::derive(&self.wallet_seed, name).pubkey();
+                coins.iter().map(move |c| TxOut {
                     value: Amount::from_coins_f64(*c).unwrap_or(Amount::ZERO),
                     to,
                 })
             })
             .collect()
+    }
+
+    /// Returns the names of the block producers this spec knows: stakeholders, DPoS
+    /// candidates or PoA signers (empty for proof of work).
+    #[must_use]
+    pub fn producer_names(&self) -> Vec<&str> {
+        let pos = self
+            .pos
+            .iter()
+            .flat_map(|p| p.stakeholders.iter().map(|h| h.name.as_str()));
+        let dpos = self
+            .dpos
+            .iter()
+            .flat_map(|d| d.candidates.iter().map(String::as_str));
+        let poa = self
+            .poa
+            .iter()
+            .flat_map(|p| p.signers.iter().map(String::as_str));
+        pos.chain(dpos).chain(poa).collect()
     }
 
     /// Returns the spec's hash: sha256d of its canonical JSON (fields in declaration order).
@@ -439,6 +695,16 @@ impl ChainSpec {
         block
     }
 
+    /// Returns the intended seconds between blocks: the DPoS slot, else `target_spacing_s`.
+    #[must_use]
+    pub fn spacing_s(&self) -> f64 {
+        self.dpos
+            .as_ref()
+            .map_or(f64::from(self.target_spacing_s), |d| {
+                f64::from(d.slot_ms) / 1000.0
+            })
+    }
+
     /// Returns the subsidy of the block at `height`: `initial` halved every
     /// `halving_interval` blocks, zero after 64 halvings (Bitcoin's `GetBlockSubsidy`).
     #[must_use]
@@ -465,7 +731,18 @@ impl ChainSpec {
             .pos
             .iter()
             .flat_map(|p| p.stakeholders.iter().map(|h| &h.name));
-        for w in self.wallets.iter().chain(stakeholders) {
+        let holders = self
+            .dpos
+            .iter()
+            .flat_map(|d| d.holders.iter().map(|h| &h.name));
+        let signers = self.poa.iter().flat_map(|p| p.signers.iter());
+        for w in self
+            .wallets
+            .iter()
+            .chain(stakeholders)
+            .chain(holders)
+            .chain(signers)
+        {
             if !names.contains(&w.as_str()) {
                 names.push(w);
             }
@@ -572,7 +849,7 @@ mod tests {
         );
         check(
             &|v| v["miner"] = "mallory".into(),
-            "field `miner`: unknown stakeholder \"mallory\"",
+            "field `miner`: \"mallory\" is not one of pos.stakeholders",
         );
         check(
             &|v| v["pos"]["stakeholders"][1]["name"] = "alice".into(),

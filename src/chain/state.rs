@@ -12,6 +12,7 @@
 
 use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 
+use crate::chain::authority::{Authority, AuthorityError};
 use crate::chain::record::BlockRecord;
 use crate::chain::spec::{ChainSpec, Consensus};
 use crate::pos::retarget::peercoin_next_bits;
@@ -256,15 +257,29 @@ pub enum BlockError {
         /// The staked output's owner.
         owner: PubKey,
     },
-    /// A proof-of-stake block lacks the staker's signature, or it is invalid.
-    #[error("block signature is missing or not valid for the staker {0}")]
+    /// A block lacks its staker's or producer's signature, or it is invalid.
+    #[error("block signature is missing or not valid for the block's producer {0}")]
     BadBlockSignature(PubKey),
-    /// A proof-of-stake block's nonce is not zero (it is not a proof and must not vary).
-    #[error("proof-of-stake block has nonce {0}; it must be 0")]
+    /// A block not mined by proof of work has a nonzero nonce (it proves nothing and must
+    /// not vary).
+    #[error("block has nonce {0}; only proof-of-work blocks may use the nonce")]
     NonzeroNonce(u32),
     /// A proof-of-work block carries a block signature.
     #[error("proof-of-work blocks carry no signature")]
     UnexpectedSignature,
+    /// A block breaks its producer rules (proof of authority, delegated proof of stake).
+    #[error("{0}")]
+    Authority(#[from] AuthorityError),
+    /// A transaction of a kind the chain's rule does not allow at its position.
+    #[error("transaction {index} is a {kind}, which a {consensus} chain does not allow there")]
+    UnexpectedTransaction {
+        /// Position in the block.
+        index: usize,
+        /// Its kind.
+        kind: &'static str,
+        /// The chain's rule.
+        consensus: &'static str,
+    },
     /// A transfer creates more than it spends.
     #[error("transaction {index} spends {inputs} but creates {outputs}")]
     Inflation {
@@ -291,8 +306,9 @@ pub struct PreparedBlock {
 }
 
 /// Runs the checks that need only the block: claimed hash, merkle root, mutation, target
-/// encoding, and for proof of work the hash against the header's own bits, for proof of stake
-/// a zero nonce and the staker's block signature.
+/// encoding, and for proof of work the hash against the header's own bits; for the other rules
+/// a zero nonce and the producer's block signature (the staker, signer or producer the block
+/// names).
 ///
 /// # Errors
 /// The first failed check.
@@ -329,25 +345,38 @@ pub fn prepare(record: BlockRecord, consensus: Consensus) -> Result<PreparedBloc
                 return Err(BlockError::HighHash { hash, target });
             }
         }
-        Consensus::Pos if record.height > 0 => {
+        _ if record.height == 0 => {}
+        Consensus::Pos | Consensus::Dpos | Consensus::Poa => {
             if block.header.nonce != 0 {
                 return Err(BlockError::NonzeroNonce(block.header.nonce));
             }
-            // The block is signed by the key the coinstake pays; a missing coinstake is
-            // reported when the block is connected.
-            if let Some(Transaction::Coinstake { outputs, .. }) = block.txs.get(1) {
-                let staker = outputs
-                    .first()
-                    .map_or(PubKey::from_bytes([0; 32]), |o| o.to);
+            // The block is signed by the key it names: the coinstake's payee, the Clique
+            // signer or the DPoS producer. A missing seal is reported when it is connected.
+            let producer = match block.txs.get(1) {
+                Some(Transaction::Coinstake { outputs, .. }) if consensus == Consensus::Pos => {
+                    Some(
+                        outputs
+                            .first()
+                            .map_or(PubKey::from_bytes([0; 32]), |o| o.to),
+                    )
+                }
+                Some(Transaction::Clique { signer, .. }) if consensus == Consensus::Poa => {
+                    Some(*signer)
+                }
+                Some(Transaction::Producer { producer, .. }) if consensus == Consensus::Dpos => {
+                    Some(*producer)
+                }
+                _ => None,
+            };
+            if let Some(key) = producer {
                 let signed = record
                     .signature
-                    .is_some_and(|sig| staker.verifies(hash.as_bytes(), &sig));
+                    .is_some_and(|sig| key.verifies(hash.as_bytes(), &sig));
                 if !signed {
-                    return Err(BlockError::BadBlockSignature(staker));
+                    return Err(BlockError::BadBlockSignature(key));
                 }
             }
         }
-        Consensus::Pos => {}
     }
     Ok(PreparedBlock {
         record,
@@ -416,6 +445,8 @@ pub struct ChainState {
     total_work: Work,
     recent_hashes: VecDeque<BlockHash>,
     stakes: BTreeMap<PubKey, StakeStats>,
+    authority: Option<Authority>,
+    balances: HashMap<PubKey, u64>,
 }
 
 impl ChainState {
@@ -429,7 +460,6 @@ impl ChainState {
             }
         };
         Self {
-            spec,
             tip: None,
             recent: VecDeque::with_capacity(window),
             window,
@@ -438,7 +468,22 @@ impl ChainState {
             total_work: Work::default(),
             recent_hashes: VecDeque::new(),
             stakes: BTreeMap::new(),
+            authority: Authority::genesis(&spec),
+            balances: HashMap::new(),
+            spec,
         }
+    }
+
+    /// Returns the producer state of a proof-of-authority or DPoS chain.
+    #[must_use]
+    pub const fn authority(&self) -> Option<&Authority> {
+        self.authority.as_ref()
+    }
+
+    /// Returns the coins `owner` holds in unspent outputs, in base units.
+    #[must_use]
+    pub fn balance(&self, owner: &PubKey) -> u64 {
+        self.balances.get(owner).copied().unwrap_or(0)
     }
 
     /// Returns what each stakeholder has staked (proof of stake), by key.
@@ -585,7 +630,8 @@ impl ChainState {
     }
 
     /// Builds the next block for the miner: header on the tip with the required bits and time
-    /// `max(now, median time past + 1)`, a coinbase paying subsidy plus fees to `miner` (no
+    /// `max(now, median time past + 1)` (`now` on authority chains, whose time rules are their
+    /// own), a coinbase paying subsidy plus fees to `miner` (no
     /// output when that is zero), then `transfers`. The nonce is 0 and the merkle root is filled in.
     ///
     /// # Panics
@@ -624,7 +670,11 @@ impl ChainState {
                 version: 1,
                 prev_hash: tip.hash,
                 merkle_root: MerkleRoot::ZERO,
-                time: now.max(self.median_time_past() + 1),
+                time: if self.spec.consensus.is_authority() {
+                    now
+                } else {
+                    now.max(self.median_time_past() + 1)
+                },
                 bits: self.required_bits(),
                 nonce: 0,
             },
@@ -703,8 +753,10 @@ impl ChainState {
                         actual: header.bits,
                     });
                 }
+                // Authority chains have their own time rules (Clique's period, DPoS slots),
+                // and DPoS slots are shorter than the header's one-second resolution.
                 let median = self.median_time_past();
-                if header.time <= median {
+                if !self.spec.consensus.is_authority() && header.time <= median {
                     return Err(BlockError::TimeTooOld {
                         time: header.time,
                         median,
@@ -718,11 +770,43 @@ impl ChainState {
                         max_future_s,
                     });
                 }
-                self.check_transactions(prepared, height)?
+                let authority = self.check_authority(prepared, height, &tip)?;
+                let (created, stake) = self.check_transactions(prepared, height)?;
+                if authority.is_some() {
+                    self.authority = authority;
+                }
+                (created, stake)
             }
         };
         self.apply(prepared, height, target, created, stake);
         Ok(())
+    }
+
+    /// Checks the producer rules of an authority chain; returns the producer state after the
+    /// block (`None` for proof of work and proof of stake).
+    fn check_authority(
+        &self,
+        prepared: &PreparedBlock,
+        height: u32,
+        tip: &Tip,
+    ) -> Result<Option<Authority>, BlockError> {
+        let header = &prepared.block.header;
+        let txs = &prepared.block.txs;
+        Ok(match &self.authority {
+            None => None,
+            Some(Authority::Poa(poa)) => Some(Authority::Poa(poa.check(
+                height,
+                header,
+                &tip.header,
+                txs,
+            )?)),
+            Some(Authority::Dpos(dpos)) => {
+                let stake_of = |k: &PubKey| self.balance(k);
+                Some(Authority::Dpos(
+                    dpos.check(height, header, &tip.hash, txs, &stake_of)?,
+                ))
+            }
+        })
     }
 
     fn check_genesis(&self, prepared: &PreparedBlock) -> Result<(), BlockError> {
@@ -774,28 +858,41 @@ impl ChainState {
         let mut changes: HashMap<OutPoint, Option<Utxo>> = HashMap::new();
         let mut spent: HashSet<OutPoint> = HashSet::new();
         let mut fees = Amount::ZERO;
-        let stake = match self.spec.consensus {
-            Consensus::Pow => None,
+        let consensus = self.spec.consensus;
+        let stake = match consensus {
+            Consensus::Pow | Consensus::Dpos | Consensus::Poa => None,
             Consensus::Pos => {
                 let stake = self.check_coinstake(prepared, height, &mut changes)?;
                 spent.extend(changes.keys().copied());
                 Some(stake)
             }
         };
-        let first_transfer = if stake.is_some() { 2 } else { 1 };
+        // The second transaction of the other rules is their seal, checked by check_authority.
+        let first_transfer = if consensus == Consensus::Pow { 1 } else { 2 };
         for (index, (tx, txid)) in txs
             .iter()
             .zip(&prepared.txids)
             .enumerate()
             .skip(first_transfer)
         {
-            let Transaction::Transfer { inputs, outputs } = tx else {
-                let kind = match tx {
-                    Transaction::Genesis { .. } => "genesis transaction",
-                    Transaction::Coinstake { .. } => "coinstake",
-                    _ => "coinbase",
-                };
-                return Err(BlockError::MisplacedCoinbase { index, kind });
+            let (inputs, outputs) = match tx {
+                Transaction::Transfer { inputs, outputs } => (inputs, outputs),
+                Transaction::Vote { .. } if consensus == Consensus::Dpos => continue,
+                Transaction::Genesis { .. } | Transaction::Coinbase { .. } => {
+                    let kind = if let Transaction::Genesis { .. } = tx {
+                        "genesis transaction"
+                    } else {
+                        "coinbase"
+                    };
+                    return Err(BlockError::MisplacedCoinbase { index, kind });
+                }
+                _ => {
+                    return Err(BlockError::UnexpectedTransaction {
+                        index,
+                        kind: tx.kind(),
+                        consensus: consensus.as_str(),
+                    });
+                }
             };
             if inputs.is_empty() || outputs.is_empty() {
                 return Err(BlockError::EmptyTransfer { index });
@@ -1004,9 +1101,18 @@ impl ChainState {
         self.recent_hashes.push_back(prepared.hash);
         for (op, change) in changes {
             match change {
-                Some(utxo) => self.utxos.insert(op, utxo),
-                None => self.utxos.remove(&op),
-            };
+                Some(utxo) => {
+                    *self.balances.entry(utxo.owner).or_default() += utxo.value.to_base_units();
+                    self.utxos.insert(op, utxo);
+                }
+                None => {
+                    if let Some(old) = self.utxos.remove(&op) {
+                        if let Some(b) = self.balances.get_mut(&old.owner) {
+                            *b -= old.value.to_base_units();
+                        }
+                    }
+                }
+            }
         }
         let header = prepared.block.header;
         if height == 1 {

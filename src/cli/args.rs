@@ -28,8 +28,9 @@ pub(crate) enum Command {
     /// Measure the sha256d nonce loop of each hash backend, at 1 thread and at all threads,
     /// against the portable reference in the same run.
     Bench(BenchArgs),
-    /// Compare proof of work and proof of stake: hashes, hash rate, CPU time and energy per
-    /// block, mined now on the demo specs or read from two chain files.
+    /// Compare proof of work, proof of stake, DPoS and proof of authority: hashes, hash rate,
+    /// CPU time, energy per block and time to finality, mined now on the demo specs or read
+    /// from two chain files.
     Compare(CompareArgs),
 }
 
@@ -40,22 +41,27 @@ pub(crate) enum MineConsensus {
     Pow,
     /// Proof of stake: sha256d(kernel) ≤ target × coin-age (Peercoin-style).
     Pos,
+    /// Delegated proof of stake: elected producers in scheduled slots (EOSIO / BitShares).
+    Dpos,
+    /// Proof of authority: a voted signer set taking turns (Clique, EIP-225).
+    Poa,
 }
 
 #[derive(Debug, Args)]
 pub(crate) struct MineArgs {
     /// Consensus rule.
     pub(crate) consensus: MineConsensus,
-    /// Built-in spec name (pow-demo, pos-demo, regtest) or a spec JSON file [default:
-    /// pow-demo for pow, pos-demo for pos].
+    /// Built-in spec name (pow-demo, pos-demo, dpos-demo, poa-demo, regtest) or a spec JSON
+    /// file [default: <rule>-demo].
     #[arg(long, value_name = "NAME|FILE")]
     pub(crate) spec: Option<String>,
     /// Chain file to create or continue [default: chains/<spec name>.jsonl].
     #[arg(long, value_name = "FILE")]
     pub(crate) chain: Option<PathBuf>,
-    /// Blocks to mine (on an existing chain: this many more).
-    #[arg(long, default_value_t = 20, value_name = "N")]
-    pub(crate) blocks: u64,
+    /// Blocks to mine (on an existing chain: this many more) [default: 20; dpos: 300, a round
+    /// of 252 and enough for blocks to become irreversible].
+    #[arg(long, value_name = "N")]
+    pub(crate) blocks: Option<u64>,
     /// Worker threads for the nonce search [default: all cores].
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u16).range(1..))]
     pub(crate) threads: Option<u16>,
@@ -65,6 +71,19 @@ pub(crate) struct MineArgs {
     /// Take the lowest solving nonce, so runs are reproducible whatever the thread count.
     #[arg(long)]
     pub(crate) deterministic: bool,
+    /// dpos, poa: producers or signers that are down and miss their turns.
+    #[arg(long, value_name = "NAME", num_args = 1..)]
+    pub(crate) offline: Vec<String>,
+    /// poa: every signer votes to authorize (+NAME) or drop (-NAME) a signer until it passes.
+    #[arg(long, value_name = "+NAME|-NAME", allow_hyphen_values = true)]
+    pub(crate) vote: Option<String>,
+    /// dpos: holders re-voting per block (fresh approval lists that move the election).
+    #[arg(long, default_value_t = 1, value_name = "N")]
+    pub(crate) votes_per_block: usize,
+    /// dpos: this producer signs two different blocks in each of its slots; both are caught as
+    /// double-sign evidence and only the first is kept.
+    #[arg(long, value_name = "NAME")]
+    pub(crate) double_sign: Option<String>,
     /// Hash backend: sha-ni, avx2 or soft [default: the fastest this CPU supports].
     #[arg(long, value_name = "NAME", value_parser = Backend::from_str)]
     pub(crate) backend: Option<Backend>,
@@ -143,9 +162,9 @@ pub(crate) struct CompareArgs {
     /// Two chain files to compare instead of mining new chains.
     #[arg(value_name = "CHAIN")]
     pub(crate) chains: Vec<PathBuf>,
-    /// Blocks to mine per consensus rule.
-    #[arg(long, default_value_t = 20, value_name = "N")]
-    pub(crate) blocks: u64,
+    /// Blocks to mine per consensus rule [default: 20; dpos: 300].
+    #[arg(long, value_name = "N")]
+    pub(crate) blocks: Option<u64>,
     /// The same target block spacing (s) for every rule [default: each spec's own].
     #[arg(long, value_name = "S", value_parser = clap::value_parser!(u32).range(1..))]
     pub(crate) spacing: Option<u32>,
@@ -155,6 +174,12 @@ pub(crate) struct CompareArgs {
     /// Proof-of-stake spec [default: pos-demo].
     #[arg(long, value_name = "NAME|FILE")]
     pub(crate) pos_spec: Option<String>,
+    /// DPoS spec [default: dpos-demo].
+    #[arg(long, value_name = "NAME|FILE")]
+    pub(crate) dpos_spec: Option<String>,
+    /// Proof-of-authority spec [default: poa-demo].
+    #[arg(long, value_name = "NAME|FILE")]
+    pub(crate) poa_spec: Option<String>,
     /// Nonce-search threads for proof of work [default: all cores].
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u16).range(1..))]
     pub(crate) threads: Option<u16>,
@@ -168,7 +193,7 @@ pub(crate) struct CompareArgs {
     /// Write SVG charts into this directory.
     #[arg(long, value_name = "DIR")]
     pub(crate) plot: Option<PathBuf>,
-    /// Keep the mined chains in this directory (as pow.jsonl and pos.jsonl).
+    /// Keep the mined chains in this directory (as pow.jsonl, pos.jsonl, dpos.jsonl, poa.jsonl).
     #[arg(long, value_name = "DIR")]
     pub(crate) keep: Option<PathBuf>,
     /// Print one JSON object on stdout.

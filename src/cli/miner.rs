@@ -1,6 +1,6 @@
-//! The mining loop shared by `mine` and `compare`: proof of work (the parallel nonce search) or
-//! proof of stake (the kernel search), each block validated, appended and synced before the
-//! next, with a live progress bar.
+//! The mining loop shared by `mine` and `compare`: proof of work (the parallel nonce search),
+//! proof of stake (the kernel search), or an authority chain's scheduled producer (DPoS, PoA),
+//! each block validated, appended and synced before the next, with a live progress bar.
 
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -8,13 +8,17 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
 use chainsmith::ChainState;
+use chainsmith::chain::authority::Authority;
+use chainsmith::chain::produce::{dpos_block, dpos_slot, poa_block};
 use chainsmith::chain::record::BlockRecord;
 use chainsmith::chain::spec::{Clock, Consensus};
 use chainsmith::chain::state::prepare;
 use chainsmith::chain::store::ChainWriter;
-use chainsmith::chain::wallet::demo_transfers;
+use chainsmith::chain::wallet::{demo_transfers, demo_votes};
+use chainsmith::dpos::{DoubleSign, SlotClaim};
 use chainsmith::pos::stake::{StakeOutcome, earliest_stake_time, find_stake, stake_block};
 use chainsmith::pow::miner::{SearchControl, SearchOptions, SolveError, solve_block};
+use chainsmith::primitives::tx::{KeyPair, PubKey, SignerVote};
 
 use crate::cli::format::si;
 use crate::cli::progress::Progress;
@@ -32,21 +36,57 @@ pub(crate) struct MineJob<'a> {
     pub(crate) pool: &'a rayon::ThreadPool,
     /// The progress bar (hidden or not).
     pub(crate) progress: &'a Progress,
+    /// Faults and proposals of authority chains.
+    pub(crate) authority: &'a AuthorityOptions,
 }
 
-/// Mines `job.blocks` blocks onto `state` and `writer`, calling `on_block(record, hashes)`
-/// after each block is synced (`hashes`: nonces or kernels tried for it). Returns the blocks
-/// mined and whether `control.stop` (Ctrl-C) ended the run early.
+/// What producers of an authority chain do beyond producing in turn.
+#[derive(Debug, Default)]
+pub(crate) struct AuthorityOptions {
+    /// Producers (signers) that are down.
+    pub(crate) offline: Vec<PubKey>,
+    /// PoA: the proposal every signer votes for until it passes.
+    pub(crate) proposal: Option<SignerVote>,
+    /// DPoS: holders' re-votes per block.
+    pub(crate) votes_per_block: usize,
+    /// DPoS: the producer that signs two blocks per slot.
+    pub(crate) double_sign: Option<PubKey>,
+    /// Keys of signers voted in that the spec does not list.
+    pub(crate) extra_keys: Vec<KeyPair>,
+}
+
+/// How a mining run ended.
+#[derive(Debug, Default)]
+pub(crate) struct MineOutcome {
+    /// Blocks mined.
+    pub(crate) mined: u64,
+    /// Whether Ctrl-C ended it early.
+    pub(crate) interrupted: bool,
+    /// DPoS double signs caught.
+    pub(crate) evidence: Vec<DoubleSign>,
+}
+
+/// Mines `job.blocks` blocks onto `state` and `writer`, calling `on_block(state, record,
+/// hashes)` after each block is synced (`hashes`: nonces or kernels tried for it).
 pub(crate) fn mine_blocks(
     state: &mut ChainState,
     writer: &mut ChainWriter,
     job: &MineJob<'_>,
     control: &SearchControl,
-    on_block: &mut (dyn FnMut(&BlockRecord, u64) + Send),
-) -> Result<(u64, bool)> {
+    on_block: &mut (dyn FnMut(&ChainState, &BlockRecord, u64) + Send),
+) -> Result<MineOutcome> {
     let consensus = state.consensus();
-    let keys = state.spec().wallet_keys();
+    let mut keys = state.spec().wallet_keys();
+    keys.extend(job.authority.extra_keys.iter().cloned());
+    let holders: Vec<KeyPair> = state
+        .spec()
+        .dpos
+        .iter()
+        .flat_map(|d| &d.holders)
+        .map(|h| KeyPair::derive(&state.spec().wallet_seed, &h.name))
+        .collect();
     let miner = state.spec().miner_key().pubkey();
+    let mut evidence = Vec::new();
     let started = Instant::now();
     let ticker_done = AtomicBool::new(false);
     let mut mined = 0u64;
@@ -77,6 +117,38 @@ pub(crate) fn mine_blocks(
                             }
                             Err(e) => return Err(e.into()),
                         }
+                    }
+                    Consensus::Poa => {
+                        let transfers = demo_transfers(state, &keys, job.tx_per_block, height, &[]);
+                        let opts = job.authority;
+                        poa_block(state, &keys, &opts.offline, opts.proposal, transfers)?
+                    }
+                    Consensus::Dpos => {
+                        let Some(Authority::Dpos(dpos)) = state.authority() else {
+                            anyhow::bail!("a dpos chain without a dpos state");
+                        };
+                        let (slot, producer) = dpos_slot(state, dpos, &job.authority.offline)?;
+                        let mut txs = demo_transfers(state, &keys, job.tx_per_block, height, &[]);
+                        txs.extend(demo_votes(
+                            state,
+                            &holders,
+                            job.authority.votes_per_block,
+                            height,
+                        ));
+                        let record = dpos_block(state, slot, producer, txs.clone(), 0)?;
+                        if job.authority.double_sign == Some(dpos.candidate_key(producer)) {
+                            // The faulty producer also signs a sibling block for the same slot;
+                            // everyone else sees both and keeps the first.
+                            let sibling = dpos_block(state, slot, producer, txs, 1)?;
+                            let claim = |r: &BlockRecord| SlotClaim {
+                                producer,
+                                slot,
+                                hash: r.hash,
+                                height,
+                            };
+                            evidence.extend(DoubleSign::check(claim(&record), claim(&sibling)));
+                        }
+                        record
                     }
                     Consensus::Pos => {
                         let from = stake_from.max(earliest_stake_time(state));
@@ -121,7 +193,11 @@ pub(crate) fn mine_blocks(
                     format!("writing block {height} to {}", writer.path().display())
                 })?;
                 mined += 1;
-                on_block(&record, control.hashes.load(Ordering::Relaxed) - before);
+                on_block(
+                    state,
+                    &record,
+                    control.hashes.load(Ordering::Relaxed) - before,
+                );
                 job.progress.set_position(mined);
             }
             Ok(())
@@ -129,7 +205,11 @@ pub(crate) fn mine_blocks(
         ticker_done.store(true, Ordering::Relaxed);
         outcome
     })?;
-    Ok((mined, interrupted))
+    Ok(MineOutcome {
+        mined,
+        interrupted,
+        evidence,
+    })
 }
 
 /// Creates `path` with the genesis block of `spec`.

@@ -106,7 +106,8 @@ fn hashes_per_block(path: &Path, phases: &[Phase]) -> Result<()> {
 fn cumulative_energy(path: &Path, phases: &[Phase]) -> Result<()> {
     let root = SVGBackend::new(path, (WIDTH, HEIGHT)).into_drawing_area();
     root.fill(&WHITE)?;
-    // Each phase's energy is spread over its blocks in proportion to their hashes.
+    // Each phase's energy is spread over its blocks in proportion to their hashes, or evenly
+    // when they hash nothing (authority chains).
     let series: Vec<(usize, Vec<(f64, f64)>)> = phases
         .iter()
         .enumerate()
@@ -121,7 +122,7 @@ fn cumulative_energy(path: &Path, phases: &[Phase]) -> Result<()> {
                     acc += if hashes > 0.0 {
                         total_j * b.hashes / hashes
                     } else {
-                        0.0
+                        total_j / p.points.len() as f64
                     };
                     (f64::from(b.height), acc)
                 })
@@ -167,10 +168,10 @@ fn intervals(path: &Path, phases: &[Phase]) -> Result<()> {
     let hists: Vec<Vec<f64>> = phases
         .iter()
         .map(|p| {
-            let spacing = f64::from(p.spec.target_spacing_s.max(1));
+            let spacing = p.spec.spacing_s();
             let mut h = vec![0.0; BINS];
             for w in p.points.windows(2) {
-                let dt = f64::from(w[1].time) - f64::from(w[0].time);
+                let dt = w[1].time - w[0].time;
                 let bin = ((dt / spacing / BIN).max(0.0) as usize).min(BINS - 1);
                 h[bin] += 1.0;
             }

@@ -1,9 +1,12 @@
 //! A small UTXO transaction model shared by every consensus rule.
 //!
-//! Three kinds exist: the `genesis` transaction (opaque bytes, so that a Bitcoin genesis
+//! The kinds: the `genesis` transaction (opaque bytes, so that a Bitcoin genesis
 //! coinbase hashes to its real txid; like Bitcoin's, its outputs are not spendable), the
 //! `coinbase` (block height + extra-nonce + reward outputs) and the `transfer`, whose inputs are
-//! each signed with ed25519 by the owner of the output they spend. Outputs pay to an ed25519
+//! each signed with ed25519 by the owner of the output they spend; then one per consensus rule
+//! that needs block fields beyond the 80-byte header: `coinstake` (proof of stake), `clique`
+//! (proof of authority), `producer` and `vote` (delegated proof of stake). Keeping those fields in
+//! transactions leaves the header Bitcoin's while the merkle root still commits to them. Outputs pay to an ed25519
 //! public key (pay-to-pubkey, as Peercoin requires for block signatures).
 //!
 //! The consensus encoding (the bytes hashed into a txid) is fixed-width little-endian with
@@ -349,6 +352,52 @@ pub enum Transaction {
         /// Value plus interest, paid to the staker.
         outputs: Vec<TxOut>,
     },
+    /// Proof of authority (Clique): the second transaction of every block, naming its sealer
+    /// and carrying the header fields Clique adds — difficulty, a vote, the epoch checkpoint.
+    /// The merkle root commits to it, so the block hash and the sealer's signature cover it.
+    Clique {
+        /// The sealer.
+        signer: PubKey,
+        /// 2 when the signer is in turn, else 1.
+        difficulty: u8,
+        /// A vote to authorize or drop a signer (never on a checkpoint block).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        vote: Option<SignerVote>,
+        /// Checkpoint blocks (height a multiple of the epoch): the signer list, sorted.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        checkpoint: Option<Vec<PubKey>>,
+    },
+    /// Delegated proof of stake: the second transaction of every block, naming the scheduled
+    /// producer and the slot it produced in.
+    Producer {
+        /// The producer.
+        producer: PubKey,
+        /// Slots of `slot_ms` since genesis (genesis is slot 0).
+        slot: u64,
+    },
+    /// Delegated proof of stake: a token holder's approval vote, replacing its previous one.
+    /// Every listed candidate gets the holder's full stake.
+    Vote {
+        /// The holder.
+        voter: PubKey,
+        /// One more than the holder's previous vote (genesis votes are 0), so an old vote
+        /// cannot be replayed.
+        seq: u32,
+        /// Candidate names, strictly ascending.
+        candidates: Vec<String>,
+        /// The holder's signature over [`Transaction::sighash`].
+        signature: SigBytes,
+    },
+}
+
+/// A Clique vote carried by a block.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SignerVote {
+    /// The key voted on.
+    pub target: PubKey,
+    /// Authorize (add) it, or drop it.
+    pub authorize: bool,
 }
 
 fn push_compact_size(out: &mut Vec<u8>, n: usize) {
@@ -381,6 +430,9 @@ fn push_outputs(out: &mut Vec<u8>, outputs: &[TxOut]) {
 const TAG_COINBASE: u8 = 1;
 const TAG_TRANSFER: u8 = 2;
 const TAG_COINSTAKE: u8 = 3;
+const TAG_CLIQUE: u8 = 4;
+const TAG_PRODUCER: u8 = 5;
+const TAG_VOTE: u8 = 6;
 
 impl Transaction {
     /// Returns the consensus encoding, the bytes hashed into the txid.
@@ -421,6 +473,59 @@ impl Transaction {
                 push_outputs(&mut out, outputs);
                 out
             }
+            Self::Clique {
+                signer,
+                difficulty,
+                vote,
+                checkpoint,
+            } => {
+                let mut out = vec![TAG_CLIQUE];
+                out.extend_from_slice(&signer.to_bytes());
+                out.push(*difficulty);
+                match vote {
+                    None => out.push(0),
+                    Some(v) => {
+                        out.push(if v.authorize { 1 } else { 2 });
+                        out.extend_from_slice(&v.target.to_bytes());
+                    }
+                }
+                match checkpoint {
+                    None => out.push(0),
+                    Some(list) => {
+                        out.push(1);
+                        push_compact_size(&mut out, list.len());
+                        for k in list {
+                            out.extend_from_slice(&k.to_bytes());
+                        }
+                    }
+                }
+                out
+            }
+            Self::Producer { producer, slot } => {
+                let mut out = vec![TAG_PRODUCER];
+                out.extend_from_slice(&producer.to_bytes());
+                out.extend_from_slice(&slot.to_le_bytes());
+                out
+            }
+            Self::Vote {
+                voter,
+                seq,
+                candidates,
+                signature,
+            } => {
+                let mut out = vec![TAG_VOTE];
+                out.extend_from_slice(&voter.to_bytes());
+                out.extend_from_slice(&seq.to_le_bytes());
+                push_compact_size(&mut out, candidates.len());
+                for c in candidates {
+                    push_compact_size(&mut out, c.len());
+                    out.extend_from_slice(c.as_bytes());
+                }
+                if with_signatures {
+                    out.extend_from_slice(&signature.to_bytes());
+                }
+                out
+            }
         }
     }
 
@@ -443,7 +548,10 @@ impl Transaction {
     #[must_use]
     pub fn outputs(&self) -> &[TxOut] {
         match self {
-            Self::Genesis { .. } => &[],
+            Self::Genesis { .. }
+            | Self::Clique { .. }
+            | Self::Producer { .. }
+            | Self::Vote { .. } => &[],
             Self::Coinbase { outputs, .. }
             | Self::Transfer { outputs, .. }
             | Self::Coinstake { outputs, .. } => outputs,
@@ -461,6 +569,37 @@ impl Transaction {
     #[must_use]
     pub fn signed_coinstake(stake: OutPoint, owner: &KeyPair, outputs: Vec<TxOut>) -> Self {
         Self::signed(true, &[(stake, owner)], outputs)
+    }
+
+    /// Builds `voter`'s signed approval vote number `seq` for `candidates` (sorted here).
+    #[must_use]
+    pub fn signed_vote(voter: &KeyPair, seq: u32, mut candidates: Vec<String>) -> Self {
+        candidates.sort();
+        let mut tx = Self::Vote {
+            voter: voter.pubkey(),
+            seq,
+            candidates,
+            signature: SigBytes([0; 64]),
+        };
+        let msg = tx.sighash();
+        if let Self::Vote { signature, .. } = &mut tx {
+            *signature = voter.sign(&msg);
+        }
+        tx
+    }
+
+    /// Returns the kind's name as it appears in JSON (`coinbase`, `transfer`, ...).
+    #[must_use]
+    pub const fn kind(&self) -> &'static str {
+        match self {
+            Self::Genesis { .. } => "genesis",
+            Self::Coinbase { .. } => "coinbase",
+            Self::Transfer { .. } => "transfer",
+            Self::Coinstake { .. } => "coinstake",
+            Self::Clique { .. } => "clique",
+            Self::Producer { .. } => "producer",
+            Self::Vote { .. } => "vote",
+        }
     }
 
     fn signed(coinstake: bool, spends: &[(OutPoint, &KeyPair)], outputs: Vec<TxOut>) -> Self {

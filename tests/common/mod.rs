@@ -140,3 +140,49 @@ pub(crate) fn build_pos_chain(
     }
     records
 }
+
+/// A small DPoS spec with hand-computable elections: candidates a–g, 4 producers, 3 blocks per
+/// turn, five holders (see the file).
+pub(crate) fn test_dpos_spec() -> ChainSpec {
+    ChainSpec::from_json(include_str!("../data/test-dpos.json")).unwrap()
+}
+
+/// Builds a DPoS or proof-of-authority chain of `blocks` blocks with the library's producers:
+/// `offline` names miss their turns, `proposal` is the PoA vote every signer casts, and
+/// `extra(state, height)` adds transactions (votes, transfers) to each block. Returns the
+/// records and the final state.
+pub(crate) fn build_authority_chain(
+    spec: &ChainSpec,
+    blocks: u32,
+    offline: &[&str],
+    proposal: Option<chainsmith::primitives::tx::SignerVote>,
+    mut extra: impl FnMut(&ChainState, u32) -> Vec<chainsmith::primitives::tx::Transaction>,
+) -> (Vec<BlockRecord>, ChainState) {
+    use chainsmith::chain::authority::Authority;
+    use chainsmith::chain::produce::{dpos_block, dpos_slot, poa_block};
+    use chainsmith::primitives::tx::KeyPair;
+
+    let (mut records, mut state) = start_chain(spec);
+    let offline: Vec<_> = offline
+        .iter()
+        .map(|n| KeyPair::derive(&spec.wallet_seed, n).pubkey())
+        .collect();
+    let mut keys = spec.wallet_keys();
+    keys.extend(["frank", "grace"].map(|n| KeyPair::derive(&spec.wallet_seed, n)));
+    for height in 1..=blocks {
+        let txs = extra(&state, height);
+        let record = match state.authority() {
+            Some(Authority::Dpos(d)) => {
+                let (slot, producer) = dpos_slot(&state, d, &offline).unwrap();
+                dpos_block(&state, slot, producer, txs, 0).unwrap()
+            }
+            Some(Authority::Poa(_)) => poa_block(&state, &keys, &offline, proposal, txs).unwrap(),
+            None => panic!("not an authority chain"),
+        };
+        state
+            .connect(&prepare(record.clone(), spec.consensus).unwrap(), NOW)
+            .unwrap();
+        records.push(record);
+    }
+    (records, state)
+}

@@ -1,10 +1,13 @@
-//! `chainsmith compare`: what proof of work costs next to proof of stake, measured.
+//! `chainsmith compare`: what proof of work costs next to proof of stake, DPoS and proof of
+//! authority, measured.
 //!
 //! Live mode mines a chain of each consensus in the list (`CONSENSUSES`) with the same number
-//! of blocks and, with `--spacing`, the same target spacing, measuring per phase the hashes,
-//! wall time, process CPU seconds and energy (RAPL when readable, else CPU seconds × watts per
-//! core, labelled an estimate). File mode reads existing chains: hashes per block are the
-//! expected work of each PoW target and the kernel attempts each PoS staker recorded.
+//! of blocks (DPoS: a round's worth unless `--blocks` is given) and, with `--spacing`, the same
+//! target spacing, measuring per phase the hashes, signatures, wall time, process CPU seconds,
+//! energy (RAPL when readable, else CPU seconds × watts per core, labelled an estimate) and,
+//! for the rules with finality, how long a block takes to become irreversible. File mode reads
+//! existing chains: hashes per block are the expected work of each PoW target and the kernel
+//! attempts each PoS staker recorded.
 
 use std::io::Write;
 use std::path::Path;
@@ -22,29 +25,43 @@ use chainsmith::metrics::energy::{
 };
 use chainsmith::metrics::rapl::{POWERCAP_ROOT, RaplReader};
 use chainsmith::pow::miner::{SearchControl, SearchOptions};
-use chainsmith::primitives::tx::KeyPair;
+use chainsmith::primitives::tx::{KeyPair, Transaction};
 use chainsmith::{ChainState, Target};
 use serde_json::{Value, json};
 
 use crate::cli::args::CompareArgs;
 use crate::cli::commands::replay_file;
 use crate::cli::format::si;
-use crate::cli::miner::{MineJob, create_chain, mine_blocks};
+use crate::cli::miner::{AuthorityOptions, MineJob, create_chain, mine_blocks};
 use crate::cli::plot;
 use crate::cli::progress::Progress;
 use crate::cli::{
     EXIT_INTERRUPTED, EXIT_INVALID, choose_backend, resolve_spec, thread_pool, unix_now,
 };
 
-/// The consensus rules compared, in table order. DPoS, PoA and later rules join here.
-const CONSENSUSES: [Consensus; 2] = [Consensus::Pow, Consensus::Pos];
+/// The consensus rules compared, in table order. Later rules join here.
+const CONSENSUSES: [Consensus; 4] = [
+    Consensus::Pow,
+    Consensus::Pos,
+    Consensus::Dpos,
+    Consensus::Poa,
+];
+
+/// Blocks mined per rule without `--blocks`: DPoS needs more than 2/3 of a 21-producer round
+/// before anything is irreversible.
+const fn default_blocks(consensus: Consensus) -> u64 {
+    match consensus {
+        Consensus::Dpos => 300,
+        _ => 20,
+    }
+}
 
 /// One mined (or read) block, for the tables and charts.
 pub(crate) struct Point {
     /// Block height.
     pub(crate) height: u32,
-    /// Block time.
-    pub(crate) time: u32,
+    /// Block time in seconds (DPoS: of its slot, to the millisecond).
+    pub(crate) time: f64,
     /// Hashes for this block (measured, expected work, or recorded kernel attempts).
     pub(crate) hashes: f64,
 }
@@ -61,6 +78,21 @@ pub(crate) struct Phase {
     pub(crate) method: EnergyMethod,
     /// PoS: each stakeholder's (name, share of genesis stake, share of blocks).
     pub(crate) stake_shares: Vec<(String, f64, f64)>,
+    /// Block signatures made (and checked once each by validation).
+    pub(crate) signatures: u64,
+    /// DPoS, PoA: the last irreversible height at the end.
+    pub(crate) irreversible_height: Option<u32>,
+    /// DPoS, PoA (live mode): per block that became irreversible, the chain seconds and blocks
+    /// until it did.
+    pub(crate) finality: Vec<(f64, u32)>,
+}
+
+fn median(mut v: Vec<f64>) -> Option<f64> {
+    if v.is_empty() {
+        return None;
+    }
+    v.sort_by(f64::total_cmp);
+    Some(v[v.len() / 2])
 }
 
 impl Phase {
@@ -80,10 +112,18 @@ impl Phase {
         self.wall_s.filter(|w| *w > 0.0).map(|w| self.hashes() / w)
     }
 
+    fn finality_s(&self) -> Option<f64> {
+        median(self.finality.iter().map(|f| f.0).collect())
+    }
+
+    fn finality_blocks(&self) -> Option<f64> {
+        median(self.finality.iter().map(|f| f64::from(f.1)).collect())
+    }
+
     fn to_json(&self) -> Value {
         json!({
             "spec": self.spec.name,
-            "target_spacing_s": self.spec.target_spacing_s,
+            "target_spacing_s": self.spec.spacing_s(),
             "blocks": self.blocks(),
             "hashes": self.hashes(),
             "hashes_per_block": self.per_block(Some(self.hashes())),
@@ -94,6 +134,10 @@ impl Phase {
             "energy_j": self.energy_j,
             "energy_j_per_block": self.per_block(self.energy_j),
             "energy_method": self.method.as_str(),
+            "signatures": self.signatures,
+            "irreversible_height": self.irreversible_height,
+            "time_to_irreversible_s": self.finality_s(),
+            "blocks_to_irreversible": self.finality_blocks(),
         })
     }
 }
@@ -149,7 +193,7 @@ pub(crate) fn run(args: &CompareArgs) -> Result<ExitCode> {
         }
     } else {
         if args.chains.len() != 2 {
-            bail!("compare takes two chain files (or none, to mine both)");
+            bail!("compare takes two chain files (or none, to mine one of each rule)");
         }
         let mut phases = Vec::new();
         for path in &args.chains {
@@ -185,7 +229,10 @@ fn live(args: &CompareArgs, pool: &rayon::ThreadPool, dir: &Path) -> Result<Opti
         let (flag, default) = match consensus {
             Consensus::Pow => (&args.pow_spec, "pow-demo"),
             Consensus::Pos => (&args.pos_spec, "pos-demo"),
+            Consensus::Dpos => (&args.dpos_spec, "dpos-demo"),
+            Consensus::Poa => (&args.poa_spec, "poa-demo"),
         };
+        let blocks = args.blocks.unwrap_or(default_blocks(consensus));
         let mut spec = resolve_spec(flag.as_deref().unwrap_or(default))?;
         if spec.consensus != consensus {
             bail!("spec {:?} is not a {} spec", spec.name, consensus.as_str());
@@ -200,31 +247,45 @@ fn live(args: &CompareArgs, pool: &rayon::ThreadPool, dir: &Path) -> Result<Opti
             Err(e) => return Err(e).with_context(|| format!("removing {}", path.display())),
         }
         let (mut state, mut writer) = create_chain(&path, spec.clone())?;
-        let progress = Progress::new(Some(args.blocks), consensus.as_str(), args.quiet);
+        let progress = Progress::new(Some(blocks), consensus.as_str(), args.quiet);
         control.hashes.store(0, Ordering::Relaxed);
         let mut points = Vec::new();
         let cpu_before = process_cpu_seconds();
         let rapl_before = rapl.as_ref().and_then(|r| r.read().ok());
+        let mut finality = Vec::new();
+        let mut lib_seen = 0;
         let started = Instant::now();
-        let (_, interrupted) = mine_blocks(
+        let outcome = mine_blocks(
             &mut state,
             &mut writer,
             &MineJob {
-                blocks: args.blocks,
+                blocks,
                 tx_per_block: 0,
                 opts: &opts,
                 pool,
                 progress: &progress,
+                authority: &AuthorityOptions::default(),
             },
             &control,
-            &mut |record: &BlockRecord, hashes| {
+            &mut |state: &ChainState, record: &BlockRecord, hashes| {
+                let time = point_time(state.spec(), record);
                 points.push(Point {
                     height: record.height,
-                    time: record.time,
+                    time,
                     hashes: hashes as f64,
                 });
+                // Blocks that this one made irreversible: how long each waited.
+                let lib = state.authority().map_or(0, |a| a.irreversible_height());
+                for p in points
+                    .iter()
+                    .filter(|p| p.height > lib_seen && p.height <= lib)
+                {
+                    finality.push((time - p.time, record.height - p.height));
+                }
+                lib_seen = lib_seen.max(lib);
             },
         )?;
+        let interrupted = outcome.interrupted;
         let wall = started.elapsed().as_secs_f64();
         progress.finish();
         if interrupted {
@@ -253,9 +314,30 @@ fn live(args: &CompareArgs, pool: &rayon::ThreadPool, dir: &Path) -> Result<Opti
             energy_j: energy,
             method,
             stake_shares: stake_shares(&state),
+            signatures: signatures(&state),
+            irreversible_height: state.authority().map(|a| a.irreversible_height()),
+            finality,
         });
     }
     Ok(Some(phases))
+}
+
+/// A block's time in seconds: its DPoS slot's exact time, else the header time.
+fn point_time(spec: &ChainSpec, record: &BlockRecord) -> f64 {
+    match (&spec.dpos, record.txs.get(1)) {
+        (Some(d), Some(Transaction::Producer { slot, .. })) => {
+            f64::from(spec.genesis.time) + *slot as f64 * f64::from(d.slot_ms) / 1000.0
+        }
+        _ => f64::from(record.time),
+    }
+}
+
+/// Block signatures on the chain: one per block after genesis, except proof of work.
+fn signatures(state: &ChainState) -> u64 {
+    match state.consensus() {
+        Consensus::Pow => 0,
+        _ => state.block_count().saturating_sub(1),
+    }
 }
 
 /// Reads a chain file (verifying it first); `None` when it is invalid.
@@ -282,10 +364,11 @@ fn from_file(path: &Path, pool: &rayon::ThreadPool, quiet: bool) -> Result<Optio
                 .to_target()
                 .map_or(0.0, |t: Target| t.to_work().to_f64()),
             Consensus::Pos => record.stake_attempts.unwrap_or(0) as f64,
+            Consensus::Dpos | Consensus::Poa => 0.0,
         };
         points.push(Point {
             height: record.height,
-            time: record.time,
+            time: point_time(state.spec(), &record),
             hashes,
         });
     }
@@ -296,12 +379,16 @@ fn from_file(path: &Path, pool: &rayon::ThreadPool, quiet: bool) -> Result<Optio
         hashes_source: match consensus {
             Consensus::Pow => "expected_work",
             Consensus::Pos => "recorded_attempts",
+            Consensus::Dpos | Consensus::Poa => "none",
         },
         wall_s: None,
         cpu_s: None,
         energy_j: None,
         method: EnergyMethod::None,
         stake_shares: stake_shares(&state),
+        signatures: signatures(&state),
+        irreversible_height: state.authority().map(|a| a.irreversible_height()),
+        finality: Vec::new(),
     }))
 }
 
@@ -323,7 +410,9 @@ fn fmt_opt(v: Option<f64>, unit: &str) -> String {
 }
 
 fn fmt_ratio(r: f64) -> String {
-    if (0.01..10_000.0).contains(&r.abs()) {
+    if r == 0.0 {
+        "0×".to_owned()
+    } else if (0.01..10_000.0).contains(&r.abs()) {
         format!("{r:.2}×")
     } else {
         format!("{r:.2e}×")
@@ -376,13 +465,9 @@ fn report(args: &CompareArgs, phases: &[Phase]) -> Result<()> {
         }
     )?;
     type Row<'a> = (&'a str, &'a dyn Fn(&Phase) -> Option<f64>, &'a str);
-    let rows: [Row<'_>; 9] = [
+    let rows: [Row<'_>; 13] = [
         ("blocks", &|p| Some(p.blocks() as f64), ""),
-        (
-            "spacing",
-            &|p| Some(f64::from(p.spec.target_spacing_s)),
-            "s",
-        ),
+        ("spacing", &|p| Some(p.spec.spacing_s()), "s"),
         ("hashes", &|p| Some(p.hashes()), ""),
         ("hashes/block", &|p| p.per_block(Some(p.hashes())), ""),
         ("hash rate", &Phase::hash_rate, "H/s"),
@@ -390,6 +475,14 @@ fn report(args: &CompareArgs, phases: &[Phase]) -> Result<()> {
         ("CPU time", &|p| p.cpu_s, "s"),
         ("energy", &|p| p.energy_j, "J"),
         ("energy/block", &|p| p.per_block(p.energy_j), "J"),
+        ("signatures", &|p| Some(p.signatures as f64), ""),
+        (
+            "irreversible at",
+            &|p| p.irreversible_height.map(f64::from),
+            "",
+        ),
+        ("to finality", &Phase::finality_s, "s"),
+        ("  in blocks", &Phase::finality_blocks, ""),
     ];
     for (label, f, unit) in rows {
         write!(out, "{label:<16}")?;

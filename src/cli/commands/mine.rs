@@ -1,4 +1,4 @@
-//! `chainsmith mine pow`: create or continue a chain file and mine blocks onto it.
+//! `chainsmith mine pow|pos|dpos|poa`: create or continue a chain file and mine blocks onto it.
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -8,17 +8,20 @@ use std::sync::atomic::Ordering;
 use std::time::Instant;
 
 use anyhow::{Context, Result, bail};
-use chainsmith::ChainState;
+use chainsmith::chain::authority::{Authority, ProducerRow};
 use chainsmith::chain::spec::Consensus;
 use chainsmith::chain::store::ChainWriter;
+use chainsmith::dpos::DoubleSign;
 use chainsmith::hash::Backend;
 use chainsmith::pow::miner::{SearchControl, SearchMode, SearchOptions};
+use chainsmith::primitives::tx::{KeyPair, SignerVote};
+use chainsmith::{ChainSpec, ChainState};
 use serde_json::json;
 
 use crate::cli::args::{MineArgs, MineConsensus};
 use crate::cli::commands::replay_file;
 use crate::cli::format::si;
-use crate::cli::miner::{MineJob, create_chain, mine_blocks};
+use crate::cli::miner::{AuthorityOptions, MineJob, MineOutcome, create_chain, mine_blocks};
 use crate::cli::progress::Progress;
 use crate::cli::{
     EXIT_INTERRUPTED, EXIT_INVALID, choose_backend, resolve_spec, thread_pool, unix_now,
@@ -28,7 +31,14 @@ pub(crate) fn run(args: &MineArgs) -> Result<ExitCode> {
     let (default_spec, consensus) = match args.consensus {
         MineConsensus::Pow => ("pow-demo", Consensus::Pow),
         MineConsensus::Pos => ("pos-demo", Consensus::Pos),
+        MineConsensus::Dpos => ("dpos-demo", Consensus::Dpos),
+        MineConsensus::Poa => ("poa-demo", Consensus::Poa),
     };
+    let blocks = args.blocks.unwrap_or(if consensus == Consensus::Dpos {
+        300
+    } else {
+        20
+    });
     let spec = resolve_spec(args.spec.as_deref().unwrap_or(default_spec))?;
     if spec.consensus != consensus {
         bail!(
@@ -46,6 +56,8 @@ pub(crate) fn run(args: &MineArgs) -> Result<ExitCode> {
     let threads = pool.current_num_threads();
     let backend = choose_backend(args.backend)?;
 
+    // Checked before a new chain file is created; an existing chain's own spec decides below.
+    authority_options(args, &spec)?;
     let existing = std::fs::metadata(&path).is_ok_and(|m| m.len() > 0);
     let (mut state, mut writer) = if existing {
         let replay = replay_file(&path, &pool, args.quiet, unix_now())?;
@@ -54,6 +66,14 @@ pub(crate) fn run(args: &MineArgs) -> Result<ExitCode> {
             return Ok(ExitCode::from(EXIT_INVALID));
         }
         let state = replay.state.context("a valid chain has a state")?;
+        if state.consensus() != consensus {
+            bail!(
+                "{} is a {} chain: continue it with `chainsmith mine {}`",
+                path.display(),
+                state.consensus().as_str(),
+                state.consensus().as_str()
+            );
+        }
         if args.spec.is_some() && state.spec() != &spec {
             bail!(
                 "{} was made with spec {:?} ({}), not the spec given with --spec ({})",
@@ -70,6 +90,7 @@ pub(crate) fn run(args: &MineArgs) -> Result<ExitCode> {
         create_chain(&path, spec)?
     };
 
+    let authority = authority_options(args, state.spec())?;
     let control = Arc::new(SearchControl::default());
     let handler_control = Arc::clone(&control);
     ctrlc::set_handler(move || handler_control.stop.store(true, Ordering::Relaxed))
@@ -84,23 +105,28 @@ pub(crate) fn run(args: &MineArgs) -> Result<ExitCode> {
         backend,
         ..SearchOptions::default()
     };
-    let progress = Progress::new(Some(args.blocks), "blocks", args.quiet);
+    let progress = Progress::new(Some(blocks), "blocks", args.quiet);
     let started = Instant::now();
     let outcome = mine_blocks(
         &mut state,
         &mut writer,
         &MineJob {
-            blocks: args.blocks,
+            blocks,
             tx_per_block: args.tx_per_block,
             opts: &opts,
             pool: &pool,
             progress: &progress,
+            authority: &authority,
         },
         &control,
-        &mut |_, _| {},
+        &mut |_, _, _| {},
     );
     progress.finish();
-    let (mined, interrupted) = outcome?;
+    let MineOutcome {
+        mined,
+        interrupted,
+        evidence,
+    } = outcome?;
 
     let run = RunStats {
         mined,
@@ -109,6 +135,8 @@ pub(crate) fn run(args: &MineArgs) -> Result<ExitCode> {
         threads,
         backend,
         interrupted,
+        evidence,
+        names: authority.extra_keys.clone(),
     };
     report(args, &path, &state, &run)?;
     Ok(if interrupted {
@@ -116,6 +144,56 @@ pub(crate) fn run(args: &MineArgs) -> Result<ExitCode> {
     } else {
         ExitCode::SUCCESS
     })
+}
+
+/// Turns `--offline`, `--vote`, `--votes-per-block` and `--double-sign` into keys, checking
+/// each name against the spec and each option against the consensus rule.
+fn authority_options(args: &MineArgs, spec: &ChainSpec) -> Result<AuthorityOptions> {
+    let consensus = spec.consensus;
+    let known = spec.producer_names();
+    let key = |name: &str| KeyPair::derive(&spec.wallet_seed, name);
+    let mut opts = AuthorityOptions {
+        votes_per_block: args.votes_per_block,
+        ..AuthorityOptions::default()
+    };
+    if !args.offline.is_empty() && !consensus.is_authority() {
+        bail!("--offline applies to dpos and poa chains");
+    }
+    for name in &args.offline {
+        if !known.contains(&name.as_str()) {
+            bail!("--offline {name}: not a producer of spec {:?}", spec.name);
+        }
+        opts.offline.push(key(name).pubkey());
+    }
+    if let Some(vote) = &args.vote {
+        if consensus != Consensus::Poa {
+            bail!("--vote applies to poa chains");
+        }
+        let (authorize, name) = match vote.split_at_checked(1) {
+            Some(("+", n)) if !n.is_empty() => (true, n),
+            Some(("-", n)) if !n.is_empty() => (false, n),
+            _ => bail!("--vote {vote:?}: expected +NAME (authorize) or -NAME (drop)"),
+        };
+        let k = key(name);
+        opts.proposal = Some(SignerVote {
+            target: k.pubkey(),
+            authorize,
+        });
+        opts.extra_keys.push(k);
+    }
+    if let Some(name) = &args.double_sign {
+        if consensus != Consensus::Dpos {
+            bail!("--double-sign applies to dpos chains");
+        }
+        if !known.contains(&name.as_str()) {
+            bail!(
+                "--double-sign {name}: not a candidate of spec {:?}",
+                spec.name
+            );
+        }
+        opts.double_sign = Some(key(name).pubkey());
+    }
+    Ok(opts)
 }
 
 /// A stakeholder's holdings now and what it has staked over the whole chain.
@@ -160,6 +238,8 @@ struct RunStats {
     threads: usize,
     backend: Backend,
     interrupted: bool,
+    evidence: Vec<DoubleSign>,
+    names: Vec<KeyPair>,
 }
 
 fn report(args: &MineArgs, path: &Path, state: &ChainState, run: &RunStats) -> Result<()> {
@@ -200,6 +280,28 @@ fn report(args: &MineArgs, path: &Path, state: &ChainState, run: &RunStats) -> R
                 })
                 .collect();
         }
+        if let Some(auth) = state.authority() {
+            let key = if spec.consensus == Consensus::Dpos {
+                "producers"
+            } else {
+                "signers"
+            };
+            v[key] = producer_rows(auth, &run.names)
+                .iter()
+                .map(
+                    |r| json!({"name": r.name, "blocks": r.stats.blocks, "missed": r.stats.missed}),
+                )
+                .collect();
+            v["irreversible_height"] = auth.irreversible_height().into();
+            v["signatures"] = run.mined.into();
+            if spec.consensus == Consensus::Dpos {
+                v["evidence"] = run
+                    .evidence
+                    .iter()
+                    .map(|e| evidence_json(state, e))
+                    .collect();
+            }
+        }
         writeln!(out, "{v}")?;
     } else {
         let note = if run.interrupted {
@@ -212,15 +314,26 @@ fn report(args: &MineArgs, path: &Path, state: &ChainState, run: &RunStats) -> R
             "mined {} blocks on {} (tip height {height}) in {:.2} s{note}",
             run.mined, spec.name, run.elapsed
         )?;
-        writeln!(out, "  hashes      {}", si(run.hashes as f64))?;
-        writeln!(
-            out,
-            "  hash rate   {}H/s on {} threads ({})",
-            si(rate),
-            run.threads,
-            run.backend
-        )?;
+        if spec.consensus.is_authority() {
+            writeln!(
+                out,
+                "  signatures  {} (one per block; no hashing puzzle)",
+                run.mined
+            )?;
+        } else {
+            writeln!(out, "  hashes      {}", si(run.hashes as f64))?;
+            writeln!(
+                out,
+                "  hash rate   {}H/s on {} threads ({})",
+                si(rate),
+                run.threads,
+                run.backend
+            )?;
+        }
         writeln!(out, "  chain       {}", path.display())?;
+        if let Some(auth) = state.authority() {
+            print_producers(&mut out, state, auth, run)?;
+        }
         if spec.consensus == Consensus::Pos {
             writeln!(
                 out,
@@ -235,6 +348,77 @@ fn report(args: &MineArgs, path: &Path, state: &ChainState, run: &RunStats) -> R
                 )?;
             }
         }
+    }
+    Ok(())
+}
+
+/// The producer table's rows, naming keys the chain's spec does not know (signers voted in
+/// with `--vote`) by the names given on the command line.
+fn producer_rows(auth: &Authority, names: &[KeyPair]) -> Vec<ProducerRow> {
+    let mut rows = auth.producer_stats();
+    for r in &mut rows {
+        if let Some(k) = names.iter().find(|k| k.pubkey() == r.key) {
+            k.name().clone_into(&mut r.name);
+        }
+    }
+    rows
+}
+
+fn producer_name(state: &ChainState, producer: u16) -> String {
+    match state.authority() {
+        Some(Authority::Dpos(d)) => d.candidate_names()[usize::from(producer)].clone(),
+        _ => producer.to_string(),
+    }
+}
+
+fn evidence_json(state: &ChainState, e: &DoubleSign) -> serde_json::Value {
+    json!({
+        "producer": producer_name(state, e.first.producer),
+        "slot": e.first.slot,
+        "height": e.first.height,
+        "hashes": [e.first.hash.to_string(), e.second.hash.to_string()],
+    })
+}
+
+/// The producer table of an authority chain: blocks and missed turns (only producers that did
+/// either), the irreversible height and any double-sign evidence.
+fn print_producers(
+    out: &mut impl Write,
+    state: &ChainState,
+    auth: &Authority,
+    run: &RunStats,
+) -> Result<()> {
+    let (what, turns) = match auth {
+        Authority::Dpos(_) => ("producer", "missed slots"),
+        Authority::Poa(_) => ("signer", "missed in-turn"),
+    };
+    let height = state.tip().map_or(0, |t| t.height);
+    let lib = auth.irreversible_height();
+    writeln!(
+        out,
+        "  irreversible height {lib} ({} blocks behind the tip)",
+        height - lib
+    )?;
+    writeln!(out, "\n  {what:<12} {:>7} {turns:>15}", "blocks")?;
+    for r in producer_rows(auth, &run.names) {
+        if r.stats.blocks > 0 || r.stats.missed > 0 {
+            writeln!(
+                out,
+                "  {:<12} {:>7} {:>15}",
+                r.name, r.stats.blocks, r.stats.missed
+            )?;
+        }
+    }
+    for e in &run.evidence {
+        writeln!(
+            out,
+            "  double sign: {} signed {} and {} for slot {} (height {})",
+            producer_name(state, e.first.producer),
+            e.first.hash,
+            e.second.hash,
+            e.first.slot,
+            e.first.height
+        )?;
     }
     Ok(())
 }
