@@ -42,6 +42,8 @@ fn live_compare_measures_both_and_files_give_the_same_counts() {
         pow_spec.as_os_str(),
         "--pos-spec".as_ref(),
         data("test-pos.json").as_os_str(),
+        "--dpos-spec".as_ref(),
+        data("test-dpos.json").as_os_str(),
         "--keep".as_ref(),
         kept.as_os_str(),
         "--plot".as_ref(),
@@ -49,7 +51,7 @@ fn live_compare_measures_both_and_files_give_the_same_counts() {
         "--watts-per-core".as_ref(),
         "5".as_ref(),
     ]);
-    for c in ["pow", "pos"] {
+    for c in ["pow", "pos", "dpos", "poa"] {
         let v = &live[c];
         for key in [
             "blocks",
@@ -81,6 +83,23 @@ fn live_compare_measures_both_and_files_give_the_same_counts() {
     assert!(pow_hashes >= 0.5 * 30.0 * 65_536.0, "{pow_hashes}");
     assert!(live["pos"]["hashes"].as_f64().unwrap() >= 30.0);
 
+    // Authority chains: no hashes, one signature per block, finality worked out by hand.
+    // test-dpos: 4 producers × 3 slots of 0.5 s; a block is irreversible once 3 producers
+    // have built on it, i.e. when the second producer after its own starts: 6, 5 or 4 blocks
+    // later by its place in the turn, median 5 blocks = 2.5 s. poa-demo: 5 signers, 3
+    // distinct sealers, so 2 blocks of 15 s.
+    // At tip 30 (the end of b's turn 28-30), the third most recent producer, d, last made 24;
+    // on poa the three latest sealers reach back to 28.
+    for (c, blocks, seconds, lib) in [("dpos", 5.0, 2.5, 24), ("poa", 2.0, 30.0, 28)] {
+        let v = &live[c];
+        assert_eq!(v["hashes"], 0.0, "{c}");
+        assert_eq!(v["signatures"], 30, "{c}");
+        assert_eq!(v["blocks_to_irreversible"], blocks, "{c}");
+        assert_eq!(v["time_to_irreversible_s"], seconds, "{c}");
+        assert_eq!(v["irreversible_height"], lib, "{c}");
+    }
+    assert!(live["pow"]["irreversible_height"].is_null(), "PoW finality is probabilistic");
+
     // The same chains read back: same blocks, same recorded PoS attempts, PoW expected work.
     let files = compare_json(&[
         kept.join("pow.jsonl").as_os_str(),
@@ -96,6 +115,15 @@ fn live_compare_measures_both_and_files_give_the_same_counts() {
         "{expected_work}"
     );
     assert_eq!(files["pow"]["energy_method"], "none");
+    let files = compare_json(&[
+        kept.join("dpos.jsonl").as_os_str(),
+        kept.join("poa.jsonl").as_os_str(),
+    ]);
+    for c in ["dpos", "poa"] {
+        assert_eq!(files[c]["blocks"], 30);
+        assert_eq!(files[c]["irreversible_height"], live[c]["irreversible_height"]);
+        assert_eq!(files[c]["signatures"], 30);
+    }
 
     // Charts: present, SVG, titled, with both series named.
     for (file, needles) in [

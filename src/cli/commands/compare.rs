@@ -239,6 +239,9 @@ fn live(args: &CompareArgs, pool: &rayon::ThreadPool, dir: &Path) -> Result<Opti
         }
         if let Some(s) = args.spacing {
             spec.target_spacing_s = s;
+            if let Some(d) = spec.dpos.as_mut() {
+                d.slot_ms = s.saturating_mul(1000);
+            }
         }
         let path = dir.join(format!("{}.jsonl", consensus.as_str()));
         match std::fs::remove_file(&path) {

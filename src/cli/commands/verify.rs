@@ -36,6 +36,9 @@ pub(crate) fn run(args: &VerifyArgs) -> Result<ExitCode> {
             "tip": tip.as_ref().map(|t| t.hash.clone()),
             "total_work": tip.as_ref().map(|t| t.work.clone()),
         });
+        if let Some(lib) = tip.as_ref().and_then(|t| t.irreversible) {
+            v["irreversible_height"] = lib.into();
+        }
         if let Some((err, removed)) = &repaired {
             v["repaired"] = json!({
                 "from_line": err.line,
@@ -89,15 +92,21 @@ struct TipSummary {
     height: u32,
     hash: String,
     work: String,
+    /// DPoS and proof of authority: the last irreversible height.
+    irreversible: Option<u32>,
 }
 
 impl std::fmt::Display for TipSummary {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(
             f,
-            "valid: {} blocks, height {}, tip {}, total work {}",
-            self.blocks, self.height, self.hash, self.work
-        )
+            "valid: {} blocks, height {}, tip {}, ",
+            self.blocks, self.height, self.hash
+        )?;
+        match self.irreversible {
+            Some(lib) => write!(f, "irreversible to height {lib}"),
+            None => write!(f, "total work {}", self.work),
+        }
     }
 }
 
@@ -109,5 +118,6 @@ fn tip_summary(replay: &Replay) -> Option<TipSummary> {
         height: tip.height,
         hash: tip.hash.to_string(),
         work: state.total_work().to_string(),
+        irreversible: state.authority().map(|a| a.irreversible_height()),
     })
 }
