@@ -507,7 +507,7 @@ fn bench_reports_every_backend_against_the_reference() {
     let results = v["results"].as_array().unwrap();
     let skipped = v["skipped"].as_array().unwrap();
     // Every backend is either measured (at 1 and 2 threads) or listed as skipped.
-    assert_eq!(results.len() / 2 + skipped.len(), 3);
+    assert_eq!(results.len() / 2 + skipped.len(), 4);
     for r in results {
         for key in ["backend", "threads", "hashes", "seconds", "hash_rate"] {
             assert!(r.get(key).is_some(), "{key}");
@@ -567,7 +567,7 @@ fn mine_reports_and_honours_the_backend() {
         if backend == "soft" {
             assert_eq!(name, "soft");
         } else {
-            assert!(["sha-ni", "avx2", "soft"].contains(&name));
+            assert!(["avx512", "sha-ni", "avx2", "soft"].contains(&name));
         }
         assert_eq!(verify_json(&chain).0, 0);
     }

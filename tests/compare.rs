@@ -98,7 +98,10 @@ fn live_compare_measures_both_and_files_give_the_same_counts() {
         assert_eq!(v["time_to_irreversible_s"], seconds, "{c}");
         assert_eq!(v["irreversible_height"], lib, "{c}");
     }
-    assert!(live["pow"]["irreversible_height"].is_null(), "PoW finality is probabilistic");
+    assert!(
+        live["pow"]["irreversible_height"].is_null(),
+        "PoW finality is probabilistic"
+    );
 
     // The same chains read back: same blocks, same recorded PoS attempts, PoW expected work.
     let files = compare_json(&[
@@ -121,7 +124,10 @@ fn live_compare_measures_both_and_files_give_the_same_counts() {
     ]);
     for c in ["dpos", "poa"] {
         assert_eq!(files[c]["blocks"], 30);
-        assert_eq!(files[c]["irreversible_height"], live[c]["irreversible_height"]);
+        assert_eq!(
+            files[c]["irreversible_height"],
+            live[c]["irreversible_height"]
+        );
         assert_eq!(files[c]["signatures"], 30);
     }
 

@@ -263,7 +263,7 @@ impl PoaState {
     /// Whether blocks at `height` are checkpoints.
     #[must_use]
     pub const fn is_checkpoint(&self, height: u32) -> bool {
-        height % self.epoch == 0
+        height.is_multiple_of(self.epoch)
     }
 
     fn producer_stats(&self) -> Vec<ProducerRow> {

@@ -1106,10 +1106,10 @@ impl ChainState {
                     self.utxos.insert(op, utxo);
                 }
                 None => {
-                    if let Some(old) = self.utxos.remove(&op) {
-                        if let Some(b) = self.balances.get_mut(&old.owner) {
-                            *b -= old.value.to_base_units();
-                        }
+                    if let Some(old) = self.utxos.remove(&op)
+                        && let Some(b) = self.balances.get_mut(&old.owner)
+                    {
+                        *b -= old.value.to_base_units();
                     }
                 }
             }

@@ -84,7 +84,7 @@ pub(crate) struct MineArgs {
     /// double-sign evidence and only the first is kept.
     #[arg(long, value_name = "NAME")]
     pub(crate) double_sign: Option<String>,
-    /// Hash backend: sha-ni, avx2 or soft [default: the fastest this CPU supports].
+    /// Hash backend: avx512, sha-ni, avx2 or soft [default: the fastest this CPU supports].
     #[arg(long, value_name = "NAME", value_parser = Backend::from_str)]
     pub(crate) backend: Option<Backend>,
     /// Print one JSON object on stdout instead of a table.
@@ -146,7 +146,7 @@ pub(crate) struct BenchArgs {
     /// Threads for the multi-threaded runs [default: all cores].
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u16).range(1..))]
     pub(crate) threads: Option<u16>,
-    /// Measure only this backend (and the soft reference): sha-ni, avx2 or soft.
+    /// Measure only this backend (and the soft reference): avx512, sha-ni, avx2 or soft.
     #[arg(long, value_name = "NAME", value_parser = Backend::from_str)]
     pub(crate) backend: Option<Backend>,
     /// Print one JSON object on stdout.

@@ -10,7 +10,9 @@
 //! * [`Backend::Soft`]: portable, the `sha2` crate's compression function on the midstate;
 //! * [`Backend::ShaNi`]: x86 SHA extensions, several independent nonces in flight to hide the
 //!   latency of `sha256rnds2`, nonce-independent rounds precomputed, the last rounds skipped;
-//! * [`Backend::Avx2`]: eight nonces in the lanes of 256-bit registers, same shortcuts.
+//! * [`Backend::Avx2`]: eight nonces in the lanes of 256-bit registers, same shortcuts;
+//! * [`Backend::Avx512`]: sixteen nonces in 512-bit registers, with native rotates and
+//!   three-input logic.
 //!
 //! A kernel reports *candidates* — nonces whose hash has a most significant 32-bit word at or
 //! below the target's — and [`PowJob::scan`] checks each candidate against the full target.
@@ -121,6 +123,8 @@ pub enum Backend {
     ShaNi,
     /// x86 AVX2, eight nonces per batch.
     Avx2,
+    /// x86 AVX-512 (F and BW), sixteen nonces per batch.
+    Avx512,
 }
 
 /// The backend asked for is not supported by this CPU.
@@ -130,7 +134,7 @@ pub struct UnsupportedBackend(pub Backend);
 
 impl Backend {
     /// Every backend, fastest first on CPUs that have them all (measured with `bench`).
-    pub const ALL: [Self; 3] = [Self::ShaNi, Self::Avx2, Self::Soft];
+    pub const ALL: [Self; 4] = [Self::Avx512, Self::ShaNi, Self::Avx2, Self::Soft];
 
     /// Returns the name used by `--backend` and in reports.
     #[must_use]
@@ -139,6 +143,7 @@ impl Backend {
             Self::Soft => "soft",
             Self::ShaNi => "sha-ni",
             Self::Avx2 => "avx2",
+            Self::Avx512 => "avx512",
         }
     }
 
@@ -151,8 +156,10 @@ impl Backend {
             Self::ShaNi => x86::has_sha_ni(),
             #[cfg(target_arch = "x86_64")]
             Self::Avx2 => x86::has_avx2(),
+            #[cfg(target_arch = "x86_64")]
+            Self::Avx512 => x86::has_avx512(),
             #[cfg(not(target_arch = "x86_64"))]
-            Self::ShaNi | Self::Avx2 => false,
+            Self::ShaNi | Self::Avx2 | Self::Avx512 => false,
         }
     }
 
@@ -185,7 +192,7 @@ impl FromStr for Backend {
         Self::ALL
             .into_iter()
             .find(|b| b.name() == s)
-            .ok_or_else(|| format!("unknown backend {s:?} (soft, sha-ni, avx2)"))
+            .ok_or_else(|| format!("unknown backend {s:?} (soft, sha-ni, avx2, avx512)"))
     }
 }
 
@@ -316,8 +323,10 @@ impl PowJob {
             Backend::ShaNi => x86::scan_sha_ni(&self.scan_input(), start, end),
             #[cfg(target_arch = "x86_64")]
             Backend::Avx2 => x86::scan_avx2(&self.scan_input(), start, end),
+            #[cfg(target_arch = "x86_64")]
+            Backend::Avx512 => x86::scan_avx512(&self.scan_input(), start, end),
             #[cfg(not(target_arch = "x86_64"))]
-            Backend::ShaNi | Backend::Avx2 => self.soft_candidate(start, end),
+            Backend::ShaNi | Backend::Avx2 | Backend::Avx512 => self.soft_candidate(start, end),
         }
     }
 

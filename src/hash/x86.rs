@@ -1,5 +1,6 @@
-//! x86-64 nonce-search kernels: SHA-NI with several nonces in flight, and AVX2 with eight
-//! nonces in the lanes of a 256-bit register. This module holds all of the crate's `unsafe`
+//! x86-64 nonce-search kernels: SHA-NI with several nonces in flight, AVX2 with eight nonces
+//! in the lanes of a 256-bit register, and AVX-512 with sixteen in a 512-bit register (with
+//! native rotates and three-input logic, `vprord` and `vpternlogd`). This module holds all of the crate's `unsafe`
 //! code: calling a `#[target_feature]` function is only sound on a CPU that has the feature,
 //! which the callers here check with `is_x86_feature_detected!` first.
 //!
@@ -18,12 +19,14 @@
 #![allow(unsafe_code)]
 
 use std::arch::x86_64::{
-    __m128i, __m256i, _mm_add_epi32, _mm_alignr_epi8, _mm_blend_epi16, _mm_cvtsi128_si32,
+    __m128i, __m256i, __m512i, _mm_add_epi32, _mm_alignr_epi8, _mm_blend_epi16, _mm_cvtsi128_si32,
     _mm_insert_epi32, _mm_set_epi32, _mm_sha256msg1_epu32, _mm_sha256msg2_epu32,
     _mm_sha256rnds2_epu32, _mm_shuffle_epi32, _mm256_add_epi32, _mm256_and_si256,
     _mm256_andnot_si256, _mm256_castsi256_ps, _mm256_cmpeq_epi32, _mm256_min_epu32,
     _mm256_movemask_ps, _mm256_or_si256, _mm256_set_epi8, _mm256_set1_epi32, _mm256_setr_epi32,
-    _mm256_shuffle_epi8, _mm256_slli_epi32, _mm256_srli_epi32, _mm256_xor_si256,
+    _mm256_shuffle_epi8, _mm256_slli_epi32, _mm256_srli_epi32, _mm256_xor_si256, _mm512_add_epi32,
+    _mm512_cmple_epu32_mask, _mm512_ror_epi32, _mm512_set_epi32, _mm512_set1_epi32,
+    _mm512_shuffle_epi8, _mm512_srli_epi32, _mm512_ternarylogic_epi32,
 };
 
 use super::{IV, K};
@@ -33,6 +36,8 @@ use super::{IV, K};
 pub(super) const SHA_NI_LANES: usize = 2;
 /// Nonces per AVX2 batch.
 pub(super) const AVX2_LANES: usize = 8;
+/// Nonces per AVX-512 batch.
+pub(super) const AVX512_LANES: usize = 16;
 
 /// Whether this CPU has the SHA extensions and the SSE/AVX levels the kernel uses (AVX gives
 /// the non-SHA instructions their three-operand VEX forms: fewer register copies).
@@ -47,6 +52,12 @@ pub(super) fn has_sha_ni() -> bool {
 /// Whether this CPU has AVX2.
 pub(super) fn has_avx2() -> bool {
     is_x86_feature_detected!("avx2")
+}
+
+/// Whether this CPU has AVX-512 F (the 32-bit lane arithmetic, rotates, ternary logic) and BW
+/// (the byte shuffle that swaps each lane's byte order).
+pub(super) fn has_avx512() -> bool {
+    is_x86_feature_detected!("avx512f") && is_x86_feature_detected!("avx512bw")
 }
 
 /// The nonce-independent inputs of a scan.
@@ -81,6 +92,20 @@ pub(super) fn scan_avx2(input: &ScanInput, start: u64, end: u64) -> Option<u32> 
     assert!(has_avx2(), "the AVX2 backend needs a CPU with AVX2");
     // SAFETY: the CPU has avx2, checked just above.
     unsafe { avx2_scan(input, start, end) }
+}
+
+/// Scans `start..end` (`end ≤ 2^32`) with AVX-512 and returns the first candidate nonce.
+///
+/// # Panics
+/// If the CPU lacks AVX-512 F and BW (the caller checks [`has_avx512`] when choosing the
+/// backend).
+pub(super) fn scan_avx512(input: &ScanInput, start: u64, end: u64) -> Option<u32> {
+    assert!(
+        has_avx512(),
+        "the AVX-512 backend needs a CPU with AVX-512 F and BW"
+    );
+    // SAFETY: the CPU has avx512f and avx512bw, checked just above.
+    unsafe { avx512_scan(input, start, end) }
 }
 
 /// The lowest lane `l < valid` whose top word passes, as a nonce.
@@ -401,6 +426,152 @@ fn avx2_scan(input: &ScanInput, start: u64, end: u64) -> Option<u32> {
             return Some((base + u64::from(mask.trailing_zeros())) as u32);
         }
         base += AVX2_LANES as u64;
+    }
+    None
+}
+
+// ---------------------------------------------------------------------------------------------
+// AVX-512
+// ---------------------------------------------------------------------------------------------
+
+/// `vpternlogd` truth tables: `a ^ b ^ c`, `a ? b : c` (SHA's Ch), majority (SHA's Maj).
+const XOR3: i32 = 0x96;
+const CHOOSE: i32 = 0xca;
+const MAJORITY: i32 = 0xe8;
+
+#[inline]
+#[target_feature(enable = "avx512f")]
+fn splat16(x: u32) -> __m512i {
+    _mm512_set1_epi32(x as i32)
+}
+
+#[inline]
+#[target_feature(enable = "avx512f")]
+fn xor3_16(a: __m512i, b: __m512i, c: __m512i) -> __m512i {
+    _mm512_ternarylogic_epi32::<XOR3>(a, b, c)
+}
+
+/// One round on sixteen lanes; `$kw` is `K[t] + W[t]`, `$s` is `[a, b, c, d, e, f, g, h]`.
+macro_rules! round16 {
+    ($s:ident, $kw:expr) => {{
+        let [a, b, c, d, e, f, g, h] = $s;
+        let s1 = xor3_16(
+            _mm512_ror_epi32::<6>(e),
+            _mm512_ror_epi32::<11>(e),
+            _mm512_ror_epi32::<25>(e),
+        );
+        let ch = _mm512_ternarylogic_epi32::<CHOOSE>(e, f, g);
+        let t1 = _mm512_add_epi32(_mm512_add_epi32(h, s1), _mm512_add_epi32(ch, $kw));
+        let s0 = xor3_16(
+            _mm512_ror_epi32::<2>(a),
+            _mm512_ror_epi32::<13>(a),
+            _mm512_ror_epi32::<22>(a),
+        );
+        let maj = _mm512_ternarylogic_epi32::<MAJORITY>(a, b, c);
+        $s = [
+            _mm512_add_epi32(t1, _mm512_add_epi32(s0, maj)),
+            a,
+            b,
+            c,
+            _mm512_add_epi32(d, t1),
+            e,
+            f,
+            g,
+        ];
+    }};
+}
+
+/// Rounds `$t…` with the message schedule in the ring `$w`, as `rounds8!`.
+macro_rules! rounds16 {
+    ($s:ident, $w:ident; $($t:literal)*) => {$(
+        if $t >= 16 {
+            let w15 = $w[($t + 1) % 16];
+            let w2 = $w[($t + 14) % 16];
+            let s0 = xor3_16(
+                _mm512_ror_epi32::<7>(w15),
+                _mm512_ror_epi32::<18>(w15),
+                _mm512_srli_epi32::<3>(w15),
+            );
+            let s1 = xor3_16(
+                _mm512_ror_epi32::<17>(w2),
+                _mm512_ror_epi32::<19>(w2),
+                _mm512_srli_epi32::<10>(w2),
+            );
+            $w[$t % 16] = _mm512_add_epi32(
+                _mm512_add_epi32($w[$t % 16], s0),
+                _mm512_add_epi32($w[($t + 9) % 16], s1),
+            );
+        }
+        round16!($s, _mm512_add_epi32($w[$t % 16], splat16(K[$t])));
+    )*};
+}
+
+#[target_feature(enable = "avx512f,avx512bw")]
+fn avx512_scan(input: &ScanInput, start: u64, end: u64) -> Option<u32> {
+    // Rounds 0-2 of the header's second block use only fixed words: run them once, scalar.
+    let mut pre = input.midstate;
+    for (t, w) in input.words.iter().enumerate() {
+        scalar_round(&mut pre, K[t].wrapping_add(*w));
+    }
+    let mid: [__m512i; 8] = std::array::from_fn(|i| splat16(input.midstate[i]));
+    let pre_v: [__m512i; 8] = std::array::from_fn(|i| splat16(pre[i]));
+    // Reverses the bytes of each 32-bit lane (the shuffle works within 128-bit lanes).
+    let swap_bytes = _mm512_set_epi32(
+        0x0c0d_0e0f,
+        0x0809_0a0b,
+        0x0405_0607,
+        0x0001_0203,
+        0x0c0d_0e0f,
+        0x0809_0a0b,
+        0x0405_0607,
+        0x0001_0203,
+        0x0c0d_0e0f,
+        0x0809_0a0b,
+        0x0405_0607,
+        0x0001_0203,
+        0x0c0d_0e0f,
+        0x0809_0a0b,
+        0x0405_0607,
+        0x0001_0203,
+    );
+    let top = splat16(input.target_top);
+    let lane = _mm512_set_epi32(15, 14, 13, 12, 11, 10, 9, 8, 7, 6, 5, 4, 3, 2, 1, 0);
+    let mut base = start;
+    while base < end {
+        let nonce = _mm512_add_epi32(splat16(base as u32), lane);
+        let mut w = [splat16(0); 16];
+        for (i, x) in input.words.iter().enumerate() {
+            w[i] = splat16(*x);
+        }
+        // W3 is the nonce read big-endian.
+        w[3] = _mm512_shuffle_epi8(nonce, swap_bytes);
+        w[4] = splat16(0x8000_0000);
+        w[15] = splat16(640);
+        let mut s = pre_v;
+        rounds16!(s, w; 3 4 5 6 7 8 9 10 11 12 13 14 15 16 17 18 19 20 21 22 23 24 25 26 27 28
+            29 30 31 32 33 34 35 36 37 38 39 40 41 42 43 44 45 46 47 48 49 50 51 52 53 54 55 56 57
+            58 59 60 61 62 63);
+        let h: [__m512i; 8] = std::array::from_fn(|i| _mm512_add_epi32(s[i], mid[i]));
+        // Second hash over the 32-byte digest, stopped after round 60.
+        let mut w2 = [splat16(0); 16];
+        w2[..8].copy_from_slice(&h);
+        w2[8] = splat16(0x8000_0000);
+        w2[15] = splat16(256);
+        let mut s2: [__m512i; 8] = std::array::from_fn(|i| splat16(IV[i]));
+        rounds16!(s2, w2; 0 1 2 3 4 5 6 7 8 9 10 11 12 13 14 15 16 17 18 19 20 21 22 23 24 25 26
+            27 28 29 30 31 32 33 34 35 36 37 38 39 40 41 42 43 44 45 46 47 48 49 50 51 52 53 54 55
+            56 57 58 59 60);
+        // After round 60, e is what rounds 61-63 shift into h: word 7 is e + IV[7].
+        let h7 = _mm512_add_epi32(s2[4], splat16(IV[7]));
+        let msb = _mm512_shuffle_epi8(h7, swap_bytes);
+        let mask = u32::from(_mm512_cmple_epu32_mask(msb, top));
+        // Lanes past the end of the range do not count.
+        let valid = (end - base).min(AVX512_LANES as u64);
+        let mask = mask & ((1u32 << valid) - 1);
+        if mask != 0 {
+            return Some((base + u64::from(mask.trailing_zeros())) as u32);
+        }
+        base += AVX512_LANES as u64;
     }
     None
 }

@@ -147,10 +147,10 @@ impl<K: Ord + Clone + Debug> Snapshot<K> {
     }
 
     fn cast(&mut self, target: &K, authorize: bool) -> bool {
-        if let Some(t) = self.tally.get_mut(target) {
-            if t.authorize != authorize {
-                return false;
-            }
+        if let Some(t) = self.tally.get_mut(target)
+            && t.authorize != authorize
+        {
+            return false;
         }
         // Only meaningful votes count: add a non-signer, drop a signer.
         if self.signers.contains(target) == authorize {
@@ -167,13 +167,13 @@ impl<K: Ord + Clone + Debug> Snapshot<K> {
     }
 
     fn uncast(&mut self, target: &K, authorize: bool) {
-        if let Some(t) = self.tally.get_mut(target) {
-            if t.authorize == authorize {
-                if t.votes > 1 {
-                    t.votes -= 1;
-                } else {
-                    self.tally.remove(target);
-                }
+        if let Some(t) = self.tally.get_mut(target)
+            && t.authorize == authorize
+        {
+            if t.votes > 1 {
+                t.votes -= 1;
+            } else {
+                self.tally.remove(target);
             }
         }
     }
@@ -204,7 +204,7 @@ impl<K: Ord + Clone + Debug> Snapshot<K> {
             });
         }
         self.number = number;
-        if number % self.epoch == 0 {
+        if number.is_multiple_of(self.epoch) {
             self.votes.clear();
             self.tally.clear();
         }

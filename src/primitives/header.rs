@@ -87,7 +87,7 @@ impl Header {
     /// other than 80 bytes.
     pub fn from_hex(s: &str) -> Result<Self, DecodeError> {
         let s = s.trim();
-        if s.len() % 2 != 0 {
+        if !s.len().is_multiple_of(2) {
             return Err(DecodeError::BadHex(format!(
                 "odd number of digits ({})",
                 s.len()

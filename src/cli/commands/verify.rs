@@ -17,13 +17,13 @@ pub(crate) fn run(args: &VerifyArgs) -> Result<ExitCode> {
     let path = &args.chain;
     let replay = replay_file(path, &pool, args.quiet, unix_now())?;
     let mut repaired = None;
-    if let Some(err) = replay.error.as_ref().filter(|_| args.repair) {
-        if replay.valid_bytes > 0 {
-            let size = std::fs::metadata(path)?.len();
-            truncate(path, replay.valid_bytes)
-                .with_context(|| format!("truncating {}", path.display()))?;
-            repaired = Some((err.clone(), size - replay.valid_bytes));
-        }
+    if let Some(err) = replay.error.as_ref().filter(|_| args.repair)
+        && replay.valid_bytes > 0
+    {
+        let size = std::fs::metadata(path)?.len();
+        truncate(path, replay.valid_bytes)
+            .with_context(|| format!("truncating {}", path.display()))?;
+        repaired = Some((err.clone(), size - replay.valid_bytes));
     }
     let mut out = std::io::stdout().lock();
     let tip = tip_summary(&replay);
