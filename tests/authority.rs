@@ -857,3 +857,41 @@ fn every_single_field_tamper_of_a_clique_block_is_rejected_at_its_height() {
         ],
     );
 }
+
+/// Long gaps are counted round by round in bulk: a first block five rounds late and a second
+/// three rounds after it, hand-counted per producer (rounds of 12 slots, a b c d × 3).
+#[test]
+fn missed_slots_over_whole_rounds_are_counted_exactly() {
+    use chainsmith::chain::produce::dpos_block;
+    let spec = test_dpos_spec();
+    let (mut records, mut state) = build_authority_chain(&spec, 0, &[], None, |_, _| Vec::new());
+    // Slot 61 opens round 5 (a's turn); slot 101 is round 8, position 4: b's turn (slots 4-6).
+    for (slot, producer) in [(61, 0), (101, 1)] {
+        let record = dpos_block(&state, slot, producer, Vec::new(), 0).unwrap();
+        state
+            .connect(&prepare(record.clone(), spec.consensus).unwrap(), NOW)
+            .unwrap();
+        records.push(record);
+    }
+    let missed: Vec<(String, u64, u64)> = state
+        .authority()
+        .unwrap()
+        .producer_stats()
+        .into_iter()
+        .filter(|r| r.stats.blocks > 0 || r.stats.missed > 0)
+        .map(|r| (r.name, r.stats.blocks, r.stats.missed))
+        .collect();
+    // Before slot 61: 5 rounds × 3 each. Then a 62-63, b c d 64-72, rounds 6 and 7 in full,
+    // a 97-99, b 100.
+    let expect = [
+        ("a", 1, 15 + 2 + 6 + 3),
+        ("b", 1, 15 + 3 + 6 + 1),
+        ("c", 0, 24),
+        ("d", 0, 24),
+    ];
+    assert_eq!(
+        missed,
+        expect.map(|(n, b, m)| (n.to_owned(), b, m)).to_vec()
+    );
+    assert!(replay_records(&records).error.is_none());
+}

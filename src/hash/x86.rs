@@ -4,7 +4,7 @@
 //! code: calling a `#[target_feature]` function is only sound on a CPU that has the feature,
 //! which the callers here check with `is_x86_feature_detected!` first.
 //!
-//! Both kernels share the same arithmetic shortcuts, all nonce-independent work done once per
+//! The kernels share the same arithmetic shortcuts, all nonce-independent work done once per
 //! call:
 //! * the header's first 64 bytes are the caller's midstate;
 //! * in the header's second block only word 3 (the nonce) varies: words 0–2 (merkle tail, time,
@@ -19,14 +19,9 @@
 #![allow(unsafe_code)]
 
 use std::arch::x86_64::{
-    __m128i, __m256i, __m512i, _mm_add_epi32, _mm_alignr_epi8, _mm_blend_epi16, _mm_cvtsi128_si32,
-    _mm_insert_epi32, _mm_set_epi32, _mm_sha256msg1_epu32, _mm_sha256msg2_epu32,
-    _mm_sha256rnds2_epu32, _mm_shuffle_epi32, _mm256_add_epi32, _mm256_and_si256,
-    _mm256_andnot_si256, _mm256_castsi256_ps, _mm256_cmpeq_epi32, _mm256_min_epu32,
-    _mm256_movemask_ps, _mm256_or_si256, _mm256_set_epi8, _mm256_set1_epi32, _mm256_setr_epi32,
-    _mm256_shuffle_epi8, _mm256_slli_epi32, _mm256_srli_epi32, _mm256_xor_si256, _mm512_add_epi32,
-    _mm512_cmple_epu32_mask, _mm512_ror_epi32, _mm512_set_epi32, _mm512_set1_epi32,
-    _mm512_shuffle_epi8, _mm512_srli_epi32, _mm512_ternarylogic_epi32,
+    __m128i, _mm_add_epi32, _mm_alignr_epi8, _mm_blend_epi16, _mm_cvtsi128_si32, _mm_insert_epi32,
+    _mm_set_epi32, _mm_sha256msg1_epu32, _mm_sha256msg2_epu32, _mm_sha256rnds2_epu32,
+    _mm_shuffle_epi32,
 };
 
 use super::{IV, K};
@@ -34,10 +29,6 @@ use super::{IV, K};
 /// Nonces in flight in the SHA-NI kernel. Two measured fastest on Zen 4 (more lanes spill the
 /// sixteen XMM registers: 4 lanes ran ~30 % slower, 3 lanes ~15 %).
 pub(super) const SHA_NI_LANES: usize = 2;
-/// Nonces per AVX2 batch.
-pub(super) const AVX2_LANES: usize = 8;
-/// Nonces per AVX-512 batch.
-pub(super) const AVX512_LANES: usize = 16;
 
 /// Whether this CPU has the SHA extensions and the SSE/AVX levels the kernel uses (AVX gives
 /// the non-SHA instructions their three-operand VEX forms: fewer register copies).
@@ -282,71 +273,8 @@ fn sha_ni_scan<const L: usize>(input: &ScanInput, start: u64, end: u64) -> Optio
 }
 
 // ---------------------------------------------------------------------------------------------
-// AVX2
+// AVX2 and AVX-512: one kernel body over two lane widths
 // ---------------------------------------------------------------------------------------------
-
-/// Rotate each lane right by a constant.
-macro_rules! ror {
-    ($x:expr, $n:literal) => {
-        _mm256_or_si256(
-            _mm256_srli_epi32::<$n>($x),
-            _mm256_slli_epi32::<{ 32 - $n }>($x),
-        )
-    };
-}
-
-#[inline]
-#[target_feature(enable = "avx2")]
-fn add3(a: __m256i, b: __m256i, c: __m256i) -> __m256i {
-    _mm256_add_epi32(_mm256_add_epi32(a, b), c)
-}
-
-#[inline]
-#[target_feature(enable = "avx2")]
-fn xor3(a: __m256i, b: __m256i, c: __m256i) -> __m256i {
-    _mm256_xor_si256(_mm256_xor_si256(a, b), c)
-}
-
-/// One round on eight lanes; `$kw` is `K[t] + W[t]`, `$s` is `[a, b, c, d, e, f, g, h]`.
-macro_rules! round8 {
-    ($s:ident, $kw:expr) => {{
-        let [a, b, c, d, e, f, g, h] = $s;
-        let s1 = xor3(ror!(e, 6), ror!(e, 11), ror!(e, 25));
-        let ch = _mm256_xor_si256(_mm256_and_si256(e, f), _mm256_andnot_si256(e, g));
-        let t1 = _mm256_add_epi32(add3(h, s1, ch), $kw);
-        let s0 = xor3(ror!(a, 2), ror!(a, 13), ror!(a, 22));
-        let maj = _mm256_or_si256(
-            _mm256_and_si256(a, b),
-            _mm256_and_si256(c, _mm256_or_si256(a, b)),
-        );
-        let t2 = _mm256_add_epi32(s0, maj);
-        $s = [
-            _mm256_add_epi32(t1, t2),
-            a,
-            b,
-            c,
-            _mm256_add_epi32(d, t1),
-            e,
-            f,
-            g,
-        ];
-    }};
-}
-
-/// Rounds `$t…` of a compression whose message words live in the ring `$w` (`$w[t % 16]` holds
-/// `W[t − 16]` until round `t ≥ 16` replaces it with `W[t]`).
-macro_rules! rounds8 {
-    ($s:ident, $w:ident; $($t:literal)*) => {$(
-        if $t >= 16 {
-            let w15 = $w[($t + 1) % 16];
-            let w2 = $w[($t + 14) % 16];
-            let s0 = xor3(ror!(w15, 7), ror!(w15, 18), _mm256_srli_epi32::<3>(w15));
-            let s1 = xor3(ror!(w2, 17), ror!(w2, 19), _mm256_srli_epi32::<10>(w2));
-            $w[$t % 16] = _mm256_add_epi32(add3($w[$t % 16], s0, $w[($t + 9) % 16]), s1);
-        }
-        round8!($s, _mm256_add_epi32($w[$t % 16], splat(K[$t])));
-    )*};
-}
 
 fn scalar_round(s: &mut [u32; 8], kw: u32) {
     let [a, b, c, d, e, f, g, h] = *s;
@@ -367,211 +295,323 @@ fn scalar_round(s: &mut [u32; 8], kw: u32) {
     ];
 }
 
-#[inline]
-#[target_feature(enable = "avx2")]
-fn splat(x: u32) -> __m256i {
-    _mm256_set1_epi32(x as i32)
+/// Eight 32-bit lanes in a 256-bit register: AVX2 has no rotate or three-input logic, so
+/// rotates are two shifts and an OR, and Ch and Maj take three and four operations.
+mod v8 {
+    use std::arch::x86_64::{
+        __m256i, _mm256_add_epi32, _mm256_and_si256, _mm256_andnot_si256, _mm256_castsi256_ps,
+        _mm256_cmpeq_epi32, _mm256_min_epu32, _mm256_movemask_ps, _mm256_or_si256, _mm256_set_epi8,
+        _mm256_set1_epi32, _mm256_setr_epi32, _mm256_shuffle_epi8, _mm256_slli_epi32,
+        _mm256_srli_epi32, _mm256_xor_si256,
+    };
+
+    pub(super) type V = __m256i;
+    pub(super) const LANES: usize = 8;
+
+    macro_rules! ror {
+        ($x:expr, $n:literal) => {
+            _mm256_or_si256(
+                _mm256_srli_epi32::<$n>($x),
+                _mm256_slli_epi32::<{ 32 - $n }>($x),
+            )
+        };
+    }
+
+    #[inline]
+    #[target_feature(enable = "avx2")]
+    pub(super) fn splat(x: u32) -> V {
+        _mm256_set1_epi32(x as i32)
+    }
+
+    /// Lane `i` holds `i`.
+    #[inline]
+    #[target_feature(enable = "avx2")]
+    pub(super) fn lane_index() -> V {
+        _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7)
+    }
+
+    #[inline]
+    #[target_feature(enable = "avx2")]
+    pub(super) fn add(a: V, b: V) -> V {
+        _mm256_add_epi32(a, b)
+    }
+
+    #[inline]
+    #[target_feature(enable = "avx2")]
+    fn xor3(a: V, b: V, c: V) -> V {
+        _mm256_xor_si256(_mm256_xor_si256(a, b), c)
+    }
+
+    /// Σ0.
+    #[inline]
+    #[target_feature(enable = "avx2")]
+    pub(super) fn big_sigma0(a: V) -> V {
+        xor3(ror!(a, 2), ror!(a, 13), ror!(a, 22))
+    }
+
+    /// Σ1.
+    #[inline]
+    #[target_feature(enable = "avx2")]
+    pub(super) fn big_sigma1(e: V) -> V {
+        xor3(ror!(e, 6), ror!(e, 11), ror!(e, 25))
+    }
+
+    /// σ0.
+    #[inline]
+    #[target_feature(enable = "avx2")]
+    pub(super) fn small_sigma0(w: V) -> V {
+        xor3(ror!(w, 7), ror!(w, 18), _mm256_srli_epi32::<3>(w))
+    }
+
+    /// σ1.
+    #[inline]
+    #[target_feature(enable = "avx2")]
+    pub(super) fn small_sigma1(w: V) -> V {
+        xor3(ror!(w, 17), ror!(w, 19), _mm256_srli_epi32::<10>(w))
+    }
+
+    #[inline]
+    #[target_feature(enable = "avx2")]
+    pub(super) fn ch(e: V, f: V, g: V) -> V {
+        _mm256_xor_si256(_mm256_and_si256(e, f), _mm256_andnot_si256(e, g))
+    }
+
+    #[inline]
+    #[target_feature(enable = "avx2")]
+    pub(super) fn maj(a: V, b: V, c: V) -> V {
+        _mm256_or_si256(
+            _mm256_and_si256(a, b),
+            _mm256_and_si256(c, _mm256_or_si256(a, b)),
+        )
+    }
+
+    /// Reverses the bytes of each lane.
+    #[inline]
+    #[target_feature(enable = "avx2")]
+    pub(super) fn swap_bytes(x: V) -> V {
+        let order = _mm256_set_epi8(
+            12, 13, 14, 15, 8, 9, 10, 11, 4, 5, 6, 7, 0, 1, 2, 3, 12, 13, 14, 15, 8, 9, 10, 11, 4,
+            5, 6, 7, 0, 1, 2, 3,
+        );
+        _mm256_shuffle_epi8(x, order)
+    }
+
+    /// Bit `i` set if lane `i` of `x` ≤ lane `i` of `top` (unsigned).
+    #[inline]
+    #[target_feature(enable = "avx2")]
+    pub(super) fn at_most(x: V, top: V) -> u32 {
+        let pass = _mm256_cmpeq_epi32(_mm256_min_epu32(x, top), x);
+        _mm256_movemask_ps(_mm256_castsi256_ps(pass)) as u32
+    }
+}
+
+/// Sixteen 32-bit lanes in a 512-bit register, with AVX-512's rotate (`vprord`) and
+/// three-input logic (`vpternlogd`: XOR3 `0x96`, Ch `0xca`, Maj `0xe8`).
+mod v16 {
+    use std::arch::x86_64::{
+        __m512i, _mm512_add_epi32, _mm512_cmple_epu32_mask, _mm512_ror_epi32, _mm512_set_epi32,
+        _mm512_set1_epi32, _mm512_shuffle_epi8, _mm512_srli_epi32, _mm512_ternarylogic_epi32,
+    };
+
+    pub(super) type V = __m512i;
+    pub(super) const LANES: usize = 16;
+
+    #[inline]
+    #[target_feature(enable = "avx512f")]
+    pub(super) fn splat(x: u32) -> V {
+        _mm512_set1_epi32(x as i32)
+    }
+
+    /// Lane `i` holds `i`.
+    #[inline]
+    #[target_feature(enable = "avx512f")]
+    pub(super) fn lane_index() -> V {
+        _mm512_set_epi32(15, 14, 13, 12, 11, 10, 9, 8, 7, 6, 5, 4, 3, 2, 1, 0)
+    }
+
+    #[inline]
+    #[target_feature(enable = "avx512f")]
+    pub(super) fn add(a: V, b: V) -> V {
+        _mm512_add_epi32(a, b)
+    }
+
+    #[inline]
+    #[target_feature(enable = "avx512f")]
+    fn xor3(a: V, b: V, c: V) -> V {
+        _mm512_ternarylogic_epi32::<0x96>(a, b, c)
+    }
+
+    /// Σ0.
+    #[inline]
+    #[target_feature(enable = "avx512f")]
+    pub(super) fn big_sigma0(a: V) -> V {
+        xor3(
+            _mm512_ror_epi32::<2>(a),
+            _mm512_ror_epi32::<13>(a),
+            _mm512_ror_epi32::<22>(a),
+        )
+    }
+
+    /// Σ1.
+    #[inline]
+    #[target_feature(enable = "avx512f")]
+    pub(super) fn big_sigma1(e: V) -> V {
+        xor3(
+            _mm512_ror_epi32::<6>(e),
+            _mm512_ror_epi32::<11>(e),
+            _mm512_ror_epi32::<25>(e),
+        )
+    }
+
+    /// σ0.
+    #[inline]
+    #[target_feature(enable = "avx512f")]
+    pub(super) fn small_sigma0(w: V) -> V {
+        xor3(
+            _mm512_ror_epi32::<7>(w),
+            _mm512_ror_epi32::<18>(w),
+            _mm512_srli_epi32::<3>(w),
+        )
+    }
+
+    /// σ1.
+    #[inline]
+    #[target_feature(enable = "avx512f")]
+    pub(super) fn small_sigma1(w: V) -> V {
+        xor3(
+            _mm512_ror_epi32::<17>(w),
+            _mm512_ror_epi32::<19>(w),
+            _mm512_srli_epi32::<10>(w),
+        )
+    }
+
+    #[inline]
+    #[target_feature(enable = "avx512f")]
+    pub(super) fn ch(e: V, f: V, g: V) -> V {
+        _mm512_ternarylogic_epi32::<0xca>(e, f, g)
+    }
+
+    #[inline]
+    #[target_feature(enable = "avx512f")]
+    pub(super) fn maj(a: V, b: V, c: V) -> V {
+        _mm512_ternarylogic_epi32::<0xe8>(a, b, c)
+    }
+
+    /// Reverses the bytes of each lane (the shuffle works within 128-bit lanes).
+    #[inline]
+    #[target_feature(enable = "avx512f,avx512bw")]
+    pub(super) fn swap_bytes(x: V) -> V {
+        let order = _mm512_set_epi32(
+            0x0c0d_0e0f,
+            0x0809_0a0b,
+            0x0405_0607,
+            0x0001_0203,
+            0x0c0d_0e0f,
+            0x0809_0a0b,
+            0x0405_0607,
+            0x0001_0203,
+            0x0c0d_0e0f,
+            0x0809_0a0b,
+            0x0405_0607,
+            0x0001_0203,
+            0x0c0d_0e0f,
+            0x0809_0a0b,
+            0x0405_0607,
+            0x0001_0203,
+        );
+        _mm512_shuffle_epi8(x, order)
+    }
+
+    /// Bit `i` set if lane `i` of `x` ≤ lane `i` of `top` (unsigned).
+    #[inline]
+    #[target_feature(enable = "avx512f")]
+    pub(super) fn at_most(x: V, top: V) -> u32 {
+        u32::from(_mm512_cmple_epu32_mask(x, top))
+    }
+}
+
+/// One round; `$kw` is `K[t] + W[t]`, `$s` is `[a, b, c, d, e, f, g, h]`, `$v` a lane module.
+macro_rules! round {
+    ($v:ident, $s:ident, $kw:expr) => {{
+        let [a, b, c, d, e, f, g, h] = $s;
+        let t1 = $v::add($v::add(h, $v::big_sigma1(e)), $v::add($v::ch(e, f, g), $kw));
+        let t2 = $v::add($v::big_sigma0(a), $v::maj(a, b, c));
+        $s = [$v::add(t1, t2), a, b, c, $v::add(d, t1), e, f, g];
+    }};
+}
+
+/// Rounds `$t…` of a compression whose message words live in the ring `$w` (`$w[t % 16]` holds
+/// `W[t − 16]` until round `t ≥ 16` replaces it with `W[t]`).
+macro_rules! rounds {
+    ($v:ident, $s:ident, $w:ident; $($t:literal)*) => {$(
+        if $t >= 16 {
+            let s0 = $v::small_sigma0($w[($t + 1) % 16]);
+            let s1 = $v::small_sigma1($w[($t + 14) % 16]);
+            $w[$t % 16] = $v::add($v::add($w[$t % 16], s0), $v::add($w[($t + 9) % 16], s1));
+        }
+        round!($v, $s, $v::add($w[$t % 16], $v::splat(K[$t])));
+    )*};
+}
+
+/// The vector kernel's body over lane module `$v`: `$v::LANES` nonces per batch. Rounds 0–2 of
+/// the header's second block use only fixed words and run once, scalar; the compiler hoists
+/// everything else that does not depend on the nonce (the padding words' schedule and `K + W`).
+macro_rules! vector_scan {
+    ($v:ident, $input:ident, $start:ident, $end:ident) => {{
+        let mut pre = $input.midstate;
+        for (t, w) in $input.words.iter().enumerate() {
+            scalar_round(&mut pre, K[t].wrapping_add(*w));
+        }
+        let mid: [$v::V; 8] = std::array::from_fn(|i| $v::splat($input.midstate[i]));
+        let pre_v: [$v::V; 8] = std::array::from_fn(|i| $v::splat(pre[i]));
+        let top = $v::splat($input.target_top);
+        let lane = $v::lane_index();
+        let mut base = $start;
+        while base < $end {
+            let nonce = $v::add($v::splat(base as u32), lane);
+            let mut w = [$v::splat(0); 16];
+            for (i, x) in $input.words.iter().enumerate() {
+                w[i] = $v::splat(*x);
+            }
+            // W3 is the nonce read big-endian.
+            w[3] = $v::swap_bytes(nonce);
+            w[4] = $v::splat(0x8000_0000);
+            w[15] = $v::splat(640);
+            let mut s = pre_v;
+            rounds!($v, s, w; 3 4 5 6 7 8 9 10 11 12 13 14 15 16 17 18 19 20 21 22 23 24 25 26
+                27 28 29 30 31 32 33 34 35 36 37 38 39 40 41 42 43 44 45 46 47 48 49 50 51 52 53
+                54 55 56 57 58 59 60 61 62 63);
+            // Second hash over the 32-byte digest, stopped after round 60.
+            let mut w2 = [$v::splat(0); 16];
+            for i in 0..8 {
+                w2[i] = $v::add(s[i], mid[i]);
+            }
+            w2[8] = $v::splat(0x8000_0000);
+            w2[15] = $v::splat(256);
+            let mut s2: [$v::V; 8] = std::array::from_fn(|i| $v::splat(IV[i]));
+            rounds!($v, s2, w2; 0 1 2 3 4 5 6 7 8 9 10 11 12 13 14 15 16 17 18 19 20 21 22 23
+                24 25 26 27 28 29 30 31 32 33 34 35 36 37 38 39 40 41 42 43 44 45 46 47 48 49 50
+                51 52 53 54 55 56 57 58 59 60);
+            // After round 60, e is what rounds 61-63 shift into h: word 7 is e + IV[7].
+            let msb = $v::swap_bytes($v::add(s2[4], $v::splat(IV[7])));
+            // Lanes past the end of the range do not count.
+            let valid = ($end - base).min($v::LANES as u64);
+            let mask = $v::at_most(msb, top) & ((1u32 << valid) - 1);
+            if mask != 0 {
+                return Some((base + u64::from(mask.trailing_zeros())) as u32);
+            }
+            base += $v::LANES as u64;
+        }
+        None
+    }};
 }
 
 #[target_feature(enable = "avx2")]
 fn avx2_scan(input: &ScanInput, start: u64, end: u64) -> Option<u32> {
-    // Rounds 0-2 of the header's second block use only fixed words: run them once, scalar.
-    let mut pre = input.midstate;
-    for (t, w) in input.words.iter().enumerate() {
-        scalar_round(&mut pre, K[t].wrapping_add(*w));
-    }
-    let mid: [__m256i; 8] = std::array::from_fn(|i| splat(input.midstate[i]));
-    let pre_v: [__m256i; 8] = std::array::from_fn(|i| splat(pre[i]));
-    let swap_bytes = _mm256_set_epi8(
-        12, 13, 14, 15, 8, 9, 10, 11, 4, 5, 6, 7, 0, 1, 2, 3, 12, 13, 14, 15, 8, 9, 10, 11, 4, 5,
-        6, 7, 0, 1, 2, 3,
-    );
-    let top = splat(input.target_top);
-    let lane = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
-    let mut base = start;
-    while base < end {
-        let nonce = _mm256_add_epi32(splat(base as u32), lane);
-        // W3 is the nonce read big-endian.
-        let w3 = _mm256_shuffle_epi8(nonce, swap_bytes);
-        let mut w = [splat(0); 16];
-        for (i, x) in input.words.iter().enumerate() {
-            w[i] = splat(*x);
-        }
-        w[3] = w3;
-        w[4] = splat(0x8000_0000);
-        w[15] = splat(640);
-        let mut s = pre_v;
-        rounds8!(s, w; 3 4 5 6 7 8 9 10 11 12 13 14 15 16 17 18 19 20 21 22 23 24 25 26 27 28 29
-            30 31 32 33 34 35 36 37 38 39 40 41 42 43 44 45 46 47 48 49 50 51 52 53 54 55 56 57 58
-            59 60 61 62 63);
-        let h: [__m256i; 8] = std::array::from_fn(|i| _mm256_add_epi32(s[i], mid[i]));
-        // Second hash over the 32-byte digest, stopped after round 60.
-        let mut w2 = [splat(0); 16];
-        w2[..8].copy_from_slice(&h);
-        w2[8] = splat(0x8000_0000);
-        w2[15] = splat(256);
-        let mut s2: [__m256i; 8] = std::array::from_fn(|i| splat(IV[i]));
-        rounds8!(s2, w2; 0 1 2 3 4 5 6 7 8 9 10 11 12 13 14 15 16 17 18 19 20 21 22 23 24 25 26
-            27 28 29 30 31 32 33 34 35 36 37 38 39 40 41 42 43 44 45 46 47 48 49 50 51 52 53 54 55
-            56 57 58 59 60);
-        // After round 60, e is what rounds 61-63 shift into h: word 7 is e + IV[7].
-        let h7 = _mm256_add_epi32(s2[4], splat(IV[7]));
-        let msb = _mm256_shuffle_epi8(h7, swap_bytes);
-        let pass = _mm256_cmpeq_epi32(_mm256_min_epu32(msb, top), msb);
-        let mask = _mm256_movemask_ps(_mm256_castsi256_ps(pass)) as u32;
-        // Lanes past the end of the range do not count.
-        let valid = (end - base).min(AVX2_LANES as u64);
-        let mask = mask & ((1u32 << valid) - 1);
-        if mask != 0 {
-            return Some((base + u64::from(mask.trailing_zeros())) as u32);
-        }
-        base += AVX2_LANES as u64;
-    }
-    None
-}
-
-// ---------------------------------------------------------------------------------------------
-// AVX-512
-// ---------------------------------------------------------------------------------------------
-
-/// `vpternlogd` truth tables: `a ^ b ^ c`, `a ? b : c` (SHA's Ch), majority (SHA's Maj).
-const XOR3: i32 = 0x96;
-const CHOOSE: i32 = 0xca;
-const MAJORITY: i32 = 0xe8;
-
-#[inline]
-#[target_feature(enable = "avx512f")]
-fn splat16(x: u32) -> __m512i {
-    _mm512_set1_epi32(x as i32)
-}
-
-#[inline]
-#[target_feature(enable = "avx512f")]
-fn xor3_16(a: __m512i, b: __m512i, c: __m512i) -> __m512i {
-    _mm512_ternarylogic_epi32::<XOR3>(a, b, c)
-}
-
-/// One round on sixteen lanes; `$kw` is `K[t] + W[t]`, `$s` is `[a, b, c, d, e, f, g, h]`.
-macro_rules! round16 {
-    ($s:ident, $kw:expr) => {{
-        let [a, b, c, d, e, f, g, h] = $s;
-        let s1 = xor3_16(
-            _mm512_ror_epi32::<6>(e),
-            _mm512_ror_epi32::<11>(e),
-            _mm512_ror_epi32::<25>(e),
-        );
-        let ch = _mm512_ternarylogic_epi32::<CHOOSE>(e, f, g);
-        let t1 = _mm512_add_epi32(_mm512_add_epi32(h, s1), _mm512_add_epi32(ch, $kw));
-        let s0 = xor3_16(
-            _mm512_ror_epi32::<2>(a),
-            _mm512_ror_epi32::<13>(a),
-            _mm512_ror_epi32::<22>(a),
-        );
-        let maj = _mm512_ternarylogic_epi32::<MAJORITY>(a, b, c);
-        $s = [
-            _mm512_add_epi32(t1, _mm512_add_epi32(s0, maj)),
-            a,
-            b,
-            c,
-            _mm512_add_epi32(d, t1),
-            e,
-            f,
-            g,
-        ];
-    }};
-}
-
-/// Rounds `$t…` with the message schedule in the ring `$w`, as `rounds8!`.
-macro_rules! rounds16 {
-    ($s:ident, $w:ident; $($t:literal)*) => {$(
-        if $t >= 16 {
-            let w15 = $w[($t + 1) % 16];
-            let w2 = $w[($t + 14) % 16];
-            let s0 = xor3_16(
-                _mm512_ror_epi32::<7>(w15),
-                _mm512_ror_epi32::<18>(w15),
-                _mm512_srli_epi32::<3>(w15),
-            );
-            let s1 = xor3_16(
-                _mm512_ror_epi32::<17>(w2),
-                _mm512_ror_epi32::<19>(w2),
-                _mm512_srli_epi32::<10>(w2),
-            );
-            $w[$t % 16] = _mm512_add_epi32(
-                _mm512_add_epi32($w[$t % 16], s0),
-                _mm512_add_epi32($w[($t + 9) % 16], s1),
-            );
-        }
-        round16!($s, _mm512_add_epi32($w[$t % 16], splat16(K[$t])));
-    )*};
+    vector_scan!(v8, input, start, end)
 }
 
 #[target_feature(enable = "avx512f,avx512bw")]
 fn avx512_scan(input: &ScanInput, start: u64, end: u64) -> Option<u32> {
-    // Rounds 0-2 of the header's second block use only fixed words: run them once, scalar.
-    let mut pre = input.midstate;
-    for (t, w) in input.words.iter().enumerate() {
-        scalar_round(&mut pre, K[t].wrapping_add(*w));
-    }
-    let mid: [__m512i; 8] = std::array::from_fn(|i| splat16(input.midstate[i]));
-    let pre_v: [__m512i; 8] = std::array::from_fn(|i| splat16(pre[i]));
-    // Reverses the bytes of each 32-bit lane (the shuffle works within 128-bit lanes).
-    let swap_bytes = _mm512_set_epi32(
-        0x0c0d_0e0f,
-        0x0809_0a0b,
-        0x0405_0607,
-        0x0001_0203,
-        0x0c0d_0e0f,
-        0x0809_0a0b,
-        0x0405_0607,
-        0x0001_0203,
-        0x0c0d_0e0f,
-        0x0809_0a0b,
-        0x0405_0607,
-        0x0001_0203,
-        0x0c0d_0e0f,
-        0x0809_0a0b,
-        0x0405_0607,
-        0x0001_0203,
-    );
-    let top = splat16(input.target_top);
-    let lane = _mm512_set_epi32(15, 14, 13, 12, 11, 10, 9, 8, 7, 6, 5, 4, 3, 2, 1, 0);
-    let mut base = start;
-    while base < end {
-        let nonce = _mm512_add_epi32(splat16(base as u32), lane);
-        let mut w = [splat16(0); 16];
-        for (i, x) in input.words.iter().enumerate() {
-            w[i] = splat16(*x);
-        }
-        // W3 is the nonce read big-endian.
-        w[3] = _mm512_shuffle_epi8(nonce, swap_bytes);
-        w[4] = splat16(0x8000_0000);
-        w[15] = splat16(640);
-        let mut s = pre_v;
-        rounds16!(s, w; 3 4 5 6 7 8 9 10 11 12 13 14 15 16 17 18 19 20 21 22 23 24 25 26 27 28
-            29 30 31 32 33 34 35 36 37 38 39 40 41 42 43 44 45 46 47 48 49 50 51 52 53 54 55 56 57
-            58 59 60 61 62 63);
-        let h: [__m512i; 8] = std::array::from_fn(|i| _mm512_add_epi32(s[i], mid[i]));
-        // Second hash over the 32-byte digest, stopped after round 60.
-        let mut w2 = [splat16(0); 16];
-        w2[..8].copy_from_slice(&h);
-        w2[8] = splat16(0x8000_0000);
-        w2[15] = splat16(256);
-        let mut s2: [__m512i; 8] = std::array::from_fn(|i| splat16(IV[i]));
-        rounds16!(s2, w2; 0 1 2 3 4 5 6 7 8 9 10 11 12 13 14 15 16 17 18 19 20 21 22 23 24 25 26
-            27 28 29 30 31 32 33 34 35 36 37 38 39 40 41 42 43 44 45 46 47 48 49 50 51 52 53 54 55
-            56 57 58 59 60);
-        // After round 60, e is what rounds 61-63 shift into h: word 7 is e + IV[7].
-        let h7 = _mm512_add_epi32(s2[4], splat16(IV[7]));
-        let msb = _mm512_shuffle_epi8(h7, swap_bytes);
-        let mask = u32::from(_mm512_cmple_epu32_mask(msb, top));
-        // Lanes past the end of the range do not count.
-        let valid = (end - base).min(AVX512_LANES as u64);
-        let mask = mask & ((1u32 << valid) - 1);
-        if mask != 0 {
-            return Some((base + u64::from(mask.trailing_zeros())) as u32);
-        }
-        base += AVX512_LANES as u64;
-    }
-    None
+    vector_scan!(v16, input, start, end)
 }
