@@ -586,18 +586,17 @@ fn signers_take_turns_in_sorted_key_order_with_difficulty_two() {
 fn an_offline_signer_is_covered_out_of_turn_and_too_many_halt_the_chain() {
     let spec = poa_spec();
     let (records, state) = build_authority_chain(&spec, 30, &["bob"], None, |_, _| Vec::new());
+    // Bob's six turns are sealed out of turn. With five signers and a window of three, whoever
+    // covers a turn is due again within two blocks, so at most one more turn is displaced each
+    // time: between 6 and 12 of 30 blocks are out of turn, not a cascade.
     let out_of_turn = records[1..]
         .iter()
         .filter(|r| sealed(&spec, r).1 == 1)
         .count();
-    assert!(
-        out_of_turn >= 6,
-        "bob's turns at least are sealed out of turn"
-    );
+    assert!((6..=12).contains(&out_of_turn), "{out_of_turn}");
     let stats = state.authority().unwrap().producer_stats();
     let bob = stats.iter().find(|r| r.name == "bob").unwrap().stats;
-    assert_eq!(bob.blocks, 0);
-    assert!(bob.missed >= 6);
+    assert_eq!((bob.blocks, bob.missed), (0, 6));
     let missed: u64 = stats.iter().map(|r| r.stats.missed).sum();
     assert_eq!(
         missed as usize, out_of_turn,

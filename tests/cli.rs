@@ -731,6 +731,14 @@ fn mine_poa_reports_signers_votes_and_verifies() {
     let height = v["height"].as_u64().unwrap();
     assert!(v["irreversible_height"].as_u64().unwrap() < height);
     assert_eq!(verify_json(&chain).0, 0);
+    // `show` names each block's signer and turn.
+    cargo_bin_cmd!("chainsmith")
+        .args(["show", "--height", "1"])
+        .arg(&chain)
+        .assert()
+        .success()
+        .stdout(predicate::str::contains("producer"))
+        .stdout(predicate::str::contains("(in turn)"));
 
     // Continuing a chain keeps its rules; a second seal by a recent signer is rejected.
     let mut blocks = lines(&chain);

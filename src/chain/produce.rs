@@ -62,8 +62,9 @@ fn seal(
 }
 
 /// The Clique signer for the next block, one period after the tip: the in-turn signer if it
-/// is online and may seal, else the next online signer in rotation the recency rule allows
-/// (out of turn). Returns the signer and whether it is in turn.
+/// is online and may seal, else — out of turn — the online signer furthest back in the rotation
+/// that the recency rule allows (the one that sealed longest ago, which leaves the coming
+/// in-turn signers free). Returns the signer and whether it is in turn.
 ///
 /// # Errors
 /// [`ProduceError::Halted`] when no online signer may seal.
@@ -76,8 +77,9 @@ pub fn poa_sealer(
     let signers = snap.signers();
     let n = signers.len();
     let first = (u64::from(height) % n as u64) as usize;
-    (0..n)
-        .map(|i| signers[(first + i) % n])
+    std::iter::once(first)
+        .chain((1..n).map(|back| (first + n - back) % n))
+        .map(|i| signers[i])
         .find(|s| !offline.contains(s) && snap.may_seal(s))
         .map(|s| (s, s == signers[first]))
         .ok_or(ProduceError::Halted {

@@ -1,11 +1,14 @@
 //! `chainsmith show CHAIN`: print blocks as a table, JSON lines or header hex.
 
+use std::collections::HashMap;
 use std::io::Write;
 use std::process::ExitCode;
 
 use anyhow::{Context, Result, bail};
 use chainsmith::chain::record::BlockRecord;
+use chainsmith::chain::spec::ChainSpec;
 use chainsmith::chain::store::LineReader;
+use chainsmith::primitives::tx::{KeyPair, PubKey, Transaction};
 
 use crate::cli::EXIT_INVALID;
 use crate::cli::args::ShowArgs;
@@ -16,20 +19,14 @@ pub(crate) fn run(args: &ShowArgs) -> Result<ExitCode> {
     let mut reader =
         LineReader::open(path).with_context(|| format!("reading chain {}", path.display()))?;
     let mut out = std::io::stdout().lock();
-    if !args.hex && !args.json {
-        writeln!(
-            out,
-            "{:>7}  {:<64}  {:<23}  {:<8}  {:>10}  {:>3}",
-            "height", "hash", "time", "bits", "nonce", "txs"
-        )?;
-    }
+    let mut names: Option<HashMap<PubKey, String>> = None;
     let mut shown = 0u64;
     while let Some(line) = reader
         .next_line()
         .with_context(|| format!("reading chain {}", path.display()))?
     {
         let height = line.number - 1;
-        if args.height.is_some_and(|h| h != height) {
+        if args.height.is_some_and(|h| h != height && h != 0) && height != 0 {
             continue;
         }
         let record: BlockRecord = match serde_json::from_str(&line.text) {
@@ -43,20 +40,32 @@ pub(crate) fn run(args: &ShowArgs) -> Result<ExitCode> {
                 return Ok(ExitCode::from(EXIT_INVALID));
             }
         };
+        let names = names.get_or_insert_with(|| producer_names(record.spec.as_ref()));
+        if args.height.is_some_and(|h| h != height) {
+            continue;
+        }
         if args.hex {
             writeln!(out, "{}", hex::encode(record.header().to_bytes()))?;
         } else if args.json {
             writeln!(out, "{}", line.text)?;
         } else {
+            if shown == 0 {
+                writeln!(
+                    out,
+                    "{:>7}  {:<64}  {:<23}  {:<8}  {:>10}  {:>3}  producer",
+                    "height", "hash", "time", "bits", "nonce", "txs"
+                )?;
+            }
             writeln!(
                 out,
-                "{:>7}  {}  {}  {}  {:>10}  {:>3}",
+                "{:>7}  {}  {}  {}  {:>10}  {:>3}  {}",
                 record.height,
                 record.hash,
                 utc(record.time),
                 record.bits,
                 record.nonce,
-                record.txs.len()
+                record.txs.len(),
+                producer(&record, names)
             )?;
         }
         shown += 1;
@@ -68,4 +77,52 @@ pub(crate) fn run(args: &ShowArgs) -> Result<ExitCode> {
         bail!("{}: no block at height {h}", path.display());
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// Names of every key the genesis spec knows: wallets, stakeholders, holders, signers and DPoS
+/// candidates (none if the first line carries no spec).
+fn producer_names(spec: Option<&ChainSpec>) -> HashMap<PubKey, String> {
+    let Some(spec) = spec else {
+        return HashMap::new();
+    };
+    let mut names: Vec<String> = spec
+        .wallet_keys()
+        .iter()
+        .map(|k| k.name().to_owned())
+        .collect();
+    names.extend(spec.producer_names().into_iter().map(str::to_owned));
+    names
+        .into_iter()
+        .map(|n| (KeyPair::derive(&spec.wallet_seed, &n).pubkey(), n))
+        .collect()
+}
+
+/// Who made the block, as its consensus rule says: the staker, the Clique signer (and whether
+/// in turn) or the DPoS producer (and its slot); empty for proof of work.
+fn producer(record: &BlockRecord, names: &HashMap<PubKey, String>) -> String {
+    let name = |k: &PubKey| {
+        names
+            .get(k)
+            .cloned()
+            .unwrap_or_else(|| format!("{}…", &k.to_string()[..12]))
+    };
+    match record.txs.get(1) {
+        Some(Transaction::Coinstake { outputs, .. }) => {
+            outputs.first().map_or_else(String::new, |o| name(&o.to))
+        }
+        Some(Transaction::Clique {
+            signer, difficulty, ..
+        }) => {
+            let turn = if *difficulty == chainsmith::poa::DIFF_IN_TURN {
+                "in turn"
+            } else {
+                "out of turn"
+            };
+            format!("{} ({turn})", name(signer))
+        }
+        Some(Transaction::Producer { producer, slot }) => {
+            format!("{} (slot {slot})", name(producer))
+        }
+        _ => String::new(),
+    }
 }
