@@ -26,7 +26,8 @@ pub(crate) fn run(args: &ShowArgs) -> Result<ExitCode> {
         .with_context(|| format!("reading chain {}", path.display()))?
     {
         let height = line.number - 1;
-        if args.height.is_some_and(|h| h != height && h != 0) && height != 0 {
+        // Genesis is always read: its spec names the producers.
+        if height != 0 && args.height.is_some_and(|h| h != height) {
             continue;
         }
         let record: BlockRecord = match serde_json::from_str(&line.text) {
