@@ -129,6 +129,9 @@ fn live_compare_measures_both_and_files_give_the_same_counts() {
             live[c]["irreversible_height"]
         );
         assert_eq!(files[c]["signatures"], 30);
+        for key in ["time_to_irreversible_s", "blocks_to_irreversible"] {
+            assert_eq!(files[c][key], live[c][key], "{c}.{key}");
+        }
     }
 
     // Charts: present, SVG, titled, with both series named.

@@ -7,7 +7,7 @@
 //! energy (RAPL when readable, else CPU seconds × watts per core, labelled an estimate) and,
 //! for the rules with finality, how long a block takes to become irreversible. File mode reads
 //! existing chains: hashes per block are the expected work of each PoW target and the kernel
-//! attempts each PoS staker recorded.
+//! attempts each PoS staker recorded; authority chains are replayed for their finality.
 
 use std::io::Write;
 use std::path::Path;
@@ -19,6 +19,7 @@ use std::time::Instant;
 use anyhow::{Context, Result, bail};
 use chainsmith::chain::record::BlockRecord;
 use chainsmith::chain::spec::{ChainSpec, Consensus};
+use chainsmith::chain::state::prepare;
 use chainsmith::chain::store::LineReader;
 use chainsmith::metrics::energy::{
     ASIC_J_PER_TH, EnergyMethod, estimate_joules, hashes_per_mainnet_block,
@@ -255,8 +256,7 @@ fn live(args: &CompareArgs, pool: &rayon::ThreadPool, dir: &Path) -> Result<Opti
         let mut points = Vec::new();
         let cpu_before = process_cpu_seconds();
         let rapl_before = rapl.as_ref().and_then(|r| r.read().ok());
-        let mut finality = Vec::new();
-        let mut lib_seen = 0;
+        let mut finality = Finality::default();
         let started = Instant::now();
         let outcome = mine_blocks(
             &mut state,
@@ -271,21 +271,12 @@ fn live(args: &CompareArgs, pool: &rayon::ThreadPool, dir: &Path) -> Result<Opti
             },
             &control,
             &mut |state: &ChainState, record: &BlockRecord, hashes| {
-                let time = point_time(state.spec(), record);
                 points.push(Point {
                     height: record.height,
-                    time,
+                    time: point_time(state.spec(), record),
                     hashes: hashes as f64,
                 });
-                // Blocks that this one made irreversible: how long each waited.
-                let lib = state.authority().map_or(0, |a| a.irreversible_height());
-                for p in points
-                    .iter()
-                    .filter(|p| p.height > lib_seen && p.height <= lib)
-                {
-                    finality.push((time - p.time, record.height - p.height));
-                }
-                lib_seen = lib_seen.max(lib);
+                finality.observe(state, &points);
             },
         )?;
         let interrupted = outcome.interrupted;
@@ -319,10 +310,35 @@ fn live(args: &CompareArgs, pool: &rayon::ThreadPool, dir: &Path) -> Result<Opti
             stake_shares: stake_shares(&state),
             signatures: signatures(&state),
             irreversible_height: state.authority().map(|a| a.irreversible_height()),
-            finality,
+            finality: finality.waits,
         });
     }
     Ok(Some(phases))
+}
+
+/// How long blocks wait to become irreversible, observed block by block.
+#[derive(Default)]
+struct Finality {
+    /// The irreversible height after the last block observed.
+    lib: u32,
+    /// For each block that became irreversible: chain seconds and blocks until it did.
+    waits: Vec<(f64, u32)>,
+}
+
+impl Finality {
+    /// Called after each block is connected; `points` ends with that block.
+    fn observe(&mut self, state: &ChainState, points: &[Point]) {
+        let lib = state.authority().map_or(0, |a| a.irreversible_height());
+        if let Some(tip) = points.last() {
+            for p in points
+                .iter()
+                .filter(|p| p.height > self.lib && p.height <= lib)
+            {
+                self.waits.push((tip.time - p.time, tip.height - p.height));
+            }
+        }
+        self.lib = self.lib.max(lib);
+    }
 }
 
 /// A block's time in seconds: its DPoS slot's exact time, else the header time.
@@ -355,9 +371,19 @@ fn from_file(path: &Path, pool: &rayon::ThreadPool, quiet: bool) -> Result<Optio
     let mut reader =
         LineReader::open(path).with_context(|| format!("reading chain {}", path.display()))?;
     let mut points = Vec::new();
+    // Authority chains are replayed once more, block by block, to see when each block became
+    // irreversible (the file was verified above).
+    let mut again = state
+        .authority()
+        .map(|_| ChainState::new(state.spec().clone()));
+    let mut finality = Finality::default();
     while let Some(line) = reader.next_line()? {
         let record: BlockRecord = serde_json::from_str(&line.text)
             .with_context(|| format!("{}: line {}", path.display(), line.number))?;
+        if let Some(replayed) = again.as_mut() {
+            let prepared = prepare(record.clone(), consensus)?;
+            replayed.connect(&prepared, unix_now())?;
+        }
         if record.height == 0 {
             continue;
         }
@@ -374,6 +400,9 @@ fn from_file(path: &Path, pool: &rayon::ThreadPool, quiet: bool) -> Result<Optio
             time: point_time(state.spec(), &record),
             hashes,
         });
+        if let Some(replayed) = &again {
+            finality.observe(replayed, &points);
+        }
     }
     Ok(Some(Phase {
         consensus,
@@ -391,7 +420,7 @@ fn from_file(path: &Path, pool: &rayon::ThreadPool, quiet: bool) -> Result<Optio
         stake_shares: stake_shares(&state),
         signatures: signatures(&state),
         irreversible_height: state.authority().map(|a| a.irreversible_height()),
-        finality: Vec::new(),
+        finality: finality.waits,
     }))
 }
 
