@@ -390,6 +390,9 @@ impl DposSpec {
     /// [`SpecError::BadField`] naming the field.
     pub fn validate(&self) -> Result<(), SpecError> {
         check_names("dpos.candidates", &self.candidates)?;
+        if self.candidates.len() > usize::from(u16::MAX) {
+            return Err(bad("dpos.candidates", "more than 65 535 candidates"));
+        }
         check_names("dpos.holders", self.holders.iter().map(|h| &h.name))?;
         for (field, value) in [
             ("dpos.producers", self.producers),
@@ -859,6 +862,86 @@ mod tests {
         check(
             &|v| v["retarget"] = serde_json::json!({"rule": "asert", "half_life_s": 60}),
             "peercoin is the proof-of-stake rule",
+        );
+    }
+
+    #[test]
+    fn bad_producer_sets_name_the_field() {
+        let check = |name: &str, edit: &dyn Fn(&mut serde_json::Value), needle: &str| {
+            let mut v = serde_json::to_value(ChainSpec::builtin(name).unwrap()).unwrap();
+            edit(&mut v);
+            let err = ChainSpec::from_json(&v.to_string())
+                .unwrap_err()
+                .to_string();
+            assert!(err.contains(needle), "{err}");
+        };
+        check(
+            "dpos-demo",
+            &|v| v["dpos"]["holders"][3]["votes"][0] = "nobody".into(),
+            "field `dpos.holders[3].votes[0]`: \"nobody\" is not a candidate",
+        );
+        check(
+            "dpos-demo",
+            &|v| v["dpos"]["max_votes"] = 2.into(),
+            "more than max_votes 2",
+        );
+        check(
+            "dpos-demo",
+            &|v| v["dpos"]["producers"] = 101.into(),
+            "field `dpos.producers`: 101 producers but only 100 candidates",
+        );
+        check(
+            "dpos-demo",
+            &|v| v["dpos"]["candidates"][5] = "bp001".into(),
+            "field `dpos.candidates[5]`",
+        );
+        check(
+            "dpos-demo",
+            &|v| {
+                v["dpos"]["holders"] =
+                    serde_json::json!([{"name": "h", "coins": [1], "votes": ["bp001"]}])
+            },
+            "the genesis votes approve 1 candidates; 21 producers are needed",
+        );
+        check(
+            "dpos-demo",
+            &|v| v["dpos"]["blocks_per_turn"] = 0.into(),
+            "field `dpos.blocks_per_turn`: must be at least 1",
+        );
+        check(
+            "dpos-demo",
+            &|v| v["retarget"] = serde_json::json!({"rule": "asert", "half_life_s": 60}),
+            "the rule must be none",
+        );
+        check(
+            "poa-demo",
+            &|v| v["poa"]["signers"] = serde_json::json!([]),
+            "signer set is empty",
+        );
+        check(
+            "poa-demo",
+            &|v| v["poa"]["epoch"] = 0.into(),
+            "field `poa.epoch`",
+        );
+        check(
+            "poa-demo",
+            &|v| v["miner"] = "mallory".into(),
+            "field `miner`: \"mallory\" is not one of poa.signers",
+        );
+        check(
+            "poa-demo",
+            &|v| {
+                v["pos"] =
+                    serde_json::to_value(ChainSpec::builtin("pos-demo").unwrap().pos).unwrap()
+            },
+            "field `pos`: only allowed with consensus pos",
+        );
+        check(
+            "poa-demo",
+            &|v| {
+                v.as_object_mut().unwrap().remove("poa");
+            },
+            "field `poa`: required when consensus is poa",
         );
     }
 
