@@ -3,6 +3,8 @@
 //! 2^32 − 1, ranges that start or end inside a batch of lanes).
 #![allow(clippy::unwrap_used)]
 
+mod common;
+
 use chainsmith::hash::{Backend, PowJob};
 use chainsmith::primitives::hash::{BlockHash, MerkleRoot};
 use chainsmith::{CompactTarget, Header, Target};
@@ -107,7 +109,7 @@ fn real_headers_agree_on_every_backend() {
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig::with_cases(64))]
+    #![proptest_config(ProptestConfig::with_cases(common::cases(64)))]
 
     #[test]
     fn backends_agree_with_the_reference(

@@ -161,7 +161,7 @@ fn mutate(record: &mut BlockRecord, field: Field, x: u32) -> bool {
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig::with_cases(48))]
+    #![proptest_config(ProptestConfig::with_cases(common::cases(48)))]
 
     /// Any single-field change to any mined block is rejected at that block's height.
     #[test]

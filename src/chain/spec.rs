@@ -827,16 +827,21 @@ mod tests {
         );
     }
 
+    /// Edits built-in spec `name` as JSON and asserts the edited spec is refused with an error
+    /// containing `needle`.
+    fn assert_refused(name: &str, edit: &dyn Fn(&mut serde_json::Value), needle: &str) {
+        let mut v = serde_json::to_value(ChainSpec::builtin(name).unwrap()).unwrap();
+        edit(&mut v);
+        let err = ChainSpec::from_json(&v.to_string())
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains(needle), "{err}");
+    }
+
     #[test]
     fn bad_stake_sets_name_the_field() {
-        let base = ChainSpec::builtin("pos-demo").unwrap();
         let check = |edit: &dyn Fn(&mut serde_json::Value), needle: &str| {
-            let mut v = serde_json::to_value(&base).unwrap();
-            edit(&mut v);
-            let err = ChainSpec::from_json(&v.to_string())
-                .unwrap_err()
-                .to_string();
-            assert!(err.contains(needle), "{err}");
+            assert_refused("pos-demo", edit, needle);
         };
         check(
             &|v| v["pos"]["stakeholders"][2]["coins"][1] = (-5.0).into(),
@@ -867,14 +872,7 @@ mod tests {
 
     #[test]
     fn bad_producer_sets_name_the_field() {
-        let check = |name: &str, edit: &dyn Fn(&mut serde_json::Value), needle: &str| {
-            let mut v = serde_json::to_value(ChainSpec::builtin(name).unwrap()).unwrap();
-            edit(&mut v);
-            let err = ChainSpec::from_json(&v.to_string())
-                .unwrap_err()
-                .to_string();
-            assert!(err.contains(needle), "{err}");
-        };
+        let check = assert_refused;
         check(
             "dpos-demo",
             &|v| v["dpos"]["holders"][3]["votes"][0] = "nobody".into(),

@@ -409,8 +409,9 @@ mod v8 {
 /// three-input logic (`vpternlogd`: XOR3 `0x96`, Ch `0xca`, Maj `0xe8`).
 mod v16 {
     use std::arch::x86_64::{
-        __m512i, _mm512_add_epi32, _mm512_cmple_epu32_mask, _mm512_ror_epi32, _mm512_set_epi32,
-        _mm512_set1_epi32, _mm512_shuffle_epi8, _mm512_srli_epi32, _mm512_ternarylogic_epi32,
+        __m512i, _mm_set_epi32, _mm512_add_epi32, _mm512_broadcast_i32x4, _mm512_cmple_epu32_mask,
+        _mm512_ror_epi32, _mm512_set_epi32, _mm512_set1_epi32, _mm512_shuffle_epi8,
+        _mm512_srli_epi32, _mm512_ternarylogic_epi32,
     };
 
     pub(super) type V = __m512i;
@@ -501,24 +502,12 @@ mod v16 {
     #[inline]
     #[target_feature(enable = "avx512f,avx512bw")]
     pub(super) fn swap_bytes(x: V) -> V {
-        let order = _mm512_set_epi32(
+        let order = _mm512_broadcast_i32x4(_mm_set_epi32(
             0x0c0d_0e0f,
             0x0809_0a0b,
             0x0405_0607,
             0x0001_0203,
-            0x0c0d_0e0f,
-            0x0809_0a0b,
-            0x0405_0607,
-            0x0001_0203,
-            0x0c0d_0e0f,
-            0x0809_0a0b,
-            0x0405_0607,
-            0x0001_0203,
-            0x0c0d_0e0f,
-            0x0809_0a0b,
-            0x0405_0607,
-            0x0001_0203,
-        );
+        ));
         _mm512_shuffle_epi8(x, order)
     }
 

@@ -186,3 +186,11 @@ pub(crate) fn build_authority_chain(
     }
     (records, state)
 }
+
+/// Proptest cases for an expensive property: `PROPTEST_CASES` when set, else `default`.
+pub(crate) fn cases(default: u32) -> u32 {
+    std::env::var("PROPTEST_CASES")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
