@@ -763,3 +763,38 @@ fn mine_poa_reports_signers_votes_and_verifies() {
         .code(2)
         .stderr(predicate::str::contains("halts at height"));
 }
+
+/// Authority chains have no search to interrupt: Ctrl-C must still stop them at once, leave
+/// every written block valid, and the chain must continue from there.
+#[test]
+fn ctrl_c_stops_a_dpos_run_and_mining_resumes() {
+    let dir = TempDir::new().unwrap();
+    let chain = dir.path().join("d.jsonl");
+    let child = StdCommand::new(env!("CARGO_BIN_EXE_chainsmith"))
+        .args([
+            "mine",
+            "dpos",
+            "--quiet",
+            "--blocks",
+            "100000000",
+            "--chain",
+        ])
+        .arg(&chain)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    wait_for_blocks(&chain, 50);
+    let status = StdCommand::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(out.status.code(), Some(130));
+    let (code, v) = verify_json(&chain);
+    assert_eq!(code, 0);
+    let height = v["height"].as_u64().unwrap();
+    let more = mine_json(&["dpos", "--blocks", "5"], &chain);
+    assert_eq!(more["height"].as_u64().unwrap(), height + 5);
+}

@@ -98,7 +98,8 @@ pub(crate) fn mine_blocks(
         let outcome = job.pool.install(|| -> Result<()> {
             let mut stake_from = 0;
             while mined < job.blocks {
-                if !wait_for_clock(state, control) {
+                // Authority blocks take no search that could notice Ctrl-C: look here.
+                if control.stop.load(Ordering::Relaxed) || !wait_for_clock(state, control) {
                     interrupted = true;
                     break;
                 }
