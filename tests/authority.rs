@@ -342,6 +342,19 @@ fn dpos_tampers_are_rejected_at_their_height() {
         AuthorityError::SlotTime { .. }
     ));
 
+    // A slot so far ahead that its time overflows: rejected, not a panic.
+    let mut records = good.clone();
+    let k = producer_of(&records[7]);
+    records[7].txs[1] = Transaction::Producer {
+        producer: k.pubkey(),
+        slot: u64::MAX,
+    };
+    resign(&mut records[7], &k);
+    assert!(matches!(
+        authority_error(error_at(&replay_records(&records), 7)),
+        AuthorityError::SlotTime { .. }
+    ));
+
     // A block in the parent's slot.
     let mut records = good.clone();
     let k = producer_of(&records[2]);

@@ -511,7 +511,10 @@ impl DposState {
     /// The header time of `slot`: genesis time plus the slot's whole seconds.
     #[must_use]
     pub fn slot_time(&self, slot: u64) -> u64 {
-        u64::from(self.genesis_time) + slot * u64::from(self.slot_ms) / 1000
+        let since_genesis = u128::from(slot) * u128::from(self.slot_ms) / 1000;
+        u64::try_from(since_genesis)
+            .unwrap_or(u64::MAX)
+            .saturating_add(u64::from(self.genesis_time))
     }
 
     /// The schedule of `round` as it will be if a block on `parent` opens it: the round in

@@ -76,6 +76,14 @@ pub fn poa_sealer(
     let snap = poa.snapshot();
     let signers = snap.signers();
     let n = signers.len();
+    if n == 0 {
+        return Err(ProduceError::Halted {
+            height,
+            online: 0,
+            signers: 0,
+            needed: 1,
+        });
+    }
     let first = (u64::from(height) % n as u64) as usize;
     std::iter::once(first)
         .chain((1..n).map(|back| (first + n - back) % n))
