@@ -907,3 +907,74 @@ fn missed_slots_over_whole_rounds_are_counted_exactly() {
     );
     assert!(replay_records(&records).error.is_none());
 }
+
+mod invariants {
+    //! PROTOCOLS.md §8's DPoS and Clique invariants on chains with random faults and votes.
+    use proptest::prelude::*;
+
+    use super::*;
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(common::cases(24)))]
+
+        /// Irreversibility never decreases, and every block at or below it has blocks by at
+        /// least ⌊2n/3⌋ + 1 distinct producers at or above it (n = 4 here: 3).
+        #[test]
+        fn dpos_irreversibility_is_monotone_and_backed(
+            offline in proptest::sample::subsequence(vec!["a", "b", "c", "d", "e", "g"], 0..=2),
+            votes in proptest::collection::vec((0usize..5, proptest::sample::subsequence(vec!["a", "b", "c", "d", "e", "f", "g"], 1..=3)), 40),
+        ) {
+            let spec = test_dpos_spec();
+            let holders: Vec<KeyPair> = ["h1", "h2", "h3", "h4", "h5"].iter().map(|n| key(&spec, n)).collect();
+            let mut libs = Vec::new();
+            let (records, state) = build_authority_chain(&spec, 40, &offline, None, |state, height| {
+                libs.push(state.authority().unwrap().irreversible_height());
+                let (who, picks) = &votes[height as usize - 1];
+                let voter = &holders[*who];
+                let seq = dpos(state).next_vote_seq(&voter.pubkey());
+                vec![Transaction::signed_vote(voter, seq, picks.iter().map(|s| (*s).to_owned()).collect())]
+            });
+            libs.push(state.authority().unwrap().irreversible_height());
+            prop_assert!(libs.windows(2).all(|w| w[0] <= w[1]), "{libs:?}");
+            let lib = *libs.last().unwrap() as usize;
+            if lib > 0 {
+                let mut producers: Vec<String> = records[lib..].iter().map(|r| produced(&spec, r).0).collect();
+                producers.sort();
+                producers.dedup();
+                prop_assert!(producers.len() >= 3, "{producers:?} above {lib}");
+            }
+            prop_assert!(replay_records(&records).error.is_none());
+        }
+
+        /// In any ⌊N/2⌋ + 1 consecutive blocks each signer seals at most once, and the
+        /// difficulty is 2 exactly when the sealer is in turn.
+        #[test]
+        fn clique_windows_and_difficulties_hold(
+            offline in proptest::sample::subsequence(vec!["alice", "bob", "carol", "dave", "erin"], 0..=2),
+            add in any::<bool>(),
+        ) {
+            let spec = poa_spec();
+            let proposal = SignerVote {
+                target: key(&spec, if add { "frank" } else { "erin" }).pubkey(),
+                authorize: add,
+            };
+            // Four signers left need three online to take turns: then at most one down.
+            let down = if add { &offline[..] } else { &offline[..offline.len().min(1)] };
+            let (records, _) = build_authority_chain(&spec, 40, down, Some(proposal), |_, _| Vec::new());
+            for h in 1..records.len() {
+                let state = replay_records(&records[..h]).state.unwrap();
+                let signers = poa_signers(&state);
+                let window = signers.len() / 2 + 1;
+                let Transaction::Clique { signer, difficulty, .. } = &records[h].txs[1] else {
+                    panic!("clique second")
+                };
+                let in_turn = signers[h % signers.len()] == *signer;
+                prop_assert_eq!(*difficulty == 2, in_turn, "height {}", h);
+                let recent = records[h.saturating_sub(window - 1).max(1)..h]
+                    .iter()
+                    .any(|r| matches!(&r.txs[1], Transaction::Clique { signer: s, .. } if s == signer));
+                prop_assert!(!recent, "height {}: sealed within the last {} blocks", h, window - 1);
+            }
+        }
+    }
+}
