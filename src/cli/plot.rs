@@ -65,7 +65,19 @@ fn max_height(phases: &[Phase]) -> f64 {
 fn hashes_per_block(path: &Path, phases: &[Phase]) -> Result<()> {
     let root = SVGBackend::new(path, (WIDTH, HEIGHT)).into_drawing_area();
     root.fill(&WHITE)?;
-    let ys = phases
+    // Rules that hash nothing (DPoS, PoA) have no place on a log scale: they are named in the
+    // legend, and the height axis spans the chains that hash.
+    let hashes = |p: &Phase| p.points.iter().any(|b| b.hashes > 0.0);
+    let shown: Vec<&Phase> = phases.iter().filter(|p| hashes(p)).collect();
+    let span = if shown.is_empty() {
+        max_height(phases)
+    } else {
+        shown
+            .iter()
+            .flat_map(|p| p.points.iter().map(|b| f64::from(b.height)))
+            .fold(1.0, f64::max)
+    };
+    let ys = shown
         .iter()
         .flat_map(|p| p.points.iter().map(|b| b.hashes.max(1.0)));
     let (lo, hi) = ys.fold((f64::MAX, 1.0f64), |(lo, hi), y| (lo.min(y), hi.max(y)));
@@ -76,7 +88,7 @@ fn hashes_per_block(path: &Path, phases: &[Phase]) -> Result<()> {
         .margin(15)
         .x_label_area_size(45)
         .y_label_area_size(70)
-        .build_cartesian_2d(0.0..max_height(phases) + 1.0, log_lo..log_hi)?;
+        .build_cartesian_2d(0.0..span + 1.0, log_lo..log_hi)?;
     chart
         .configure_mesh()
         .x_desc("block height")
@@ -87,6 +99,15 @@ fn hashes_per_block(path: &Path, phases: &[Phase]) -> Result<()> {
         .draw()?;
     for (i, p) in phases.iter().enumerate() {
         let c = colour(i);
+        if !hashes(p) {
+            chart
+                .draw_series(LineSeries::new(Vec::new(), c.stroke_width(2)))?
+                .label(format!("{}: no hashes (not on the chart)", label(p)))
+                .legend(move |(x, y)| {
+                    PathElement::new(vec![(x, y), (x + 20, y)], c.stroke_width(2))
+                });
+            continue;
+        }
         let pts: Vec<(f64, f64)> = p
             .points
             .iter()
@@ -98,7 +119,12 @@ fn hashes_per_block(path: &Path, phases: &[Phase]) -> Result<()> {
             .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], c.stroke_width(2)));
         chart.draw_series(pts.into_iter().map(|pt| Circle::new(pt, 3, c.filled())))?;
     }
-    legend(&mut chart)?;
+    chart
+        .configure_series_labels()
+        .position(SeriesLabelPosition::LowerRight)
+        .border_style(BLACK)
+        .background_style(WHITE.mix(0.85))
+        .draw()?;
     root.present()?;
     Ok(())
 }
@@ -189,6 +215,7 @@ fn intervals(path: &Path, phases: &[Phase]) -> Result<()> {
         .configure_mesh()
         .x_desc("interval ÷ target spacing (last bin: longer)")
         .y_desc("blocks")
+        .y_label_formatter(&|y| format!("{y:.0}"))
         .draw()?;
     let width = BIN / phases.len().max(1) as f64;
     for (i, (p, h)) in phases.iter().zip(&hists).enumerate() {
@@ -199,11 +226,7 @@ fn intervals(path: &Path, phases: &[Phase]) -> Result<()> {
                 let x0 = b as f64 * BIN + offset;
                 Rectangle::new([(x0, 0.0), (x0 + width * 0.9, *n)], c.mix(0.75).filled())
             }))?
-            .label(format!(
-                "{} (spacing {} s)",
-                label(p),
-                p.spec.target_spacing_s
-            ))
+            .label(format!("{} (spacing {} s)", label(p), p.spec.spacing_s()))
             .legend(move |(x, y)| Rectangle::new([(x, y - 5), (x + 14, y + 5)], c.filled()));
     }
     legend(&mut chart)?;
