@@ -138,7 +138,12 @@ fn live_compare_measures_both_and_files_give_the_same_counts() {
     for (file, needles) in [
         (
             "hashes_per_block.svg",
-            vec!["Hashes per block", "POW (slow)", "POS (test-pos)"],
+            vec![
+                "Hashes per block",
+                "POW (slow)",
+                "POS (test-pos)",
+                "DPOS (test-dpos): no hashes",
+            ],
         ),
         (
             "cumulative_energy.svg",
