@@ -143,16 +143,13 @@ impl Phase {
     }
 }
 
-/// CPU seconds (user + system, all threads) of this process, from `/proc/self/stat`, whose
-/// times are in USER_HZ = 100 ticks per second on Linux.
+/// CPU seconds (user + system, all threads, exited ones included) of this process, from
+/// `CLOCK_PROCESS_CPUTIME_ID`: nanosecond resolution, where `/proc/self/stat`'s 10 ms ticks
+/// would round a DPoS or PoA run of a few milliseconds to zero or one tick.
 fn process_cpu_seconds() -> Option<f64> {
-    let stat = std::fs::read_to_string("/proc/self/stat").ok()?;
-    let rest = &stat[stat.rfind(')')? + 2..];
-    let fields: Vec<&str> = rest.split_whitespace().collect();
-    // utime and stime are fields 14 and 15 of the line, 12 and 13 after "(comm) state".
-    let utime: f64 = fields.get(11)?.parse().ok()?;
-    let stime: f64 = fields.get(12)?.parse().ok()?;
-    Some((utime + stime) / 100.0)
+    cpu_time::ProcessTime::try_now()
+        .ok()
+        .map(|t| t.as_duration().as_secs_f64())
 }
 
 /// Each stakeholder's share of the genesis stake and of the blocks staked.
