@@ -683,6 +683,9 @@ fn mine_dpos_reports_producers_irreversibility_and_evidence() {
     assert_ne!(e["hashes"][0], e["hashes"][1]);
     let (code, v) = verify_json(&chain);
     assert_eq!((code, v["height"].as_u64()), (0, Some(300)));
+    // The file alone gives the same producer counts and irreversible height.
+    assert_eq!(v["producers"].as_array().unwrap(), producers);
+    assert_eq!(v["irreversible_height"], lib);
 
     // A block moved to another producer's slot is rejected at its height, with the reason.
     let mut blocks = lines(&chain);

@@ -4,6 +4,7 @@ use std::io::Write;
 use std::process::ExitCode;
 
 use anyhow::{Context, Result};
+use chainsmith::chain::spec::Consensus;
 use chainsmith::chain::store::truncate;
 use chainsmith::chain::verify::Replay;
 use serde_json::json;
@@ -38,6 +39,24 @@ pub(crate) fn run(args: &VerifyArgs) -> Result<ExitCode> {
         });
         if let Some(lib) = tip.as_ref().and_then(|t| t.irreversible) {
             v["irreversible_height"] = lib.into();
+        }
+        if let Some((state, auth)) = replay
+            .state
+            .as_ref()
+            .and_then(|s| s.authority().map(|a| (s, a)))
+        {
+            let key = if state.consensus() == Consensus::Dpos {
+                "producers"
+            } else {
+                "signers"
+            };
+            v[key] = auth
+                .producer_stats()
+                .iter()
+                .map(
+                    |r| json!({"name": r.name, "blocks": r.stats.blocks, "missed": r.stats.missed}),
+                )
+                .collect();
         }
         if let Some((err, removed)) = &repaired {
             v["repaired"] = json!({
