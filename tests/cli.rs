@@ -6,6 +6,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Command as StdCommand, Stdio};
 use std::time::Duration;
 
+mod common;
+
 use assert_cmd::cargo::cargo_bin_cmd;
 use predicates::prelude::*;
 use serde_json::Value;
@@ -347,6 +349,16 @@ fn torn_last_line_is_reported_and_repaired() {
     assert_eq!((code, v["height"].as_u64()), (0, Some(6)));
 }
 
+/// Sends Ctrl-C (SIGINT) to a running miner and waits for it to exit.
+fn interrupt(child: std::process::Child) -> std::process::Output {
+    let status = StdCommand::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    child.wait_with_output().unwrap()
+}
+
 fn wait_for_blocks(chain: &Path, min_lines: usize) {
     for _ in 0..600 {
         let n = std::fs::read_to_string(chain).map_or(0, |t| t.lines().count());
@@ -416,12 +428,7 @@ fn ctrl_c_stops_cleanly_with_exit_130() {
     let chain = dir.path().join("i.jsonl");
     let child = spawn_miner(&spec, &chain);
     wait_for_blocks(&chain, 3);
-    let status = StdCommand::new("kill")
-        .args(["-INT", &child.id().to_string()])
-        .status()
-        .unwrap();
-    assert!(status.success());
-    let out = child.wait_with_output().unwrap();
+    let out = interrupt(child);
     assert_eq!(out.status.code(), Some(130));
     let text = String::from_utf8(out.stdout).unwrap();
     assert!(text.contains("(interrupted)"), "{text}");
@@ -635,19 +642,13 @@ fn mine_pos_reports_stakeholders_and_verifies() {
 }
 
 fn mine_json(args: &[&str], chain: &Path) -> Value {
-    let out = cargo_bin_cmd!("chainsmith")
-        .args(["mine"])
-        .args(args)
-        .args(["--json", "--quiet", "--chain"])
-        .arg(chain)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    serde_json::from_slice(&out.stdout).unwrap()
+    common::json_output(
+        cargo_bin_cmd!("chainsmith")
+            .args(["mine"])
+            .args(args)
+            .args(["--json", "--quiet", "--chain"])
+            .arg(chain),
+    )
 }
 
 #[test]
@@ -788,12 +789,7 @@ fn ctrl_c_stops_a_dpos_run_and_mining_resumes() {
         .spawn()
         .unwrap();
     wait_for_blocks(&chain, 50);
-    let status = StdCommand::new("kill")
-        .args(["-INT", &child.id().to_string()])
-        .status()
-        .unwrap();
-    assert!(status.success());
-    let out = child.wait_with_output().unwrap();
+    let out = interrupt(child);
     assert_eq!(out.status.code(), Some(130));
     let (code, v) = verify_json(&chain);
     assert_eq!(code, 0);

@@ -4,6 +4,8 @@
 
 use std::path::{Path, PathBuf};
 
+mod common;
+
 use assert_cmd::cargo::cargo_bin_cmd;
 use serde_json::Value;
 use tempfile::TempDir;
@@ -15,18 +17,12 @@ fn data(name: &str) -> PathBuf {
 }
 
 fn compare_json(args: &[&std::ffi::OsStr]) -> Value {
-    let out = cargo_bin_cmd!("chainsmith")
-        .arg("compare")
-        .args(args)
-        .args(["--json", "--quiet"])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    serde_json::from_slice(&out.stdout).unwrap()
+    common::json_output(
+        cargo_bin_cmd!("chainsmith")
+            .arg("compare")
+            .args(args)
+            .args(["--json", "--quiet"]),
+    )
 }
 
 #[test]

@@ -9,13 +9,14 @@
 //! rejected block changes nothing.
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::sync::Arc;
 
 use crate::chain::spec::{ChainSpec, ScheduleOrder};
 use crate::dpos::{Schedule, bitshares_shuffle, elect, last_irreversible, round_of, tally};
 use crate::poa::{PoaError, Snapshot, Vote};
 use crate::primitives::hash::BlockHash;
 use crate::primitives::header::Header;
-use crate::primitives::tx::{Amount, KeyPair, PubKey, SignerVote, Transaction};
+use crate::primitives::tx::{KeyPair, PubKey, SignerVote, Transaction};
 
 /// What one producer (signer) has done over a chain.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -199,9 +200,12 @@ impl Authority {
     }
 }
 
-fn short(key: &PubKey) -> String {
-    let hex = key.to_string();
-    format!("key {}…", &hex[..16])
+/// `key`'s name in `names`, or the start of its hex for a key the spec does not name.
+fn name_in(names: &HashMap<PubKey, String>, key: &PubKey) -> String {
+    names.get(key).cloned().unwrap_or_else(|| {
+        let hex = key.to_string();
+        format!("key {}…", &hex[..16])
+    })
 }
 
 /// Proof-of-authority state: the Clique snapshot plus counts and the irreversible height.
@@ -210,7 +214,7 @@ pub struct PoaState {
     snapshot: Snapshot<PubKey>,
     period: u32,
     epoch: u32,
-    names: BTreeMap<PubKey, String>,
+    names: Arc<HashMap<PubKey, String>>,
     order: Vec<PubKey>,
     stats: HashMap<PubKey, ProducerStats>,
     sealers: VecDeque<PubKey>,
@@ -225,16 +229,11 @@ impl PoaState {
             .iter()
             .map(|n| KeyPair::derive(&spec.wallet_seed, n).pubkey())
             .collect();
-        let names = spec
-            .wallet_keys()
-            .iter()
-            .map(|k| (k.pubkey(), k.name().to_owned()))
-            .collect();
         Self {
             snapshot: Snapshot::genesis(keys.iter().copied(), u64::from(poa.epoch)),
             period: spec.target_spacing_s,
             epoch: poa.epoch,
-            names,
+            names: Arc::new(spec.names_by_key()),
             order: keys,
             stats: HashMap::new(),
             sealers: VecDeque::new(),
@@ -245,7 +244,7 @@ impl PoaState {
     /// The name of `key`: its spec wallet name, or the start of its hex.
     #[must_use]
     pub fn name_of(&self, key: &PubKey) -> String {
-        self.names.get(key).cloned().unwrap_or_else(|| short(key))
+        name_in(&self.names, key)
     }
 
     /// The Clique snapshot after the tip.
@@ -387,6 +386,20 @@ struct Ballot {
     candidates: Vec<u16>,
 }
 
+/// What a DPoS chain's state never changes, shared between the states of successive blocks
+/// rather than copied into each.
+#[derive(Debug)]
+struct Roster {
+    /// Candidate names, in spec order.
+    names: Vec<String>,
+    /// Candidate keys, in spec order.
+    keys: Vec<PubKey>,
+    /// Candidate index by name.
+    by_name: HashMap<String, u16>,
+    /// Every name the spec knows, by key (for messages about voters).
+    key_names: HashMap<PubKey, String>,
+}
+
 /// Delegated-proof-of-stake state: votes, the round's schedule, counts and irreversibility.
 #[derive(Debug, Clone)]
 pub struct DposState {
@@ -396,10 +409,7 @@ pub struct DposState {
     max_votes: usize,
     order: ScheduleOrder,
     genesis_time: u32,
-    names: Vec<String>,
-    keys: Vec<PubKey>,
-    index: HashMap<PubKey, u16>,
-    holder_names: HashMap<PubKey, String>,
+    roster: Arc<Roster>,
     ballots: BTreeMap<PubKey, Ballot>,
     schedule: Schedule,
     last_slot: u64,
@@ -416,28 +426,26 @@ impl DposState {
             .iter()
             .map(|n| KeyPair::derive(&spec.wallet_seed, n).pubkey())
             .collect();
-        let index = (0u16..).zip(&keys).map(|(i, k)| (*k, i)).collect();
-        let position = |name: &String| {
-            names
-                .iter()
-                .position(|c| c == name)
-                .and_then(|i| u16::try_from(i).ok())
+        let roster = Roster {
+            by_name: (0u16..).zip(&names).map(|(i, n)| (n.clone(), i)).collect(),
+            key_names: spec.names_by_key(),
+            names,
+            keys,
         };
         let mut ballots = BTreeMap::new();
-        let mut holder_names = HashMap::new();
-        let mut stakes = HashMap::new();
         for h in &dpos.holders {
             let key = KeyPair::derive(&spec.wallet_seed, &h.name).pubkey();
-            holder_names.insert(key, h.name.clone());
-            let mut candidates: Vec<u16> = h.votes.iter().filter_map(position).collect();
+            let mut candidates: Vec<u16> = h
+                .votes
+                .iter()
+                .filter_map(|v| roster.by_name.get(v).copied())
+                .collect();
             candidates.sort_unstable();
             ballots.insert(key, Ballot { seq: 0, candidates });
-            let stake: u64 = h
-                .coins
-                .iter()
-                .map(|c| Amount::from_coins_f64(*c).map_or(0, Amount::to_base_units))
-                .sum();
-            stakes.insert(key, stake);
+        }
+        let mut stakes: HashMap<PubKey, u64> = HashMap::new();
+        for out in spec.genesis_allocations() {
+            *stakes.entry(out.to).or_default() += out.value.to_base_units();
         }
         let mut state = Self {
             producers: dpos.producers as usize,
@@ -446,12 +454,9 @@ impl DposState {
             max_votes: dpos.max_votes as usize,
             order: dpos.order,
             genesis_time: spec.genesis.time,
-            last_produced: vec![None; names.len()],
-            stats: vec![ProducerStats::default(); names.len()],
-            names,
-            keys,
-            index,
-            holder_names,
+            last_produced: vec![None; roster.names.len()],
+            stats: vec![ProducerStats::default(); roster.names.len()],
+            roster: Arc::new(roster),
             ballots,
             schedule: Schedule {
                 round: 0,
@@ -487,13 +492,13 @@ impl DposState {
     /// The candidates' names, in spec order.
     #[must_use]
     pub fn candidate_names(&self) -> &[String] {
-        &self.names
+        &self.roster.names
     }
 
     /// Candidate `i`'s key.
     #[must_use]
     pub fn candidate_key(&self, i: u16) -> PubKey {
-        self.keys[usize::from(i)]
+        self.roster.keys[usize::from(i)]
     }
 
     /// The current round's schedule.
@@ -531,17 +536,18 @@ impl DposState {
             return self.schedule.clone();
         }
         let votes = tally(
-            self.names.len(),
+            self.roster.names.len(),
             self.ballots
                 .iter()
                 .map(|(k, b)| (stake_of(k), b.candidates.as_slice())),
         );
-        let mut producers = elect(&votes, &self.names, self.producers)
+        let mut producers = elect(&votes, &self.roster.names, self.producers)
             .unwrap_or_else(|| self.schedule.producers.clone());
         match self.order {
             ScheduleOrder::Eosio => {
-                producers
-                    .sort_by(|a, b| self.names[usize::from(*a)].cmp(&self.names[usize::from(*b)]));
+                producers.sort_by(|a, b| {
+                    self.roster.names[usize::from(*a)].cmp(&self.roster.names[usize::from(*b)])
+                });
             }
             ScheduleOrder::Bitshares => {
                 let bytes = parent.to_byte_array();
@@ -554,9 +560,10 @@ impl DposState {
     }
 
     fn producer_stats(&self) -> Vec<ProducerRow> {
-        self.names
+        self.roster
+            .names
             .iter()
-            .zip(&self.keys)
+            .zip(&self.roster.keys)
             .zip(&self.stats)
             .map(|((name, key), stats)| ProducerRow {
                 key: *key,
@@ -567,11 +574,7 @@ impl DposState {
     }
 
     fn name_of(&self, key: &PubKey) -> String {
-        self.index
-            .get(key)
-            .map(|&i| self.names[usize::from(i)].clone())
-            .or_else(|| self.holder_names.get(key).cloned())
-            .unwrap_or_else(|| short(key))
+        name_in(&self.roster.key_names, key)
     }
 
     /// Counts the slots `from..to` as missed by their owners, moving `self.schedule` along the
@@ -647,11 +650,11 @@ impl DposState {
             next.schedule = next.schedule_for(round, parent, stake_of);
         }
         let owner = next.schedule.producer_at(slot, self.blocks_per_turn);
-        if next.keys[usize::from(owner)] != *producer {
+        if next.roster.keys[usize::from(owner)] != *producer {
             return Err(AuthorityError::WrongProducer {
                 slot,
                 round,
-                expected: self.names[usize::from(owner)].clone(),
+                expected: self.roster.names[usize::from(owner)].clone(),
                 actual: self.name_of(producer),
             });
         }
@@ -718,13 +721,13 @@ impl DposState {
         }
         let mut approved = Vec::with_capacity(candidates.len());
         for name in candidates {
-            let Some(i) = self.names.iter().position(|n| n == name) else {
+            let Some(&i) = self.roster.by_name.get(name) else {
                 return Err(AuthorityError::BadVote {
                     index,
                     reason: format!("{name:?} is not a candidate"),
                 });
             };
-            approved.push(u16::try_from(i).unwrap_or(u16::MAX));
+            approved.push(i);
         }
         approved.sort_unstable();
         self.ballots.insert(

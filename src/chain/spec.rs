@@ -725,6 +725,21 @@ impl ChainSpec {
         KeyPair::derive(&self.wallet_seed, &self.miner)
     }
 
+    /// Returns the name of every key the spec derives — wallets, stakeholders, holders,
+    /// signers and DPoS candidates — for messages and reports.
+    #[must_use]
+    pub fn names_by_key(&self) -> std::collections::HashMap<crate::primitives::tx::PubKey, String> {
+        self.wallet_keys()
+            .iter()
+            .map(|k| (k.pubkey(), k.name().to_owned()))
+            .chain(
+                self.producer_names()
+                    .into_iter()
+                    .map(|n| (KeyPair::derive(&self.wallet_seed, n).pubkey(), n.to_owned())),
+            )
+            .collect()
+    }
+
     /// Returns the key pairs of the miner, every demo wallet and every stakeholder (miner
     /// first, no repeats).
     #[must_use]

@@ -480,7 +480,8 @@ impl ChainState {
         self.authority.as_ref()
     }
 
-    /// Returns the coins `owner` holds in unspent outputs, in base units.
+    /// Returns the coins `owner` holds in unspent outputs, in base units (kept on DPoS chains,
+    /// whose votes weigh them; 0 on the others).
     #[must_use]
     pub fn balance(&self, owner: &PubKey) -> u64 {
         self.balances.get(owner).copied().unwrap_or(0)
@@ -1099,10 +1100,14 @@ impl ChainState {
             self.recent_hashes.pop_front();
         }
         self.recent_hashes.push_back(prepared.hash);
+        // Only DPoS weighs votes by holdings; other chains keep no balances.
+        let balances = self.spec.consensus == Consensus::Dpos;
         for (op, change) in changes {
             match change {
                 Some(utxo) => {
-                    *self.balances.entry(utxo.owner).or_default() += utxo.value.to_base_units();
+                    if balances {
+                        *self.balances.entry(utxo.owner).or_default() += utxo.value.to_base_units();
+                    }
                     self.utxos.insert(op, utxo);
                 }
                 None => {

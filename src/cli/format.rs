@@ -38,6 +38,24 @@ pub(crate) fn si(value: f64) -> String {
     }
 }
 
+/// The producer list of an authority chain for `--json`: its key (`producers` for DPoS,
+/// `signers` for PoA) and `[{name, blocks, missed}]`.
+pub(crate) fn producers_json(
+    consensus: chainsmith::chain::spec::Consensus,
+    rows: &[chainsmith::chain::authority::ProducerRow],
+) -> (&'static str, serde_json::Value) {
+    let key = if consensus == chainsmith::chain::spec::Consensus::Dpos {
+        "producers"
+    } else {
+        "signers"
+    };
+    let list = rows
+        .iter()
+        .map(|r| serde_json::json!({"name": r.name, "blocks": r.stats.blocks, "missed": r.stats.missed}))
+        .collect();
+    (key, list)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

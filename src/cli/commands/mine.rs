@@ -20,7 +20,7 @@ use serde_json::json;
 
 use crate::cli::args::{MineArgs, MineConsensus};
 use crate::cli::commands::replay_file;
-use crate::cli::format::si;
+use crate::cli::format::{producers_json, si};
 use crate::cli::miner::{AuthorityOptions, MineJob, MineOutcome, create_chain, mine_blocks};
 use crate::cli::progress::Progress;
 use crate::cli::{
@@ -281,17 +281,8 @@ fn report(args: &MineArgs, path: &Path, state: &ChainState, run: &RunStats) -> R
                 .collect();
         }
         if let Some(auth) = state.authority() {
-            let key = if spec.consensus == Consensus::Dpos {
-                "producers"
-            } else {
-                "signers"
-            };
-            v[key] = producer_rows(auth, &run.names)
-                .iter()
-                .map(
-                    |r| json!({"name": r.name, "blocks": r.stats.blocks, "missed": r.stats.missed}),
-                )
-                .collect();
+            let (key, list) = producers_json(spec.consensus, &producer_rows(auth, &run.names));
+            v[key] = list;
             v["irreversible_height"] = auth.irreversible_height().into();
             v["signatures"] = run.mined.into();
             if spec.consensus == Consensus::Dpos {

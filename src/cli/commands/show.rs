@@ -8,7 +8,7 @@ use anyhow::{Context, Result, bail};
 use chainsmith::chain::record::BlockRecord;
 use chainsmith::chain::spec::ChainSpec;
 use chainsmith::chain::store::LineReader;
-use chainsmith::primitives::tx::{KeyPair, PubKey, Transaction};
+use chainsmith::primitives::tx::{PubKey, Transaction};
 
 use crate::cli::EXIT_INVALID;
 use crate::cli::args::ShowArgs;
@@ -41,7 +41,14 @@ pub(crate) fn run(args: &ShowArgs) -> Result<ExitCode> {
                 return Ok(ExitCode::from(EXIT_INVALID));
             }
         };
-        let names = names.get_or_insert_with(|| producer_names(record.spec.as_ref()));
+        // Genesis carries the spec, whose keys name the producers.
+        let names = names.get_or_insert_with(|| {
+            record
+                .spec
+                .as_ref()
+                .map(ChainSpec::names_by_key)
+                .unwrap_or_default()
+        });
         if args.height.is_some_and(|h| h != height) {
             continue;
         }
@@ -78,24 +85,6 @@ pub(crate) fn run(args: &ShowArgs) -> Result<ExitCode> {
         bail!("{}: no block at height {h}", path.display());
     }
     Ok(ExitCode::SUCCESS)
-}
-
-/// Names of every key the genesis spec knows: wallets, stakeholders, holders, signers and DPoS
-/// candidates (none if the first line carries no spec).
-fn producer_names(spec: Option<&ChainSpec>) -> HashMap<PubKey, String> {
-    let Some(spec) = spec else {
-        return HashMap::new();
-    };
-    let mut names: Vec<String> = spec
-        .wallet_keys()
-        .iter()
-        .map(|k| k.name().to_owned())
-        .collect();
-    names.extend(spec.producer_names().into_iter().map(str::to_owned));
-    names
-        .into_iter()
-        .map(|n| (KeyPair::derive(&spec.wallet_seed, &n).pubkey(), n))
-        .collect()
 }
 
 /// Who made the block, as its consensus rule says: the staker, the Clique signer (and whether

@@ -4,13 +4,13 @@ use std::io::Write;
 use std::process::ExitCode;
 
 use anyhow::{Context, Result};
-use chainsmith::chain::spec::Consensus;
 use chainsmith::chain::store::truncate;
 use chainsmith::chain::verify::Replay;
 use serde_json::json;
 
 use crate::cli::args::VerifyArgs;
 use crate::cli::commands::replay_file;
+use crate::cli::format::producers_json;
 use crate::cli::{EXIT_INVALID, thread_pool, unix_now};
 
 pub(crate) fn run(args: &VerifyArgs) -> Result<ExitCode> {
@@ -45,18 +45,8 @@ pub(crate) fn run(args: &VerifyArgs) -> Result<ExitCode> {
             .as_ref()
             .and_then(|s| s.authority().map(|a| (s, a)))
         {
-            let key = if state.consensus() == Consensus::Dpos {
-                "producers"
-            } else {
-                "signers"
-            };
-            v[key] = auth
-                .producer_stats()
-                .iter()
-                .map(
-                    |r| json!({"name": r.name, "blocks": r.stats.blocks, "missed": r.stats.missed}),
-                )
-                .collect();
+            let (key, list) = producers_json(state.consensus(), &auth.producer_stats());
+            v[key] = list;
         }
         if let Some((err, removed)) = &repaired {
             v["repaired"] = json!({
