@@ -4,8 +4,6 @@
 use std::hint::black_box;
 
 use chainsmith::chain::record::BlockRecord;
-use chainsmith::chain::spec::Consensus;
-use chainsmith::chain::state::prepare;
 use chainsmith::pow::miner::{SearchControl, SearchOptions, solve_block};
 use chainsmith::{ChainSpec, ChainState, Target};
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
@@ -14,8 +12,10 @@ fn mine_block(c: &mut Criterion) {
     let spec = ChainSpec::builtin("regtest").expect("built-in spec");
     let genesis = spec.genesis_block();
     let mut state = ChainState::new(spec.clone());
-    let prepared =
-        prepare(BlockRecord::new(0, &genesis, Some(&spec)), Consensus::Pow).expect("genesis");
+    let prepared = spec
+        .consensus
+        .check(BlockRecord::new(0, &genesis, Some(&spec)))
+        .expect("genesis");
     state
         .connect(&prepared, u32::MAX)
         .expect("genesis connects");

@@ -5,8 +5,6 @@ use std::hint::black_box;
 use std::io::Cursor;
 
 use chainsmith::chain::record::BlockRecord;
-use chainsmith::chain::spec::Consensus;
-use chainsmith::chain::state::prepare;
 use chainsmith::chain::store::LineReader;
 use chainsmith::chain::verify::replay;
 use chainsmith::pow::miner::{SearchControl, SearchOptions, solve_block};
@@ -23,7 +21,7 @@ fn regtest_chain(blocks: u32) -> Vec<u8> {
     out.push(b'\n');
     let mut state = ChainState::new(spec.clone());
     state
-        .connect(&prepare(record, Consensus::Pow).expect("genesis"), u32::MAX)
+        .connect(&spec.consensus.check(record).expect("genesis"), u32::MAX)
         .expect("genesis");
     let miner = spec.miner_key().pubkey();
     for height in 1..=blocks {
@@ -39,7 +37,7 @@ fn regtest_chain(blocks: u32) -> Vec<u8> {
         let record = BlockRecord::new(height, &block, None);
         state
             .connect(
-                &prepare(record.clone(), Consensus::Pow).expect("valid"),
+                &spec.consensus.check(record.clone()).expect("valid"),
                 u32::MAX,
             )
             .expect("valid");

@@ -26,6 +26,8 @@
 #![cfg_attr(test, allow(clippy::unwrap_used))]
 
 pub mod chain;
+pub mod consensus;
+pub mod difficulty;
 pub mod dpos;
 pub mod hash;
 pub mod metrics;

@@ -6,11 +6,13 @@
 mod common;
 
 use chainsmith::ChainSpec;
-use chainsmith::chain::authority::{Authority, AuthorityError};
 use chainsmith::chain::record::BlockRecord;
-use chainsmith::chain::state::{BlockError, ChainState, prepare};
+use chainsmith::chain::state::{BlockError, ChainState};
 use chainsmith::chain::verify::LineErrorKind;
+use chainsmith::consensus::ProducerStats;
 use chainsmith::dpos::{DoubleSign, SlotClaim};
+use chainsmith::dpos::{DposError, DposState};
+use chainsmith::poa::{PoaError, PoaState};
 use chainsmith::primitives::tx::{KeyPair, PubKey, SignerVote, Transaction};
 use common::{NOW, build_authority_chain, error_at, replay_records, test_dpos_spec};
 
@@ -36,8 +38,8 @@ fn produced(spec: &ChainSpec, record: &BlockRecord) -> (String, u64) {
     (name_of(spec, producer), *slot)
 }
 
-fn dpos(state: &ChainState) -> &chainsmith::chain::authority::DposState {
-    let Some(Authority::Dpos(d)) = state.authority() else {
+fn dpos(state: &ChainState) -> &DposState {
+    let Some(d) = state.rule_state_as::<DposState>() else {
         panic!("a dpos chain")
     };
     d
@@ -59,11 +61,35 @@ fn block_error(kind: LineErrorKind) -> BlockError {
     }
 }
 
-fn authority_error(kind: LineErrorKind) -> AuthorityError {
-    match block_error(kind) {
-        BlockError::Authority(e) => e,
-        other => panic!("expected a producer-rule error, got {other}"),
+fn rule_error<E: std::error::Error + Clone + 'static>(kind: LineErrorKind) -> E {
+    let e = block_error(kind);
+    match e.rule_error::<E>() {
+        Some(e) => e.clone(),
+        None => panic!("expected a {} error, got {e}", std::any::type_name::<E>()),
     }
+}
+
+fn authority_error(kind: LineErrorKind) -> DposError {
+    rule_error(kind)
+}
+
+/// A producer's name and what it did, from the rule's report.
+struct Row {
+    name: String,
+    stats: ProducerStats,
+}
+
+fn producer_stats(state: &ChainState) -> Vec<Row> {
+    let (_, rows) = state.rule_state().report().producers.unwrap();
+    rows.into_iter()
+        .map(|r| Row {
+            name: r.name,
+            stats: ProducerStats {
+                blocks: r.blocks,
+                missed: r.missed.unwrap(),
+            },
+        })
+        .collect()
 }
 
 /// Re-signs a tampered block as `signer` would: merkle root, hash and block signature.
@@ -166,7 +192,7 @@ fn tallies_follow_the_holders_coins() {
             ],
         )]
     });
-    assert_eq!(state.balance(&h5.pubkey()), 55 * 100_000_000);
+    assert_eq!(dpos(&state).balance(&h5.pubkey()), 55 * 100_000_000);
     assert_eq!(schedule_names(&state), ["a", "b", "c", "g"]);
     assert!(replay_records(&records).error.is_none());
 }
@@ -179,7 +205,7 @@ fn offline_producers_miss_their_slots_and_the_chain_skips_them() {
     // b owns slots 4-6 and 16-18 of each 12-slot round.
     assert_eq!(&slots[..6], [1, 2, 3, 7, 8, 9]);
     assert!(records[1..].iter().all(|r| produced(&spec, r).0 != "b"));
-    let stats = state.authority().unwrap().producer_stats();
+    let stats = producer_stats(&state);
     let b = stats.iter().find(|r| r.name == "b").unwrap().stats;
     assert_eq!((b.blocks, b.missed), (0, 6), "two rounds of three slots");
     // Block times follow the slots: 0.5 s each, so a gap of 4 slots is 2 s.
@@ -199,12 +225,12 @@ fn irreversibility_needs_two_thirds_plus_one_producers() {
     let (records, state) =
         build_authority_chain(&spec, 2 * 14 * 12, &down, None, |_, _| Vec::new());
     assert_eq!(schedule_names(&state), active, "no votes, same set");
-    assert_eq!(state.authority().unwrap().irreversible_height(), 0);
+    assert_eq!(state.rule_state().irreversible_height().unwrap(), 0);
     assert!(replay_records(&records).error.is_none());
 
     let (records, state) =
         build_authority_chain(&spec, 2 * 15 * 12, &down[..6], None, |_, _| Vec::new());
-    let lib = state.authority().unwrap().irreversible_height();
+    let lib = state.rule_state().irreversible_height().unwrap();
     assert!(lib > 0, "15 of 21 online: blocks become irreversible");
     // Every block at or below it has descendants (or itself) by at least 15 producers.
     let producers_from = |h: usize| {
@@ -233,7 +259,7 @@ fn irreversible_height_never_decreases() {
         .map(|h| key(&spec, &h.name))
         .collect();
     build_authority_chain(&spec, 600, &["bp001"], None, |state, height| {
-        let lib = state.authority().unwrap().irreversible_height();
+        let lib = state.rule_state().irreversible_height().unwrap();
         assert!(lib >= last && lib < height);
         last = lib;
         chainsmith::chain::wallet::demo_votes(state, &holders, 3, height)
@@ -265,7 +291,7 @@ fn bitshares_order_is_a_fresh_permutation_each_round() {
 
 #[test]
 fn a_double_signing_producer_is_caught_with_evidence() {
-    use chainsmith::chain::produce::{dpos_block, dpos_slot};
+    use chainsmith::dpos::{dpos_block, dpos_slot};
     let spec = test_dpos_spec();
     let (_, state) = build_authority_chain(&spec, 4, &[], None, |_, _| Vec::new());
     let (slot, producer) = dpos_slot(&state, dpos(&state), &[]).unwrap();
@@ -274,7 +300,7 @@ fn a_double_signing_producer_is_caught_with_evidence() {
     // Both are valid blocks on their own: a producer really signed two.
     for r in [&a, &b] {
         let mut fork = state.clone();
-        fork.connect(&prepare(r.clone(), spec.consensus).unwrap(), NOW)
+        fork.connect(&spec.consensus.check(r.clone()).unwrap(), NOW)
             .unwrap();
     }
     let claim = |r: &BlockRecord| SlotClaim {
@@ -326,7 +352,7 @@ fn dpos_tampers_are_rejected_at_their_height() {
     resign(&mut records[5], &e);
     assert!(matches!(
         authority_error(error_at(&replay_records(&records), 5)),
-        AuthorityError::WrongProducer { ref expected, ref actual, .. } if expected == "b" && actual == "e"
+        DposError::WrongProducer { ref expected, ref actual, .. } if expected == "b" && actual == "e"
     ));
 
     // The producer claims a slot whose time is not the header's.
@@ -339,7 +365,7 @@ fn dpos_tampers_are_rejected_at_their_height() {
     resign(&mut records[6], &k);
     assert!(matches!(
         authority_error(error_at(&replay_records(&records), 6)),
-        AuthorityError::SlotTime { .. }
+        DposError::SlotTime { .. }
     ));
 
     // A slot so far ahead that its time overflows: rejected, not a panic.
@@ -352,7 +378,7 @@ fn dpos_tampers_are_rejected_at_their_height() {
     resign(&mut records[7], &k);
     assert!(matches!(
         authority_error(error_at(&replay_records(&records), 7)),
-        AuthorityError::SlotTime { .. }
+        DposError::SlotTime { .. }
     ));
 
     // A block in the parent's slot.
@@ -366,7 +392,7 @@ fn dpos_tampers_are_rejected_at_their_height() {
     resign(&mut records[2], &k);
     assert!(matches!(
         authority_error(error_at(&replay_records(&records), 2)),
-        AuthorityError::SlotNotAfterParent { slot: 1, parent: 1 }
+        DposError::SlotNotAfterParent { slot: 1, parent: 1 }
     ));
 
     // Produced outside its slot: the producer of slot 2 moves its block into c's empty slot 7.
@@ -382,7 +408,7 @@ fn dpos_tampers_are_rejected_at_their_height() {
     records.push(moved);
     assert!(matches!(
         authority_error(error_at(&replay_records(&records), 3)),
-        AuthorityError::WrongProducer { slot: 7, .. }
+        DposError::WrongProducer { slot: 7, .. }
     ));
 
     // Block signature by someone else, or none.
@@ -405,7 +431,7 @@ fn dpos_tampers_are_rejected_at_their_height() {
     resign(&mut records[9], &k);
     assert!(matches!(
         authority_error(error_at(&replay_records(&records), 9)),
-        AuthorityError::MissingSeal("producer")
+        DposError::MissingSeal("producer")
     ));
 
     // A nonce.
@@ -433,7 +459,7 @@ fn bad_votes_are_rejected_at_their_height() {
     // A replayed vote: the same sequence number as the genesis vote.
     assert!(matches!(
         with_vote(Transaction::signed_vote(&h2, 0, vec!["a".into()])),
-        AuthorityError::VoteSeq {
+        DposError::VoteSeq {
             expected: 1,
             actual: 0,
             ..
@@ -445,7 +471,7 @@ fn bad_votes_are_rejected_at_their_height() {
             1,
             vec!["a".into(), "zz".into()]
         )),
-        AuthorityError::BadVote { .. }
+        DposError::BadVote { .. }
     ));
     assert!(matches!(
         with_vote(Transaction::signed_vote(
@@ -453,7 +479,7 @@ fn bad_votes_are_rejected_at_their_height() {
             1,
             vec!["a".into(), "b".into(), "c".into(), "d".into()]
         )),
-        AuthorityError::BadVote { .. }
+        DposError::BadVote { .. }
     ));
     // Unsorted, properly signed.
     let mut unsorted = Transaction::Vote {
@@ -466,10 +492,7 @@ fn bad_votes_are_rejected_at_their_height() {
     if let Transaction::Vote { signature, .. } = &mut unsorted {
         *signature = h2.sign(&msg);
     }
-    assert!(matches!(
-        with_vote(unsorted),
-        AuthorityError::BadVote { .. }
-    ));
+    assert!(matches!(with_vote(unsorted), DposError::BadVote { .. }));
     // A signature over another list.
     let Transaction::Vote { signature, .. } = Transaction::signed_vote(&h2, 1, vec!["a".into()])
     else {
@@ -482,7 +505,7 @@ fn bad_votes_are_rejected_at_their_height() {
             candidates: vec!["a".into(), "e".into()],
             signature
         }),
-        AuthorityError::BadVoteSignature { .. }
+        DposError::BadVoteSignature { .. }
     ));
 }
 
@@ -565,7 +588,7 @@ fn sealed(spec: &ChainSpec, record: &BlockRecord) -> (String, u8, Option<SignerV
 }
 
 fn poa_signers(state: &ChainState) -> Vec<PubKey> {
-    let Some(Authority::Poa(p)) = state.authority() else {
+    let Some(p) = state.rule_state_as::<PoaState>() else {
         panic!("a poa chain")
     };
     p.snapshot().signers()
@@ -591,7 +614,7 @@ fn signers_take_turns_in_sorted_key_order_with_difficulty_two() {
         assert_eq!(checkpoint, h % 10 == 0, "epoch 10 checkpoints");
     }
     // Five signers: three distinct sealers make a block final, so it trails the tip by two.
-    assert_eq!(state.authority().unwrap().irreversible_height(), 18);
+    assert_eq!(state.rule_state().irreversible_height().unwrap(), 18);
     assert!(replay_records(&records).error.is_none());
 }
 
@@ -607,7 +630,7 @@ fn an_offline_signer_is_covered_out_of_turn_and_too_many_halt_the_chain() {
         .filter(|r| sealed(&spec, r).1 == 1)
         .count();
     assert!((6..=12).contains(&out_of_turn), "{out_of_turn}");
-    let stats = state.authority().unwrap().producer_stats();
+    let stats = producer_stats(&state);
     let bob = stats.iter().find(|r| r.name == "bob").unwrap().stats;
     assert_eq!((bob.blocks, bob.missed), (0, 6));
     let missed: u64 = stats.iter().map(|r| r.stats.missed).sum();
@@ -620,14 +643,14 @@ fn an_offline_signer_is_covered_out_of_turn_and_too_many_halt_the_chain() {
     // Three of five down: two signers cannot alternate under the one-in-three rule.
     let (_, state) =
         build_authority_chain(&spec, 2, &["bob", "carol", "dave"], None, |_, _| Vec::new());
-    let Some(Authority::Poa(poa)) = state.authority() else {
+    let Some(poa) = state.rule_state_as::<PoaState>() else {
         panic!()
     };
     let offline: Vec<PubKey> = ["bob", "carol", "dave"]
         .map(|n| key(&spec, n).pubkey())
         .to_vec();
     assert!(matches!(
-        chainsmith::chain::produce::poa_sealer(poa, 3, &offline),
+        chainsmith::poa::poa_sealer(poa, 3, &offline),
         Err(chainsmith::chain::produce::ProduceError::Halted {
             online: 2,
             needed: 3,
@@ -684,16 +707,10 @@ fn votes_do_not_survive_a_checkpoint() {
         let mut state = replay_records(&records).state.unwrap();
         let keys = spec.wallet_keys();
         for h in 8..=13 {
-            let rec = chainsmith::chain::produce::poa_block(
-                &state,
-                &keys,
-                &[],
-                Some(proposal),
-                Vec::new(),
-            )
-            .unwrap();
+            let rec =
+                chainsmith::poa::poa_block(&state, &keys, &[], Some(proposal), Vec::new()).unwrap();
             state
-                .connect(&prepare(rec.clone(), spec.consensus).unwrap(), NOW)
+                .connect(&spec.consensus.check(rec.clone()).unwrap(), NOW)
                 .unwrap();
             assert_eq!(poa_signers(&state).contains(&frank), h == 13, "height {h}");
             records.push(rec);
@@ -715,13 +732,13 @@ fn with_seal(
     height: usize,
     signer: &KeyPair,
     edit: impl FnOnce(&mut Transaction, &mut BlockRecord),
-) -> AuthorityError {
+) -> PoaError {
     let mut records = records.to_vec();
     let mut tx = records[height].txs[1].clone();
     edit(&mut tx, &mut records[height]);
     records[height].txs[1] = tx;
     resign(&mut records[height], signer);
-    authority_error(error_at(&replay_records(&records), height as u64))
+    rule_error(error_at(&replay_records(&records), height as u64))
 }
 
 #[test]
@@ -741,7 +758,7 @@ fn clique_tampers_are_rejected_at_their_height() {
     let err = with_seal(&good, 6, &grace, set_signer(grace.pubkey()));
     assert_eq!(
         err,
-        AuthorityError::Unauthorized(format!("key {}…", &grace.pubkey().to_string()[..16]))
+        PoaError::Unauthorized(format!("key {}…", &grace.pubkey().to_string()[..16]))
     );
 
     // Sealed by the signer of the previous block: one of any three consecutive blocks only.
@@ -758,7 +775,7 @@ fn clique_tampers_are_rejected_at_their_height() {
     assert!(
         matches!(
             err,
-            AuthorityError::RecentlySigned {
+            PoaError::RecentlySigned {
                 previous: 6,
                 window: 3,
                 ..
@@ -776,7 +793,7 @@ fn clique_tampers_are_rejected_at_their_height() {
     });
     assert!(matches!(
         err,
-        AuthorityError::WrongDifficulty {
+        PoaError::WrongDifficulty {
             expected: 2,
             actual: 1,
             ..
@@ -786,7 +803,7 @@ fn clique_tampers_are_rejected_at_their_height() {
     // Less than a period after the parent.
     let k = signer_of(9);
     let err = with_seal(&good, 9, &k, |_, r| r.time -= 1);
-    assert!(matches!(err, AuthorityError::TooSoon { period: 15, .. }));
+    assert!(matches!(err, PoaError::TooSoon { period: 15, .. }));
 
     // The checkpoint's signer list dropped, or a wrong one; a list off the epoch; a vote on it.
     let k = signer_of(10);
@@ -797,7 +814,7 @@ fn clique_tampers_are_rejected_at_their_height() {
     });
     assert!(matches!(
         err,
-        AuthorityError::BadCheckpoint {
+        PoaError::BadCheckpoint {
             epoch: 10,
             count: 5
         }
@@ -811,7 +828,7 @@ fn clique_tampers_are_rejected_at_their_height() {
             list.reverse();
         }
     });
-    assert!(matches!(err, AuthorityError::BadCheckpoint { .. }));
+    assert!(matches!(err, PoaError::BadCheckpoint { .. }));
     let err = with_seal(&good, 10, &k, |tx, _| {
         if let Transaction::Clique { vote, .. } = tx {
             *vote = Some(SignerVote {
@@ -820,7 +837,7 @@ fn clique_tampers_are_rejected_at_their_height() {
             });
         }
     });
-    assert_eq!(err, AuthorityError::VoteOnCheckpoint);
+    assert_eq!(err, PoaError::VoteOnCheckpoint);
     let k = signer_of(11);
     let list = poa_signers(&replay_records(&good).state.unwrap());
     let err = with_seal(&good, 11, &k, |tx, _| {
@@ -828,7 +845,7 @@ fn clique_tampers_are_rejected_at_their_height() {
             *checkpoint = Some(list);
         }
     });
-    assert_eq!(err, AuthorityError::UnexpectedCheckpoint(10));
+    assert_eq!(err, PoaError::UnexpectedCheckpoint(10));
 
     // A DPoS seal on a Clique chain.
     let k = signer_of(12);
@@ -838,7 +855,7 @@ fn clique_tampers_are_rejected_at_their_height() {
             slot: 12,
         };
     });
-    assert_eq!(err, AuthorityError::MissingSeal("clique"));
+    assert_eq!(err, PoaError::MissingSeal("clique"));
 }
 
 #[test]
@@ -874,21 +891,18 @@ fn every_single_field_tamper_of_a_clique_block_is_rejected_at_its_height() {
 /// three rounds after it, hand-counted per producer (rounds of 12 slots, a b c d × 3).
 #[test]
 fn missed_slots_over_whole_rounds_are_counted_exactly() {
-    use chainsmith::chain::produce::dpos_block;
+    use chainsmith::dpos::dpos_block;
     let spec = test_dpos_spec();
     let (mut records, mut state) = build_authority_chain(&spec, 0, &[], None, |_, _| Vec::new());
     // Slot 61 opens round 5 (a's turn); slot 101 is round 8, position 4: b's turn (slots 4-6).
     for (slot, producer) in [(61, 0), (101, 1)] {
         let record = dpos_block(&state, slot, producer, Vec::new(), 0).unwrap();
         state
-            .connect(&prepare(record.clone(), spec.consensus).unwrap(), NOW)
+            .connect(&spec.consensus.check(record.clone()).unwrap(), NOW)
             .unwrap();
         records.push(record);
     }
-    let missed: Vec<(String, u64, u64)> = state
-        .authority()
-        .unwrap()
-        .producer_stats()
+    let missed: Vec<(String, u64, u64)> = producer_stats(&state)
         .into_iter()
         .filter(|r| r.stats.blocks > 0 || r.stats.missed > 0)
         .map(|r| (r.name, r.stats.blocks, r.stats.missed))
@@ -909,7 +923,7 @@ fn missed_slots_over_whole_rounds_are_counted_exactly() {
 }
 
 mod invariants {
-    //! PROTOCOLS.md §8's DPoS and Clique invariants on chains with random faults and votes.
+    //! docs/PROTOCOLS.md §8's DPoS and Clique invariants on chains with random faults and votes.
     use proptest::prelude::*;
 
     use super::*;
@@ -928,13 +942,13 @@ mod invariants {
             let holders: Vec<KeyPair> = ["h1", "h2", "h3", "h4", "h5"].iter().map(|n| key(&spec, n)).collect();
             let mut libs = Vec::new();
             let (records, state) = build_authority_chain(&spec, 40, &offline, None, |state, height| {
-                libs.push(state.authority().unwrap().irreversible_height());
+                libs.push(state.rule_state().irreversible_height().unwrap());
                 let (who, picks) = &votes[height as usize - 1];
                 let voter = &holders[*who];
                 let seq = dpos(state).next_vote_seq(&voter.pubkey());
                 vec![Transaction::signed_vote(voter, seq, picks.iter().map(|s| (*s).to_owned()).collect())]
             });
-            libs.push(state.authority().unwrap().irreversible_height());
+            libs.push(state.rule_state().irreversible_height().unwrap());
             prop_assert!(libs.windows(2).all(|w| w[0] <= w[1]), "{libs:?}");
             let lib = *libs.last().unwrap() as usize;
             if lib > 0 {

@@ -8,6 +8,7 @@ mod common;
 use chainsmith::chain::record::BlockRecord;
 use chainsmith::chain::state::BlockError;
 use chainsmith::chain::verify::LineErrorKind;
+use chainsmith::pow::PowError;
 use chainsmith::primitives::hash::BlockHash;
 use chainsmith::primitives::tx::{Amount, KeyPair, OutPoint, Transaction, TxOut};
 use chainsmith::{ChainState, CompactTarget};
@@ -124,7 +125,10 @@ fn rejects_hash_above_target() {
         .unwrap();
     records[3] = BlockRecord::new(3, &block, None);
     let e = block_error(error_at(&replay_records(&records), 3));
-    assert!(matches!(e, BlockError::HighHash { .. }), "{e}");
+    assert!(
+        matches!(e.rule_error(), Some(PowError::HighHash { .. })),
+        "{e}"
+    );
 }
 
 #[test]
@@ -427,7 +431,7 @@ fn chain_continues_after_the_subsidy_runs_out() {
     // Halving every 10 blocks: after 64 halvings (height 640) blocks pay nothing. Fixed
     // difficulty, so that 660 blocks mine at once.
     let mut spec = test_spec();
-    spec.retarget = chainsmith::pow::retarget::RetargetRule::None;
+    spec.retarget = chainsmith::difficulty::RetargetRule::None;
     let records = build_chain(&spec, 660, 0);
     assert_eq!(spec.subsidy(650), Amount::ZERO);
     assert!(records[650].txs.len() == 1);

@@ -5,7 +5,7 @@
 mod common;
 
 use chainsmith::chain::record::BlockRecord;
-use chainsmith::pow::retarget::bitcoin_next_bits;
+use chainsmith::difficulty::bitcoin_next_bits;
 use chainsmith::primitives::hash::{BlockHash, MerkleRoot};
 use chainsmith::primitives::tx::{Amount, Transaction};
 use chainsmith::{CompactTarget, Header, Target};
@@ -57,7 +57,7 @@ proptest! {
         prop_assert_eq!(h.to_string().parse::<BlockHash>().unwrap(), h);
     }
 
-    /// Reference: PROTOCOLS.md §8 — SetCompact(GetCompact(x)) keeps the top bytes of x.
+    /// Reference: docs/PROTOCOLS.md §8 — SetCompact(GetCompact(x)) keeps the top bytes of x.
     #[test]
     fn compact_encoding_rounds_down_and_is_idempotent(t in any_target()) {
         let c = t.to_compact_lossy();
@@ -81,7 +81,7 @@ proptest! {
         prop_assert_eq!(Target::from_le_bytes(h).is_met_by(hash), true);
     }
 
-    /// Reference: PROTOCOLS.md §8 — the Bitcoin retarget stays within ×4 / ÷4 and the limit.
+    /// Reference: docs/PROTOCOLS.md §8 — the Bitcoin retarget stays within ×4 / ÷4 and the limit.
     #[test]
     fn bitcoin_retarget_is_clamped(old_exp in 4u32..0x1d, mantissa in 0x8000u32..0x7f_ffff,
                                    first in 0u32..2_000_000_000, span in 0u32..20_000_000) {

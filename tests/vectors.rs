@@ -3,8 +3,8 @@
 //! FIPS 180-4 SHA-256 vectors. Sources are named in each JSON entry.
 #![allow(clippy::unwrap_used)]
 
+use chainsmith::difficulty::bitcoin_next_bits;
 use chainsmith::hash::PowJob;
-use chainsmith::pow::retarget::bitcoin_next_bits;
 use chainsmith::primitives::hash::{BlockHash, Txid, sha256, sha256d};
 use chainsmith::primitives::merkle::merkle_root;
 use chainsmith::{CompactTarget, Header, Target};

@@ -7,10 +7,12 @@
 use serde::{Deserialize, Serialize};
 
 use crate::chain::spec::ChainSpec;
+use crate::chain::state::BlockError;
 use crate::primitives::block::Block;
 use crate::primitives::hash::{BlockHash, Hash256, MerkleRoot};
 use crate::primitives::header::Header;
 use crate::primitives::pow_units::CompactTarget;
+use crate::primitives::seal::{QuorumCertificate, Seal};
 use crate::primitives::tx::{SigBytes, Transaction};
 
 /// A block as stored on one line of a chain file.
@@ -41,9 +43,14 @@ pub struct BlockRecord {
     pub spec_hash: Option<Hash256>,
     /// The transactions.
     pub txs: Vec<Transaction>,
-    /// Proof of stake: the staker's signature over the block hash.
+    /// The producer's signature over the block hash (the staker, DPoS producer or Clique
+    /// signer): the seal of rules whose blocks one producer signs.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub signature: Option<SigBytes>,
+    /// A quorum certificate over the block hash: the seal of rules whose blocks a committee
+    /// signs. Never on the lines of the rules that exist before it, so their bytes are kept.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub certificate: Option<QuorumCertificate>,
     /// Proof of stake: the kernel hashes its staker tried for this block, as the staker
     /// reports it. Informational (for `compare`): not covered by the block hash or checked.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -68,6 +75,7 @@ impl BlockRecord {
             spec_hash: spec.map(ChainSpec::spec_hash),
             txs: block.txs.clone(),
             signature: None,
+            certificate: None,
             stake_attempts: None,
         }
     }
@@ -91,6 +99,22 @@ impl BlockRecord {
         Block {
             header: self.header(),
             txs: self.txs.clone(),
+        }
+    }
+
+    /// Returns the line's seal: its signature, its quorum certificate, or nothing.
+    ///
+    /// # Errors
+    /// [`BlockError::UnexpectedSeal`] when the line carries both.
+    pub fn seal(&self) -> Result<Seal, BlockError> {
+        match (&self.signature, &self.certificate) {
+            (None, None) => Ok(Seal::None),
+            (Some(sig), None) => Ok(Seal::Signature(*sig)),
+            (None, Some(qc)) => Ok(Seal::Quorum(qc.clone())),
+            (Some(_), Some(_)) => Err(BlockError::UnexpectedSeal {
+                expected: "one seal",
+                found: "a signature and a quorum certificate",
+            }),
         }
     }
 

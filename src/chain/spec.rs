@@ -7,8 +7,9 @@
 
 use serde::{Deserialize, Serialize};
 
+use crate::consensus::Consensus;
+use crate::difficulty::RetargetRule;
 use crate::pos::InterestRule;
-use crate::pow::retarget::RetargetRule;
 use crate::primitives::block::Block;
 use crate::primitives::hash::{BlockHash, Hash256};
 use crate::primitives::header::Header;
@@ -23,39 +24,6 @@ pub const BUILTIN_SPECS: [(&str, &str); 5] = [
     ("poa-demo", include_str!("../../chains/poa-demo.json")),
     ("regtest", include_str!("../../chains/regtest.json")),
 ];
-
-/// The consensus rule a chain runs.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Consensus {
-    /// Proof of work: sha256d(header) ≤ target.
-    Pow,
-    /// Proof of stake: sha256d(kernel) ≤ target × coin-age weight (see [`crate::pos`]).
-    Pos,
-    /// Delegated proof of stake: elected producers in scheduled slots (see [`crate::dpos`]).
-    Dpos,
-    /// Proof of authority, Clique (EIP-225): a voted signer set (see [`crate::poa`]).
-    Poa,
-}
-
-impl Consensus {
-    /// Returns the lower-case name used in specs and JSON output.
-    #[must_use]
-    pub const fn as_str(self) -> &'static str {
-        match self {
-            Self::Pow => "pow",
-            Self::Pos => "pos",
-            Self::Dpos => "dpos",
-            Self::Poa => "poa",
-        }
-    }
-
-    /// Whether blocks are produced by signers in turn rather than by a hash puzzle.
-    #[must_use]
-    pub const fn is_authority(self) -> bool {
-        matches!(self, Self::Dpos | Self::Poa)
-    }
-}
 
 /// The genesis block's header fields and transaction.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -222,7 +190,7 @@ const fn default_modifier_interval() -> u32 {
 pub struct ChainSpec {
     /// Short name; the default chain file is `chains/<name>.jsonl`.
     pub name: String,
-    /// The consensus rule.
+    /// The consensus rule (a name in the registry, [`crate::consensus::RULES`]).
     pub consensus: Consensus,
     /// The genesis block.
     pub genesis: GenesisSpec,
@@ -280,10 +248,14 @@ pub enum SpecError {
         reason: String,
     },
     /// No built-in spec has this name.
-    #[error(
-        "no built-in spec named {0:?} (built-in: pow-demo, pos-demo, dpos-demo, poa-demo, regtest)"
-    )]
+    #[error("no built-in spec named {0:?} (built-in: {names})", names = builtin_names().join(", "))]
     UnknownBuiltin(String),
+}
+
+/// The names of the built-in specs.
+#[must_use]
+pub fn builtin_names() -> Vec<&'static str> {
+    BUILTIN_SPECS.iter().map(|(n, _)| *n).collect()
 }
 
 impl PosSpec {
@@ -560,57 +532,20 @@ impl ChainSpec {
         if self.wallets.iter().any(String::is_empty) {
             return Err(bad("wallets", "wallet names must not be empty"));
         }
-        for (section, present, wanted) in [
-            ("pos", self.pos.is_some(), Consensus::Pos),
-            ("dpos", self.dpos.is_some(), Consensus::Dpos),
-            ("poa", self.poa.is_some(), Consensus::Poa),
+        let rule = self.consensus.rule();
+        for (section, present) in [
+            ("pos", self.pos.is_some()),
+            ("dpos", self.dpos.is_some()),
+            ("poa", self.poa.is_some()),
         ] {
-            if present != (self.consensus == wanted) {
-                let reason = if present {
-                    format!("only allowed with consensus {section}")
-                } else {
-                    format!("required when consensus is {section}")
-                };
-                return Err(bad(section, reason));
+            if present && rule.section() != Some(section) {
+                return Err(bad(
+                    section,
+                    format!("only allowed with consensus {section}"),
+                ));
             }
         }
-        let producers: Vec<&String> = if let Some(pos) = &self.pos {
-            pos.validate()?;
-            pos.stakeholders.iter().map(|h| &h.name).collect()
-        } else if let Some(dpos) = &self.dpos {
-            dpos.validate()?;
-            dpos.candidates.iter().collect()
-        } else if let Some(poa) = &self.poa {
-            poa.validate()?;
-            poa.signers.iter().collect()
-        } else {
-            Vec::new()
-        };
-        if self.consensus != Consensus::Pow && !producers.contains(&&self.miner) {
-            let list = match self.consensus {
-                Consensus::Pos => "pos.stakeholders",
-                Consensus::Dpos => "dpos.candidates",
-                _ => "poa.signers",
-            };
-            return Err(bad(
-                "miner",
-                format!("{:?} is not one of {list}", self.miner),
-            ));
-        }
-        if self.consensus.is_authority() && self.retarget != RetargetRule::None {
-            return Err(bad(
-                "retarget.rule",
-                "dpos and poa blocks solve no puzzle: the rule must be none",
-            ));
-        }
-        if matches!(self.retarget, RetargetRule::Peercoin { .. })
-            != (self.consensus == Consensus::Pos)
-        {
-            return Err(bad(
-                "retarget.rule",
-                "peercoin is the proof-of-stake rule, and only it",
-            ));
-        }
+        rule.validate_spec(self)?;
         Ok(())
     }
 

@@ -1,23 +1,24 @@
 //! The validation state of a chain: its tip, the recent headers the difficulty and time rules
-//! look at, the unspent outputs, and the accumulated work.
+//! look at, the unspent outputs, the accumulated work, and the state of its consensus rule.
 //!
-//! Blocks are checked in two steps. [`prepare`] does everything that needs only the block
-//! itself — the claimed hash, the merkle root (and CVE-2012-2459 mutation), the target encoding
-//! and the proof of work — so verification can run it on many blocks in parallel.
-//! [`ChainState::connect`] then checks the block against the chain: height and linkage, the
-//! bits the retarget rule demands, the median-time-past and future-time rules, the coinbase,
-//! and every transfer's inputs, signatures and amounts. A block is applied only if every check
-//! passes. Memory is bounded by the retarget window and the unspent-output set, not by the
-//! chain's length.
+//! Blocks are checked in two steps. [`Consensus::check`] does everything that needs only the
+//! block itself — the claimed hash, the merkle root (and CVE-2012-2459 mutation), the target
+//! encoding and the rule's seal (proof of work, the producer's signature) — so verification
+//! can run it on many blocks in parallel. [`ChainState::connect`] then checks the block
+//! against the chain: height and linkage, the bits the retarget rule demands, the time rules,
+//! the rule's own contextual checks ([`RuleState::check`]), the coinbase, and every
+//! transfer's inputs, signatures and amounts. A block is applied only if every check passes.
+//! Memory is bounded by the retarget window, the unspent-output set and the rule's state, not
+//! by the chain's length. Nothing here names a consensus rule.
 
-use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
+use std::collections::{BTreeMap, VecDeque};
 
-use crate::chain::authority::{Authority, AuthorityError};
+use crate::chain::ledger::{LedgerDelta, Origin, Utxo};
 use crate::chain::record::BlockRecord;
-use crate::chain::spec::{ChainSpec, Consensus};
-use crate::pos::retarget::peercoin_next_bits;
-use crate::pos::{KernelInput, coin_days, interest, kernel_meets_target, kernel_weight};
-use crate::pow::retarget::{AsertAnchor, RetargetRule, asert_next_bits, bitcoin_next_bits};
+use crate::chain::spec::ChainSpec;
+use crate::consensus::{BlockContext, CheckedBlock, Connected, Consensus, RuleState, TimeRule};
+use crate::difficulty::peercoin::peercoin_next_bits;
+use crate::difficulty::{AsertAnchor, RetargetRule, asert_next_bits, bitcoin_next_bits};
 use crate::primitives::block::Block;
 use crate::primitives::hash::{BlockHash, Hash256, MerkleRoot, Txid};
 use crate::primitives::header::Header;
@@ -77,14 +78,6 @@ pub enum BlockError {
     TargetAboveLimit {
         /// The header's bits.
         bits: CompactTarget,
-    },
-    /// The hash does not meet the target.
-    #[error("proof of work: hash {hash} is above the target {target}")]
-    HighHash {
-        /// The block hash.
-        hash: BlockHash,
-        /// The target of the header's bits.
-        target: Target,
     },
     /// The bits are not what the retarget rule demands.
     #[error("bits {actual} but the retarget rule requires {expected}")]
@@ -221,42 +214,6 @@ pub enum BlockError {
         /// The spent output's owner.
         owner: PubKey,
     },
-    /// A proof-of-stake block has no coinstake as its second transaction.
-    #[error("proof-of-stake block has no coinstake as its second transaction")]
-    MissingCoinstake,
-    /// The coinstake does not spend exactly one output.
-    #[error("coinstake spends {0} outputs; it must spend exactly one (the kernel)")]
-    CoinstakeInputs(usize),
-    /// The staked output is younger than the minimum age.
-    #[error("staked output is {age_s} s old, younger than the minimum age {min_age_s} s")]
-    StakeTooYoung {
-        /// Its age at the block time.
-        age_s: u64,
-        /// The minimum age.
-        min_age_s: u64,
-    },
-    /// The kernel hash is above target × weight.
-    #[error("kernel hash {hash} is above target × weight (weight {weight} coin-days)")]
-    KernelAboveTarget {
-        /// The kernel hash (display order).
-        hash: crate::primitives::hash::Hash256,
-        /// The staked output's weight.
-        weight: u64,
-    },
-    /// The coinstake pays more than the staked value plus interest.
-    #[error("coinstake pays {paid} but stake + interest is {allowed}")]
-    CoinstakeTooLarge {
-        /// The coinstake's outputs.
-        paid: Amount,
-        /// Staked value plus interest.
-        allowed: Amount,
-    },
-    /// The coinstake's first output is not paid to the staker.
-    #[error("coinstake must pay the staker {owner} first")]
-    CoinstakeNotToStaker {
-        /// The staked output's owner.
-        owner: PubKey,
-    },
     /// A block lacks its staker's or producer's signature, or it is invalid.
     #[error("block signature is missing or not valid for the block's producer {0}")]
     BadBlockSignature(PubKey),
@@ -264,12 +221,28 @@ pub enum BlockError {
     /// not vary).
     #[error("block has nonce {0}; only proof-of-work blocks may use the nonce")]
     NonzeroNonce(u32),
-    /// A proof-of-work block carries a block signature.
-    #[error("proof-of-work blocks carry no signature")]
-    UnexpectedSignature,
-    /// A block breaks its producer rules (proof of authority, delegated proof of stake).
+    /// The block carries a seal of the wrong kind for its rule.
+    #[error("the block must carry {expected}, not {found}")]
+    UnexpectedSeal {
+        /// The kind the rule wants.
+        expected: &'static str,
+        /// The kind on the line.
+        found: &'static str,
+    },
+    /// The block's quorum certificate is invalid.
     #[error("{0}")]
-    Authority(#[from] AuthorityError),
+    Quorum(#[from] crate::consensus::quorum::QuorumError),
+    /// A block breaks a rule of its consensus rule (`PosError`, `DposError`, `PoaError`…).
+    #[error("{0}")]
+    Rule(crate::consensus::RuleError),
+    /// The block was checked under another consensus rule than the chain's.
+    #[error("block was checked under rule {checked}, but the chain runs {chain}")]
+    OtherRule {
+        /// The rule that checked it.
+        checked: &'static str,
+        /// The chain's rule.
+        chain: &'static str,
+    },
     /// A transaction of a kind the chain's rule does not allow at its position.
     #[error("transaction {index} is a {kind}, which a {consensus} chain does not allow there")]
     UnexpectedTransaction {
@@ -292,134 +265,16 @@ pub enum BlockError {
     },
 }
 
-/// A block that passed the context-free checks of [`prepare`].
-#[derive(Debug, Clone)]
-pub struct PreparedBlock {
-    /// The record it came from.
-    pub record: BlockRecord,
-    /// The block.
-    pub block: Block,
-    /// Its hash.
-    pub hash: BlockHash,
-    /// Its transactions' ids.
-    pub txids: Vec<Txid>,
-}
-
-/// Runs the checks that need only the block: claimed hash, merkle root, mutation, target
-/// encoding, and for proof of work the hash against the header's own bits; for the other rules
-/// a zero nonce and the producer's block signature (the staker, signer or producer the block
-/// names).
-///
-/// # Errors
-/// The first failed check.
-pub fn prepare(record: BlockRecord, consensus: Consensus) -> Result<PreparedBlock, BlockError> {
-    let block = record.to_block();
-    let hash = block.block_hash();
-    if record.hash != hash {
-        return Err(BlockError::HashMismatch {
-            claimed: record.hash,
-            actual: hash,
-        });
-    }
-    if block.txs.is_empty() {
-        return Err(BlockError::NoTransactions);
-    }
-    let txids = block.txids();
-    let merkle = crate::primitives::merkle::merkle_root(&txids);
-    if merkle.root != block.header.merkle_root {
-        return Err(BlockError::BadMerkleRoot {
-            header: block.header.merkle_root,
-            computed: merkle.root,
-        });
-    }
-    if merkle.mutated {
-        return Err(BlockError::MutatedMerkle);
-    }
-    let target = block.header.bits.to_target()?;
-    match consensus {
-        Consensus::Pow => {
-            if record.signature.is_some() {
-                return Err(BlockError::UnexpectedSignature);
-            }
-            if !target.is_met_by(hash) {
-                return Err(BlockError::HighHash { hash, target });
-            }
-        }
-        _ if record.height == 0 => {}
-        Consensus::Pos | Consensus::Dpos | Consensus::Poa => {
-            if block.header.nonce != 0 {
-                return Err(BlockError::NonzeroNonce(block.header.nonce));
-            }
-            // The block is signed by the key it names: the coinstake's payee, the Clique
-            // signer or the DPoS producer. A missing seal is reported when it is connected.
-            let producer = match block.txs.get(1) {
-                Some(Transaction::Coinstake { outputs, .. }) if consensus == Consensus::Pos => {
-                    Some(
-                        outputs
-                            .first()
-                            .map_or(PubKey::from_bytes([0; 32]), |o| o.to),
-                    )
-                }
-                Some(Transaction::Clique { signer, .. }) if consensus == Consensus::Poa => {
-                    Some(*signer)
-                }
-                Some(Transaction::Producer { producer, .. }) if consensus == Consensus::Dpos => {
-                    Some(*producer)
-                }
-                _ => None,
-            };
-            if let Some(key) = producer {
-                let signed = record
-                    .signature
-                    .is_some_and(|sig| key.verifies(hash.as_bytes(), &sig));
-                if !signed {
-                    return Err(BlockError::BadBlockSignature(key));
-                }
-            }
+impl BlockError {
+    /// The rule's own error inside [`BlockError::Rule`] as its type `E` (`PosError`,
+    /// `DposError`…), if it is one.
+    #[must_use]
+    pub fn rule_error<E: std::error::Error + 'static>(&self) -> Option<&E> {
+        match self {
+            Self::Rule(e) => e.downcast_ref(),
+            _ => None,
         }
     }
-    Ok(PreparedBlock {
-        record,
-        block,
-        hash,
-        txids,
-    })
-}
-
-/// An unspent output and where it came from.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Utxo {
-    /// The amount.
-    pub value: Amount,
-    /// The owner's key.
-    pub owner: PubKey,
-    /// Height of the block that created it.
-    pub height: u32,
-    /// Whether a coinbase or coinstake created it (and so it must mature before it is spent).
-    pub coinbase: bool,
-    /// Time of the block that created it: where its coin-age starts.
-    pub time: u32,
-    /// Position of the creating transaction in its block (the kernel's `tx_offset`).
-    pub tx_index: u32,
-}
-
-/// What one stakeholder has staked over a chain.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub struct StakeStats {
-    /// Blocks staked.
-    pub blocks: u64,
-    /// Coin-days consumed by its coinstakes.
-    pub coin_days: u64,
-    /// Interest paid to it.
-    pub interest: Amount,
-}
-
-/// The stake a proof-of-stake block consumed.
-#[derive(Debug, Clone, Copy)]
-struct StakeUse {
-    owner: PubKey,
-    coin_days: u64,
-    interest: Amount,
 }
 
 /// The tip of a chain.
@@ -443,14 +298,11 @@ pub struct ChainState {
     anchor: Option<AsertAnchor>,
     utxos: BTreeMap<OutPoint, Utxo>,
     total_work: Work,
-    recent_hashes: VecDeque<BlockHash>,
-    stakes: BTreeMap<PubKey, StakeStats>,
-    authority: Option<Authority>,
-    balances: HashMap<PubKey, u64>,
+    rule: Box<dyn RuleState>,
 }
 
 impl ChainState {
-    /// Starts an empty chain (no genesis yet) under `spec`.
+    /// Starts an empty chain (no genesis yet) under a valid `spec`.
     #[must_use]
     pub fn new(spec: ChainSpec) -> Self {
         let window = match spec.retarget {
@@ -466,58 +318,37 @@ impl ChainState {
             anchor: None,
             utxos: BTreeMap::new(),
             total_work: Work::default(),
-            recent_hashes: VecDeque::new(),
-            stakes: BTreeMap::new(),
-            authority: Authority::genesis(&spec),
-            balances: HashMap::new(),
+            rule: spec.consensus.rule().genesis_state(&spec),
             spec,
         }
-    }
-
-    /// Returns the producer state of a proof-of-authority or DPoS chain.
-    #[must_use]
-    pub const fn authority(&self) -> Option<&Authority> {
-        self.authority.as_ref()
-    }
-
-    /// Returns the coins `owner` holds in unspent outputs, in base units (kept on DPoS chains,
-    /// whose votes weigh them; 0 on the others).
-    #[must_use]
-    pub fn balance(&self, owner: &PubKey) -> u64 {
-        self.balances.get(owner).copied().unwrap_or(0)
-    }
-
-    /// Returns what each stakeholder has staked (proof of stake), by key.
-    #[must_use]
-    pub const fn stake_stats(&self) -> &BTreeMap<PubKey, StakeStats> {
-        &self.stakes
-    }
-
-    /// Returns the stake modifier for a block at `height`: the first 8 bytes (little-endian) of
-    /// the hash of block `m = max(0, ⌊(height − 1)/k⌋·k − k)`, `k` the spec's
-    /// `modifier_interval`. It changes every `k` blocks and comes from a block between `k + 1`
-    /// and `2k` blocks back, so nobody knows a coin's future kernels when the coin confirms.
-    /// Peercoin builds its modifier from 64 blocks' entropy bits over about nine days; this
-    /// simplification gives up that dilution — the producer of block `m` could grind its hash to
-    /// favour its own later kernels (stake grinding).
-    ///
-    /// # Panics
-    /// If `height` is not the next height or not a proof-of-stake chain.
-    #[must_use]
-    pub fn stake_modifier(&self, height: u32) -> u64 {
-        let k = self.spec.pos.as_ref().map_or(1, |p| p.modifier_interval);
-        let m = ((height.saturating_sub(1) / k) * k).saturating_sub(k);
-        let tip = self.tip.map_or(0, |t| t.height);
-        let back = (tip - m) as usize;
-        let hash = self.recent_hashes[self.recent_hashes.len() - 1 - back];
-        let bytes = hash.to_byte_array();
-        u64::from_le_bytes(bytes[..8].try_into().expect("8 bytes"))
     }
 
     /// Returns the consensus rule.
     #[must_use]
     pub const fn consensus(&self) -> Consensus {
         self.spec.consensus
+    }
+
+    /// Returns the state of the chain's consensus rule after the tip.
+    #[must_use]
+    pub fn rule_state(&self) -> &dyn RuleState {
+        self.rule.as_ref()
+    }
+
+    /// Returns the rule's state as its concrete type `T`, or `None` if the chain runs another
+    /// rule.
+    #[must_use]
+    pub fn rule_state_as<T: RuleState>(&self) -> Option<&T> {
+        self.rule.as_any().downcast_ref()
+    }
+
+    /// Runs the context-free checks of `record` under the chain's rule (see
+    /// [`Consensus::check`]).
+    ///
+    /// # Errors
+    /// The first failed check.
+    pub fn check(&self, record: BlockRecord) -> Result<CheckedBlock, BlockError> {
+        self.consensus().check(record)
     }
 
     /// Returns the spec.
@@ -538,7 +369,7 @@ impl ChainState {
         self.tip.map_or(0, |t| t.height + 1)
     }
 
-    /// Returns the number of blocks connected.
+    /// Returns the number of blocks connected, genesis included.
     #[must_use]
     pub fn block_count(&self) -> u64 {
         self.tip.map_or(0, |t| u64::from(t.height) + 1)
@@ -631,8 +462,8 @@ impl ChainState {
     }
 
     /// Builds the next block for the miner: header on the tip with the required bits and time
-    /// `max(now, median time past + 1)` (`now` on authority chains, whose time rules are their
-    /// own), a coinbase paying subsidy plus fees to `miner` (no
+    /// `max(now, median time past + 1)` (`now` where the rule
+    /// schedules block times itself), a coinbase paying subsidy plus fees to `miner` (no
     /// output when that is zero), then `transfers`. The nonce is 0 and the merkle root is filled in.
     ///
     /// # Panics
@@ -671,10 +502,9 @@ impl ChainState {
                 version: 1,
                 prev_hash: tip.hash,
                 merkle_root: MerkleRoot::ZERO,
-                time: if self.spec.consensus.is_authority() {
-                    now
-                } else {
-                    now.max(self.median_time_past() + 1)
+                time: match self.consensus().rule().time_rule() {
+                    TimeRule::Scheduled => now,
+                    TimeRule::MedianTimePast => now.max(self.median_time_past() + 1),
                 },
                 bits: self.required_bits(),
                 nonce: 0,
@@ -698,14 +528,21 @@ impl ChainState {
         spent.checked_sub(created)
     }
 
-    /// Checks `prepared` against the chain and, if every rule holds, makes it the new tip.
+    /// Checks `block` against the chain and, if every rule holds, makes it the new tip.
     /// `now` is the verifier's clock (Unix seconds) for the future-time rule.
     ///
     /// # Errors
-    /// The first rule the block breaks; the state is then unchanged.
-    pub fn connect(&mut self, prepared: &PreparedBlock, now: u32) -> Result<(), BlockError> {
-        let record = &prepared.record;
-        let header = &prepared.block.header;
+    /// The first rule the block breaks ([`BlockError::OtherRule`] if it was checked under
+    /// another rule than the chain's); the state is then unchanged.
+    pub fn connect(&mut self, block: &CheckedBlock, now: u32) -> Result<(), BlockError> {
+        if block.rule() != self.consensus() {
+            return Err(BlockError::OtherRule {
+                checked: block.rule().name(),
+                chain: self.consensus().name(),
+            });
+        }
+        let record = block.record();
+        let header = &block.block().header;
         let height = self.next_height();
         if record.height != height {
             return Err(BlockError::WrongHeight {
@@ -717,25 +554,23 @@ impl ChainState {
         if target > self.spec.pow_limit {
             return Err(BlockError::TargetAboveLimit { bits: header.bits });
         }
-        let (created, stake) = match self.tip {
+        let (delta, next) = match self.tip {
             None => {
-                self.check_genesis(prepared)?;
+                self.check_genesis(block)?;
                 // Genesis stake allocations: spendable and aging from genesis time.
-                let mut created = HashMap::new();
-                for (index, (tx, txid)) in
-                    (0u32..).zip(prepared.block.txs.iter().zip(&prepared.txids))
+                let mut delta = LedgerDelta::default();
+                for (index, (tx, txid)) in (0u32..).zip(block.block().txs.iter().zip(block.txids()))
                 {
-                    add_outputs(
-                        &mut created,
-                        *txid,
-                        tx.outputs(),
-                        0,
-                        false,
-                        header.time,
-                        index,
-                    );
+                    let origin = Origin {
+                        txid: *txid,
+                        tx_index: index,
+                        height: 0,
+                        time: header.time,
+                        coinbase: false,
+                    };
+                    delta.create(origin, tx.outputs());
                 }
-                (created, None)
+                (delta, None)
             }
             Some(tip) => {
                 if record.spec.is_some() || record.spec_hash.is_some() {
@@ -754,10 +589,10 @@ impl ChainState {
                         actual: header.bits,
                     });
                 }
-                // Authority chains have their own time rules (Clique's period, DPoS slots),
-                // and DPoS slots are shorter than the header's one-second resolution.
                 let median = self.median_time_past();
-                if !self.spec.consensus.is_authority() && header.time <= median {
+                if self.consensus().rule().time_rule() == TimeRule::MedianTimePast
+                    && header.time <= median
+                {
                     return Err(BlockError::TimeTooOld {
                         time: header.time,
                         median,
@@ -771,47 +606,32 @@ impl ChainState {
                         max_future_s,
                     });
                 }
-                let authority = self.check_authority(prepared, height, &tip)?;
-                let (created, stake) = self.check_transactions(prepared, height)?;
-                if authority.is_some() {
-                    self.authority = authority;
-                }
-                (created, stake)
+                let mut delta = LedgerDelta::default();
+                let utxos = |op: &OutPoint| self.utxos.get(op).copied();
+                let context = BlockContext {
+                    height,
+                    hash: block.hash(),
+                    header,
+                    txs: &block.block().txs,
+                    txids: block.txids(),
+                    parent: &tip,
+                    spec: &self.spec,
+                    utxos: &utxos,
+                };
+                let next = self.rule.check(&context, &mut delta)?;
+                self.check_transactions(block, height, &mut delta)?;
+                (delta, Some(next))
             }
         };
-        self.apply(prepared, height, target, created, stake);
+        if let Some(next) = next {
+            self.rule = next;
+        }
+        self.apply(block, height, target, delta);
         Ok(())
     }
 
-    /// Checks the producer rules of an authority chain; returns the producer state after the
-    /// block (`None` for proof of work and proof of stake).
-    fn check_authority(
-        &self,
-        prepared: &PreparedBlock,
-        height: u32,
-        tip: &Tip,
-    ) -> Result<Option<Authority>, BlockError> {
-        let header = &prepared.block.header;
-        let txs = &prepared.block.txs;
-        Ok(match &self.authority {
-            None => None,
-            Some(Authority::Poa(poa)) => Some(Authority::Poa(poa.check(
-                height,
-                header,
-                &tip.header,
-                txs,
-            )?)),
-            Some(Authority::Dpos(dpos)) => {
-                let stake_of = |k: &PubKey| self.balance(k);
-                Some(Authority::Dpos(
-                    dpos.check(height, header, &tip.hash, txs, &stake_of)?,
-                ))
-            }
-        })
-    }
-
-    fn check_genesis(&self, prepared: &PreparedBlock) -> Result<(), BlockError> {
-        let record = &prepared.record;
+    fn check_genesis(&self, block: &CheckedBlock) -> Result<(), BlockError> {
+        let record = block.record();
         let Some(spec) = &record.spec else {
             return Err(BlockError::MissingSpec);
         };
@@ -823,25 +643,26 @@ impl ChainState {
             });
         }
         let expected = self.spec.genesis_block();
-        if expected != prepared.block {
+        if &expected != block.block() {
             return Err(BlockError::GenesisMismatch {
                 expected: expected.block_hash(),
-                actual: prepared.hash,
+                actual: block.hash(),
             });
         }
         Ok(())
     }
 
-    /// Checks the coinbase and transfers; returns the outputs to add and (as `None` values)
-    /// the outpoints to remove.
-    #[allow(clippy::type_complexity)]
+    /// Checks the coinbase and the transfers (every transaction after the coinbase that is
+    /// not the rule's own), adding what they spend and create to `delta`.
     fn check_transactions(
         &self,
-        prepared: &PreparedBlock,
+        block: &CheckedBlock,
         height: u32,
-    ) -> Result<(HashMap<OutPoint, Option<Utxo>>, Option<StakeUse>), BlockError> {
-        let txs = &prepared.block.txs;
-        let time = prepared.block.header.time;
+        delta: &mut LedgerDelta,
+    ) -> Result<(), BlockError> {
+        let txs = &block.block().txs;
+        let time = block.block().header.time;
+        let rule = self.consensus().rule();
         let Some(Transaction::Coinbase {
             height: cb_height,
             outputs: cb_outputs,
@@ -856,29 +677,13 @@ impl ChainState {
                 actual: *cb_height,
             });
         }
-        let mut changes: HashMap<OutPoint, Option<Utxo>> = HashMap::new();
-        let mut spent: HashSet<OutPoint> = HashSet::new();
         let mut fees = Amount::ZERO;
-        let consensus = self.spec.consensus;
-        let stake = match consensus {
-            Consensus::Pow | Consensus::Dpos | Consensus::Poa => None,
-            Consensus::Pos => {
-                let stake = self.check_coinstake(prepared, height, &mut changes)?;
-                spent.extend(changes.keys().copied());
-                Some(stake)
+        for (index, (tx, txid)) in txs.iter().zip(block.txids()).enumerate().skip(1) {
+            if rule.is_rule_tx(index, tx) {
+                continue;
             }
-        };
-        // The second transaction of the other rules is their seal, checked by check_authority.
-        let first_transfer = if consensus == Consensus::Pow { 1 } else { 2 };
-        for (index, (tx, txid)) in txs
-            .iter()
-            .zip(&prepared.txids)
-            .enumerate()
-            .skip(first_transfer)
-        {
             let (inputs, outputs) = match tx {
                 Transaction::Transfer { inputs, outputs } => (inputs, outputs),
-                Transaction::Vote { .. } if consensus == Consensus::Dpos => continue,
                 Transaction::Genesis { .. } | Transaction::Coinbase { .. } => {
                     let kind = if let Transaction::Genesis { .. } = tx {
                         "genesis transaction"
@@ -891,7 +696,7 @@ impl ChainState {
                     return Err(BlockError::UnexpectedTransaction {
                         index,
                         kind: tx.kind(),
-                        consensus: consensus.as_str(),
+                        consensus: rule.name(),
                     });
                 }
             };
@@ -908,23 +713,15 @@ impl ChainState {
                     txid: op.txid,
                     vout: op.vout,
                 };
-                if !spent.insert(op) {
+                let created = delta.created(&op);
+                if !delta.spend(op) {
                     return Err(missing);
                 }
-                let utxo = match changes.get(&op) {
-                    Some(Some(u)) => *u,
-                    Some(None) => return Err(missing),
+                let utxo = match created {
+                    Some(u) => u,
                     None => *self.utxos.get(&op).ok_or(missing)?,
                 };
-                let mature = utxo.height.saturating_add(self.spec.coinbase_maturity);
-                if utxo.coinbase && height < mature {
-                    return Err(BlockError::ImmatureCoinbase {
-                        index,
-                        input,
-                        created: utxo.height,
-                        mature,
-                    });
-                }
+                check_maturity(&utxo, height, self.spec.coinbase_maturity, index, input)?;
                 if !utxo.owner.verifies(&sighash, &txin.signature) {
                     return Err(BlockError::BadSignature {
                         index,
@@ -947,18 +744,14 @@ impl ChainState {
             fees = fees
                 .checked_add(fee)
                 .ok_or(BlockError::AmountOverflow { index })?;
-            for op in inputs.iter().map(|i| i.prevout()) {
-                changes.insert(op, None);
-            }
-            add_outputs(
-                &mut changes,
-                *txid,
-                outputs,
+            let origin = Origin {
+                txid: *txid,
+                tx_index: index as u32,
                 height,
-                false,
                 time,
-                index as u32,
-            );
+                coinbase: false,
+            };
+            delta.create(origin, outputs);
         }
         let paid = sum_outputs(cb_outputs, 0)?;
         let allowed = self
@@ -969,157 +762,36 @@ impl ChainState {
         if paid > allowed {
             return Err(BlockError::CoinbaseTooLarge { paid, allowed });
         }
-        add_outputs(
-            &mut changes,
-            prepared.txids[0],
-            cb_outputs,
+        let origin = Origin {
+            txid: block.txids()[0],
+            tx_index: 0,
             height,
-            true,
             time,
-            0,
-        );
-        Ok((changes, stake))
+            coinbase: true,
+        };
+        delta.create(origin, cb_outputs);
+        Ok(())
     }
 
-    /// Checks a proof-of-stake block's coinstake (transaction 1): one input, the kernel, old
-    /// enough, signed by its owner, meeting `target × weight` with this height's modifier, and
-    /// paying at most value + interest back to the owner. Records the spend and the new
-    /// output (aging from zero, maturing like a coinbase) in `changes`.
-    fn check_coinstake(
-        &self,
-        prepared: &PreparedBlock,
-        height: u32,
-        changes: &mut HashMap<OutPoint, Option<Utxo>>,
-    ) -> Result<StakeUse, BlockError> {
-        let header = &prepared.block.header;
-        let pos = self.spec.pos.as_ref().ok_or(BlockError::MissingCoinstake)?;
-        let Some(Transaction::Coinstake { inputs, outputs }) = prepared.block.txs.get(1) else {
-            return Err(BlockError::MissingCoinstake);
-        };
-        let [kernel] = inputs.as_slice() else {
-            return Err(BlockError::CoinstakeInputs(inputs.len()));
-        };
-        let op = kernel.prevout();
-        let utxo = *self.utxos.get(&op).ok_or(BlockError::MissingInput {
-            index: 1,
-            input: 0,
-            txid: op.txid,
-            vout: op.vout,
-        })?;
-        let mature = utxo.height.saturating_add(self.spec.coinbase_maturity);
-        if utxo.coinbase && height < mature {
-            return Err(BlockError::ImmatureCoinbase {
-                index: 1,
-                input: 0,
-                created: utxo.height,
-                mature,
-            });
-        }
-        let tx = &prepared.block.txs[1];
-        if !utxo.owner.verifies(&tx.sighash(), &kernel.signature) {
-            return Err(BlockError::BadSignature {
-                index: 1,
-                input: 0,
-                owner: utxo.owner,
-            });
-        }
-        let age_s = u64::from(header.time.saturating_sub(utxo.time));
-        let min_age_s = pos.min_age_s();
-        if header.time < utxo.time || age_s < min_age_s {
-            return Err(BlockError::StakeTooYoung { age_s, min_age_s });
-        }
-        let weight = kernel_weight(utxo.value, age_s, min_age_s, pos.max_age_s());
-        let input = KernelInput {
-            modifier: self.stake_modifier(height),
-            block_time_from: utxo.time,
-            tx_offset: utxo.tx_index,
-            tx_time: utxo.time,
-            vout: op.vout,
-            time: header.time,
-        };
-        let hash = input.hash();
-        let target = header.bits.to_target()?;
-        if !kernel_meets_target(&hash, weight, target) {
-            return Err(BlockError::KernelAboveTarget {
-                hash: crate::primitives::hash::Hash256::from_byte_array(hash),
-                weight,
-            });
-        }
-        let earned = interest(pos.interest, utxo.value, age_s);
-        let allowed = utxo
-            .value
-            .checked_add(earned)
-            .ok_or(BlockError::AmountOverflow { index: 1 })?;
-        let paid = sum_outputs(outputs, 1)?;
-        if paid > allowed {
-            return Err(BlockError::CoinstakeTooLarge { paid, allowed });
-        }
-        if outputs[0].to != utxo.owner {
-            return Err(BlockError::CoinstakeNotToStaker { owner: utxo.owner });
-        }
-        changes.insert(op, None);
-        add_outputs(
-            changes,
-            prepared.txids[1],
-            outputs,
-            height,
-            true,
-            header.time,
-            1,
-        );
-        Ok(StakeUse {
-            owner: utxo.owner,
-            coin_days: coin_days(utxo.value, age_s),
-            interest: paid.checked_sub(utxo.value).unwrap_or(Amount::ZERO),
-        })
-    }
-
-    fn apply(
-        &mut self,
-        prepared: &PreparedBlock,
-        height: u32,
-        target: Target,
-        changes: HashMap<OutPoint, Option<Utxo>>,
-        stake: Option<StakeUse>,
-    ) {
-        if let Some(st) = stake {
-            let entry = self.stakes.entry(st.owner).or_default();
-            entry.blocks += 1;
-            entry.coin_days += st.coin_days;
-            entry.interest = entry
-                .interest
-                .checked_add(st.interest)
-                .unwrap_or(entry.interest);
-        }
-        let k = self
-            .spec
-            .pos
-            .as_ref()
-            .map_or(0, |p| p.modifier_interval as usize);
-        if self.recent_hashes.len() > 2 * k {
-            self.recent_hashes.pop_front();
-        }
-        self.recent_hashes.push_back(prepared.hash);
-        // Only DPoS weighs votes by holdings; other chains keep no balances.
-        let balances = self.spec.consensus == Consensus::Dpos;
-        for (op, change) in changes {
+    fn apply(&mut self, block: &CheckedBlock, height: u32, target: Target, delta: LedgerDelta) {
+        let mut spent = Vec::new();
+        let mut created = Vec::new();
+        for (op, change) in delta.into_changes() {
             match change {
                 Some(utxo) => {
-                    if balances {
-                        *self.balances.entry(utxo.owner).or_default() += utxo.value.to_base_units();
-                    }
+                    created.push(utxo);
                     self.utxos.insert(op, utxo);
                 }
-                None => {
-                    if let Some(old) = self.utxos.remove(&op)
-                        && let Some(b) = self.balances.get_mut(&old.owner)
-                    {
-                        *b -= old.value.to_base_units();
-                    }
-                }
+                None => spent.extend(self.utxos.remove(&op)),
             }
         }
-        let header = prepared.block.header;
+        self.rule.connected(&Connected {
+            height,
+            hash: block.hash(),
+            spent: &spent,
+            created: &created,
+        });
+        let header = block.block().header;
         if height == 1 {
             // ASERT is anchored at block 1, the first mined block, with an ideal parent time
             // one spacing earlier; anchoring at genesis would make a chain whose genesis is old
@@ -1137,13 +809,41 @@ impl ChainState {
         self.total_work += &target.to_work();
         self.tip = Some(Tip {
             height,
-            hash: prepared.hash,
+            hash: block.hash(),
             header,
         });
     }
 }
 
-fn sum_outputs(outputs: &[TxOut], index: usize) -> Result<Amount, BlockError> {
+/// Checks that a coinbase or coinstake output `utxo` has matured by `height`
+/// (`maturity` blocks after the block that created it).
+///
+/// # Errors
+/// [`BlockError::ImmatureCoinbase`] naming transaction `index`, input `input`.
+pub fn check_maturity(
+    utxo: &Utxo,
+    height: u32,
+    maturity: u32,
+    index: usize,
+    input: usize,
+) -> Result<(), BlockError> {
+    let mature = utxo.height.saturating_add(maturity);
+    if utxo.coinbase && height < mature {
+        return Err(BlockError::ImmatureCoinbase {
+            index,
+            input,
+            created: utxo.height,
+            mature,
+        });
+    }
+    Ok(())
+}
+
+/// The sum of `outputs` of transaction `index`; each must be positive.
+///
+/// # Errors
+/// [`BlockError::ZeroOutput`], [`BlockError::AmountOverflow`].
+pub fn sum_outputs(outputs: &[TxOut], index: usize) -> Result<Amount, BlockError> {
     let mut total = Amount::ZERO;
     for (vout, o) in outputs.iter().enumerate() {
         if o.value == Amount::ZERO {
@@ -1154,28 +854,4 @@ fn sum_outputs(outputs: &[TxOut], index: usize) -> Result<Amount, BlockError> {
             .ok_or(BlockError::AmountOverflow { index })?;
     }
     Ok(total)
-}
-
-fn add_outputs(
-    changes: &mut HashMap<OutPoint, Option<Utxo>>,
-    txid: Txid,
-    outputs: &[TxOut],
-    height: u32,
-    coinbase: bool,
-    time: u32,
-    tx_index: u32,
-) {
-    for (vout, o) in (0u32..).zip(outputs) {
-        changes.insert(
-            OutPoint { txid, vout },
-            Some(Utxo {
-                value: o.value,
-                owner: o.to,
-                height,
-                coinbase,
-                time,
-                tx_index,
-            }),
-        );
-    }
 }

@@ -1,7 +1,7 @@
 //! Streaming verification of a chain file.
 //!
 //! Lines are read in batches; each batch is parsed and given the context-free checks
-//! ([`prepare`]: hashing, merkle roots, proof of work) in parallel on the rayon pool, then
+//! ([`Consensus::check`]: hashing, merkle roots, the rule's seal) in parallel on the rayon pool, then
 //! connected to the [`ChainState`] in order. Memory holds one batch and the chain state, never
 //! the whole chain. The first invalid line stops the replay and is reported with its line
 //! number, height and reason; everything before it is a valid chain that mining can extend.
@@ -12,9 +12,9 @@ use std::io::{self, BufRead};
 use rayon::prelude::*;
 
 use crate::chain::record::BlockRecord;
-use crate::chain::spec::Consensus;
-use crate::chain::state::{BlockError, ChainState, PreparedBlock, prepare};
+use crate::chain::state::{BlockError, ChainState};
 use crate::chain::store::{Line, LineReader};
+use crate::consensus::{CheckedBlock, Consensus};
 
 /// Lines parsed and hashed in parallel per batch.
 const BATCH_LINES: usize = 2048;
@@ -99,11 +99,11 @@ fn json_error(e: &serde_json::Error) -> String {
     }
 }
 
-fn check_line(line: Line, consensus: Consensus) -> (Line, Result<PreparedBlock, LineErrorKind>) {
+fn check_line(line: Line, consensus: Consensus) -> (Line, Result<CheckedBlock, LineErrorKind>) {
     let result = if line.complete {
         serde_json::from_str::<BlockRecord>(&line.text)
             .map_err(|e| LineErrorKind::Json(json_error(&e)))
-            .and_then(|r| prepare(r, consensus).map_err(LineErrorKind::Block))
+            .and_then(|r| consensus.check(r).map_err(LineErrorKind::Block))
     } else {
         Err(LineErrorKind::Torn)
     };
@@ -123,13 +123,14 @@ pub fn replay<R: BufRead>(
     let mut state: Option<ChainState> = None;
     let mut valid_bytes = 0;
     let mut batch = Vec::with_capacity(BATCH_LINES);
-    // The genesis line names the consensus rule every line is checked under.
+    // The genesis line names the consensus rule every line is checked under; a line whose
+    // rule cannot be read is checked as proof of work and fails against its spec.
     let first = reader.next_line()?;
     let consensus = first
         .as_ref()
         .and_then(|l| serde_json::from_str::<GenesisConsensus>(&l.text).ok())
         .and_then(|g| g.spec)
-        .map_or(Consensus::Pow, |s| s.consensus);
+        .map_or_else(default_rule, |s| s.consensus);
     let any_line = first.is_some();
     batch.extend(first);
     loop {
@@ -198,9 +199,13 @@ struct ConsensusOnly {
     consensus: Consensus,
 }
 
-fn genesis_state(prepared: &PreparedBlock) -> Result<ChainState, BlockError> {
-    let spec = prepared
-        .record
+fn default_rule() -> Consensus {
+    Consensus::all().next().expect("the registry is not empty")
+}
+
+fn genesis_state(checked: &CheckedBlock) -> Result<ChainState, BlockError> {
+    let spec = checked
+        .record()
         .spec
         .clone()
         .ok_or(BlockError::MissingSpec)?;

@@ -2,8 +2,8 @@
 //! changing their votes, while a chain is mined, so that verification has real signatures,
 //! spends, fees and elections to check.
 
-use crate::chain::authority::Authority;
 use crate::chain::state::ChainState;
+use crate::dpos::DposState;
 use crate::primitives::tx::{Amount, KeyPair, OutPoint, Transaction, TxOut};
 
 /// The fee every demo transfer pays: 0.0001 coin.
@@ -73,7 +73,7 @@ pub fn demo_votes(
     count: usize,
     height: u32,
 ) -> Vec<Transaction> {
-    let (Some(dpos), Some(Authority::Dpos(dstate))) = (&state.spec().dpos, state.authority())
+    let (Some(dpos), Some(dstate)) = (&state.spec().dpos, state.rule_state_as::<DposState>())
     else {
         return Vec::new();
     };

@@ -3,6 +3,7 @@
 use std::path::PathBuf;
 use std::str::FromStr;
 
+use chainsmith::consensus::Consensus;
 use chainsmith::hash::Backend;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
@@ -34,23 +35,25 @@ pub(crate) enum Command {
     Compare(CompareArgs),
 }
 
-/// Consensus rules that can mine.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub(crate) enum MineConsensus {
-    /// Proof of work: sha256d(header) ≤ target.
-    Pow,
-    /// Proof of stake: sha256d(kernel) ≤ target × coin-age (Peercoin-style).
-    Pos,
-    /// Delegated proof of stake: elected producers in scheduled slots (EOSIO / BitShares).
-    Dpos,
-    /// Proof of authority: a voted signer set taking turns (Clique, EIP-225).
-    Poa,
+/// A consensus rule named on the command line: any rule in the registry.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct RuleArg(pub(crate) Consensus);
+
+impl ValueEnum for RuleArg {
+    fn value_variants<'a>() -> &'a [Self] {
+        static RULES: std::sync::OnceLock<Vec<RuleArg>> = std::sync::OnceLock::new();
+        RULES.get_or_init(|| Consensus::all().map(RuleArg).collect())
+    }
+
+    fn to_possible_value(&self) -> Option<clap::builder::PossibleValue> {
+        Some(clap::builder::PossibleValue::new(self.0.name()).help(self.0.rule().summary()))
+    }
 }
 
 #[derive(Debug, Args)]
 pub(crate) struct MineArgs {
     /// Consensus rule.
-    pub(crate) consensus: MineConsensus,
+    pub(crate) consensus: RuleArg,
     /// Built-in spec name (pow-demo, pos-demo, dpos-demo, poa-demo, regtest) or a spec JSON
     /// file [default: <rule>-demo].
     #[arg(long, value_name = "NAME|FILE")]

@@ -38,22 +38,23 @@ pub(crate) fn si(value: f64) -> String {
     }
 }
 
-/// The producer list of an authority chain for `--json`: its key (`producers` for DPoS,
-/// `signers` for PoA) and `[{name, blocks, missed}]`.
-pub(crate) fn producers_json(
-    consensus: chainsmith::chain::spec::Consensus,
-    rows: &[chainsmith::chain::authority::ProducerRow],
-) -> (&'static str, serde_json::Value) {
-    let key = if consensus == chainsmith::chain::spec::Consensus::Dpos {
-        "producers"
-    } else {
-        "signers"
-    };
-    let list = rows
-        .iter()
-        .map(|r| serde_json::json!({"name": r.name, "blocks": r.stats.blocks, "missed": r.stats.missed}))
-        .collect();
-    (key, list)
+/// A rule's producer rows for `--json`: `[{name, blocks, missed}]` for producers with turns,
+/// `[{name, coins, blocks, coin_days_consumed, interest}]` for stakeholders.
+pub(crate) fn producers_json(rows: &[chainsmith::consensus::ProducerRow]) -> serde_json::Value {
+    rows.iter()
+        .map(|r| {
+            let mut v = serde_json::json!({"name": r.name, "blocks": r.blocks});
+            if let Some(m) = r.missed {
+                v["missed"] = m.into();
+            }
+            if let (Some(coins), Some(days), Some(interest)) = (r.coins, r.coin_days, r.interest) {
+                v["coins"] = coins.into();
+                v["coin_days_consumed"] = days.into();
+                v["interest"] = interest.into();
+            }
+            v
+        })
+        .collect()
 }
 
 #[cfg(test)]

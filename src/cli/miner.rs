@@ -8,14 +8,13 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
 use chainsmith::ChainState;
-use chainsmith::chain::authority::Authority;
-use chainsmith::chain::produce::{dpos_block, dpos_slot, poa_block};
 use chainsmith::chain::record::BlockRecord;
-use chainsmith::chain::spec::{Clock, Consensus};
-use chainsmith::chain::state::prepare;
+use chainsmith::chain::spec::Clock;
 use chainsmith::chain::store::ChainWriter;
 use chainsmith::chain::wallet::{demo_transfers, demo_votes};
-use chainsmith::dpos::{DoubleSign, SlotClaim};
+use chainsmith::consensus::BlockWork;
+use chainsmith::dpos::{DoubleSign, DposState, SlotClaim, dpos_block, dpos_slot};
+use chainsmith::poa::poa_block;
 use chainsmith::pos::stake::{StakeOutcome, earliest_stake_time, find_stake, stake_block};
 use chainsmith::pow::miner::{SearchControl, SearchOptions, SolveError, solve_block};
 use chainsmith::primitives::tx::{KeyPair, PubKey, SignerVote};
@@ -75,7 +74,7 @@ pub(crate) fn mine_blocks(
     control: &SearchControl,
     on_block: &mut (dyn FnMut(&ChainState, &BlockRecord, u64) + Send),
 ) -> Result<MineOutcome> {
-    let consensus = state.consensus();
+    let rule = state.consensus().rule();
     let mut keys = state.spec().wallet_keys();
     keys.extend(job.authority.extra_keys.iter().cloned());
     let holders: Vec<KeyPair> = state
@@ -105,8 +104,8 @@ pub(crate) fn mine_blocks(
                 }
                 let height = state.next_height();
                 let before = control.hashes.load(Ordering::Relaxed);
-                let record = match consensus {
-                    Consensus::Pow => {
+                let record = match rule.work() {
+                    BlockWork::NonceSearch => {
                         let transfers = demo_transfers(state, &keys, job.tx_per_block, height, &[]);
                         let template = state.block_template(unix_now(), miner, transfers);
                         let target = template.header.bits.to_target()?;
@@ -119,39 +118,37 @@ pub(crate) fn mine_blocks(
                             Err(e) => return Err(e.into()),
                         }
                     }
-                    Consensus::Poa => {
-                        let transfers = demo_transfers(state, &keys, job.tx_per_block, height, &[]);
-                        let opts = job.authority;
-                        poa_block(state, &keys, &opts.offline, opts.proposal, transfers)?
-                    }
-                    Consensus::Dpos => {
-                        let Some(Authority::Dpos(dpos)) = state.authority() else {
-                            anyhow::bail!("a dpos chain without a dpos state");
-                        };
-                        let (slot, producer) = dpos_slot(state, dpos, &job.authority.offline)?;
-                        let mut txs = demo_transfers(state, &keys, job.tx_per_block, height, &[]);
-                        txs.extend(demo_votes(
-                            state,
-                            &holders,
-                            job.authority.votes_per_block,
-                            height,
-                        ));
-                        let record = dpos_block(state, slot, producer, txs.clone(), 0)?;
-                        if job.authority.double_sign == Some(dpos.candidate_key(producer)) {
-                            // The faulty producer also signs a sibling block for the same slot;
-                            // everyone else sees both and keeps the first.
-                            let sibling = dpos_block(state, slot, producer, txs, 1)?;
-                            let claim = |r: &BlockRecord| SlotClaim {
-                                producer,
-                                slot,
-                                hash: r.hash,
-                                height,
-                            };
-                            evidence.extend(DoubleSign::check(claim(&record), claim(&sibling)));
+                    BlockWork::Signatures => match state.rule_state_as::<DposState>() {
+                        None => {
+                            let transfers =
+                                demo_transfers(state, &keys, job.tx_per_block, height, &[]);
+                            let opts = job.authority;
+                            poa_block(state, &keys, &opts.offline, opts.proposal, transfers)?
                         }
-                        record
-                    }
-                    Consensus::Pos => {
+                        Some(dpos) => {
+                            let offline = &job.authority.offline;
+                            let (slot, producer) = dpos_slot(state, dpos, offline)?;
+                            let mut txs =
+                                demo_transfers(state, &keys, job.tx_per_block, height, &[]);
+                            let votes = job.authority.votes_per_block;
+                            txs.extend(demo_votes(state, &holders, votes, height));
+                            let record = dpos_block(state, slot, producer, txs.clone(), 0)?;
+                            if job.authority.double_sign == Some(dpos.candidate_key(producer)) {
+                                // The faulty producer also signs a sibling block for the same
+                                // slot; everyone else sees both and keeps the first.
+                                let sibling = dpos_block(state, slot, producer, txs, 1)?;
+                                let claim = |r: &BlockRecord| SlotClaim {
+                                    producer,
+                                    slot,
+                                    hash: r.hash,
+                                    height,
+                                };
+                                evidence.extend(DoubleSign::check(claim(&record), claim(&sibling)));
+                            }
+                            record
+                        }
+                    },
+                    BlockWork::KernelSearch => {
                         let from = stake_from.max(earliest_stake_time(state));
                         let until = match state.spec().pos.as_ref().map(|p| p.clock) {
                             Some(Clock::Wall) => unix_now(),
@@ -185,10 +182,11 @@ pub(crate) fn mine_blocks(
                         }
                     }
                 };
-                let prepared = prepare(record.clone(), consensus)
+                let checked = state
+                    .check(record.clone())
                     .with_context(|| format!("mined block {height} failed its own checks"))?;
                 state
-                    .connect(&prepared, unix_now())
+                    .connect(&checked, unix_now())
                     .with_context(|| format!("mined block {height} failed validation"))?;
                 writer.append(&record).with_context(|| {
                     format!("writing block {height} to {}", writer.path().display())
@@ -220,12 +218,12 @@ pub(crate) fn create_chain(
 ) -> Result<(ChainState, ChainWriter)> {
     let genesis = spec.genesis_block();
     let record = BlockRecord::new(0, &genesis, Some(&spec));
-    let consensus = spec.consensus;
     let mut state = ChainState::new(spec);
-    let prepared =
-        prepare(record.clone(), consensus).context("the spec's genesis block is invalid")?;
+    let checked = state
+        .check(record.clone())
+        .context("the spec's genesis block is invalid")?;
     state
-        .connect(&prepared, unix_now())
+        .connect(&checked, unix_now())
         .context("the spec's genesis block is invalid")?;
     let mut writer = ChainWriter::create_new(path)
         .with_context(|| format!("creating chain {}", path.display()))?;

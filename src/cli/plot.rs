@@ -52,7 +52,7 @@ fn legend(chart: &mut Plot<'_>) -> Result<()> {
 }
 
 fn label(p: &Phase) -> String {
-    format!("{} ({})", p.consensus.as_str().to_uppercase(), p.spec.name)
+    format!("{} ({})", p.consensus.name().to_uppercase(), p.spec.name)
 }
 
 fn max_height(phases: &[Phase]) -> f64 {

@@ -14,6 +14,10 @@
 //! * **Evidence** — two different blocks signed by one producer for one slot
 //!   ([`DoubleSign`]).
 
+pub mod state;
+
+pub use state::{Dpos, DposError, DposState, dpos_block, dpos_slot};
+
 use crate::primitives::hash::BlockHash;
 
 /// The multiplier of BitShares' schedule generator (`db_witness_schedule.cpp`).

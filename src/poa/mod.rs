@@ -26,7 +26,7 @@ pub const DIFF_NO_TURN: u8 = 1;
 /// Why a block cannot extend a snapshot.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
-pub enum PoaError<K: Debug> {
+pub enum SnapshotError<K: Debug> {
     /// The sealer is not a current signer.
     #[error("block {number}: {signer:?} is not an authorized signer")]
     UnauthorizedSigner {
@@ -181,12 +181,12 @@ impl<K: Ord + Clone + Debug> Snapshot<K> {
     /// Applies the next block, sealed by `signer` and carrying `vote`.
     ///
     /// # Errors
-    /// [`PoaError::UnauthorizedSigner`] or [`PoaError::RecentlySigned`]; the snapshot is then
+    /// [`SnapshotError::UnauthorizedSigner`] or [`SnapshotError::RecentlySigned`]; the snapshot is then
     /// unchanged.
-    pub fn apply(&mut self, signer: &K, vote: Option<Vote<K>>) -> Result<(), PoaError<K>> {
+    pub fn apply(&mut self, signer: &K, vote: Option<Vote<K>>) -> Result<(), SnapshotError<K>> {
         let number = self.number + 1;
         if !self.signers.contains(signer) {
-            return Err(PoaError::UnauthorizedSigner {
+            return Err(SnapshotError::UnauthorizedSigner {
                 number,
                 signer: signer.clone(),
             });
@@ -197,7 +197,7 @@ impl<K: Ord + Clone + Debug> Snapshot<K> {
             .iter()
             .find(|(n, s)| *s == signer && **n + limit > number)
         {
-            return Err(PoaError::RecentlySigned {
+            return Err(SnapshotError::RecentlySigned {
                 number,
                 signer: signer.clone(),
                 previous: *previous,
@@ -288,7 +288,7 @@ mod tests {
         }
     }
 
-    fn run(epoch: u64, signers: &str, blocks: &[Block]) -> Result<String, PoaError<char>> {
+    fn run(epoch: u64, signers: &str, blocks: &[Block]) -> Result<String, SnapshotError<char>> {
         let mut snap = Snapshot::genesis(signers.chars(), epoch);
         for blk in blocks {
             let vote = blk
@@ -548,14 +548,14 @@ mod tests {
     fn eip_225_failure_scenarios() {
         assert!(matches!(
             run(30_000, "A", &[b('B')]),
-            Err(PoaError::UnauthorizedSigner {
+            Err(SnapshotError::UnauthorizedSigner {
                 number: 1,
                 signer: 'B'
             })
         ));
         assert!(matches!(
             run(30_000, "AB", &[b('A'), b('A')]),
-            Err(PoaError::RecentlySigned {
+            Err(SnapshotError::RecentlySigned {
                 number: 2,
                 signer: 'A',
                 previous: 1
@@ -564,7 +564,7 @@ mod tests {
         // Recent signatures are not reset by a checkpoint block (a Rinkeby consensus split).
         assert!(matches!(
             run(3, "ABC", &[b('A'), b('B'), b('A'), b('A')]),
-            Err(PoaError::RecentlySigned {
+            Err(SnapshotError::RecentlySigned {
                 number: 4,
                 signer: 'A',
                 previous: 3
@@ -588,3 +588,6 @@ mod tests {
         assert!(s.may_seal(&'A'));
     }
 }
+pub mod state;
+
+pub use state::{Poa, PoaError, PoaState, poa_block, poa_sealer};

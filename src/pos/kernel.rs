@@ -119,7 +119,7 @@ mod tests {
         Amount::from_base_units(n * COIN)
     }
 
-    /// Reference: PROTOCOLS.md §1.3, computed example of the v0.3+ layout.
+    /// Reference: docs/PROTOCOLS.md §1.3, computed example of the v0.3+ layout.
     #[test]
     fn kernel_preimage_and_hash_match_the_worked_example() {
         let k = KernelInput {
@@ -142,7 +142,7 @@ mod tests {
         );
     }
 
-    /// Reference: PROTOCOLS.md §1.4.
+    /// Reference: docs/PROTOCOLS.md §1.4.
     #[test]
     fn weight_subtracts_min_age_caps_at_max_age_and_truncates() {
         let (min, max) = (30 * DAY, 90 * DAY);
@@ -156,7 +156,7 @@ mod tests {
         );
     }
 
-    /// Reference: PROTOCOLS.md §1.7, Peercoin's reward examples.
+    /// Reference: docs/PROTOCOLS.md §1.7, Peercoin's reward examples.
     #[test]
     fn peercoin_interest_floors_to_whole_coin_years() {
         let cent = COIN / 100;

@@ -22,8 +22,10 @@
 //! taken in big integers (it exceeds 2^256), with `≤` as in Peercoin.
 
 pub mod kernel;
-pub mod retarget;
+pub mod rule;
 pub mod stake;
+
+pub use rule::{Pos, PosError, PosState, StakeStats};
 
 pub use kernel::{
     InterestRule, KernelInput, coin_days, interest, kernel_meets_target, kernel_weight,

@@ -9,8 +9,10 @@
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
+use crate::chain::ledger::Utxo;
 use crate::chain::record::BlockRecord;
-use crate::chain::state::{ChainState, Utxo};
+use crate::chain::state::ChainState;
+use crate::pos::PosState;
 use crate::pos::kernel::{DAY, KernelInput, interest, kernel_weight};
 use crate::primitives::pow_units::Target;
 use crate::primitives::tx::{COIN, KeyPair, OutPoint, Transaction, TxOut};
@@ -102,14 +104,15 @@ pub fn find_stake(
     hashes: &AtomicU64,
     stop: &AtomicBool,
 ) -> StakeOutcome {
-    let pos = state.spec().pos.as_ref().expect("a proof-of-stake spec");
+    let pos_state: &PosState = state.rule_state_as().expect("a proof-of-stake chain");
+    let pos = pos_state.params();
     let (min_age, max_age) = (pos.min_age_s(), pos.max_age_s());
     let height = state.next_height();
     let target = state
         .required_bits()
         .to_target()
         .expect("the required bits of a valid chain decode");
-    let modifier = state.stake_modifier(height);
+    let modifier = pos_state.stake_modifier(height);
     let maturity = state.spec().coinbase_maturity;
     let mut candidates: Vec<Candidate> = state
         .utxos()
@@ -207,7 +210,10 @@ pub fn stake_block(
     stake: &Stake,
     transfers: Vec<Transaction>,
 ) -> BlockRecord {
-    let pos = state.spec().pos.as_ref().expect("a proof-of-stake spec");
+    let pos = state
+        .rule_state_as::<PosState>()
+        .expect("a proof-of-stake chain")
+        .params();
     let utxo = state.utxos()[&stake.outpoint];
     let key = &keys[stake.key];
     let age = u64::from(stake.time - utxo.time);

@@ -1,4 +1,135 @@
-//! Proof of work: the parallel nonce search and the difficulty rules.
+//! Proof of work: the rule (a block's hash must meet the target of its bits, which the
+//! chain's retarget rule sets) and the parallel nonce search.
 
 pub mod miner;
-pub mod retarget;
+
+use crate::chain::ledger::LedgerDelta;
+use crate::chain::spec::{ChainSpec, SpecError};
+use crate::chain::state::BlockError;
+use crate::consensus::{
+    BlockContext, BlockWork, Connected, Finality, Rule, RuleError, RuleReport, RuleState, TimeRule,
+};
+use crate::difficulty::RetargetRule;
+use crate::primitives::block::Block;
+use crate::primitives::hash::BlockHash;
+use crate::primitives::pow_units::Target;
+use crate::primitives::seal::Seal;
+use crate::primitives::tx::Transaction;
+
+/// Why a block breaks the proof-of-work rule.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum PowError {
+    /// The hash does not meet the target.
+    #[error("proof of work: hash {hash} is above the target {target}")]
+    HighHash {
+        /// The block hash.
+        hash: BlockHash,
+        /// The target of the header's bits.
+        target: Target,
+    },
+}
+
+impl From<PowError> for BlockError {
+    fn from(e: PowError) -> Self {
+        Self::Rule(RuleError::new(e))
+    }
+}
+
+/// Proof of work: `sha256d(header) ≤ target`.
+#[derive(Debug, Clone, Copy)]
+pub struct Pow;
+
+impl Rule for Pow {
+    fn name(&self) -> &'static str {
+        "pow"
+    }
+
+    fn summary(&self) -> &'static str {
+        "Proof of work: sha256d(header) ≤ target"
+    }
+
+    fn work(&self) -> BlockWork {
+        BlockWork::NonceSearch
+    }
+
+    fn demo_blocks(&self) -> u64 {
+        20
+    }
+
+    fn time_rule(&self) -> TimeRule {
+        TimeRule::MedianTimePast
+    }
+
+    fn finality(&self) -> Finality {
+        Finality::Probabilistic
+    }
+
+    fn section(&self) -> Option<&'static str> {
+        None
+    }
+
+    fn validate_spec(&self, spec: &ChainSpec) -> Result<(), SpecError> {
+        if matches!(spec.retarget, RetargetRule::Peercoin { .. }) {
+            return Err(SpecError::BadField {
+                field: "retarget.rule",
+                reason: "peercoin is the proof-of-stake rule, and only it".into(),
+            });
+        }
+        Ok(())
+    }
+
+    fn check_seal(&self, block: &Block, hash: BlockHash, seal: &Seal) -> Result<(), BlockError> {
+        if *seal != Seal::None {
+            return Err(BlockError::UnexpectedSeal {
+                expected: "no seal",
+                found: seal.kind(),
+            });
+        }
+        let target = block.header.bits.to_target()?;
+        if !target.is_met_by(hash) {
+            return Err(PowError::HighHash { hash, target }.into());
+        }
+        Ok(())
+    }
+
+    fn is_rule_tx(&self, _index: usize, _tx: &Transaction) -> bool {
+        false
+    }
+
+    fn genesis_state(&self, _spec: &ChainSpec) -> Box<dyn RuleState> {
+        Box::new(PowState)
+    }
+}
+
+/// Proof of work keeps no state of its own: difficulty and time are the core's.
+#[derive(Debug, Clone, Copy)]
+pub struct PowState;
+
+impl RuleState for PowState {
+    fn clone_state(&self) -> Box<dyn RuleState> {
+        Box::new(*self)
+    }
+
+    fn check(
+        &self,
+        _block: &BlockContext<'_>,
+        _delta: &mut LedgerDelta,
+    ) -> Result<Box<dyn RuleState>, BlockError> {
+        Ok(Box::new(*self))
+    }
+
+    fn connected(&mut self, _block: &Connected<'_>) {}
+
+    fn report(&self) -> RuleReport {
+        RuleReport::default()
+    }
+
+    fn irreversible_height(&self) -> Option<u32> {
+        None
+    }
+
+    fn as_any(&self) -> &dyn std::any::Any {
+        self
+    }
+}

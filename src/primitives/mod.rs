@@ -6,4 +6,5 @@ pub mod hash;
 pub mod header;
 pub mod merkle;
 pub mod pow_units;
+pub mod seal;
 pub mod tx;

@@ -5,7 +5,6 @@
 use std::io::Cursor;
 
 use chainsmith::chain::record::BlockRecord;
-use chainsmith::chain::state::prepare;
 use chainsmith::chain::store::LineReader;
 use chainsmith::chain::verify::{LineErrorKind, Replay, replay};
 use chainsmith::chain::wallet::demo_transfers;
@@ -33,7 +32,7 @@ fn start_chain(spec: &ChainSpec) -> (Vec<BlockRecord>, ChainState) {
     let record = BlockRecord::new(0, &spec.genesis_block(), Some(spec));
     let mut state = ChainState::new(spec.clone());
     state
-        .connect(&prepare(record.clone(), spec.consensus).unwrap(), NOW)
+        .connect(&spec.consensus.check(record.clone()).unwrap(), NOW)
         .unwrap();
     (vec![record], state)
 }
@@ -52,7 +51,7 @@ pub(crate) fn build_chain(spec: &ChainSpec, blocks: u32, tx_per_block: usize) ->
         let block = solve_block(template, target, &lowest(), &SearchControl::default()).unwrap();
         let record = BlockRecord::new(height, &block, None);
         state
-            .connect(&prepare(record.clone(), spec.consensus).unwrap(), NOW)
+            .connect(&spec.consensus.check(record.clone()).unwrap(), NOW)
             .unwrap();
         records.push(record);
     }
@@ -134,7 +133,7 @@ pub(crate) fn build_pos_chain(
         let record = stake_block(&state, &keys, &stake, transfers);
         observe(&state, &record);
         state
-            .connect(&prepare(record.clone(), spec.consensus).unwrap(), NOW)
+            .connect(&spec.consensus.check(record.clone()).unwrap(), NOW)
             .unwrap();
         records.push(record);
     }
@@ -158,8 +157,8 @@ pub(crate) fn build_authority_chain(
     proposal: Option<chainsmith::primitives::tx::SignerVote>,
     mut extra: impl FnMut(&ChainState, u32) -> Vec<chainsmith::primitives::tx::Transaction>,
 ) -> (Vec<BlockRecord>, ChainState) {
-    use chainsmith::chain::authority::Authority;
-    use chainsmith::chain::produce::{dpos_block, dpos_slot, poa_block};
+    use chainsmith::dpos::{DposState, dpos_block, dpos_slot};
+    use chainsmith::poa::poa_block;
     use chainsmith::primitives::tx::KeyPair;
 
     let (mut records, mut state) = start_chain(spec);
@@ -171,16 +170,15 @@ pub(crate) fn build_authority_chain(
     keys.extend(["frank", "grace"].map(|n| KeyPair::derive(&spec.wallet_seed, n)));
     for height in 1..=blocks {
         let txs = extra(&state, height);
-        let record = match state.authority() {
-            Some(Authority::Dpos(d)) => {
+        let record = match state.rule_state_as::<DposState>() {
+            Some(d) => {
                 let (slot, producer) = dpos_slot(&state, d, &offline).unwrap();
                 dpos_block(&state, slot, producer, txs, 0).unwrap()
             }
-            Some(Authority::Poa(_)) => poa_block(&state, &keys, &offline, proposal, txs).unwrap(),
-            None => panic!("not an authority chain"),
+            None => poa_block(&state, &keys, &offline, proposal, txs).unwrap(),
         };
         state
-            .connect(&prepare(record.clone(), spec.consensus).unwrap(), NOW)
+            .connect(&spec.consensus.check(record.clone()).unwrap(), NOW)
             .unwrap();
         records.push(record);
     }

@@ -18,13 +18,14 @@ use std::time::Instant;
 
 use anyhow::{Context, Result, bail};
 use chainsmith::chain::record::BlockRecord;
-use chainsmith::chain::spec::{ChainSpec, Consensus};
-use chainsmith::chain::state::prepare;
+use chainsmith::chain::spec::ChainSpec;
 use chainsmith::chain::store::LineReader;
+use chainsmith::consensus::{self, BlockWork, Consensus};
 use chainsmith::metrics::energy::{
     ASIC_J_PER_TH, EnergyMethod, estimate_joules, hashes_per_mainnet_block,
 };
 use chainsmith::metrics::rapl::{POWERCAP_ROOT, RaplReader};
+use chainsmith::pos::PosState;
 use chainsmith::pow::miner::{SearchControl, SearchOptions};
 use chainsmith::primitives::tx::{KeyPair, Transaction};
 use chainsmith::{ChainState, Target};
@@ -40,20 +41,14 @@ use crate::cli::{
     EXIT_INTERRUPTED, EXIT_INVALID, choose_backend, resolve_spec, thread_pool, unix_now,
 };
 
-/// The consensus rules compared, in table order. Later rules join here.
-const CONSENSUSES: [Consensus; 4] = [
-    Consensus::Pow,
-    Consensus::Pos,
-    Consensus::Dpos,
-    Consensus::Poa,
-];
-
-/// Blocks mined per rule without `--blocks`: DPoS needs more than 2/3 of a 21-producer round
-/// before anything is irreversible.
-const fn default_blocks(consensus: Consensus) -> u64 {
-    match consensus {
-        Consensus::Dpos => 300,
-        _ => 20,
+/// The spec flag given for `rule` (`--pow-spec`…), if any.
+fn spec_flag(args: &CompareArgs, rule: Consensus) -> Option<&str> {
+    match rule.name() {
+        "pow" => args.pow_spec.as_deref(),
+        "pos" => args.pos_spec.as_deref(),
+        "dpos" => args.dpos_spec.as_deref(),
+        "poa" => args.poa_spec.as_deref(),
+        _ => None,
     }
 }
 
@@ -159,12 +154,15 @@ fn stake_shares(state: &ChainState) -> Vec<(String, f64, f64)> {
         return Vec::new();
     };
     let total_stake: f64 = pos.stakeholders.iter().flat_map(|h| &h.coins).sum();
-    let total_blocks: u64 = state.stake_stats().values().map(|s| s.blocks).sum();
+    let Some(stakes) = state.rule_state_as::<PosState>().map(PosState::stake_stats) else {
+        return Vec::new();
+    };
+    let total_blocks: u64 = stakes.values().map(|s| s.blocks).sum();
     pos.stakeholders
         .iter()
         .map(|h| {
             let owner = KeyPair::derive(&spec.wallet_seed, &h.name).pubkey();
-            let blocks = state.stake_stats().get(&owner).map_or(0, |s| s.blocks);
+            let blocks = stakes.get(&owner).map_or(0, |s| s.blocks);
             (
                 h.name.clone(),
                 h.coins.iter().sum::<f64>() / total_stake,
@@ -200,7 +198,7 @@ pub(crate) fn run(args: &CompareArgs) -> Result<ExitCode> {
                 None => return Ok(ExitCode::from(EXIT_INVALID)),
             }
         }
-        phases.sort_by_key(|p| CONSENSUSES.iter().position(|c| *c == p.consensus));
+        phases.sort_by_key(|p| Consensus::all().position(|c| c == p.consensus));
         phases
     };
     if let Some(dir) = &args.plot {
@@ -223,17 +221,14 @@ fn live(args: &CompareArgs, pool: &rayon::ThreadPool, dir: &Path) -> Result<Opti
     };
     let rapl = RaplReader::open(Path::new(POWERCAP_ROOT));
     let mut phases = Vec::new();
-    for consensus in CONSENSUSES {
-        let (flag, default) = match consensus {
-            Consensus::Pow => (&args.pow_spec, "pow-demo"),
-            Consensus::Pos => (&args.pos_spec, "pos-demo"),
-            Consensus::Dpos => (&args.dpos_spec, "dpos-demo"),
-            Consensus::Poa => (&args.poa_spec, "poa-demo"),
-        };
-        let blocks = args.blocks.unwrap_or(default_blocks(consensus));
-        let mut spec = resolve_spec(flag.as_deref().unwrap_or(default))?;
+    for consensus in Consensus::all() {
+        let default = format!("{consensus}-demo");
+        let blocks = args
+            .blocks
+            .unwrap_or_else(|| consensus.rule().demo_blocks());
+        let mut spec = resolve_spec(spec_flag(args, consensus).unwrap_or(&default))?;
         if spec.consensus != consensus {
-            bail!("spec {:?} is not a {} spec", spec.name, consensus.as_str());
+            bail!("spec {:?} is not a {} spec", spec.name, consensus.name());
         }
         if let Some(s) = args.spacing {
             spec.target_spacing_s = s;
@@ -241,14 +236,14 @@ fn live(args: &CompareArgs, pool: &rayon::ThreadPool, dir: &Path) -> Result<Opti
                 d.slot_ms = s.saturating_mul(1000);
             }
         }
-        let path = dir.join(format!("{}.jsonl", consensus.as_str()));
+        let path = dir.join(format!("{}.jsonl", consensus.name()));
         match std::fs::remove_file(&path) {
             Ok(()) => {}
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
             Err(e) => return Err(e).with_context(|| format!("removing {}", path.display())),
         }
         let (mut state, mut writer) = create_chain(&path, spec.clone())?;
-        let progress = Progress::new(Some(blocks), consensus.as_str(), args.quiet);
+        let progress = Progress::new(Some(blocks), consensus.name(), args.quiet);
         control.hashes.store(0, Ordering::Relaxed);
         let mut points = Vec::new();
         let cpu_before = process_cpu_seconds();
@@ -306,7 +301,7 @@ fn live(args: &CompareArgs, pool: &rayon::ThreadPool, dir: &Path) -> Result<Opti
             method,
             stake_shares: stake_shares(&state),
             signatures: signatures(&state),
-            irreversible_height: state.authority().map(|a| a.irreversible_height()),
+            irreversible_height: state.rule_state().irreversible_height(),
             finality: finality.waits,
         });
     }
@@ -325,7 +320,7 @@ struct Finality {
 impl Finality {
     /// Called after each block is connected; `points` ends with that block.
     fn observe(&mut self, state: &ChainState, points: &[Point]) {
-        let lib = state.authority().map_or(0, |a| a.irreversible_height());
+        let lib = state.rule_state().irreversible_height().unwrap_or(0);
         if let Some(tip) = points.last() {
             for p in points
                 .iter()
@@ -350,9 +345,9 @@ fn point_time(spec: &ChainSpec, record: &BlockRecord) -> f64 {
 
 /// Block signatures on the chain: one per block after genesis, except proof of work.
 fn signatures(state: &ChainState) -> u64 {
-    match state.consensus() {
-        Consensus::Pow => 0,
-        _ => state.block_count().saturating_sub(1),
+    match state.consensus().rule().work() {
+        BlockWork::NonceSearch => 0,
+        BlockWork::KernelSearch | BlockWork::Signatures => state.block_count().saturating_sub(1),
     }
 }
 
@@ -370,27 +365,26 @@ fn from_file(path: &Path, pool: &rayon::ThreadPool, quiet: bool) -> Result<Optio
     let mut points = Vec::new();
     // Authority chains are replayed once more, block by block, to see when each block became
     // irreversible (the file was verified above).
-    let mut again = state
-        .authority()
-        .map(|_| ChainState::new(state.spec().clone()));
+    let mut again = (consensus.rule().finality() == consensus::Finality::Irreversible)
+        .then(|| ChainState::new(state.spec().clone()));
     let mut finality = Finality::default();
     while let Some(line) = reader.next_line()? {
         let record: BlockRecord = serde_json::from_str(&line.text)
             .with_context(|| format!("{}: line {}", path.display(), line.number))?;
         if let Some(replayed) = again.as_mut() {
-            let prepared = prepare(record.clone(), consensus)?;
-            replayed.connect(&prepared, unix_now())?;
+            let checked = replayed.check(record.clone())?;
+            replayed.connect(&checked, unix_now())?;
         }
         if record.height == 0 {
             continue;
         }
-        let hashes = match consensus {
-            Consensus::Pow => record
+        let hashes = match consensus.rule().work() {
+            BlockWork::NonceSearch => record
                 .bits
                 .to_target()
                 .map_or(0.0, |t: Target| t.to_work().to_f64()),
-            Consensus::Pos => record.stake_attempts.unwrap_or(0) as f64,
-            Consensus::Dpos | Consensus::Poa => 0.0,
+            BlockWork::KernelSearch => record.stake_attempts.unwrap_or(0) as f64,
+            BlockWork::Signatures => 0.0,
         };
         points.push(Point {
             height: record.height,
@@ -405,10 +399,10 @@ fn from_file(path: &Path, pool: &rayon::ThreadPool, quiet: bool) -> Result<Optio
         consensus,
         spec: state.spec().clone(),
         points,
-        hashes_source: match consensus {
-            Consensus::Pow => "expected_work",
-            Consensus::Pos => "recorded_attempts",
-            Consensus::Dpos | Consensus::Poa => "none",
+        hashes_source: match consensus.rule().work() {
+            BlockWork::NonceSearch => "expected_work",
+            BlockWork::KernelSearch => "recorded_attempts",
+            BlockWork::Signatures => "none",
         },
         wall_s: None,
         cpu_s: None,
@@ -416,7 +410,7 @@ fn from_file(path: &Path, pool: &rayon::ThreadPool, quiet: bool) -> Result<Optio
         method: EnergyMethod::None,
         stake_shares: stake_shares(&state),
         signatures: signatures(&state),
-        irreversible_height: state.authority().map(|a| a.irreversible_height()),
+        irreversible_height: state.rule_state().irreversible_height(),
         finality: finality.waits,
     }))
 }
@@ -449,8 +443,12 @@ fn fmt_ratio(r: f64) -> String {
 }
 
 fn report(args: &CompareArgs, phases: &[Phase]) -> Result<()> {
-    let pow = phases.iter().find(|p| p.consensus == Consensus::Pow);
-    let pos = phases.iter().find(|p| p.consensus == Consensus::Pos);
+    let pow = phases
+        .iter()
+        .find(|p| p.consensus.rule().work() == BlockWork::NonceSearch);
+    let pos = phases
+        .iter()
+        .find(|p| p.consensus.rule().work() == BlockWork::KernelSearch);
     let j_per_hash = pow.and_then(|p| ratio(p.energy_j, Some(p.hashes())));
     let mainnet_hashes = hashes_per_mainnet_block(args.mainnet_difficulty);
     let extrapolation = json!({
@@ -468,7 +466,7 @@ fn report(args: &CompareArgs, phases: &[Phase]) -> Result<()> {
             "extrapolation": extrapolation,
         });
         for p in phases {
-            v[p.consensus.as_str()] = p.to_json();
+            v[p.consensus.name()] = p.to_json();
         }
         if let (Some(a), Some(b)) = (pow, pos) {
             v["ratio_pow_to_pos"] = json!({
@@ -479,7 +477,7 @@ fn report(args: &CompareArgs, phases: &[Phase]) -> Result<()> {
         writeln!(out, "{v}")?;
         return Ok(());
     }
-    let names: Vec<&str> = phases.iter().map(|p| p.consensus.as_str()).collect();
+    let names: Vec<&str> = phases.iter().map(|p| p.consensus.name()).collect();
     write!(out, "{:<16}", "")?;
     for n in &names {
         write!(out, "{n:>14}")?;
@@ -523,7 +521,7 @@ fn report(args: &CompareArgs, phases: &[Phase]) -> Result<()> {
     }
     let methods: Vec<String> = phases
         .iter()
-        .map(|p| format!("{} {}", p.consensus.as_str(), p.method.as_str()))
+        .map(|p| format!("{} {}", p.consensus.name(), p.method.as_str()))
         .collect();
     writeln!(out, "energy method: {}", methods.join(", "))?;
     if phases.iter().any(|p| p.method == EnergyMethod::Estimate) {

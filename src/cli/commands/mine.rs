@@ -8,17 +8,16 @@ use std::sync::atomic::Ordering;
 use std::time::Instant;
 
 use anyhow::{Context, Result, bail};
-use chainsmith::chain::authority::{Authority, ProducerRow};
-use chainsmith::chain::spec::Consensus;
 use chainsmith::chain::store::ChainWriter;
-use chainsmith::dpos::DoubleSign;
+use chainsmith::consensus::{BlockWork, Finality, RuleReport};
+use chainsmith::dpos::{DoubleSign, DposState};
 use chainsmith::hash::Backend;
 use chainsmith::pow::miner::{SearchControl, SearchMode, SearchOptions};
 use chainsmith::primitives::tx::{KeyPair, SignerVote};
 use chainsmith::{ChainSpec, ChainState};
 use serde_json::json;
 
-use crate::cli::args::{MineArgs, MineConsensus};
+use crate::cli::args::MineArgs;
 use crate::cli::commands::replay_file;
 use crate::cli::format::{producers_json, si};
 use crate::cli::miner::{AuthorityOptions, MineJob, MineOutcome, create_chain, mine_blocks};
@@ -28,24 +27,17 @@ use crate::cli::{
 };
 
 pub(crate) fn run(args: &MineArgs) -> Result<ExitCode> {
-    let (default_spec, consensus) = match args.consensus {
-        MineConsensus::Pow => ("pow-demo", Consensus::Pow),
-        MineConsensus::Pos => ("pos-demo", Consensus::Pos),
-        MineConsensus::Dpos => ("dpos-demo", Consensus::Dpos),
-        MineConsensus::Poa => ("poa-demo", Consensus::Poa),
-    };
-    let blocks = args.blocks.unwrap_or(if consensus == Consensus::Dpos {
-        300
-    } else {
-        20
-    });
-    let spec = resolve_spec(args.spec.as_deref().unwrap_or(default_spec))?;
+    let consensus = args.consensus.0;
+    let rule = consensus.rule();
+    let blocks = args.blocks.unwrap_or_else(|| rule.demo_blocks());
+    let default_spec = format!("{consensus}-demo");
+    let spec = resolve_spec(args.spec.as_deref().unwrap_or(&default_spec))?;
     if spec.consensus != consensus {
         bail!(
             "spec {:?} is a {} chain: mine it with `chainsmith mine {}`",
             spec.name,
-            spec.consensus.as_str(),
-            spec.consensus.as_str()
+            spec.consensus,
+            spec.consensus
         );
     }
     let path = args
@@ -70,8 +62,8 @@ pub(crate) fn run(args: &MineArgs) -> Result<ExitCode> {
             bail!(
                 "{} is a {} chain: continue it with `chainsmith mine {}`",
                 path.display(),
-                state.consensus().as_str(),
-                state.consensus().as_str()
+                state.consensus(),
+                state.consensus()
             );
         }
         if args.spec.is_some() && state.spec() != &spec {
@@ -149,15 +141,29 @@ pub(crate) fn run(args: &MineArgs) -> Result<ExitCode> {
 /// Turns `--offline`, `--vote`, `--votes-per-block` and `--double-sign` into keys, checking
 /// each name against the spec and each option against the consensus rule.
 fn authority_options(args: &MineArgs, spec: &ChainSpec) -> Result<AuthorityOptions> {
-    let consensus = spec.consensus;
+    let rule = spec.consensus.rule();
     let known = spec.producer_names();
     let key = |name: &str| KeyPair::derive(&spec.wallet_seed, name);
     let mut opts = AuthorityOptions {
         votes_per_block: args.votes_per_block,
         ..AuthorityOptions::default()
     };
-    if !args.offline.is_empty() && !consensus.is_authority() {
-        bail!("--offline applies to dpos and poa chains");
+    if rule.work() != BlockWork::NonceSearch {
+        for (given, flag) in [
+            (args.deterministic, "--deterministic"),
+            (args.backend.is_some(), "--backend"),
+            (args.threads.is_some(), "--threads"),
+        ] {
+            if given {
+                bail!(
+                    "{flag} applies to the nonce search of pow chains, not to {rule:?} chains",
+                    rule = rule.name()
+                );
+            }
+        }
+    }
+    if !args.offline.is_empty() && rule.work() != BlockWork::Signatures {
+        bail!("--offline applies to chains whose producers sign in turn (dpos, poa)");
     }
     for name in &args.offline {
         if !known.contains(&name.as_str()) {
@@ -166,7 +172,7 @@ fn authority_options(args: &MineArgs, spec: &ChainSpec) -> Result<AuthorityOptio
         opts.offline.push(key(name).pubkey());
     }
     if let Some(vote) = &args.vote {
-        if consensus != Consensus::Poa {
+        if rule.name() != "poa" {
             bail!("--vote applies to poa chains");
         }
         let (authorize, name) = match vote.split_at_checked(1) {
@@ -182,7 +188,7 @@ fn authority_options(args: &MineArgs, spec: &ChainSpec) -> Result<AuthorityOptio
         opts.extra_keys.push(k);
     }
     if let Some(name) = &args.double_sign {
-        if consensus != Consensus::Dpos {
+        if rule.name() != "dpos" {
             bail!("--double-sign applies to dpos chains");
         }
         if !known.contains(&name.as_str()) {
@@ -194,40 +200,6 @@ fn authority_options(args: &MineArgs, spec: &ChainSpec) -> Result<AuthorityOptio
         opts.double_sign = Some(key(name).pubkey());
     }
     Ok(opts)
-}
-
-/// A stakeholder's holdings now and what it has staked over the whole chain.
-struct Holder {
-    name: String,
-    coins: chainsmith::primitives::tx::Amount,
-    stats: chainsmith::chain::state::StakeStats,
-}
-
-/// Every stakeholder of a proof-of-stake spec, in spec order.
-fn stakeholders(state: &ChainState) -> Vec<Holder> {
-    let spec = state.spec();
-    let Some(pos) = &spec.pos else {
-        return Vec::new();
-    };
-    pos.stakeholders
-        .iter()
-        .map(|h| {
-            let key = chainsmith::primitives::tx::KeyPair::derive(&spec.wallet_seed, &h.name);
-            let owner = key.pubkey();
-            let coins = state
-                .utxos()
-                .values()
-                .filter(|u| u.owner == owner)
-                .fold(chainsmith::primitives::tx::Amount::ZERO, |a, u| {
-                    a.checked_add(u.value).unwrap_or(a)
-                });
-            Holder {
-                name: h.name.clone(),
-                coins,
-                stats: state.stake_stats().get(&owner).copied().unwrap_or_default(),
-            }
-        })
-        .collect()
 }
 
 /// What a mining run did.
@@ -251,47 +223,43 @@ fn report(args: &MineArgs, path: &Path, state: &ChainState, run: &RunStats) -> R
     };
     let mut out = std::io::stdout().lock();
     let spec = state.spec();
+    let rule = spec.consensus.rule();
+    let report = named_report(state.rule_state().report(), &run.names);
     if args.json {
-        let v = json!({
-            "consensus": spec.consensus.as_str(),
+        let mut v = json!({
+            "consensus": rule.name(),
             "spec": spec.name,
             "blocks_mined": run.mined,
             "height": height,
-            "hashes": run.hashes,
             "elapsed_s": run.elapsed,
-            "hash_rate": rate,
-            "threads": run.threads,
-            "backend": run.backend.name(),
             "chain": path.display().to_string(),
             "interrupted": run.interrupted,
         });
-        let mut v = v;
-        if spec.consensus == Consensus::Pos {
-            v["stakeholders"] = stakeholders(state)
-                .iter()
-                .map(|h| {
-                    json!({
-                        "name": h.name,
-                        "coins": h.coins.to_coins_f64(),
-                        "blocks": h.stats.blocks,
-                        "coin_days_consumed": h.stats.coin_days,
-                        "interest": h.stats.interest.to_coins_f64(),
-                    })
-                })
-                .collect();
-        }
-        if let Some(auth) = state.authority() {
-            let (key, list) = producers_json(spec.consensus, &producer_rows(auth, &run.names));
-            v[key] = list;
-            v["irreversible_height"] = auth.irreversible_height().into();
-            v["signatures"] = run.mined.into();
-            if spec.consensus == Consensus::Dpos {
-                v["evidence"] = run
-                    .evidence
-                    .iter()
-                    .map(|e| evidence_json(state, e))
-                    .collect();
+        match rule.work() {
+            BlockWork::NonceSearch => {
+                v["hashes"] = run.hashes.into();
+                v["hash_rate"] = rate.into();
+                v["threads"] = run.threads.into();
+                v["backend"] = run.backend.name().into();
             }
+            BlockWork::KernelSearch => {
+                v["hashes"] = run.hashes.into();
+                v["hash_rate"] = rate.into();
+            }
+            BlockWork::Signatures => v["signatures"] = run.mined.into(),
+        }
+        if let Some((key, rows)) = &report.producers {
+            v[*key] = producers_json(rows);
+        }
+        if rule.finality() == Finality::Irreversible {
+            v["irreversible_height"] = state.rule_state().irreversible_height().into();
+        }
+        if rule.name() == "dpos" {
+            v["evidence"] = run
+                .evidence
+                .iter()
+                .map(|e| evidence_json(state, e))
+                .collect();
         }
         writeln!(out, "{v}")?;
     } else {
@@ -305,61 +273,55 @@ fn report(args: &MineArgs, path: &Path, state: &ChainState, run: &RunStats) -> R
             "mined {} blocks on {} (tip height {height}) in {:.2} s{note}",
             run.mined, spec.name, run.elapsed
         )?;
-        if spec.consensus.is_authority() {
-            writeln!(
+        match rule.work() {
+            BlockWork::NonceSearch => {
+                writeln!(out, "  hashes      {}", si(run.hashes as f64))?;
+                writeln!(
+                    out,
+                    "  hash rate   {}H/s on {} threads ({})",
+                    si(rate),
+                    run.threads,
+                    run.backend
+                )?;
+            }
+            BlockWork::KernelSearch => {
+                writeln!(
+                    out,
+                    "  hashes      {} (stake kernels)",
+                    si(run.hashes as f64)
+                )?;
+                writeln!(out, "  hash rate   {}H/s on one thread", si(rate))?;
+            }
+            BlockWork::Signatures => writeln!(
                 out,
                 "  signatures  {} (one per block; no hashing puzzle)",
                 run.mined
-            )?;
-        } else {
-            writeln!(out, "  hashes      {}", si(run.hashes as f64))?;
-            writeln!(
-                out,
-                "  hash rate   {}H/s on {} threads ({})",
-                si(rate),
-                run.threads,
-                run.backend
-            )?;
+            )?,
         }
         writeln!(out, "  chain       {}", path.display())?;
-        if let Some(auth) = state.authority() {
-            print_producers(&mut out, state, auth, run)?;
-        }
-        if spec.consensus == Consensus::Pos {
-            writeln!(
-                out,
-                "\n  {:<12} {:>14} {:>7} {:>18} {:>14}",
-                "stakeholder", "coins", "blocks", "coin-days consumed", "interest"
-            )?;
-            for h in stakeholders(state) {
-                writeln!(
-                    out,
-                    "  {:<12} {:>14} {:>7} {:>18} {:>14}",
-                    h.name, h.coins, h.stats.blocks, h.stats.coin_days, h.stats.interest
-                )?;
-            }
-        }
+        print_producers(&mut out, state, &report, run)?;
     }
     Ok(())
 }
 
-/// The producer table's rows, naming keys the chain's spec does not know (signers voted in
-/// with `--vote`) by the names given on the command line.
-fn producer_rows(auth: &Authority, names: &[KeyPair]) -> Vec<ProducerRow> {
-    let mut rows = auth.producer_stats();
-    for r in &mut rows {
-        if let Some(k) = names.iter().find(|k| k.pubkey() == r.key) {
-            k.name().clone_into(&mut r.name);
+/// The rule's report, naming keys the chain's spec does not know (signers voted in with
+/// `--vote`) by the names given on the command line.
+fn named_report(mut report: RuleReport, names: &[KeyPair]) -> RuleReport {
+    if let Some((_, rows)) = &mut report.producers {
+        for r in rows {
+            if let Some(k) = names.iter().find(|k| k.pubkey() == r.key) {
+                k.name().clone_into(&mut r.name);
+            }
         }
     }
-    rows
+    report
 }
 
 fn producer_name(state: &ChainState, producer: u16) -> String {
-    match state.authority() {
-        Some(Authority::Dpos(d)) => d.candidate_names()[usize::from(producer)].clone(),
-        _ => producer.to_string(),
-    }
+    state.rule_state_as::<DposState>().map_or_else(
+        || producer.to_string(),
+        |d| d.candidate_names()[usize::from(producer)].clone(),
+    )
 }
 
 fn evidence_json(state: &ChainState, e: &DoubleSign) -> serde_json::Value {
@@ -371,33 +333,56 @@ fn evidence_json(state: &ChainState, e: &DoubleSign) -> serde_json::Value {
     })
 }
 
-/// The producer table of an authority chain: blocks and missed turns (only producers that did
-/// either), the irreversible height and any double-sign evidence.
+/// The producer table: stakeholders with coins and coin-age consumed, or producers and
+/// signers with blocks and missed turns (only those that did either), the irreversible height
+/// and any double-sign evidence.
 fn print_producers(
     out: &mut impl Write,
     state: &ChainState,
-    auth: &Authority,
+    report: &RuleReport,
     run: &RunStats,
 ) -> Result<()> {
-    let (what, turns) = match auth {
-        Authority::Dpos(_) => ("producer", "missed slots"),
-        Authority::Poa(_) => ("signer", "missed in-turn"),
-    };
     let height = state.tip().map_or(0, |t| t.height);
-    let lib = auth.irreversible_height();
-    writeln!(
-        out,
-        "  irreversible height {lib} ({} blocks behind the tip)",
-        height - lib
-    )?;
-    writeln!(out, "\n  {what:<12} {:>7} {turns:>15}", "blocks")?;
-    for r in producer_rows(auth, &run.names) {
-        if r.stats.blocks > 0 || r.stats.missed > 0 {
+    if let Some(lib) = state.rule_state().irreversible_height() {
+        writeln!(
+            out,
+            "  irreversible height {lib} ({} blocks behind the tip)",
+            height - lib
+        )?;
+    }
+    let Some((what, rows)) = &report.producers else {
+        return Ok(());
+    };
+    let staking = rows.iter().any(|r| r.coin_days.is_some());
+    if staking {
+        writeln!(
+            out,
+            "\n  {:<12} {:>14} {:>7} {:>18} {:>14}",
+            "stakeholder", "coins", "blocks", "coin-days consumed", "interest"
+        )?;
+        for r in rows {
             writeln!(
                 out,
-                "  {:<12} {:>7} {:>15}",
-                r.name, r.stats.blocks, r.stats.missed
+                "  {:<12} {:>14.8} {:>7} {:>18} {:>14.8}",
+                r.name,
+                r.coins.unwrap_or(0.0),
+                r.blocks,
+                r.coin_days.unwrap_or(0),
+                r.interest.unwrap_or(0.0)
             )?;
+        }
+        return Ok(());
+    }
+    let (one, turns) = if *what == "producers" {
+        ("producer", "missed slots")
+    } else {
+        ("signer", "missed in-turn")
+    };
+    writeln!(out, "\n  {one:<12} {:>7} {turns:>15}", "blocks")?;
+    for r in rows {
+        let missed = r.missed.unwrap_or(0);
+        if r.blocks > 0 || missed > 0 {
+            writeln!(out, "  {:<12} {:>7} {:>15}", r.name, r.blocks, missed)?;
         }
     }
     for e in &run.evidence {

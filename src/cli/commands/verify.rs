@@ -40,13 +40,12 @@ pub(crate) fn run(args: &VerifyArgs) -> Result<ExitCode> {
         if let Some(lib) = tip.as_ref().and_then(|t| t.irreversible) {
             v["irreversible_height"] = lib.into();
         }
-        if let Some((state, auth)) = replay
+        if let Some((key, rows)) = replay
             .state
             .as_ref()
-            .and_then(|s| s.authority().map(|a| (s, a)))
+            .and_then(|s| s.rule_state().report().producers)
         {
-            let (key, list) = producers_json(state.consensus(), &auth.producer_stats());
-            v[key] = list;
+            v[key] = producers_json(&rows);
         }
         if let Some((err, removed)) = &repaired {
             v["repaired"] = json!({
@@ -127,6 +126,6 @@ fn tip_summary(replay: &Replay) -> Option<TipSummary> {
         height: tip.height,
         hash: tip.hash.to_string(),
         work: state.total_work().to_string(),
-        irreversible: state.authority().map(|a| a.irreversible_height()),
+        irreversible: state.rule_state().irreversible_height(),
     })
 }

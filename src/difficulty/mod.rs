@@ -1,7 +1,10 @@
-//! Difficulty retargeting: Bitcoin's 2016-block rule and ASERT (aserti3-2d).
+//! Difficulty retargeting, shared by every rule that solves a puzzle: Bitcoin's 2016-block rule,
+//! ASERT (aserti3-2d), and Peercoin's per-block rule for proof of stake ([`peercoin`]).
 //!
-//! Both are pure functions of the headers they look at, so verification recomputes exactly
+//! All are pure functions of the headers they look at, so verification recomputes exactly
 //! what a miner used.
+
+pub mod peercoin;
 
 use num_bigint::BigUint;
 use serde::{Deserialize, Serialize};
@@ -28,7 +31,7 @@ pub enum RetargetRule {
         half_life_s: u32,
     },
     /// Peercoin's proof-of-stake rule: a per-block moving average of the spacing over
-    /// `timespan_s` (see [`crate::pos::retarget::peercoin_next_bits`]).
+    /// `timespan_s` (see [`crate::difficulty::peercoin::peercoin_next_bits`]).
     Peercoin {
         /// The averaging window in seconds (one week on Peercoin).
         timespan_s: u32,
@@ -131,7 +134,7 @@ mod tests {
         Target::from_hex(&format!("00000000{}", "f".repeat(56))).unwrap()
     }
 
-    /// Reference: PROTOCOLS.md §3.3, vectors verified against the BCHN qa-assets runs.
+    /// Reference: docs/PROTOCOLS.md §3.3, vectors verified against the BCHN qa-assets runs.
     #[test]
     fn asert_reproduces_specification_vectors() {
         let anchor = AsertAnchor {

@@ -40,7 +40,7 @@ pub fn peercoin_next_bits(
 mod tests {
     use super::*;
 
-    /// Reference: PROTOCOLS.md §1.9, computed examples (T = 600, timespan one week).
+    /// Reference: docs/PROTOCOLS.md §1.9, computed examples (T = 600, timespan one week).
     #[test]
     fn reproduces_peercoin_examples() {
         let old = CompactTarget::from_consensus(0x1c00_ffff);

@@ -1,105 +1,38 @@
-//! The block-producer state of authority chains — proof of authority (Clique) and delegated
-//! proof of stake — as [`ChainState`](crate::chain::state::ChainState) keeps it.
-//!
-//! Each block names its producer in its second transaction (`clique` or `producer`), which the
-//! merkle root commits to, and carries the producer's signature over the block hash (checked by
-//! [`prepare`](crate::chain::state::prepare)). The states here check everything else a block
-//! must satisfy — who may produce it, when, with which fields — and count blocks, missed turns
-//! and irreversibility. A check returns the next state and leaves `self` untouched, so a
-//! rejected block changes nothing.
+//! The delegated-proof-of-stake rule on chainsmith's chains: each block names its producer
+//! and slot in its second transaction (`producer`) and carries the producer's signature over
+//! the block hash; holders' approval votes travel as `vote` transactions. [`DposState`] keeps
+//! the votes, the balances that weigh them, the round's schedule, counts and irreversibility.
+//! A check returns the next state and leaves `self` untouched, so a rejected block changes
+//! nothing.
 
-use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
-use crate::chain::spec::{ChainSpec, ScheduleOrder};
+use crate::chain::ledger::LedgerDelta;
+use crate::chain::produce::{ProduceError, seal_block};
+use crate::chain::record::BlockRecord;
+use crate::chain::spec::{ChainSpec, ScheduleOrder, SpecError};
+use crate::chain::state::{BlockError, ChainState};
+use crate::consensus::{
+    BlockContext, BlockWork, Connected, Finality, ProducerRow, ProducerStats, Rule, RuleError,
+    RuleReport, RuleState, TimeRule, check_producer_signature, name_in,
+};
+use crate::difficulty::RetargetRule;
 use crate::dpos::{Schedule, bitshares_shuffle, elect, last_irreversible, round_of, tally};
-use crate::poa::{PoaError, Snapshot, Vote};
+use crate::primitives::block::Block;
 use crate::primitives::hash::BlockHash;
 use crate::primitives::header::Header;
-use crate::primitives::tx::{KeyPair, PubKey, SignerVote, Transaction};
+use crate::primitives::seal::Seal;
+use crate::primitives::tx::{KeyPair, PubKey, Transaction};
 
-/// What one producer (signer) has done over a chain.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub struct ProducerStats {
-    /// Blocks produced.
-    pub blocks: u64,
-    /// Turns it owned but did not produce: DPoS slots without its block, Clique in-turn
-    /// blocks sealed by someone else.
-    pub missed: u64,
-}
-
-/// One producer's line in a report.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ProducerRow {
-    /// Its key.
-    pub key: PubKey,
-    /// Its spec name, or the start of its key's hex when the spec does not name it.
-    pub name: String,
-    /// What it did.
-    pub stats: ProducerStats,
-}
-
-/// Why a block breaks the producer rules. Messages name producers by their spec names.
+/// Why a block breaks the DPoS rules. Messages name producers by their spec names.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
-pub enum AuthorityError {
+pub enum DposError {
     /// The second transaction is not the consensus rule's seal.
     #[error("second transaction must be the `{0}` transaction naming the producer")]
     MissingSeal(&'static str),
-    /// Clique: the sealer is not a signer.
-    #[error("{0} is not an authorized signer")]
-    Unauthorized(String),
-    /// Clique: the sealer sealed one of the last ⌊N/2⌋ blocks.
-    #[error(
-        "{signer} already sealed block {previous}: a signer may seal one of any {window} consecutive blocks"
-    )]
-    RecentlySigned {
-        /// The sealer.
-        signer: String,
-        /// Its recent block.
-        previous: u64,
-        /// ⌊N/2⌋ + 1.
-        window: u64,
-    },
-    /// Clique: the difficulty does not match the signer's turn.
-    #[error("difficulty {actual}, but {signer} is {turn} and must seal with difficulty {expected}")]
-    WrongDifficulty {
-        /// The sealer.
-        signer: String,
-        /// "in turn" or "out of turn".
-        turn: &'static str,
-        /// 2 or 1.
-        expected: u8,
-        /// The block's.
-        actual: u8,
-    },
-    /// Clique: the block comes less than one period after its parent.
-    #[error("time {time} is less than the period {period} s after the parent's time {parent}")]
-    TooSoon {
-        /// The block's time.
-        time: u32,
-        /// The parent's time.
-        parent: u32,
-        /// The block period.
-        period: u32,
-    },
-    /// Clique: a checkpoint block's signer list is missing or wrong.
-    #[error(
-        "checkpoint block (height a multiple of the epoch {epoch}) must list the {count} current signers, sorted"
-    )]
-    BadCheckpoint {
-        /// The epoch.
-        epoch: u32,
-        /// The number of signers.
-        count: usize,
-    },
-    /// Clique: a signer list on a block that is not a checkpoint.
-    #[error("only checkpoint blocks (height a multiple of the epoch {0}) carry a signer list")]
-    UnexpectedCheckpoint(u32),
-    /// Clique: a vote on a checkpoint block.
-    #[error("checkpoint blocks carry no vote")]
-    VoteOnCheckpoint,
-    /// DPoS: the slot does not advance.
+    /// The slot does not advance.
     #[error("slot {slot} is not after the parent's slot {parent}")]
     SlotNotAfterParent {
         /// The block's slot.
@@ -107,7 +40,7 @@ pub enum AuthorityError {
         /// The parent's slot.
         parent: u64,
     },
-    /// DPoS: the header time is not the slot's time.
+    /// The header time is not the slot's time.
     #[error("time {time} is not the time of slot {slot} ({expected})")]
     SlotTime {
         /// The header time.
@@ -117,7 +50,7 @@ pub enum AuthorityError {
         /// The slot's time.
         expected: u64,
     },
-    /// DPoS: the block was produced outside its producer's slot.
+    /// The block was produced outside its producer's slot.
     #[error("slot {slot} (round {round}) belongs to {expected}, but {actual} produced the block")]
     WrongProducer {
         /// The slot.
@@ -129,7 +62,7 @@ pub enum AuthorityError {
         /// The block's producer.
         actual: String,
     },
-    /// DPoS: a vote's signature is not the voter's.
+    /// A vote's signature is not the voter's.
     #[error("transaction {index}: vote signature is not valid for {voter}")]
     BadVoteSignature {
         /// Position in the block.
@@ -137,7 +70,7 @@ pub enum AuthorityError {
         /// The voter.
         voter: String,
     },
-    /// DPoS: a vote's sequence number is not the next one.
+    /// A vote's sequence number is not the next one.
     #[error("transaction {index}: vote seq {actual} by {voter}, expected {expected}")]
     VoteSeq {
         /// Position in the block.
@@ -149,7 +82,7 @@ pub enum AuthorityError {
         /// The vote's.
         actual: u32,
     },
-    /// DPoS: a vote lists too many, unknown or unsorted candidates.
+    /// A vote lists too many, unknown or unsorted candidates.
     #[error("transaction {index}: {reason}")]
     BadVote {
         /// Position in the block.
@@ -159,223 +92,81 @@ pub enum AuthorityError {
     },
 }
 
-/// The authority state of a chain, by consensus rule.
-#[derive(Debug, Clone)]
-pub enum Authority {
-    /// Proof of authority.
-    Poa(PoaState),
-    /// Delegated proof of stake.
-    Dpos(DposState),
-}
-
-impl Authority {
-    /// The genesis state of `spec`, or `None` for a chain without producers.
-    #[must_use]
-    pub fn genesis(spec: &ChainSpec) -> Option<Self> {
-        if spec.poa.is_some() {
-            Some(Self::Poa(PoaState::genesis(spec)))
-        } else if spec.dpos.is_some() {
-            Some(Self::Dpos(DposState::genesis(spec)))
-        } else {
-            None
-        }
-    }
-
-    /// Producers by name with what they did, in spec order (PoA: then signers voted in).
-    #[must_use]
-    pub fn producer_stats(&self) -> Vec<ProducerRow> {
-        match self {
-            Self::Poa(p) => p.producer_stats(),
-            Self::Dpos(d) => d.producer_stats(),
-        }
-    }
-
-    /// The last irreversible height.
-    #[must_use]
-    pub const fn irreversible_height(&self) -> u32 {
-        match self {
-            Self::Poa(p) => p.lib,
-            Self::Dpos(d) => d.lib,
-        }
+impl From<DposError> for BlockError {
+    fn from(e: DposError) -> Self {
+        Self::Rule(RuleError::new(e))
     }
 }
 
-/// `key`'s name in `names`, or the start of its hex for a key the spec does not name.
-fn name_in(names: &HashMap<PubKey, String>, key: &PubKey) -> String {
-    names.get(key).cloned().unwrap_or_else(|| {
-        let hex = key.to_string();
-        format!("key {}…", &hex[..16])
-    })
-}
+/// Delegated proof of stake: elected producers in scheduled slots (EOSIO, BitShares).
+#[derive(Debug, Clone, Copy)]
+pub struct Dpos;
 
-/// Proof-of-authority state: the Clique snapshot plus counts and the irreversible height.
-#[derive(Debug, Clone)]
-pub struct PoaState {
-    snapshot: Snapshot<PubKey>,
-    period: u32,
-    epoch: u32,
-    names: Arc<HashMap<PubKey, String>>,
-    order: Vec<PubKey>,
-    stats: HashMap<PubKey, ProducerStats>,
-    sealers: VecDeque<PubKey>,
-    lib: u32,
-}
-
-impl PoaState {
-    fn genesis(spec: &ChainSpec) -> Self {
-        let poa = spec.poa.as_ref().expect("a proof-of-authority spec");
-        let keys: Vec<PubKey> = poa
-            .signers
-            .iter()
-            .map(|n| KeyPair::derive(&spec.wallet_seed, n).pubkey())
-            .collect();
-        Self {
-            snapshot: Snapshot::genesis(keys.iter().copied(), u64::from(poa.epoch)),
-            period: spec.target_spacing_s,
-            epoch: poa.epoch,
-            names: Arc::new(spec.names_by_key()),
-            order: keys,
-            stats: HashMap::new(),
-            sealers: VecDeque::new(),
-            lib: 0,
-        }
+impl Rule for Dpos {
+    fn name(&self) -> &'static str {
+        "dpos"
     }
 
-    /// The name of `key`: its spec wallet name, or the start of its hex.
-    #[must_use]
-    pub fn name_of(&self, key: &PubKey) -> String {
-        name_in(&self.names, key)
+    fn summary(&self) -> &'static str {
+        "Delegated proof of stake: elected producers in scheduled slots (EOSIO / BitShares)"
     }
 
-    /// The Clique snapshot after the tip.
-    #[must_use]
-    pub const fn snapshot(&self) -> &Snapshot<PubKey> {
-        &self.snapshot
+    fn work(&self) -> BlockWork {
+        BlockWork::Signatures
     }
 
-    /// The block period in seconds.
-    #[must_use]
-    pub const fn period(&self) -> u32 {
-        self.period
+    fn demo_blocks(&self) -> u64 {
+        // A round of 252 slots and enough more for blocks to become irreversible.
+        300
     }
 
-    /// Whether blocks at `height` are checkpoints.
-    #[must_use]
-    pub const fn is_checkpoint(&self, height: u32) -> bool {
-        height.is_multiple_of(self.epoch)
+    fn time_rule(&self) -> TimeRule {
+        TimeRule::Scheduled
     }
 
-    fn producer_stats(&self) -> Vec<ProducerRow> {
-        self.order
-            .iter()
-            .map(|k| ProducerRow {
-                key: *k,
-                name: self.name_of(k),
-                stats: self.stats.get(k).copied().unwrap_or_default(),
-            })
-            .collect()
+    fn finality(&self) -> Finality {
+        Finality::Irreversible
     }
 
-    /// Checks the block at `height` (header, parent header, transactions) against the Clique
-    /// rules and returns the state after it.
-    ///
-    /// # Errors
-    /// The first rule broken.
-    pub fn check(
-        &self,
-        height: u32,
-        header: &Header,
-        parent: &Header,
-        txs: &[Transaction],
-    ) -> Result<Self, AuthorityError> {
-        let Some(Transaction::Clique {
-            signer,
-            difficulty,
-            vote,
-            checkpoint,
-        }) = txs.get(1)
-        else {
-            return Err(AuthorityError::MissingSeal("clique"));
-        };
-        let min_time = u64::from(parent.time) + u64::from(self.period);
-        if u64::from(header.time) < min_time {
-            return Err(AuthorityError::TooSoon {
-                time: header.time,
-                parent: parent.time,
-                period: self.period,
-            });
-        }
-        let signers = self.snapshot.signers();
-        if self.is_checkpoint(height) {
-            if vote.is_some() {
-                return Err(AuthorityError::VoteOnCheckpoint);
-            }
-            if checkpoint.as_ref() != Some(&signers) {
-                return Err(AuthorityError::BadCheckpoint {
-                    epoch: self.epoch,
-                    count: signers.len(),
-                });
-            }
-        } else if checkpoint.is_some() {
-            return Err(AuthorityError::UnexpectedCheckpoint(self.epoch));
-        }
-        let number = u64::from(height);
-        let in_turn = self.snapshot.in_turn(number, signer);
-        let expected = self.snapshot.difficulty(number, signer);
-        if self.snapshot.signers().contains(signer) && *difficulty != expected {
-            return Err(AuthorityError::WrongDifficulty {
-                signer: self.name_of(signer),
-                turn: if in_turn { "in turn" } else { "out of turn" },
-                expected,
-                actual: *difficulty,
-            });
-        }
-        let mut next = self.clone();
-        let vote = vote.map(|SignerVote { target, authorize }| Vote { target, authorize });
-        next.snapshot.apply(signer, vote).map_err(|e| match e {
-            PoaError::UnauthorizedSigner { signer, .. } => {
-                AuthorityError::Unauthorized(self.name_of(&signer))
-            }
-            PoaError::RecentlySigned {
-                signer, previous, ..
-            } => AuthorityError::RecentlySigned {
-                signer: self.name_of(&signer),
-                previous,
-                window: signers.len() as u64 / 2 + 1,
-            },
+    fn section(&self) -> Option<&'static str> {
+        Some("dpos")
+    }
+
+    fn validate_spec(&self, spec: &ChainSpec) -> Result<(), SpecError> {
+        let dpos = spec.dpos.as_ref().ok_or_else(|| SpecError::BadField {
+            field: "dpos",
+            reason: "required when consensus is dpos".into(),
         })?;
-        next.stats.entry(*signer).or_default().blocks += 1;
-        if !in_turn {
-            let owner = signers[(number % signers.len() as u64) as usize];
-            next.stats.entry(owner).or_default().missed += 1;
+        dpos.validate()?;
+        if !dpos.candidates.contains(&spec.miner) {
+            return Err(SpecError::BadField {
+                field: "miner",
+                reason: format!("{:?} is not one of dpos.candidates", spec.miner),
+            });
         }
-        for k in next.snapshot.signers() {
-            if !next.order.contains(&k) {
-                next.order.push(k);
-            }
+        if spec.retarget != RetargetRule::None {
+            return Err(SpecError::BadField {
+                field: "retarget.rule",
+                reason: "dpos and poa blocks solve no puzzle: the rule must be none".into(),
+            });
         }
-        next.sealers.push_front(*signer);
-        next.sealers
-            .truncate(2 * signers.len().max(next.snapshot.signers().len()));
-        next.lib = next.lib.max(next.majority_sealed(height));
-        Ok(next)
+        Ok(())
     }
 
-    /// Aura-style finality (Clique itself has none): the highest block that, with the blocks
-    /// on top of it, was sealed by more than half of the current signers — reverting it would
-    /// take a majority of signers sealing a conflicting chain.
-    fn majority_sealed(&self, tip: u32) -> u32 {
-        let needed = self.snapshot.signers().len() / 2 + 1;
-        let mut seen: Vec<PubKey> = Vec::with_capacity(needed);
-        for (back, s) in (0u32..).zip(&self.sealers) {
-            if !seen.contains(s) {
-                seen.push(*s);
-            }
-            if seen.len() >= needed {
-                return tip.saturating_sub(back);
-            }
-        }
-        0
+    fn check_seal(&self, block: &Block, hash: BlockHash, seal: &Seal) -> Result<(), BlockError> {
+        let producer = match block.txs.get(1) {
+            Some(Transaction::Producer { producer, .. }) => Some(*producer),
+            _ => None,
+        };
+        check_producer_signature(block, hash, seal, producer)
+    }
+
+    fn is_rule_tx(&self, index: usize, tx: &Transaction) -> bool {
+        index == 1 || matches!(tx, Transaction::Vote { .. })
+    }
+
+    fn genesis_state(&self, spec: &ChainSpec) -> Box<dyn RuleState> {
+        Box::new(DposState::genesis(spec))
     }
 }
 
@@ -416,6 +207,7 @@ pub struct DposState {
     last_produced: Vec<Option<u32>>,
     stats: Vec<ProducerStats>,
     lib: u32,
+    balances: HashMap<PubKey, u64>,
 }
 
 impl DposState {
@@ -464,6 +256,7 @@ impl DposState {
             },
             last_slot: 0,
             lib: 0,
+            balances: HashMap::new(),
         };
         let genesis_hash = spec.genesis_block().block_hash();
         state.schedule =
@@ -559,18 +352,27 @@ impl DposState {
         Schedule { round, producers }
     }
 
-    fn producer_stats(&self) -> Vec<ProducerRow> {
+    fn producer_rows(&self) -> Vec<ProducerRow> {
         self.roster
             .names
             .iter()
             .zip(&self.roster.keys)
             .zip(&self.stats)
-            .map(|((name, key), stats)| ProducerRow {
-                key: *key,
-                name: name.clone(),
-                stats: *stats,
-            })
+            .map(|((name, key), stats)| ProducerRow::with_turns(*key, name.clone(), *stats))
             .collect()
+    }
+
+    /// The last irreversible height.
+    #[must_use]
+    pub const fn irreversible_height(&self) -> u32 {
+        self.lib
+    }
+
+    /// Returns the coins `owner` holds in unspent outputs, in base units: the weight of its
+    /// votes.
+    #[must_use]
+    pub fn balance(&self, owner: &PubKey) -> u64 {
+        self.balances.get(owner).copied().unwrap_or(0)
     }
 
     fn name_of(&self, key: &PubKey) -> String {
@@ -624,20 +426,20 @@ impl DposState {
         parent: &BlockHash,
         txs: &[Transaction],
         stake_of: &dyn Fn(&PubKey) -> u64,
-    ) -> Result<Self, AuthorityError> {
+    ) -> Result<Self, DposError> {
         let Some(Transaction::Producer { producer, slot }) = txs.get(1) else {
-            return Err(AuthorityError::MissingSeal("producer"));
+            return Err(DposError::MissingSeal("producer"));
         };
         let slot = *slot;
         if slot <= self.last_slot {
-            return Err(AuthorityError::SlotNotAfterParent {
+            return Err(DposError::SlotNotAfterParent {
                 slot,
                 parent: self.last_slot,
             });
         }
         let expected_time = self.slot_time(slot);
         if u64::from(header.time) != expected_time {
-            return Err(AuthorityError::SlotTime {
+            return Err(DposError::SlotTime {
                 time: header.time,
                 slot,
                 expected: expected_time,
@@ -651,7 +453,7 @@ impl DposState {
         }
         let owner = next.schedule.producer_at(slot, self.blocks_per_turn);
         if next.roster.keys[usize::from(owner)] != *producer {
-            return Err(AuthorityError::WrongProducer {
+            return Err(DposError::WrongProducer {
                 slot,
                 round,
                 expected: self.roster.names[usize::from(owner)].clone(),
@@ -678,7 +480,7 @@ impl DposState {
         Ok(next)
     }
 
-    fn apply_vote(&mut self, index: usize, tx: &Transaction) -> Result<(), AuthorityError> {
+    fn apply_vote(&mut self, index: usize, tx: &Transaction) -> Result<(), DposError> {
         let Transaction::Vote {
             voter,
             seq,
@@ -689,14 +491,14 @@ impl DposState {
             return Ok(());
         };
         if !voter.verifies(&tx.sighash(), signature) {
-            return Err(AuthorityError::BadVoteSignature {
+            return Err(DposError::BadVoteSignature {
                 index,
                 voter: self.name_of(voter),
             });
         }
         let expected = self.next_vote_seq(voter);
         if *seq != expected {
-            return Err(AuthorityError::VoteSeq {
+            return Err(DposError::VoteSeq {
                 index,
                 voter: self.name_of(voter),
                 expected,
@@ -704,7 +506,7 @@ impl DposState {
             });
         }
         if candidates.len() > self.max_votes {
-            return Err(AuthorityError::BadVote {
+            return Err(DposError::BadVote {
                 index,
                 reason: format!(
                     "{} candidates, more than max_votes {}",
@@ -714,7 +516,7 @@ impl DposState {
             });
         }
         if candidates.windows(2).any(|w| w[0] >= w[1]) {
-            return Err(AuthorityError::BadVote {
+            return Err(DposError::BadVote {
                 index,
                 reason: "candidates must be strictly ascending (sorted, no repeats)".into(),
             });
@@ -722,7 +524,7 @@ impl DposState {
         let mut approved = Vec::with_capacity(candidates.len());
         for name in candidates {
             let Some(&i) = self.roster.by_name.get(name) else {
-                return Err(AuthorityError::BadVote {
+                return Err(DposError::BadVote {
                     index,
                     reason: format!("{name:?} is not a candidate"),
                 });
@@ -739,4 +541,106 @@ impl DposState {
         );
         Ok(())
     }
+}
+
+impl RuleState for DposState {
+    fn clone_state(&self) -> Box<dyn RuleState> {
+        Box::new(self.clone())
+    }
+
+    fn check(
+        &self,
+        block: &BlockContext<'_>,
+        _delta: &mut LedgerDelta,
+    ) -> Result<Box<dyn RuleState>, BlockError> {
+        let stake_of = |k: &PubKey| self.balance(k);
+        let next = DposState::check(
+            self,
+            block.height,
+            block.header,
+            &block.parent.hash,
+            block.txs,
+            &stake_of,
+        )?;
+        Ok(Box::new(next))
+    }
+
+    fn connected(&mut self, block: &Connected<'_>) {
+        for u in block.created {
+            *self.balances.entry(u.owner).or_default() += u.value.to_base_units();
+        }
+        for u in block.spent {
+            if let Some(b) = self.balances.get_mut(&u.owner) {
+                *b -= u.value.to_base_units();
+            }
+        }
+    }
+
+    fn report(&self) -> RuleReport {
+        RuleReport {
+            producers: Some(("producers", self.producer_rows())),
+        }
+    }
+
+    fn irreversible_height(&self) -> Option<u32> {
+        Some(self.lib)
+    }
+
+    fn as_any(&self) -> &dyn std::any::Any {
+        self
+    }
+}
+
+/// The next slot after the tip whose scheduled producer is online, with that producer.
+///
+/// # Errors
+/// [`ProduceError::NoProducer`] when two rounds pass without one.
+pub fn dpos_slot(
+    state: &ChainState,
+    dpos: &DposState,
+    offline: &[PubKey],
+) -> Result<(u64, u16), ProduceError> {
+    let tip = state.tip().expect("genesis is connected");
+    let stake_of = |k: &PubKey| dpos.balance(k);
+    let round_slots = dpos.round_slots();
+    let mut schedule = dpos.schedule().clone();
+    let first = dpos.last_slot() + 1;
+    for slot in first..first + 2 * round_slots {
+        let round = round_of(slot, round_slots);
+        if round != schedule.round {
+            schedule = dpos.schedule_for(round, &tip.hash, &stake_of);
+        }
+        let owner = schedule.producer_at(slot, dpos.blocks_per_turn());
+        if !offline.contains(&dpos.candidate_key(owner)) {
+            return Ok((slot, owner));
+        }
+    }
+    Err(ProduceError::NoProducer(2 * round_slots))
+}
+
+/// Builds and signs the DPoS block for `slot` by candidate `producer` (its key derived from
+/// the spec's seed), carrying `txs` (transfers and votes); `extra_nonce` goes in the coinbase
+/// (0 normally; a producer that varies it makes a different block for the same slot).
+///
+/// # Errors
+/// [`ProduceError::Unsupported`] if the chain is not DPoS.
+pub fn dpos_block(
+    state: &ChainState,
+    slot: u64,
+    producer: u16,
+    txs: Vec<Transaction>,
+    extra_nonce: u64,
+) -> Result<BlockRecord, ProduceError> {
+    let Some(dpos) = state.rule_state_as::<DposState>() else {
+        return Err(ProduceError::Unsupported("not a DPoS chain".into()));
+    };
+    let name = &dpos.candidate_names()[usize::from(producer)];
+    let key = KeyPair::derive(&state.spec().wallet_seed, name);
+    let time = u32::try_from(dpos.slot_time(slot))
+        .map_err(|_| ProduceError::Unsupported(format!("slot {slot} is past the year 2106")))?;
+    let tx = Transaction::Producer {
+        producer: key.pubkey(),
+        slot,
+    };
+    Ok(seal_block(state, &key, time, tx, txs, extra_nonce))
 }

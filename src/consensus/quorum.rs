@@ -1,0 +1,196 @@
+//! Quorum certificates checked against a signer set: the seal of rules whose blocks a
+//! committee agrees on (PBFT's 2f+1 commits, a Paxos quorum of accepts).
+//!
+//! A certificate is valid for a block when at least `threshold` distinct members of the signer
+//! set in force have signed the block's hash. Every pair is checked: a non-member, a repeated
+//! signer or a signature over another hash makes the whole certificate invalid rather than
+//! being skipped, so a certificate is evidence of exactly what it claims.
+
+use crate::primitives::hash::BlockHash;
+use crate::primitives::seal::QuorumCertificate;
+use crate::primitives::tx::PubKey;
+
+/// Why a quorum certificate is invalid.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum QuorumError {
+    /// Fewer signatures than the threshold.
+    #[error("quorum certificate has {signers} signatures; {threshold} are needed")]
+    TooFewSigners {
+        /// Signatures in the certificate.
+        signers: usize,
+        /// Signatures needed.
+        threshold: usize,
+    },
+    /// A member signed twice.
+    #[error("quorum certificate signature {index}: {signer} signed twice")]
+    DuplicateSigner {
+        /// Position of the second signature.
+        index: usize,
+        /// The signer.
+        signer: PubKey,
+    },
+    /// A signer is not in the signer set.
+    #[error("quorum certificate signature {index}: {signer} is not a member")]
+    NotMember {
+        /// Position of the signature.
+        index: usize,
+        /// The signer.
+        signer: PubKey,
+    },
+    /// A signature does not verify over the block hash.
+    #[error("quorum certificate signature {index}: not {signer}'s signature over the block hash")]
+    BadSignature {
+        /// Position of the signature.
+        index: usize,
+        /// The signer.
+        signer: PubKey,
+    },
+}
+
+/// The smallest quorum that tolerates `f = ⌊(n − 1)/3⌋` Byzantine members among `n`:
+/// `2f + 1` (PBFT, Castro & Liskov 1999 §4).
+#[must_use]
+pub const fn byzantine_quorum(n: usize) -> usize {
+    2 * (n.saturating_sub(1) / 3) + 1
+}
+
+/// The smallest majority of `n`: `⌊n/2⌋ + 1` (Paxos, Raft).
+#[must_use]
+pub const fn majority(n: usize) -> usize {
+    n / 2 + 1
+}
+
+/// Checks `qc` over `hash` against `members`, needing `threshold` distinct signers.
+///
+/// # Errors
+/// The first problem found, in certificate order; too few signers is reported after every
+/// pair has been checked.
+pub fn check_certificate(
+    qc: &QuorumCertificate,
+    hash: BlockHash,
+    members: &[PubKey],
+    threshold: usize,
+) -> Result<(), QuorumError> {
+    let mut seen: Vec<PubKey> = Vec::with_capacity(qc.signatures.len());
+    for (index, s) in qc.signatures.iter().enumerate() {
+        if !members.contains(&s.signer) {
+            return Err(QuorumError::NotMember {
+                index,
+                signer: s.signer,
+            });
+        }
+        if seen.contains(&s.signer) {
+            return Err(QuorumError::DuplicateSigner {
+                index,
+                signer: s.signer,
+            });
+        }
+        if !s.signer.verifies(hash.as_bytes(), &s.signature) {
+            return Err(QuorumError::BadSignature {
+                index,
+                signer: s.signer,
+            });
+        }
+        seen.push(s.signer);
+    }
+    if seen.len() < threshold {
+        return Err(QuorumError::TooFewSigners {
+            signers: seen.len(),
+            threshold,
+        });
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::primitives::seal::QuorumSignature;
+    use crate::primitives::tx::KeyPair;
+
+    fn keys(n: usize) -> Vec<KeyPair> {
+        (0..n)
+            .map(|i| KeyPair::derive("quorum-test", &format!("m{i}")))
+            .collect()
+    }
+
+    fn sign(keys: &[&KeyPair], hash: BlockHash) -> QuorumCertificate {
+        QuorumCertificate {
+            signatures: keys
+                .iter()
+                .map(|k| QuorumSignature {
+                    signer: k.pubkey(),
+                    signature: k.sign(hash.as_bytes()),
+                })
+                .collect(),
+        }
+    }
+
+    #[test]
+    fn quorum_sizes() {
+        // Reference: PBFT §4 — n = 3f + 1 members, quorums of 2f + 1.
+        assert_eq!(
+            [1, 4, 5, 6, 7, 10].map(byzantine_quorum),
+            [1, 3, 3, 3, 5, 7]
+        );
+        assert_eq!([1, 2, 3, 4, 5].map(majority), [1, 2, 2, 3, 3]);
+    }
+
+    #[test]
+    fn certificate_checks() {
+        let k = keys(5);
+        let members: Vec<PubKey> = k[..4].iter().map(KeyPair::pubkey).collect();
+        let hash = BlockHash::from_byte_array([7; 32]);
+        let other = BlockHash::from_byte_array([8; 32]);
+        let t = byzantine_quorum(4);
+        let ok = sign(&[&k[2], &k[0], &k[3]], hash);
+        assert_eq!(check_certificate(&ok, hash, &members, t), Ok(()));
+        // More than the threshold is fine.
+        let all = sign(&[&k[0], &k[1], &k[2], &k[3]], hash);
+        assert_eq!(check_certificate(&all, hash, &members, t), Ok(()));
+
+        let few = sign(&[&k[0], &k[1]], hash);
+        assert_eq!(
+            check_certificate(&few, hash, &members, t),
+            Err(QuorumError::TooFewSigners {
+                signers: 2,
+                threshold: 3
+            })
+        );
+        // A repeated signer does not count twice.
+        let dup = sign(&[&k[0], &k[1], &k[0]], hash);
+        assert_eq!(
+            check_certificate(&dup, hash, &members, t),
+            Err(QuorumError::DuplicateSigner {
+                index: 2,
+                signer: k[0].pubkey()
+            })
+        );
+        let outsider = sign(&[&k[0], &k[1], &k[4]], hash);
+        assert_eq!(
+            check_certificate(&outsider, hash, &members, t),
+            Err(QuorumError::NotMember {
+                index: 2,
+                signer: k[4].pubkey()
+            })
+        );
+        // Signatures over another block's hash.
+        let mut wrong = sign(&[&k[0], &k[1]], hash);
+        wrong.signatures.extend(sign(&[&k[2]], other).signatures);
+        assert_eq!(
+            check_certificate(&wrong, hash, &members, t),
+            Err(QuorumError::BadSignature {
+                index: 2,
+                signer: k[2].pubkey()
+            })
+        );
+        // A signature moved to another member's name.
+        let mut swapped = ok.clone();
+        swapped.signatures[0].signer = k[1].pubkey();
+        assert!(matches!(
+            check_certificate(&swapped, hash, &members, t),
+            Err(QuorumError::BadSignature { index: 0, .. })
+        ));
+    }
+}
