@@ -1,0 +1,81 @@
+//! The rule interface used as a library: a block is connected only after the chain's own rule
+//! checked it, and every registered rule keeps its seal.
+#![allow(clippy::unwrap_used)]
+
+mod common;
+
+use chainsmith::ChainSpec;
+use chainsmith::chain::record::BlockRecord;
+use chainsmith::chain::state::{BlockError, ChainState};
+use chainsmith::consensus::{Consensus, rule_names};
+use chainsmith::pow::PowError;
+use common::{NOW, build_chain, test_spec};
+
+#[test]
+fn a_block_checked_under_another_rule_is_refused() {
+    let golden = include_str!("golden/poa-demo.jsonl");
+    let records: Vec<BlockRecord> = golden
+        .lines()
+        .take(2)
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let spec = records[0].spec.clone().unwrap();
+    let mut state = ChainState::new(spec);
+    state
+        .connect(&state.check(records[0].clone()).unwrap(), NOW)
+        .unwrap();
+    // Block 1 passes the context-free checks of DPoS too (zero nonce, no DPoS seal yet), but
+    // checked as DPoS it may not reach a proof-of-authority chain.
+    let dpos = Consensus::from_name("dpos").unwrap();
+    let checked = dpos.check(records[1].clone()).unwrap();
+    assert_eq!(
+        state.connect(&checked, NOW),
+        Err(BlockError::OtherRule {
+            checked: "dpos",
+            chain: "poa"
+        })
+    );
+    assert_eq!(state.block_count(), 1, "the refused block changed nothing");
+    state
+        .connect(&state.check(records[1].clone()).unwrap(), NOW)
+        .unwrap();
+    assert_eq!(state.block_count(), 2);
+}
+
+#[test]
+fn a_block_missing_its_proof_of_work_never_becomes_checked() {
+    let spec = test_spec();
+    let records = build_chain(&spec, 1, 0);
+    let mut bad = records[1].to_block();
+    // Find a nonce whose hash misses the (easy) target.
+    let target = bad.header.bits.to_target().unwrap();
+    while target.is_met_by(bad.block_hash()) {
+        bad.header.nonce = bad.header.nonce.wrapping_add(1);
+    }
+    let record = BlockRecord::new(1, &bad, None);
+    let err = spec.consensus.check(record.clone()).unwrap_err();
+    assert!(
+        matches!(err.rule_error(), Some(PowError::HighHash { .. })),
+        "{err}"
+    );
+    // Under a signing rule the same block fails for its missing seal instead: no rule lets a
+    // block through unchecked.
+    for name in rule_names().into_iter().filter(|n| *n != "pow") {
+        let rule = Consensus::from_name(name).unwrap();
+        assert!(rule.check(record.clone()).is_err(), "{name} accepted it");
+    }
+}
+
+#[test]
+fn every_builtin_spec_names_a_registered_rule() {
+    for name in chainsmith::chain::spec::builtin_names() {
+        let spec = ChainSpec::builtin(name).unwrap();
+        assert!(rule_names().contains(&spec.consensus.name()), "{name}");
+    }
+    let err = ChainSpec::from_json(
+        &include_str!("../chains/pow-demo.json").replace("\"pow\"", "\"raft\""),
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(err.contains("unknown consensus rule \"raft\""), "{err}");
+}
