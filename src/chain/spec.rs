@@ -538,7 +538,7 @@ impl ChainSpec {
             ("dpos", self.dpos.is_some()),
             ("poa", self.poa.is_some()),
         ] {
-            if present && rule.section() != Some(section) {
+            if present && rule.info().section != Some(section) {
                 return Err(bad(
                     section,
                     format!("only allowed with consensus {section}"),

@@ -339,7 +339,8 @@ impl ChainState {
     /// rule.
     #[must_use]
     pub fn rule_state_as<T: RuleState>(&self) -> Option<&T> {
-        self.rule.as_any().downcast_ref()
+        let state: &dyn std::any::Any = self.rule.as_ref();
+        state.downcast_ref()
     }
 
     /// Runs the context-free checks of `record` under the chain's rule (see
@@ -502,7 +503,7 @@ impl ChainState {
                 version: 1,
                 prev_hash: tip.hash,
                 merkle_root: MerkleRoot::ZERO,
-                time: match self.consensus().rule().time_rule() {
+                time: match self.consensus().rule().info().time_rule {
                     TimeRule::Scheduled => now,
                     TimeRule::MedianTimePast => now.max(self.median_time_past() + 1),
                 },
@@ -590,7 +591,7 @@ impl ChainState {
                     });
                 }
                 let median = self.median_time_past();
-                if self.consensus().rule().time_rule() == TimeRule::MedianTimePast
+                if self.consensus().rule().info().time_rule == TimeRule::MedianTimePast
                     && header.time <= median
                 {
                     return Err(BlockError::TimeTooOld {

@@ -46,7 +46,7 @@ impl ValueEnum for RuleArg {
     }
 
     fn to_possible_value(&self) -> Option<clap::builder::PossibleValue> {
-        Some(clap::builder::PossibleValue::new(self.0.name()).help(self.0.rule().summary()))
+        Some(clap::builder::PossibleValue::new(self.0.name()).help(self.0.rule().info().summary))
     }
 }
 

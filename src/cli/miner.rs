@@ -104,7 +104,7 @@ pub(crate) fn mine_blocks(
                 }
                 let height = state.next_height();
                 let before = control.hashes.load(Ordering::Relaxed);
-                let record = match rule.work() {
+                let record = match rule.info().work {
                     BlockWork::NonceSearch => {
                         let transfers = demo_transfers(state, &keys, job.tx_per_block, height, &[]);
                         let template = state.block_template(unix_now(), miner, transfers);

@@ -70,37 +70,32 @@ pub enum TimeRule {
     Scheduled,
 }
 
-/// How a block becomes final under a rule.
+/// What the core and the reports need to know about a rule, declared once per rule.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Finality {
-    /// Never final: reverting it takes ever more work (proof of work, proof of stake).
-    Probabilistic,
-    /// Final once the state's [`RuleState::irreversible_height`] reaches it.
-    Irreversible,
+pub struct RuleInfo {
+    /// The rule's name in specs, on the command line and in JSON (`pow`).
+    pub name: &'static str,
+    /// One line for `--help`.
+    pub summary: &'static str,
+    /// What producing a block costs.
+    pub work: BlockWork,
+    /// How many blocks `chainsmith mine` adds by default: enough to show the rule at work.
+    pub demo_blocks: u64,
+    /// How block time is constrained.
+    pub time_rule: TimeRule,
+    /// The spec section the rule owns (`pos`), if any; other rules' sections are refused.
+    pub section: Option<&'static str>,
 }
 
 /// A consensus rule. See the module docs.
 pub trait Rule: fmt::Debug + Send + Sync + 'static {
-    /// The rule's name in specs, on the command line and in JSON (`pow`).
-    fn name(&self) -> &'static str;
+    /// The rule's name, work, time rule and spec section.
+    fn info(&self) -> &'static RuleInfo;
 
-    /// One line for `--help`.
-    fn summary(&self) -> &'static str;
-
-    /// What producing a block costs.
-    fn work(&self) -> BlockWork;
-
-    /// How many blocks `chainsmith mine` adds by default: enough to show the rule at work.
-    fn demo_blocks(&self) -> u64;
-
-    /// How block time is constrained.
-    fn time_rule(&self) -> TimeRule;
-
-    /// How blocks become final.
-    fn finality(&self) -> Finality;
-
-    /// The spec section the rule owns (`pos`), if any; other rules' sections are refused.
-    fn section(&self) -> Option<&'static str>;
+    /// The rule's name (from [`Rule::info`]).
+    fn name(&self) -> &'static str {
+        self.info().name
+    }
 
     /// Checks the rule's part of a spec: its section and what it demands of the core fields.
     ///
@@ -211,11 +206,21 @@ pub struct RuleReport {
     pub producers: Option<(&'static str, Vec<ProducerRow>)>,
 }
 
-/// A rule's state along a chain. See the module docs.
-pub trait RuleState: fmt::Debug + Send + Sync + Any {
+/// Copies a rule state behind a box; implemented for every `Clone` state.
+pub trait CloneState {
     /// A copy of the state.
     fn clone_state(&self) -> Box<dyn RuleState>;
+}
 
+impl<T: RuleState + Clone> CloneState for T {
+    fn clone_state(&self) -> Box<dyn RuleState> {
+        Box::new(self.clone())
+    }
+}
+
+/// A rule's state along a chain. See the module docs. A rule's own producer reaches the
+/// concrete type through [`Any`] ([`crate::chain::state::ChainState::rule_state_as`]).
+pub trait RuleState: fmt::Debug + Send + Sync + Any + CloneState {
     /// Checks the next block against the chain and returns the state after it; `delta`
     /// receives the outputs the rule's own transactions spend and create (a coinstake).
     ///
@@ -233,12 +238,9 @@ pub trait RuleState: fmt::Debug + Send + Sync + Any {
     /// What the rule reports after the tip.
     fn report(&self) -> RuleReport;
 
-    /// The last irreversible height after the tip, for rules whose blocks become final
-    /// ([`Finality::Irreversible`]); `None` for the others.
+    /// The last irreversible height after the tip, for rules whose blocks become final at a
+    /// height; `None` for rules whose blocks are never final (they only get harder to revert).
     fn irreversible_height(&self) -> Option<u32>;
-
-    /// The state as [`Any`], for a rule's own producer to reach its concrete type.
-    fn as_any(&self) -> &dyn Any;
 }
 
 impl Clone for Box<dyn RuleState> {
@@ -263,6 +265,12 @@ impl Consensus {
             .find(|r| r.name() == name)
             .map(|r| Self(*r))
             .ok_or_else(|| UnknownRule(name.to_owned()))
+    }
+
+    /// The rule's name, work, time rule and spec section.
+    #[must_use]
+    pub fn info(self) -> &'static RuleInfo {
+        self.0.info()
     }
 
     /// Every registered rule.
@@ -453,6 +461,41 @@ pub fn name_in(names: &HashMap<PubKey, String>, key: &PubKey) -> String {
     names.get(key).cloned().unwrap_or_else(|| {
         let hex = key.to_string();
         format!("key {}…", &hex[..16])
+    })
+}
+
+/// Checks that a spec's `miner` is one of the rule's producers, listed in spec field `list`.
+///
+/// # Errors
+/// [`SpecError::BadField`] naming `miner`.
+pub fn check_miner_listed(
+    spec: &ChainSpec,
+    list: &'static str,
+    names: &[String],
+) -> Result<(), SpecError> {
+    if names.contains(&spec.miner) {
+        return Ok(());
+    }
+    Err(SpecError::BadField {
+        field: "miner",
+        reason: format!("{:?} is not one of {list}", spec.miner),
+    })
+}
+
+/// Checks that a spec whose blocks solve no puzzle has no retarget rule.
+///
+/// # Errors
+/// [`SpecError::BadField`] naming `retarget.rule`.
+pub fn check_no_puzzle(spec: &ChainSpec) -> Result<(), SpecError> {
+    if spec.retarget == crate::difficulty::RetargetRule::None {
+        return Ok(());
+    }
+    Err(SpecError::BadField {
+        field: "retarget.rule",
+        reason: format!(
+            "{} blocks solve no puzzle: the rule must be none",
+            spec.consensus
+        ),
     })
 }
 

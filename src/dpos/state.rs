@@ -14,10 +14,10 @@ use crate::chain::record::BlockRecord;
 use crate::chain::spec::{ChainSpec, ScheduleOrder, SpecError};
 use crate::chain::state::{BlockError, ChainState};
 use crate::consensus::{
-    BlockContext, BlockWork, Connected, Finality, ProducerRow, ProducerStats, Rule, RuleError,
-    RuleReport, RuleState, TimeRule, check_producer_signature, name_in,
+    BlockContext, BlockWork, Connected, ProducerRow, ProducerStats, Rule, RuleError, RuleInfo,
+    RuleReport, RuleState, TimeRule, check_miner_listed, check_no_puzzle, check_producer_signature,
+    name_in,
 };
-use crate::difficulty::RetargetRule;
 use crate::dpos::{Schedule, bitshares_shuffle, elect, last_irreversible, round_of, tally};
 use crate::primitives::block::Block;
 use crate::primitives::hash::BlockHash;
@@ -102,34 +102,19 @@ impl From<DposError> for BlockError {
 #[derive(Debug, Clone, Copy)]
 pub struct Dpos;
 
+const DPOS_INFO: RuleInfo = RuleInfo {
+    name: "dpos",
+    summary: "Delegated proof of stake: elected producers in scheduled slots (EOSIO / BitShares)",
+    work: BlockWork::Signatures,
+    // A round of 252 slots and enough more for blocks to become irreversible.
+    demo_blocks: 300,
+    time_rule: TimeRule::Scheduled,
+    section: Some("dpos"),
+};
+
 impl Rule for Dpos {
-    fn name(&self) -> &'static str {
-        "dpos"
-    }
-
-    fn summary(&self) -> &'static str {
-        "Delegated proof of stake: elected producers in scheduled slots (EOSIO / BitShares)"
-    }
-
-    fn work(&self) -> BlockWork {
-        BlockWork::Signatures
-    }
-
-    fn demo_blocks(&self) -> u64 {
-        // A round of 252 slots and enough more for blocks to become irreversible.
-        300
-    }
-
-    fn time_rule(&self) -> TimeRule {
-        TimeRule::Scheduled
-    }
-
-    fn finality(&self) -> Finality {
-        Finality::Irreversible
-    }
-
-    fn section(&self) -> Option<&'static str> {
-        Some("dpos")
+    fn info(&self) -> &'static RuleInfo {
+        &DPOS_INFO
     }
 
     fn validate_spec(&self, spec: &ChainSpec) -> Result<(), SpecError> {
@@ -138,19 +123,8 @@ impl Rule for Dpos {
             reason: "required when consensus is dpos".into(),
         })?;
         dpos.validate()?;
-        if !dpos.candidates.contains(&spec.miner) {
-            return Err(SpecError::BadField {
-                field: "miner",
-                reason: format!("{:?} is not one of dpos.candidates", spec.miner),
-            });
-        }
-        if spec.retarget != RetargetRule::None {
-            return Err(SpecError::BadField {
-                field: "retarget.rule",
-                reason: "dpos and poa blocks solve no puzzle: the rule must be none".into(),
-            });
-        }
-        Ok(())
+        check_miner_listed(spec, "dpos.candidates", &dpos.candidates)?;
+        check_no_puzzle(spec)
     }
 
     fn check_seal(&self, block: &Block, hash: BlockHash, seal: &Seal) -> Result<(), BlockError> {
@@ -544,10 +518,6 @@ impl DposState {
 }
 
 impl RuleState for DposState {
-    fn clone_state(&self) -> Box<dyn RuleState> {
-        Box::new(self.clone())
-    }
-
     fn check(
         &self,
         block: &BlockContext<'_>,
@@ -584,10 +554,6 @@ impl RuleState for DposState {
 
     fn irreversible_height(&self) -> Option<u32> {
         Some(self.lib)
-    }
-
-    fn as_any(&self) -> &dyn std::any::Any {
-        self
     }
 }
 

@@ -14,10 +14,10 @@ use crate::chain::record::BlockRecord;
 use crate::chain::spec::{ChainSpec, SpecError};
 use crate::chain::state::{BlockError, ChainState};
 use crate::consensus::{
-    BlockContext, BlockWork, Connected, Finality, ProducerRow, ProducerStats, Rule, RuleError,
-    RuleReport, RuleState, TimeRule, check_producer_signature, name_in,
+    BlockContext, BlockWork, Connected, ProducerRow, ProducerStats, Rule, RuleError, RuleInfo,
+    RuleReport, RuleState, TimeRule, check_miner_listed, check_no_puzzle, check_producer_signature,
+    name_in,
 };
-use crate::difficulty::RetargetRule;
 use crate::poa::{Snapshot, SnapshotError, Vote};
 use crate::primitives::block::Block;
 use crate::primitives::hash::BlockHash;
@@ -97,33 +97,18 @@ impl From<PoaError> for BlockError {
 #[derive(Debug, Clone, Copy)]
 pub struct Poa;
 
+const POA_INFO: RuleInfo = RuleInfo {
+    name: "poa",
+    summary: "Proof of authority: a voted signer set taking turns (Clique, EIP-225)",
+    work: BlockWork::Signatures,
+    demo_blocks: 20,
+    time_rule: TimeRule::Scheduled,
+    section: Some("poa"),
+};
+
 impl Rule for Poa {
-    fn name(&self) -> &'static str {
-        "poa"
-    }
-
-    fn summary(&self) -> &'static str {
-        "Proof of authority: a voted signer set taking turns (Clique, EIP-225)"
-    }
-
-    fn work(&self) -> BlockWork {
-        BlockWork::Signatures
-    }
-
-    fn demo_blocks(&self) -> u64 {
-        20
-    }
-
-    fn time_rule(&self) -> TimeRule {
-        TimeRule::Scheduled
-    }
-
-    fn finality(&self) -> Finality {
-        Finality::Irreversible
-    }
-
-    fn section(&self) -> Option<&'static str> {
-        Some("poa")
+    fn info(&self) -> &'static RuleInfo {
+        &POA_INFO
     }
 
     fn validate_spec(&self, spec: &ChainSpec) -> Result<(), SpecError> {
@@ -132,19 +117,8 @@ impl Rule for Poa {
             reason: "required when consensus is poa".into(),
         })?;
         poa.validate()?;
-        if !poa.signers.contains(&spec.miner) {
-            return Err(SpecError::BadField {
-                field: "miner",
-                reason: format!("{:?} is not one of poa.signers", spec.miner),
-            });
-        }
-        if spec.retarget != RetargetRule::None {
-            return Err(SpecError::BadField {
-                field: "retarget.rule",
-                reason: "dpos and poa blocks solve no puzzle: the rule must be none".into(),
-            });
-        }
-        Ok(())
+        check_miner_listed(spec, "poa.signers", &poa.signers)?;
+        check_no_puzzle(spec)
     }
 
     fn check_seal(&self, block: &Block, hash: BlockHash, seal: &Seal) -> Result<(), BlockError> {
@@ -341,10 +315,6 @@ impl PoaState {
 }
 
 impl RuleState for PoaState {
-    fn clone_state(&self) -> Box<dyn RuleState> {
-        Box::new(self.clone())
-    }
-
     fn check(
         &self,
         block: &BlockContext<'_>,
@@ -370,10 +340,6 @@ impl RuleState for PoaState {
 
     fn irreversible_height(&self) -> Option<u32> {
         Some(self.lib)
-    }
-
-    fn as_any(&self) -> &dyn std::any::Any {
-        self
     }
 }
 

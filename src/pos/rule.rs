@@ -9,8 +9,8 @@ use crate::chain::ledger::{LedgerDelta, Origin};
 use crate::chain::spec::{ChainSpec, PosSpec, SpecError};
 use crate::chain::state::{BlockError, check_maturity, sum_outputs};
 use crate::consensus::{
-    BlockContext, BlockWork, Connected, Finality, ProducerRow, Rule, RuleError, RuleReport,
-    RuleState, TimeRule, check_producer_signature,
+    BlockContext, BlockWork, Connected, ProducerRow, Rule, RuleError, RuleInfo, RuleReport,
+    RuleState, TimeRule, check_miner_listed, check_producer_signature,
 };
 use crate::difficulty::RetargetRule;
 use crate::pos::{KernelInput, coin_days, interest, kernel_meets_target, kernel_weight};
@@ -74,33 +74,18 @@ impl From<PosError> for BlockError {
 #[derive(Debug, Clone, Copy)]
 pub struct Pos;
 
+const POS_INFO: RuleInfo = RuleInfo {
+    name: "pos",
+    summary: "Proof of stake: sha256d(kernel) ≤ target × coin-age (Peercoin-style)",
+    work: BlockWork::KernelSearch,
+    demo_blocks: 20,
+    time_rule: TimeRule::MedianTimePast,
+    section: Some("pos"),
+};
+
 impl Rule for Pos {
-    fn name(&self) -> &'static str {
-        "pos"
-    }
-
-    fn summary(&self) -> &'static str {
-        "Proof of stake: sha256d(kernel) ≤ target × coin-age (Peercoin-style)"
-    }
-
-    fn work(&self) -> BlockWork {
-        BlockWork::KernelSearch
-    }
-
-    fn demo_blocks(&self) -> u64 {
-        20
-    }
-
-    fn time_rule(&self) -> TimeRule {
-        TimeRule::MedianTimePast
-    }
-
-    fn finality(&self) -> Finality {
-        Finality::Probabilistic
-    }
-
-    fn section(&self) -> Option<&'static str> {
-        Some("pos")
+    fn info(&self) -> &'static RuleInfo {
+        &POS_INFO
     }
 
     fn validate_spec(&self, spec: &ChainSpec) -> Result<(), SpecError> {
@@ -109,12 +94,8 @@ impl Rule for Pos {
             reason: "required when consensus is pos".into(),
         })?;
         pos.validate()?;
-        if !pos.stakeholders.iter().any(|h| h.name == spec.miner) {
-            return Err(SpecError::BadField {
-                field: "miner",
-                reason: format!("{:?} is not one of pos.stakeholders", spec.miner),
-            });
-        }
+        let names: Vec<String> = pos.stakeholders.iter().map(|h| h.name.clone()).collect();
+        check_miner_listed(spec, "pos.stakeholders", &names)?;
         if !matches!(spec.retarget, RetargetRule::Peercoin { .. }) {
             return Err(SpecError::BadField {
                 field: "retarget.rule",
@@ -318,10 +299,6 @@ impl PosState {
 }
 
 impl RuleState for PosState {
-    fn clone_state(&self) -> Box<dyn RuleState> {
-        Box::new(self.clone())
-    }
-
     fn check(
         &self,
         block: &BlockContext<'_>,
@@ -384,9 +361,5 @@ impl RuleState for PosState {
 
     fn irreversible_height(&self) -> Option<u32> {
         None
-    }
-
-    fn as_any(&self) -> &dyn std::any::Any {
-        self
     }
 }

@@ -7,7 +7,7 @@ use crate::chain::ledger::LedgerDelta;
 use crate::chain::spec::{ChainSpec, SpecError};
 use crate::chain::state::BlockError;
 use crate::consensus::{
-    BlockContext, BlockWork, Connected, Finality, Rule, RuleError, RuleReport, RuleState, TimeRule,
+    BlockContext, BlockWork, Connected, Rule, RuleError, RuleInfo, RuleReport, RuleState, TimeRule,
 };
 use crate::difficulty::RetargetRule;
 use crate::primitives::block::Block;
@@ -40,33 +40,18 @@ impl From<PowError> for BlockError {
 #[derive(Debug, Clone, Copy)]
 pub struct Pow;
 
+const POW_INFO: RuleInfo = RuleInfo {
+    name: "pow",
+    summary: "Proof of work: sha256d(header) ≤ target",
+    work: BlockWork::NonceSearch,
+    demo_blocks: 20,
+    time_rule: TimeRule::MedianTimePast,
+    section: None,
+};
+
 impl Rule for Pow {
-    fn name(&self) -> &'static str {
-        "pow"
-    }
-
-    fn summary(&self) -> &'static str {
-        "Proof of work: sha256d(header) ≤ target"
-    }
-
-    fn work(&self) -> BlockWork {
-        BlockWork::NonceSearch
-    }
-
-    fn demo_blocks(&self) -> u64 {
-        20
-    }
-
-    fn time_rule(&self) -> TimeRule {
-        TimeRule::MedianTimePast
-    }
-
-    fn finality(&self) -> Finality {
-        Finality::Probabilistic
-    }
-
-    fn section(&self) -> Option<&'static str> {
-        None
+    fn info(&self) -> &'static RuleInfo {
+        &POW_INFO
     }
 
     fn validate_spec(&self, spec: &ChainSpec) -> Result<(), SpecError> {
@@ -107,10 +92,6 @@ impl Rule for Pow {
 pub struct PowState;
 
 impl RuleState for PowState {
-    fn clone_state(&self) -> Box<dyn RuleState> {
-        Box::new(*self)
-    }
-
     fn check(
         &self,
         _block: &BlockContext<'_>,
@@ -127,9 +108,5 @@ impl RuleState for PowState {
 
     fn irreversible_height(&self) -> Option<u32> {
         None
-    }
-
-    fn as_any(&self) -> &dyn std::any::Any {
-        self
     }
 }

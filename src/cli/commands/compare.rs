@@ -20,7 +20,7 @@ use anyhow::{Context, Result, bail};
 use chainsmith::chain::record::BlockRecord;
 use chainsmith::chain::spec::ChainSpec;
 use chainsmith::chain::store::LineReader;
-use chainsmith::consensus::{self, BlockWork, Consensus};
+use chainsmith::consensus::{BlockWork, Consensus};
 use chainsmith::metrics::energy::{
     ASIC_J_PER_TH, EnergyMethod, estimate_joules, hashes_per_mainnet_block,
 };
@@ -225,7 +225,7 @@ fn live(args: &CompareArgs, pool: &rayon::ThreadPool, dir: &Path) -> Result<Opti
         let default = format!("{consensus}-demo");
         let blocks = args
             .blocks
-            .unwrap_or_else(|| consensus.rule().demo_blocks());
+            .unwrap_or_else(|| consensus.rule().info().demo_blocks);
         let mut spec = resolve_spec(spec_flag(args, consensus).unwrap_or(&default))?;
         if spec.consensus != consensus {
             bail!("spec {:?} is not a {} spec", spec.name, consensus.name());
@@ -345,7 +345,7 @@ fn point_time(spec: &ChainSpec, record: &BlockRecord) -> f64 {
 
 /// Block signatures on the chain: one per block after genesis, except proof of work.
 fn signatures(state: &ChainState) -> u64 {
-    match state.consensus().rule().work() {
+    match state.consensus().rule().info().work {
         BlockWork::NonceSearch => 0,
         BlockWork::KernelSearch | BlockWork::Signatures => state.block_count().saturating_sub(1),
     }
@@ -365,8 +365,10 @@ fn from_file(path: &Path, pool: &rayon::ThreadPool, quiet: bool) -> Result<Optio
     let mut points = Vec::new();
     // Authority chains are replayed once more, block by block, to see when each block became
     // irreversible (the file was verified above).
-    let mut again = (consensus.rule().finality() == consensus::Finality::Irreversible)
-        .then(|| ChainState::new(state.spec().clone()));
+    let mut again = state
+        .rule_state()
+        .irreversible_height()
+        .map(|_| ChainState::new(state.spec().clone()));
     let mut finality = Finality::default();
     while let Some(line) = reader.next_line()? {
         let record: BlockRecord = serde_json::from_str(&line.text)
@@ -378,7 +380,7 @@ fn from_file(path: &Path, pool: &rayon::ThreadPool, quiet: bool) -> Result<Optio
         if record.height == 0 {
             continue;
         }
-        let hashes = match consensus.rule().work() {
+        let hashes = match consensus.rule().info().work {
             BlockWork::NonceSearch => record
                 .bits
                 .to_target()
@@ -399,7 +401,7 @@ fn from_file(path: &Path, pool: &rayon::ThreadPool, quiet: bool) -> Result<Optio
         consensus,
         spec: state.spec().clone(),
         points,
-        hashes_source: match consensus.rule().work() {
+        hashes_source: match consensus.rule().info().work {
             BlockWork::NonceSearch => "expected_work",
             BlockWork::KernelSearch => "recorded_attempts",
             BlockWork::Signatures => "none",
@@ -445,10 +447,10 @@ fn fmt_ratio(r: f64) -> String {
 fn report(args: &CompareArgs, phases: &[Phase]) -> Result<()> {
     let pow = phases
         .iter()
-        .find(|p| p.consensus.rule().work() == BlockWork::NonceSearch);
+        .find(|p| p.consensus.rule().info().work == BlockWork::NonceSearch);
     let pos = phases
         .iter()
-        .find(|p| p.consensus.rule().work() == BlockWork::KernelSearch);
+        .find(|p| p.consensus.rule().info().work == BlockWork::KernelSearch);
     let j_per_hash = pow.and_then(|p| ratio(p.energy_j, Some(p.hashes())));
     let mainnet_hashes = hashes_per_mainnet_block(args.mainnet_difficulty);
     let extrapolation = json!({

@@ -9,7 +9,7 @@ use std::time::Instant;
 
 use anyhow::{Context, Result, bail};
 use chainsmith::chain::store::ChainWriter;
-use chainsmith::consensus::{BlockWork, Finality, RuleReport};
+use chainsmith::consensus::{BlockWork, RuleReport};
 use chainsmith::dpos::{DoubleSign, DposState};
 use chainsmith::hash::Backend;
 use chainsmith::pow::miner::{SearchControl, SearchMode, SearchOptions};
@@ -29,7 +29,7 @@ use crate::cli::{
 pub(crate) fn run(args: &MineArgs) -> Result<ExitCode> {
     let consensus = args.consensus.0;
     let rule = consensus.rule();
-    let blocks = args.blocks.unwrap_or_else(|| rule.demo_blocks());
+    let blocks = args.blocks.unwrap_or_else(|| rule.info().demo_blocks);
     let default_spec = format!("{consensus}-demo");
     let spec = resolve_spec(args.spec.as_deref().unwrap_or(&default_spec))?;
     if spec.consensus != consensus {
@@ -148,7 +148,7 @@ fn authority_options(args: &MineArgs, spec: &ChainSpec) -> Result<AuthorityOptio
         votes_per_block: args.votes_per_block,
         ..AuthorityOptions::default()
     };
-    if rule.work() != BlockWork::NonceSearch {
+    if rule.info().work != BlockWork::NonceSearch {
         for (given, flag) in [
             (args.deterministic, "--deterministic"),
             (args.backend.is_some(), "--backend"),
@@ -162,7 +162,7 @@ fn authority_options(args: &MineArgs, spec: &ChainSpec) -> Result<AuthorityOptio
             }
         }
     }
-    if !args.offline.is_empty() && rule.work() != BlockWork::Signatures {
+    if !args.offline.is_empty() && rule.info().work != BlockWork::Signatures {
         bail!("--offline applies to chains whose producers sign in turn (dpos, poa)");
     }
     for name in &args.offline {
@@ -235,7 +235,7 @@ fn report(args: &MineArgs, path: &Path, state: &ChainState, run: &RunStats) -> R
             "chain": path.display().to_string(),
             "interrupted": run.interrupted,
         });
-        match rule.work() {
+        match rule.info().work {
             BlockWork::NonceSearch => {
                 v["hashes"] = run.hashes.into();
                 v["hash_rate"] = rate.into();
@@ -251,8 +251,8 @@ fn report(args: &MineArgs, path: &Path, state: &ChainState, run: &RunStats) -> R
         if let Some((key, rows)) = &report.producers {
             v[*key] = producers_json(rows);
         }
-        if rule.finality() == Finality::Irreversible {
-            v["irreversible_height"] = state.rule_state().irreversible_height().into();
+        if let Some(lib) = state.rule_state().irreversible_height() {
+            v["irreversible_height"] = lib.into();
         }
         if rule.name() == "dpos" {
             v["evidence"] = run
@@ -273,7 +273,7 @@ fn report(args: &MineArgs, path: &Path, state: &ChainState, run: &RunStats) -> R
             "mined {} blocks on {} (tip height {height}) in {:.2} s{note}",
             run.mined, spec.name, run.elapsed
         )?;
-        match rule.work() {
+        match rule.info().work {
             BlockWork::NonceSearch => {
                 writeln!(out, "  hashes      {}", si(run.hashes as f64))?;
                 writeln!(
