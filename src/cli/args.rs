@@ -80,9 +80,10 @@ pub(crate) struct MineArgs {
     /// poa: every signer votes to authorize (+NAME) or drop (-NAME) a signer until it passes.
     #[arg(long, value_name = "+NAME|-NAME", allow_hyphen_values = true)]
     pub(crate) vote: Option<String>,
-    /// dpos: holders re-voting per block (fresh approval lists that move the election).
-    #[arg(long, default_value_t = 1, value_name = "N")]
-    pub(crate) votes_per_block: usize,
+    /// dpos: holders re-voting per block (fresh approval lists that move the election)
+    /// [default: 1].
+    #[arg(long, value_name = "N")]
+    pub(crate) votes_per_block: Option<usize>,
     /// dpos: this producer signs two different blocks in each of its slots; both are caught as
     /// double-sign evidence and only the first is kept.
     #[arg(long, value_name = "NAME")]

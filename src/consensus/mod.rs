@@ -30,6 +30,7 @@ use std::sync::Arc;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 use crate::chain::ledger::{LedgerDelta, Utxo};
+use crate::chain::produce::{ProduceError, ProduceOptions, Producer};
 use crate::chain::record::BlockRecord;
 use crate::chain::spec::{ChainSpec, SpecError};
 use crate::chain::state::{BlockError, Tip};
@@ -117,6 +118,17 @@ pub trait Rule: fmt::Debug + Send + Sync + 'static {
 
     /// The rule's state after the genesis block of a valid `spec`.
     fn genesis_state(&self, spec: &ChainSpec) -> Box<dyn RuleState>;
+
+    /// The rule's block producer for chains of a valid `spec`, simulating every producer the
+    /// spec names.
+    ///
+    /// # Errors
+    /// [`ProduceError::OptionNotApplicable`] for an option the rule does not have.
+    fn producer(
+        &self,
+        spec: &ChainSpec,
+        options: &ProduceOptions,
+    ) -> Result<Box<dyn Producer>, ProduceError>;
 }
 
 /// What a rule's contextual check sees of a block and its chain.

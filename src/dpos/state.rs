@@ -9,16 +9,21 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
 use crate::chain::ledger::LedgerDelta;
-use crate::chain::produce::{ProduceError, seal_block};
+use crate::chain::produce::{
+    Equivocation, ProduceEnv, ProduceError, ProduceOptions, Producer, Step, seal_block,
+};
 use crate::chain::record::BlockRecord;
 use crate::chain::spec::{ChainSpec, ScheduleOrder, SpecError};
 use crate::chain::state::{BlockError, ChainState};
+use crate::chain::wallet::{demo_transfers, demo_votes};
 use crate::consensus::{
     BlockContext, BlockWork, Connected, ProducerRow, ProducerStats, Rule, RuleError, RuleInfo,
     RuleReport, RuleState, TimeRule, check_miner_listed, check_no_puzzle, check_producer_signature,
     name_in,
 };
-use crate::dpos::{Schedule, bitshares_shuffle, elect, last_irreversible, round_of, tally};
+use crate::dpos::{
+    DoubleSign, Schedule, SlotClaim, bitshares_shuffle, elect, last_irreversible, round_of, tally,
+};
 use crate::primitives::block::Block;
 use crate::primitives::hash::BlockHash;
 use crate::primitives::header::Header;
@@ -141,6 +146,88 @@ impl Rule for Dpos {
 
     fn genesis_state(&self, spec: &ChainSpec) -> Box<dyn RuleState> {
         Box::new(DposState::genesis(spec))
+    }
+
+    fn producer(
+        &self,
+        spec: &ChainSpec,
+        options: &ProduceOptions,
+    ) -> Result<Box<dyn Producer>, ProduceError> {
+        options.refuse_others(
+            DPOS_INFO.name,
+            &["--offline", "--double-sign", "--votes-per-block"],
+        )?;
+        let holders = spec
+            .dpos
+            .iter()
+            .flat_map(|d| &d.holders)
+            .map(|h| KeyPair::derive(&spec.wallet_seed, &h.name))
+            .collect();
+        Ok(Box::new(DposProducer {
+            keys: spec.wallet_keys(),
+            holders,
+            tx_per_block: options.tx_per_block,
+            votes_per_block: options.votes_per_block.unwrap_or(1),
+            offline: options.offline.clone(),
+            double_sign: options.double_sign,
+        }))
+    }
+}
+
+/// Produces every elected producer's blocks in its slots, with demo transfers and holders'
+/// re-votes; offline producers miss their slots, a double-signing one signs a second block
+/// for each of its slots (caught as evidence; the first is kept).
+struct DposProducer {
+    keys: Vec<KeyPair>,
+    holders: Vec<KeyPair>,
+    tx_per_block: usize,
+    votes_per_block: usize,
+    offline: Vec<PubKey>,
+    double_sign: Option<PubKey>,
+}
+
+impl Producer for DposProducer {
+    fn next_block(
+        &mut self,
+        state: &ChainState,
+        env: &ProduceEnv<'_>,
+    ) -> Result<Step, ProduceError> {
+        let Some(dpos) = state.rule_state_as::<DposState>() else {
+            return Err(ProduceError::Unsupported("not a DPoS chain".into()));
+        };
+        let height = state.next_height();
+        let (slot, producer) = dpos_slot(state, dpos, &self.offline)?;
+        let mut txs = demo_transfers(state, &self.keys, self.tx_per_block, height, &[]);
+        txs.extend(demo_votes(
+            state,
+            &self.holders,
+            self.votes_per_block,
+            height,
+        ));
+        txs.extend_from_slice(env.pending);
+        let record = dpos_block(state, slot, producer, txs.clone(), 0)?;
+        let mut evidence = Vec::new();
+        let key = dpos.candidate_key(producer);
+        if self.double_sign == Some(key) {
+            // The faulty producer also signs a sibling block for the same slot; everyone else
+            // sees both and keeps the first.
+            let sibling = dpos_block(state, slot, producer, txs, 1)?;
+            let claim = |r: &BlockRecord| SlotClaim {
+                producer,
+                slot,
+                hash: r.hash,
+                height,
+            };
+            evidence.extend(DoubleSign::check(claim(&record), claim(&sibling)).map(|d| {
+                Equivocation {
+                    producer: key,
+                    turn: d.first.slot,
+                    height,
+                    hashes: [d.first.hash, d.second.hash],
+                }
+            }));
+        }
+        Ok(Step::Block(Box::new(record), evidence))
     }
 }
 

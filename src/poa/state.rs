@@ -9,10 +9,13 @@ use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
 
 use crate::chain::ledger::LedgerDelta;
-use crate::chain::produce::{ProduceError, key_for, seal_block};
+use crate::chain::produce::{
+    ProduceEnv, ProduceError, ProduceOptions, Producer, Step, key_for, seal_block,
+};
 use crate::chain::record::BlockRecord;
 use crate::chain::spec::{ChainSpec, SpecError};
 use crate::chain::state::{BlockError, ChainState};
+use crate::chain::wallet::demo_transfers;
 use crate::consensus::{
     BlockContext, BlockWork, Connected, ProducerRow, ProducerStats, Rule, RuleError, RuleInfo,
     RuleReport, RuleState, TimeRule, check_miner_listed, check_no_puzzle, check_producer_signature,
@@ -135,6 +138,45 @@ impl Rule for Poa {
 
     fn genesis_state(&self, spec: &ChainSpec) -> Box<dyn RuleState> {
         Box::new(PoaState::genesis(spec))
+    }
+
+    fn producer(
+        &self,
+        spec: &ChainSpec,
+        options: &ProduceOptions,
+    ) -> Result<Box<dyn Producer>, ProduceError> {
+        options.refuse_others(POA_INFO.name, &["--offline", "--vote"])?;
+        let mut keys = spec.wallet_keys();
+        keys.extend(options.extra_keys.iter().cloned());
+        Ok(Box::new(PoaProducer {
+            keys,
+            tx_per_block: options.tx_per_block,
+            offline: options.offline.clone(),
+            proposal: options.proposal,
+        }))
+    }
+}
+
+/// Seals blocks by the signer whose turn it is (or out of turn when it is down), with demo
+/// transfers; every signer votes for the proposal until it passes.
+struct PoaProducer {
+    keys: Vec<KeyPair>,
+    tx_per_block: usize,
+    offline: Vec<PubKey>,
+    proposal: Option<SignerVote>,
+}
+
+impl Producer for PoaProducer {
+    fn next_block(
+        &mut self,
+        state: &ChainState,
+        env: &ProduceEnv<'_>,
+    ) -> Result<Step, ProduceError> {
+        let height = state.next_height();
+        let mut txs = demo_transfers(state, &self.keys, self.tx_per_block, height, &[]);
+        txs.extend_from_slice(env.pending);
+        let record = poa_block(state, &self.keys, &self.offline, self.proposal, txs)?;
+        Ok(Step::Block(Box::new(record), Vec::new()))
     }
 }
 

@@ -4,15 +4,19 @@
 
 use std::collections::{BTreeMap, VecDeque};
 use std::sync::Arc;
+use std::sync::atomic::Ordering;
 
 use crate::chain::ledger::{LedgerDelta, Origin};
-use crate::chain::spec::{ChainSpec, PosSpec, SpecError};
-use crate::chain::state::{BlockError, check_maturity, sum_outputs};
+use crate::chain::produce::{ProduceEnv, ProduceError, ProduceOptions, Producer, Step};
+use crate::chain::spec::{ChainSpec, Clock, PosSpec, SpecError};
+use crate::chain::state::{BlockError, ChainState, check_maturity, sum_outputs};
+use crate::chain::wallet::demo_transfers;
 use crate::consensus::{
     BlockContext, BlockWork, Connected, ProducerRow, Rule, RuleError, RuleInfo, RuleReport,
     RuleState, TimeRule, check_miner_listed, check_producer_signature,
 };
 use crate::difficulty::RetargetRule;
+use crate::pos::stake::{StakeOutcome, earliest_stake_time, find_stake, stake_block};
 use crate::pos::{KernelInput, coin_days, interest, kernel_meets_target, kernel_weight};
 use crate::primitives::block::Block;
 use crate::primitives::hash::{BlockHash, Hash256};
@@ -125,6 +129,72 @@ impl Rule for Pos {
 
     fn genesis_state(&self, spec: &ChainSpec) -> Box<dyn RuleState> {
         Box::new(PosState::genesis(spec))
+    }
+
+    fn producer(
+        &self,
+        spec: &ChainSpec,
+        options: &ProduceOptions,
+    ) -> Result<Box<dyn Producer>, ProduceError> {
+        options.refuse_others(POS_INFO.name, &[])?;
+        Ok(Box::new(PosProducer {
+            keys: spec.wallet_keys(),
+            tx_per_block: options.tx_per_block,
+            wall_clock: spec.pos.as_ref().is_some_and(|p| p.clock == Clock::Wall),
+            max_future_s: spec.max_future_s,
+            stake_from: 0,
+        }))
+    }
+}
+
+/// Stakes blocks with every stakeholder's outputs, with demo transfers between the wallets.
+struct PosProducer {
+    keys: Vec<KeyPair>,
+    tx_per_block: usize,
+    /// Chain time follows the clock (else it runs ahead, up to the future limit).
+    wall_clock: bool,
+    max_future_s: u32,
+    /// The first second not yet searched for the next block.
+    stake_from: u32,
+}
+
+impl Producer for PosProducer {
+    fn next_block(
+        &mut self,
+        state: &ChainState,
+        env: &ProduceEnv<'_>,
+    ) -> Result<Step, ProduceError> {
+        let before = env.control.hashes.load(Ordering::Relaxed);
+        let from = self.stake_from.max(earliest_stake_time(state));
+        let until = if self.wall_clock {
+            env.now
+        } else {
+            env.now.saturating_add(self.max_future_s)
+        };
+        let (hashes, stop) = (&env.control.hashes, &env.control.stop);
+        Ok(
+            match find_stake(state, &self.keys, from, until, hashes, stop) {
+                StakeOutcome::Found(stake) => {
+                    let height = state.next_height();
+                    let transfers = demo_transfers(
+                        state,
+                        &self.keys,
+                        self.tx_per_block,
+                        height,
+                        &[stake.outpoint],
+                    );
+                    let mut record = stake_block(state, &self.keys, &stake, transfers);
+                    record.stake_attempts = Some(hashes.load(Ordering::Relaxed) - before);
+                    Step::Block(Box::new(record), Vec::new())
+                }
+                StakeOutcome::Exhausted { next } => {
+                    // Chain time has reached the clock: wait for it to move on.
+                    self.stake_from = next;
+                    Step::Wait
+                }
+                StakeOutcome::Stopped => Step::Stopped,
+            },
+        )
     }
 }
 

@@ -4,17 +4,22 @@
 pub mod miner;
 
 use crate::chain::ledger::LedgerDelta;
+use crate::chain::produce::{ProduceEnv, ProduceError, ProduceOptions, Producer, Step};
+use crate::chain::record::BlockRecord;
 use crate::chain::spec::{ChainSpec, SpecError};
 use crate::chain::state::BlockError;
+use crate::chain::state::ChainState;
+use crate::chain::wallet::demo_transfers;
 use crate::consensus::{
     BlockContext, BlockWork, Connected, Rule, RuleError, RuleInfo, RuleReport, RuleState, TimeRule,
 };
 use crate::difficulty::RetargetRule;
+use crate::pow::miner::{SolveError, solve_block};
 use crate::primitives::block::Block;
 use crate::primitives::hash::BlockHash;
 use crate::primitives::pow_units::Target;
 use crate::primitives::seal::Seal;
-use crate::primitives::tx::Transaction;
+use crate::primitives::tx::{KeyPair, PubKey, Transaction};
 
 /// Why a block breaks the proof-of-work rule.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -84,6 +89,52 @@ impl Rule for Pow {
 
     fn genesis_state(&self, _spec: &ChainSpec) -> Box<dyn RuleState> {
         Box::new(PowState)
+    }
+
+    fn producer(
+        &self,
+        spec: &ChainSpec,
+        options: &ProduceOptions,
+    ) -> Result<Box<dyn Producer>, ProduceError> {
+        options.refuse_others(POW_INFO.name, &[])?;
+        Ok(Box::new(PowProducer {
+            keys: spec.wallet_keys(),
+            miner: spec.miner_key().pubkey(),
+            tx_per_block: options.tx_per_block,
+        }))
+    }
+}
+
+/// Mines blocks paying the spec's miner, with demo transfers between its wallets.
+struct PowProducer {
+    keys: Vec<KeyPair>,
+    miner: PubKey,
+    tx_per_block: usize,
+}
+
+impl Producer for PowProducer {
+    fn next_block(
+        &mut self,
+        state: &ChainState,
+        env: &ProduceEnv<'_>,
+    ) -> Result<Step, ProduceError> {
+        let height = state.next_height();
+        let mut txs = demo_transfers(state, &self.keys, self.tx_per_block, height, &[]);
+        txs.extend_from_slice(env.pending);
+        let template = state.block_template(env.now, self.miner, txs);
+        let target = template
+            .header
+            .bits
+            .to_target()
+            .expect("the required bits of a valid chain decode");
+        match solve_block(template, target, env.search, env.control) {
+            Ok(block) => Ok(Step::Block(
+                Box::new(BlockRecord::new(height, &block, None)),
+                Vec::new(),
+            )),
+            Err(SolveError::Stopped) => Ok(Step::Stopped),
+            Err(e) => Err(e.into()),
+        }
     }
 }
 

@@ -2,13 +2,16 @@
 //! tampered blocks so that each consensus rule can be tested on its own.
 #![allow(dead_code, clippy::unwrap_used)]
 
+use std::cell::Cell;
 use std::io::Cursor;
+use std::time::Duration;
 
+use chainsmith::chain::produce::{ProduceOptions, Run, TimeSource, produce_blocks};
 use chainsmith::chain::record::BlockRecord;
 use chainsmith::chain::store::LineReader;
 use chainsmith::chain::verify::{LineErrorKind, Replay, replay};
-use chainsmith::chain::wallet::demo_transfers;
-use chainsmith::pow::miner::{SearchControl, SearchMode, SearchOptions, solve_block};
+use chainsmith::pow::miner::{SearchControl, SearchMode, SearchOptions};
+use chainsmith::primitives::tx::Transaction;
 use chainsmith::{ChainSpec, ChainState};
 
 /// A spec for fast tests: regtest difficulty, Bitcoin's retarget rule every 4 blocks,
@@ -37,25 +40,71 @@ fn start_chain(spec: &ChainSpec) -> (Vec<BlockRecord>, ChainState) {
     (vec![record], state)
 }
 
-/// Builds a valid chain of `blocks` blocks after genesis, with up to `tx_per_block` demo
-/// transfers per block and block times exactly on schedule.
-pub(crate) fn build_chain(spec: &ChainSpec, blocks: u32, tx_per_block: usize) -> Vec<BlockRecord> {
-    let (mut records, mut state) = start_chain(spec);
-    let keys = spec.wallet_keys();
-    let miner = spec.miner_key().pubkey();
-    for height in 1..=blocks {
-        let transfers = demo_transfers(&state, &keys, tx_per_block, height, &[]);
-        let time = spec.genesis.time + height * spec.target_spacing_s;
-        let template = state.block_template(time, miner, transfers);
-        let target = template.header.bits.to_target().unwrap();
-        let block = solve_block(template, target, &lowest(), &SearchControl::default()).unwrap();
-        let record = BlockRecord::new(height, &block, None);
-        state
-            .connect(&spec.consensus.check(record.clone()).unwrap(), NOW)
-            .unwrap();
-        records.push(record);
+/// A clock that shows whatever time the chain builder sets.
+struct TestClock(Cell<u32>);
+
+impl TimeSource for TestClock {
+    fn now(&self) -> u32 {
+        self.0.get()
     }
-    records
+
+    fn pause(&self, _wait: Duration) {
+        panic!("a test chain never waits for the clock");
+    }
+}
+
+/// Builds a chain of `blocks` blocks after genesis with the library's producer for the spec's
+/// rule and `options`, the clock at `time(height)` for each block, `pending(state, height)`
+/// offered as waiting transactions, and `observe(state, record)` called with the state before
+/// each block. Returns the records (genesis first) and the final state.
+pub(crate) fn produce_chain(
+    spec: &ChainSpec,
+    blocks: u32,
+    options: &ProduceOptions,
+    time: impl Fn(u32) -> u32,
+    mut pending: impl FnMut(&ChainState, u32) -> Vec<Transaction>,
+    mut observe: impl FnMut(&ChainState, &BlockRecord),
+) -> (Vec<BlockRecord>, ChainState) {
+    let (mut records, mut state) = start_chain(spec);
+    let mut producer = spec.consensus.rule().producer(spec, options).unwrap();
+    let clock = TestClock(Cell::new(time(1)));
+    let control = SearchControl::default();
+    let search = lowest();
+    let run = Run {
+        blocks: blocks.into(),
+        clock: &clock,
+        control: &control,
+        search: &search,
+    };
+    let mut before = state.clone();
+    let outcome = produce_blocks(
+        &mut state,
+        producer.as_mut(),
+        &run,
+        &mut |s| pending(s, s.next_height()),
+        &mut |s, record, _| {
+            observe(&before, record);
+            before = s.clone();
+            records.push(record.clone());
+            clock.0.set(time(record.height + 1));
+            Ok(())
+        },
+    )
+    .unwrap();
+    assert_eq!(outcome.produced, u64::from(blocks));
+    (records, state)
+}
+
+/// Builds a valid proof-of-work chain of `blocks` blocks after genesis, with up to
+/// `tx_per_block` demo transfers per block and block times exactly on schedule.
+pub(crate) fn build_chain(spec: &ChainSpec, blocks: u32, tx_per_block: usize) -> Vec<BlockRecord> {
+    let options = ProduceOptions {
+        tx_per_block,
+        ..ProduceOptions::default()
+    };
+    let on_schedule = |height| spec.genesis.time + height * spec.target_spacing_s;
+    let no_extra = |_: &ChainState, _| Vec::new();
+    produce_chain(spec, blocks, &options, on_schedule, no_extra, |_, _| {}).0
 }
 
 /// Serialises records as a chain file.
@@ -114,30 +163,13 @@ pub(crate) fn build_pos_chain(
     spec: &ChainSpec,
     blocks: u32,
     tx_per_block: usize,
-    mut observe: impl FnMut(&ChainState, &BlockRecord),
+    observe: impl FnMut(&ChainState, &BlockRecord),
 ) -> Vec<BlockRecord> {
-    use std::sync::atomic::{AtomicBool, AtomicU64};
-
-    use chainsmith::pos::stake::{StakeOutcome, earliest_stake_time, find_stake, stake_block};
-
-    let (mut records, mut state) = start_chain(spec);
-    let keys = spec.wallet_keys();
-    let (hashes, stop) = (AtomicU64::new(0), AtomicBool::new(false));
-    for height in 1..=blocks {
-        let from = earliest_stake_time(&state);
-        let StakeOutcome::Found(stake) = find_stake(&state, &keys, from, NOW, &hashes, &stop)
-        else {
-            panic!("no stake found for height {height}")
-        };
-        let transfers = demo_transfers(&state, &keys, tx_per_block, height, &[stake.outpoint]);
-        let record = stake_block(&state, &keys, &stake, transfers);
-        observe(&state, &record);
-        state
-            .connect(&spec.consensus.check(record.clone()).unwrap(), NOW)
-            .unwrap();
-        records.push(record);
-    }
-    records
+    let options = ProduceOptions {
+        tx_per_block,
+        ..ProduceOptions::default()
+    };
+    produce_chain(spec, blocks, &options, |_| NOW, |_, _| Vec::new(), observe).0
 }
 
 /// A small DPoS spec with hand-computable elections: candidates a–g, 4 producers, 3 blocks per
@@ -148,41 +180,27 @@ pub(crate) fn test_dpos_spec() -> ChainSpec {
 
 /// Builds a DPoS or proof-of-authority chain of `blocks` blocks with the library's producers:
 /// `offline` names miss their turns, `proposal` is the PoA vote every signer casts, and
-/// `extra(state, height)` adds transactions (votes, transfers) to each block. Returns the
-/// records and the final state.
+/// `extra(state, height)` adds transactions (votes, transfers) to each block (no demo
+/// traffic). Returns the records and the final state.
 pub(crate) fn build_authority_chain(
     spec: &ChainSpec,
     blocks: u32,
     offline: &[&str],
     proposal: Option<chainsmith::primitives::tx::SignerVote>,
-    mut extra: impl FnMut(&ChainState, u32) -> Vec<chainsmith::primitives::tx::Transaction>,
+    extra: impl FnMut(&ChainState, u32) -> Vec<Transaction>,
 ) -> (Vec<BlockRecord>, ChainState) {
-    use chainsmith::dpos::{DposState, dpos_block, dpos_slot};
-    use chainsmith::poa::poa_block;
     use chainsmith::primitives::tx::KeyPair;
 
-    let (mut records, mut state) = start_chain(spec);
-    let offline: Vec<_> = offline
-        .iter()
-        .map(|n| KeyPair::derive(&spec.wallet_seed, n).pubkey())
-        .collect();
-    let mut keys = spec.wallet_keys();
-    keys.extend(["frank", "grace"].map(|n| KeyPair::derive(&spec.wallet_seed, n)));
-    for height in 1..=blocks {
-        let txs = extra(&state, height);
-        let record = match state.rule_state_as::<DposState>() {
-            Some(d) => {
-                let (slot, producer) = dpos_slot(&state, d, &offline).unwrap();
-                dpos_block(&state, slot, producer, txs, 0).unwrap()
-            }
-            None => poa_block(&state, &keys, &offline, proposal, txs).unwrap(),
-        };
-        state
-            .connect(&spec.consensus.check(record.clone()).unwrap(), NOW)
-            .unwrap();
-        records.push(record);
-    }
-    (records, state)
+    let key = |n: &str| KeyPair::derive(&spec.wallet_seed, n);
+    let options = ProduceOptions {
+        offline: offline.iter().map(|n| key(n).pubkey()).collect(),
+        proposal,
+        // Signers a proposal may vote in.
+        extra_keys: proposal.map_or_else(Vec::new, |_| vec![key("frank"), key("grace")]),
+        votes_per_block: Some(0),
+        ..ProduceOptions::default()
+    };
+    produce_chain(spec, blocks, &options, |_| NOW, extra, |_, _| {})
 }
 
 /// Proptest cases for an expensive property: `PROPTEST_CASES` when set, else `default`.

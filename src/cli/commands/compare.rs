@@ -34,12 +34,13 @@ use serde_json::{Value, json};
 use crate::cli::args::CompareArgs;
 use crate::cli::commands::replay_file;
 use crate::cli::format::si;
-use crate::cli::miner::{AuthorityOptions, MineJob, create_chain, mine_blocks};
+use crate::cli::miner::{MineJob, create_chain, mine_blocks};
 use crate::cli::plot;
 use crate::cli::progress::Progress;
 use crate::cli::{
     EXIT_INTERRUPTED, EXIT_INVALID, choose_backend, resolve_spec, thread_pool, unix_now,
 };
+use chainsmith::chain::produce::ProduceOptions;
 
 /// The spec flag given for `rule` (`--pow-spec`…), if any.
 fn spec_flag(args: &CompareArgs, rule: Consensus) -> Option<&str> {
@@ -255,11 +256,14 @@ fn live(args: &CompareArgs, pool: &rayon::ThreadPool, dir: &Path) -> Result<Opti
             &mut writer,
             &MineJob {
                 blocks,
-                tx_per_block: 0,
                 opts: &opts,
                 pool,
                 progress: &progress,
-                authority: &AuthorityOptions::default(),
+                // The same work for every rule: no demo transfers or re-votes.
+                produce: &ProduceOptions {
+                    votes_per_block: Some(0),
+                    ..ProduceOptions::default()
+                },
             },
             &control,
             &mut |state: &ChainState, record: &BlockRecord, hashes| {

@@ -8,19 +8,19 @@ use std::sync::atomic::Ordering;
 use std::time::Instant;
 
 use anyhow::{Context, Result, bail};
+use chainsmith::chain::produce::{Equivocation, ProduceOptions};
 use chainsmith::chain::store::ChainWriter;
-use chainsmith::consensus::{BlockWork, RuleReport};
-use chainsmith::dpos::{DoubleSign, DposState};
+use chainsmith::consensus::{BlockWork, RuleReport, name_in};
 use chainsmith::hash::Backend;
 use chainsmith::pow::miner::{SearchControl, SearchMode, SearchOptions};
-use chainsmith::primitives::tx::{KeyPair, SignerVote};
+use chainsmith::primitives::tx::{KeyPair, PubKey, SignerVote};
 use chainsmith::{ChainSpec, ChainState};
 use serde_json::json;
 
 use crate::cli::args::MineArgs;
 use crate::cli::commands::replay_file;
 use crate::cli::format::{producers_json, si};
-use crate::cli::miner::{AuthorityOptions, MineJob, MineOutcome, create_chain, mine_blocks};
+use crate::cli::miner::{MineJob, MineOutcome, create_chain, mine_blocks};
 use crate::cli::progress::Progress;
 use crate::cli::{
     EXIT_INTERRUPTED, EXIT_INVALID, choose_backend, resolve_spec, thread_pool, unix_now,
@@ -49,7 +49,7 @@ pub(crate) fn run(args: &MineArgs) -> Result<ExitCode> {
     let backend = choose_backend(args.backend)?;
 
     // Checked before a new chain file is created; an existing chain's own spec decides below.
-    authority_options(args, &spec)?;
+    produce_options(args, &spec)?;
     let existing = std::fs::metadata(&path).is_ok_and(|m| m.len() > 0);
     let (mut state, mut writer) = if existing {
         let replay = replay_file(&path, &pool, args.quiet, unix_now())?;
@@ -82,7 +82,7 @@ pub(crate) fn run(args: &MineArgs) -> Result<ExitCode> {
         create_chain(&path, spec)?
     };
 
-    let authority = authority_options(args, state.spec())?;
+    let produce = produce_options(args, state.spec())?;
     let control = Arc::new(SearchControl::default());
     let handler_control = Arc::clone(&control);
     ctrlc::set_handler(move || handler_control.stop.store(true, Ordering::Relaxed))
@@ -104,11 +104,10 @@ pub(crate) fn run(args: &MineArgs) -> Result<ExitCode> {
         &mut writer,
         &MineJob {
             blocks,
-            tx_per_block: args.tx_per_block,
             opts: &opts,
             pool: &pool,
             progress: &progress,
-            authority: &authority,
+            produce: &produce,
         },
         &control,
         &mut |_, _, _| {},
@@ -128,7 +127,7 @@ pub(crate) fn run(args: &MineArgs) -> Result<ExitCode> {
         backend,
         interrupted,
         evidence,
-        names: authority.extra_keys.clone(),
+        names: produce.extra_keys.clone(),
     };
     report(args, &path, &state, &run)?;
     Ok(if interrupted {
@@ -138,16 +137,14 @@ pub(crate) fn run(args: &MineArgs) -> Result<ExitCode> {
     })
 }
 
-/// Turns `--offline`, `--vote`, `--votes-per-block` and `--double-sign` into keys, checking
-/// each name against the spec and each option against the consensus rule.
-fn authority_options(args: &MineArgs, spec: &ChainSpec) -> Result<AuthorityOptions> {
+/// Turns `--tx-per-block`, `--offline`, `--vote`, `--votes-per-block` and `--double-sign`
+/// into the producer's options, checking each name against the spec; the rule's producer
+/// refuses the options it does not have. The nonce-search options are refused for rules that
+/// run no nonce search.
+fn produce_options(args: &MineArgs, spec: &ChainSpec) -> Result<ProduceOptions> {
     let rule = spec.consensus.rule();
     let known = spec.producer_names();
     let key = |name: &str| KeyPair::derive(&spec.wallet_seed, name);
-    let mut opts = AuthorityOptions {
-        votes_per_block: args.votes_per_block,
-        ..AuthorityOptions::default()
-    };
     if rule.info().work != BlockWork::NonceSearch {
         for (given, flag) in [
             (args.deterministic, "--deterministic"),
@@ -156,15 +153,17 @@ fn authority_options(args: &MineArgs, spec: &ChainSpec) -> Result<AuthorityOptio
         ] {
             if given {
                 bail!(
-                    "{flag} applies to the nonce search of pow chains, not to {rule:?} chains",
-                    rule = rule.name()
+                    "{flag} applies to the nonce search of pow chains, not to {} chains",
+                    rule.name()
                 );
             }
         }
     }
-    if !args.offline.is_empty() && rule.info().work != BlockWork::Signatures {
-        bail!("--offline applies to chains whose producers sign in turn (dpos, poa)");
-    }
+    let mut opts = ProduceOptions {
+        tx_per_block: args.tx_per_block,
+        votes_per_block: args.votes_per_block,
+        ..ProduceOptions::default()
+    };
     for name in &args.offline {
         if !known.contains(&name.as_str()) {
             bail!("--offline {name}: not a producer of spec {:?}", spec.name);
@@ -172,9 +171,6 @@ fn authority_options(args: &MineArgs, spec: &ChainSpec) -> Result<AuthorityOptio
         opts.offline.push(key(name).pubkey());
     }
     if let Some(vote) = &args.vote {
-        if rule.name() != "poa" {
-            bail!("--vote applies to poa chains");
-        }
         let (authorize, name) = match vote.split_at_checked(1) {
             Some(("+", n)) if !n.is_empty() => (true, n),
             Some(("-", n)) if !n.is_empty() => (false, n),
@@ -188,17 +184,16 @@ fn authority_options(args: &MineArgs, spec: &ChainSpec) -> Result<AuthorityOptio
         opts.extra_keys.push(k);
     }
     if let Some(name) = &args.double_sign {
-        if rule.name() != "dpos" {
-            bail!("--double-sign applies to dpos chains");
-        }
         if !known.contains(&name.as_str()) {
             bail!(
-                "--double-sign {name}: not a candidate of spec {:?}",
+                "--double-sign {name}: not a producer of spec {:?}",
                 spec.name
             );
         }
         opts.double_sign = Some(key(name).pubkey());
     }
+    // The rule refuses what it does not have before anything is written.
+    rule.producer(spec, &opts)?;
     Ok(opts)
 }
 
@@ -210,7 +205,7 @@ struct RunStats {
     threads: usize,
     backend: Backend,
     interrupted: bool,
-    evidence: Vec<DoubleSign>,
+    evidence: Vec<Equivocation>,
     names: Vec<KeyPair>,
 }
 
@@ -317,19 +312,16 @@ fn named_report(mut report: RuleReport, names: &[KeyPair]) -> RuleReport {
     report
 }
 
-fn producer_name(state: &ChainState, producer: u16) -> String {
-    state.rule_state_as::<DposState>().map_or_else(
-        || producer.to_string(),
-        |d| d.candidate_names()[usize::from(producer)].clone(),
-    )
+fn producer_name(state: &ChainState, producer: &PubKey) -> String {
+    name_in(&state.spec().names_by_key(), producer)
 }
 
-fn evidence_json(state: &ChainState, e: &DoubleSign) -> serde_json::Value {
+fn evidence_json(state: &ChainState, e: &Equivocation) -> serde_json::Value {
     json!({
-        "producer": producer_name(state, e.first.producer),
-        "slot": e.first.slot,
-        "height": e.first.height,
-        "hashes": [e.first.hash.to_string(), e.second.hash.to_string()],
+        "producer": producer_name(state, &e.producer),
+        "slot": e.turn,
+        "height": e.height,
+        "hashes": [e.hashes[0].to_string(), e.hashes[1].to_string()],
     })
 }
 
@@ -389,11 +381,11 @@ fn print_producers(
         writeln!(
             out,
             "  double sign: {} signed {} and {} for slot {} (height {})",
-            producer_name(state, e.first.producer),
-            e.first.hash,
-            e.second.hash,
-            e.first.slot,
-            e.first.height
+            producer_name(state, &e.producer),
+            e.hashes[0],
+            e.hashes[1],
+            e.turn,
+            e.height
         )?;
     }
     Ok(())
