@@ -608,11 +608,13 @@ impl ChainState {
                     });
                 }
                 let mut delta = LedgerDelta::default();
+                let seal = record.seal()?;
                 let utxos = |op: &OutPoint| self.utxos.get(op).copied();
                 let context = BlockContext {
                     height,
                     hash: block.hash(),
                     header,
+                    seal: &seal,
                     txs: &block.block().txs,
                     txids: block.txids(),
                     parent: &tip,

@@ -41,6 +41,8 @@ use crate::primitives::seal::Seal;
 use crate::primitives::tx::{OutPoint, PubKey, Transaction};
 
 pub mod quorum;
+#[cfg(test)]
+mod test_rule;
 
 /// Every consensus rule, in the order the CLI lists them. The only list of rules in the crate.
 pub static RULES: &[&dyn Rule] = &[
@@ -48,6 +50,8 @@ pub static RULES: &[&dyn Rule] = &[
     &crate::pos::Pos,
     &crate::dpos::Dpos,
     &crate::poa::Poa,
+    #[cfg(test)]
+    &test_rule::QuorumDemo,
 ];
 
 /// What producing a block costs under a rule, so reports show only what the rule does.
@@ -140,6 +144,9 @@ pub struct BlockContext<'a> {
     pub hash: BlockHash,
     /// The block's header.
     pub header: &'a Header,
+    /// The block's seal (checked for its kind by [`Rule::check_seal`]; who may sign is the
+    /// state's to check where the signer set changes along the chain).
+    pub seal: &'a Seal,
     /// The block's transactions.
     pub txs: &'a [Transaction],
     /// Their txids.
