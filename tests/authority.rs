@@ -7,11 +7,12 @@ mod common;
 
 use chainsmith::ChainSpec;
 use chainsmith::chain::record::BlockRecord;
+use chainsmith::chain::spec::RuleSection;
 use chainsmith::chain::state::{BlockError, ChainState};
 use chainsmith::chain::verify::LineErrorKind;
 use chainsmith::consensus::ProducerStats;
 use chainsmith::dpos::{DoubleSign, SlotClaim};
-use chainsmith::dpos::{DposError, DposState};
+use chainsmith::dpos::{DposError, DposSpec, DposState, ScheduleOrder};
 use chainsmith::poa::{PoaError, PoaState};
 use chainsmith::primitives::tx::{KeyPair, PubKey, SignerVote, Transaction};
 use common::{NOW, build_authority_chain, error_at, replay_records, test_dpos_spec};
@@ -251,8 +252,7 @@ fn irreversible_height_never_decreases() {
     let spec = ChainSpec::builtin("dpos-demo").unwrap();
     let mut last = 0;
     let holders: Vec<KeyPair> = spec
-        .dpos
-        .as_ref()
+        .section::<DposSpec>()
         .unwrap()
         .holders
         .iter()
@@ -270,7 +270,11 @@ fn irreversible_height_never_decreases() {
 #[test]
 fn bitshares_order_is_a_fresh_permutation_each_round() {
     let mut spec = test_dpos_spec();
-    spec.dpos.as_mut().unwrap().order = chainsmith::chain::spec::ScheduleOrder::Bitshares;
+    let dpos = DposSpec {
+        order: ScheduleOrder::Bitshares,
+        ..spec.section::<DposSpec>().unwrap().clone()
+    };
+    spec.section = Some(RuleSection::new(dpos));
     let (records, _) = build_authority_chain(&spec, 12 * 6, &[], None, |_, _| Vec::new());
     let mut orders = Vec::new();
     for round in records[1..].chunks(12) {

@@ -8,7 +8,7 @@ use chainsmith::chain::record::BlockRecord;
 use chainsmith::chain::state::{BlockError, ChainState};
 use chainsmith::chain::verify::LineErrorKind;
 use chainsmith::pos::{InterestRule, interest, kernel_weight};
-use chainsmith::pos::{PosError, PosState};
+use chainsmith::pos::{PosError, PosSpec, PosState};
 use chainsmith::primitives::tx::{Amount, KeyPair, SigBytes, Transaction, TxOut};
 use common::{build_pos_chain, error_at, replay_records, test_pos_spec};
 use num_bigint::BigUint;
@@ -16,18 +16,18 @@ use proptest::prelude::*;
 
 fn holder_names() -> Vec<String> {
     let spec = test_pos_spec();
-    spec.pos
+    spec.section::<PosSpec>()
         .unwrap()
         .stakeholders
-        .into_iter()
-        .map(|h| h.name)
+        .iter()
+        .map(|h| h.name.clone())
         .collect()
 }
 
 /// Each stakeholder's summed kernel weight over its eligible outputs at `time`.
 fn weights_at(state: &ChainState, time: u32) -> Vec<f64> {
     let spec = state.spec();
-    let pos = spec.pos.as_ref().unwrap();
+    let pos = spec.section::<PosSpec>().unwrap();
     let height = state.next_height();
     holder_names()
         .iter()
@@ -87,7 +87,7 @@ fn block_shares_match_kernel_weight_shares() {
 #[test]
 fn staking_resets_only_the_staked_output_and_young_outputs_cannot_stake() {
     let spec = test_pos_spec();
-    let pos = spec.pos.clone().unwrap();
+    let pos = spec.section::<PosSpec>().unwrap().clone();
     let mut checked = 0;
     let records = build_pos_chain(&spec, 60, 0, |state, record| {
         let Transaction::Coinstake { inputs, .. } = &record.txs[1] else {

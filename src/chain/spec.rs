@@ -2,14 +2,22 @@
 //!
 //! A spec names the consensus rule, the genesis header and transaction, the proof-of-work limit,
 //! the target spacing and retarget rule, the block reward, the coinbase maturity, and the seed
-//! from which the demo wallets' keys are derived. Unknown and missing fields are errors that
-//! name the field. The built-in specs live in `chains/` and are compiled in.
+//! from which the demo wallets' keys are derived; then the chain's rule's own section (`pos`,
+//! `dpos`, `poa`), which its rule defines, parses and validates ([`SpecSection`]). Unknown and
+//! missing fields are errors that name the field. The built-in specs live in `chains/` and are
+//! compiled in.
 
-use serde::{Deserialize, Serialize};
+use std::any::Any;
+use std::fmt;
+use std::sync::Arc;
+
+use serde::de::DeserializeOwned;
+use serde::ser::SerializeMap;
+use serde::{Deserialize, Serialize, Serializer};
+use serde_json::value::RawValue;
 
 use crate::consensus::Consensus;
 use crate::difficulty::RetargetRule;
-use crate::pos::InterestRule;
 use crate::primitives::block::Block;
 use crate::primitives::hash::{BlockHash, Hash256};
 use crate::primitives::header::Header;
@@ -51,142 +59,99 @@ pub struct RewardSpec {
     pub halving_interval: u32,
 }
 
-/// A stakeholder of a proof-of-stake genesis: a wallet name and the outputs it starts with.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct Stakeholder {
-    /// Wallet name (its key is derived from the spec's `wallet_seed`).
-    pub name: String,
-    /// The value of each genesis output it owns, in coins.
-    pub coins: Vec<f64>,
+/// A rule's own part of a spec: the value of the spec field the rule names.
+pub trait SpecSection: Serialize + DeserializeOwned + fmt::Debug + Send + Sync + 'static {
+    /// The spec field (`pos`).
+    const KEY: &'static str;
 }
 
-/// How a proof-of-stake miner's clock runs.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
-#[serde(rename_all = "snake_case")]
-pub enum Clock {
-    /// Chain time jumps ahead as fast as kernels are tried: months of coin-age in seconds.
-    #[default]
-    Virtual,
-    /// Chain time follows the wall clock: one attempt per output per real second.
-    Wall,
+/// A rule's section of a spec, kept typed for its rule and as canonical JSON (the typed
+/// value serialised compactly, fields in declaration order) for the spec hash.
+#[derive(Clone)]
+pub struct RuleSection {
+    key: &'static str,
+    raw: Box<RawValue>,
+    typed: Arc<dyn Any + Send + Sync>,
 }
 
-/// Proof-of-stake parameters.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct PosSpec {
-    /// The genesis stake distribution.
-    pub stakeholders: Vec<Stakeholder>,
-    /// Age (days, fractions allowed) before an output may stake; its kernel weight starts
-    /// from zero there.
-    #[serde(default = "default_min_age")]
-    pub min_age_days: f64,
-    /// Age (days, fractions allowed) at which kernel weight stops growing.
-    #[serde(default = "default_max_age")]
-    pub max_age_days: f64,
-    /// How interest is paid on the coin-age a coinstake consumes.
-    #[serde(default = "default_interest")]
-    pub interest: InterestRule,
-    /// Blocks between stake modifier changes (see [`crate::chain::state::ChainState::stake_modifier`]).
-    #[serde(default = "default_modifier_interval")]
-    pub modifier_interval: u32,
-    /// The miner's clock.
-    #[serde(default)]
-    pub clock: Clock,
+impl RuleSection {
+    /// Wraps a typed section.
+    ///
+    /// # Panics
+    /// Never: a section type always serialises.
+    #[must_use]
+    pub fn new<T: SpecSection>(value: T) -> Self {
+        Self {
+            key: T::KEY,
+            raw: serde_json::value::to_raw_value(&value).expect("a spec section serialises"),
+            typed: Arc::new(value),
+        }
+    }
+
+    /// Parses the JSON of a section of type `T`.
+    ///
+    /// # Errors
+    /// serde's, naming the field.
+    pub fn parse<T: SpecSection>(value: serde_json::Value) -> Result<Self, serde_json::Error> {
+        serde_json::from_value::<T>(value).map(Self::new)
+    }
+
+    /// The spec field it is the value of.
+    #[must_use]
+    pub const fn key(&self) -> &'static str {
+        self.key
+    }
+
+    /// The section as type `T`, if it is one.
+    #[must_use]
+    pub fn get<T: SpecSection>(&self) -> Option<&T> {
+        self.typed.downcast_ref()
+    }
 }
 
-/// Proof-of-authority (Clique) parameters. The block period is the spec's `target_spacing_s`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct PoaSpec {
-    /// The genesis signers (wallet names; keys from the spec's `wallet_seed`).
-    pub signers: Vec<String>,
-    /// Blocks between checkpoints, which clear pending votes (30 000 on Ethereum).
-    #[serde(default = "default_epoch")]
-    pub epoch: u32,
+impl PartialEq for RuleSection {
+    fn eq(&self, other: &Self) -> bool {
+        self.key == other.key && self.raw.get() == other.raw.get()
+    }
 }
 
-/// How a DPoS round orders its producers.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
-#[serde(rename_all = "snake_case")]
-pub enum ScheduleOrder {
-    /// Sorted by name, as EOSIO does.
-    #[default]
-    Eosio,
-    /// Shuffled each round with BitShares' generator, seeded from the previous block's hash.
-    Bitshares,
+impl fmt::Debug for RuleSection {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: {}", self.key, self.raw.get())
+    }
 }
 
-/// A DPoS token holder: its genesis outputs and its genesis approval vote.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct TokenHolder {
-    /// Wallet name (its key is derived from the spec's `wallet_seed`).
-    pub name: String,
-    /// The value of each genesis output it owns, in coins.
-    pub coins: Vec<f64>,
-    /// The candidates it approves at genesis (at most `max_votes`).
-    pub votes: Vec<String>,
+impl Serialize for RuleSection {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let mut map = s.serialize_map(Some(1))?;
+        map.serialize_entry(self.key, &self.raw)?;
+        map.end()
+    }
 }
 
-/// Delegated-proof-of-stake parameters.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct DposSpec {
-    /// The candidate producers (wallet names).
-    pub candidates: Vec<String>,
-    /// The token holders: their stake and votes.
-    pub holders: Vec<TokenHolder>,
-    /// Active producers per round (21 on EOSIO).
-    #[serde(default = "default_producers")]
-    pub producers: u32,
-    /// Consecutive slots each producer gets per round (12 on EOSIO).
-    #[serde(default = "default_blocks_per_turn")]
-    pub blocks_per_turn: u32,
-    /// Slot length in milliseconds (500 on EOSIO).
-    #[serde(default = "default_slot_ms")]
-    pub slot_ms: u32,
-    /// Candidates one holder may approve (30 on EOSIO).
-    #[serde(default = "default_max_votes")]
-    pub max_votes: u32,
-    /// Producer order within a round.
-    #[serde(default)]
-    pub order: ScheduleOrder,
+/// How a rule's spec section is found and parsed: its field and its type's parser.
+#[derive(Debug, Clone, Copy)]
+pub struct SectionDef {
+    /// The spec field.
+    pub key: &'static str,
+    /// Parses its JSON.
+    pub parse: fn(serde_json::Value) -> Result<RuleSection, serde_json::Error>,
 }
 
-const fn default_epoch() -> u32 {
-    30_000
-}
-const fn default_producers() -> u32 {
-    21
-}
-const fn default_blocks_per_turn() -> u32 {
-    12
-}
-const fn default_slot_ms() -> u32 {
-    500
-}
-const fn default_max_votes() -> u32 {
-    30
-}
-
-const fn default_min_age() -> f64 {
-    30.0
-}
-const fn default_max_age() -> f64 {
-    90.0
-}
-const fn default_interest() -> InterestRule {
-    InterestRule::Exact { rate_ppm: 50_000 }
-}
-const fn default_modifier_interval() -> u32 {
-    16
+impl SectionDef {
+    /// The definition of section type `T`.
+    #[must_use]
+    pub const fn of<T: SpecSection>() -> Self {
+        Self {
+            key: T::KEY,
+            parse: RuleSection::parse::<T>,
+        }
+    }
 }
 
 /// A chain spec. See the module docs and README for every field.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[serde(try_from = "SpecFields")]
 pub struct ChainSpec {
     /// Short name; the default chain file is `chains/<name>.jsonl`.
     pub name: String,
@@ -213,15 +178,63 @@ pub struct ChainSpec {
     pub miner: String,
     /// Demo wallets that transfers move coins between.
     pub wallets: Vec<String>,
-    /// Proof-of-stake parameters (required when `consensus` is `pos`).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub pos: Option<PosSpec>,
-    /// Delegated-proof-of-stake parameters (required when `consensus` is `dpos`).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub dpos: Option<DposSpec>,
-    /// Proof-of-authority parameters (required when `consensus` is `poa`).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub poa: Option<PoaSpec>,
+    /// The rule's own section (`pos`, `dpos`, `poa`), required by the rules that have one.
+    #[serde(flatten)]
+    pub section: Option<RuleSection>,
+}
+
+/// A spec as written: the core fields and any others, which must be a rule's section.
+#[derive(Deserialize)]
+struct SpecFields {
+    name: String,
+    consensus: Consensus,
+    genesis: GenesisSpec,
+    pow_limit: Target,
+    target_spacing_s: u32,
+    retarget: RetargetRule,
+    reward: RewardSpec,
+    coinbase_maturity: u32,
+    max_future_s: u32,
+    wallet_seed: String,
+    miner: String,
+    wallets: Vec<String>,
+    #[serde(flatten)]
+    rest: serde_json::Map<String, serde_json::Value>,
+}
+
+impl TryFrom<SpecFields> for ChainSpec {
+    type Error = String;
+
+    fn try_from(f: SpecFields) -> Result<Self, String> {
+        let mut section = None;
+        for (key, value) in f.rest {
+            let owner = Consensus::all()
+                .find(|c| c.info().section.is_some_and(|d| d.key == key))
+                .ok_or_else(|| format!("unknown field `{key}`"))?;
+            if owner != f.consensus {
+                return Err(format!(
+                    "field `{key}`: only allowed with consensus {owner}"
+                ));
+            }
+            let def = owner.info().section.expect("the owner has this section");
+            section = Some((def.parse)(value).map_err(|e| format!("field `{key}`: {e}"))?);
+        }
+        Ok(Self {
+            name: f.name,
+            consensus: f.consensus,
+            genesis: f.genesis,
+            pow_limit: f.pow_limit,
+            target_spacing_s: f.target_spacing_s,
+            retarget: f.retarget,
+            reward: f.reward,
+            coinbase_maturity: f.coinbase_maturity,
+            max_future_s: f.max_future_s,
+            wallet_seed: f.wallet_seed,
+            miner: f.miner,
+            wallets: f.wallets,
+            section,
+        })
+    }
 }
 
 /// Why a spec is unusable.
@@ -258,56 +271,7 @@ pub fn builtin_names() -> Vec<&'static str> {
     BUILTIN_SPECS.iter().map(|(n, _)| *n).collect()
 }
 
-impl PosSpec {
-    /// Checks the stake distribution and the ages.
-    ///
-    /// # Errors
-    /// [`SpecError::BadField`] naming the field.
-    pub fn validate(&self) -> Result<(), SpecError> {
-        if self.stakeholders.is_empty() {
-            return Err(bad("pos.stakeholders", "the stake set is empty"));
-        }
-        let mut seen = std::collections::HashSet::new();
-        for (i, h) in self.stakeholders.iter().enumerate() {
-            if h.name.is_empty() || !seen.insert(h.name.as_str()) {
-                return Err(bad_owned(
-                    format!("pos.stakeholders[{i}].name"),
-                    format!("{:?} is empty or not unique", h.name),
-                ));
-            }
-            check_coins(&format!("pos.stakeholders[{i}].coins"), &h.coins)?;
-        }
-        for (field, days) in [
-            ("pos.min_age_days", self.min_age_days),
-            ("pos.max_age_days", self.max_age_days),
-        ] {
-            if !days.is_finite() || !(0.0..=36_500.0).contains(&days) {
-                return Err(bad(
-                    field,
-                    format!("{days} is not a number of days in 0..=36500"),
-                ));
-            }
-        }
-        if self.min_age_days > self.max_age_days {
-            return Err(bad(
-                "pos.min_age_days",
-                format!(
-                    "min_age_days {} is greater than max_age_days {}",
-                    self.min_age_days, self.max_age_days
-                ),
-            ));
-        }
-        if self.max_age_s() == 0 {
-            return Err(bad("pos.max_age_days", "must be more than zero"));
-        }
-        if self.modifier_interval == 0 {
-            return Err(bad("pos.modifier_interval", "must be at least 1"));
-        }
-        Ok(())
-    }
-}
-
-fn check_names<'a>(
+pub(crate) fn check_names<'a>(
     list: &'static str,
     names: impl IntoIterator<Item = &'a String>,
 ) -> Result<(), SpecError> {
@@ -323,7 +287,7 @@ fn check_names<'a>(
     Ok(())
 }
 
-fn check_coins(field: &str, coins: &[f64]) -> Result<(), SpecError> {
+pub(crate) fn check_coins(field: &str, coins: &[f64]) -> Result<(), SpecError> {
     if coins.is_empty() {
         return Err(bad_owned(field.to_owned(), "no outputs"));
     }
@@ -337,126 +301,14 @@ fn check_coins(field: &str, coins: &[f64]) -> Result<(), SpecError> {
     Ok(())
 }
 
-impl PoaSpec {
-    /// Checks the signer list and the epoch.
-    ///
-    /// # Errors
-    /// [`SpecError::BadField`] naming the field.
-    pub fn validate(&self) -> Result<(), SpecError> {
-        if self.signers.is_empty() {
-            return Err(bad("poa.signers", "the signer set is empty"));
-        }
-        check_names("poa.signers", &self.signers)?;
-        if self.epoch == 0 {
-            return Err(bad("poa.epoch", "must be at least 1"));
-        }
-        Ok(())
-    }
-}
-
-impl DposSpec {
-    /// Checks candidates, holders, votes and the schedule parameters; the genesis votes must
-    /// elect a full set of producers.
-    ///
-    /// # Errors
-    /// [`SpecError::BadField`] naming the field.
-    pub fn validate(&self) -> Result<(), SpecError> {
-        check_names("dpos.candidates", &self.candidates)?;
-        if self.candidates.len() > usize::from(u16::MAX) {
-            return Err(bad("dpos.candidates", "more than 65 535 candidates"));
-        }
-        check_names("dpos.holders", self.holders.iter().map(|h| &h.name))?;
-        for (field, value) in [
-            ("dpos.producers", self.producers),
-            ("dpos.blocks_per_turn", self.blocks_per_turn),
-            ("dpos.slot_ms", self.slot_ms),
-            ("dpos.max_votes", self.max_votes),
-        ] {
-            if value == 0 {
-                return Err(bad(field, "must be at least 1"));
-            }
-        }
-        if self.producers as usize > self.candidates.len() {
-            return Err(bad(
-                "dpos.producers",
-                format!(
-                    "{} producers but only {} candidates",
-                    self.producers,
-                    self.candidates.len()
-                ),
-            ));
-        }
-        let mut approved = std::collections::HashSet::new();
-        for (i, h) in self.holders.iter().enumerate() {
-            check_coins(&format!("dpos.holders[{i}].coins"), &h.coins)?;
-            if h.votes.len() > self.max_votes as usize {
-                return Err(bad_owned(
-                    format!("dpos.holders[{i}].votes"),
-                    format!(
-                        "{} votes, more than max_votes {}",
-                        h.votes.len(),
-                        self.max_votes
-                    ),
-                ));
-            }
-            let mut own = std::collections::HashSet::new();
-            for (j, v) in h.votes.iter().enumerate() {
-                if !self.candidates.contains(v) || !own.insert(v) {
-                    return Err(bad_owned(
-                        format!("dpos.holders[{i}].votes[{j}]"),
-                        format!("{v:?} is not a candidate, or is listed twice"),
-                    ));
-                }
-                approved.insert(v);
-            }
-        }
-        if approved.len() < self.producers as usize {
-            return Err(bad(
-                "dpos.holders",
-                format!(
-                    "the genesis votes approve {} candidates; {} producers are needed",
-                    approved.len(),
-                    self.producers
-                ),
-            ));
-        }
-        Ok(())
-    }
-
-    /// Slots per round: producers × blocks per turn.
-    #[must_use]
-    pub const fn round_slots(&self) -> u64 {
-        self.producers as u64 * self.blocks_per_turn as u64
-    }
-}
-
-impl PosSpec {
-    /// The minimum age in seconds.
-    #[must_use]
-    pub fn min_age_s(&self) -> u64 {
-        days_to_seconds(self.min_age_days)
-    }
-
-    /// The maximum age in seconds.
-    #[must_use]
-    pub fn max_age_s(&self) -> u64 {
-        days_to_seconds(self.max_age_days)
-    }
-}
-
-#[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
-fn days_to_seconds(days: f64) -> u64 {
-    (days * 86_400.0).round() as u64
-}
-
-fn bad_owned(field: String, reason: impl Into<String>) -> SpecError {
+pub(crate) fn bad_owned(field: String, reason: impl Into<String>) -> SpecError {
     SpecError::BadFieldAt {
         field,
         reason: reason.into(),
     }
 }
 
-fn bad(field: &'static str, reason: impl Into<String>) -> SpecError {
+pub(crate) fn bad(field: &'static str, reason: impl Into<String>) -> SpecError {
     SpecError::BadField {
         field,
         reason: reason.into(),
@@ -533,16 +385,12 @@ impl ChainSpec {
             return Err(bad("wallets", "wallet names must not be empty"));
         }
         let rule = self.consensus.rule();
-        for (section, present) in [
-            ("pos", self.pos.is_some()),
-            ("dpos", self.dpos.is_some()),
-            ("poa", self.poa.is_some()),
-        ] {
-            if present && rule.info().section != Some(section) {
-                return Err(bad(
-                    section,
-                    format!("only allowed with consensus {section}"),
-                ));
+        if let Some(s) = &self.section {
+            let owner = Consensus::all()
+                .find(|c| c.info().section.is_some_and(|d| d.key == s.key()))
+                .map_or("none", Consensus::name);
+            if rule.info().section.map(|d| d.key) != Some(s.key()) {
+                return Err(bad(s.key(), format!("only allowed with consensus {owner}")));
             }
         }
         rule.validate_spec(self)?;
@@ -553,17 +401,11 @@ impl ChainSpec {
     /// spec order (empty for proof of work).
     #[must_use]
     pub fn genesis_allocations(&self) -> Vec<TxOut> {
-        let pos = self.pos.iter().flat_map(|p| {
-            p.stakeholders
-                .iter()
-                .map(|h| (h.name.as_str(), h.coins.as_slice()))
-        });
-        let dpos = self.dpos.iter().flat_map(|d| {
-            d.holders
-                .iter()
-                .map(|h| (h.name.as_str(), h.coins.as_slice()))
-        });
-        pos.chain(dpos)
+        self.consensus
+            .rule()
+            .names(self)
+            .genesis
+            .into_iter()
             .flat_map(|(name, coins)| {
                 let to = KeyPair::derive(&self.wallet_seed, name).pubkey();
                 coins.iter().map(move |c| TxOut {
@@ -578,19 +420,13 @@ impl ChainSpec {
     /// candidates or PoA signers (empty for proof of work).
     #[must_use]
     pub fn producer_names(&self) -> Vec<&str> {
-        let pos = self
-            .pos
-            .iter()
-            .flat_map(|p| p.stakeholders.iter().map(|h| h.name.as_str()));
-        let dpos = self
-            .dpos
-            .iter()
-            .flat_map(|d| d.candidates.iter().map(String::as_str));
-        let poa = self
-            .poa
-            .iter()
-            .flat_map(|p| p.signers.iter().map(String::as_str));
-        pos.chain(dpos).chain(poa).collect()
+        self.consensus.rule().names(self).producers
+    }
+
+    /// Returns the rule's section as type `T`, if the spec has one of that type.
+    #[must_use]
+    pub fn section<T: SpecSection>(&self) -> Option<&T> {
+        self.section.as_ref()?.get()
     }
 
     /// Returns the spec's hash: sha256d of its canonical JSON (fields in declaration order).
@@ -633,14 +469,10 @@ impl ChainSpec {
         block
     }
 
-    /// Returns the intended seconds between blocks: the DPoS slot, else `target_spacing_s`.
+    /// Returns the intended seconds between blocks, as the rule counts them (DPoS: its slot).
     #[must_use]
     pub fn spacing_s(&self) -> f64 {
-        self.dpos
-            .as_ref()
-            .map_or(f64::from(self.target_spacing_s), |d| {
-                f64::from(d.slot_ms) / 1000.0
-            })
+        self.consensus.rule().spacing_ms(self) as f64 / 1000.0
     }
 
     /// Returns the subsidy of the block at `height`: `initial` halved every
@@ -680,23 +512,9 @@ impl ChainSpec {
     #[must_use]
     pub fn wallet_keys(&self) -> Vec<KeyPair> {
         let mut names = vec![self.miner.as_str()];
-        let stakeholders = self
-            .pos
-            .iter()
-            .flat_map(|p| p.stakeholders.iter().map(|h| &h.name));
-        let holders = self
-            .dpos
-            .iter()
-            .flat_map(|d| d.holders.iter().map(|h| &h.name));
-        let signers = self.poa.iter().flat_map(|p| p.signers.iter());
-        for w in self
-            .wallets
-            .iter()
-            .chain(stakeholders)
-            .chain(holders)
-            .chain(signers)
-        {
-            if !names.contains(&w.as_str()) {
+        let rule_names = self.consensus.rule().names(self).wallets;
+        for w in self.wallets.iter().map(String::as_str).chain(rule_names) {
+            if !names.contains(&w) {
                 names.push(w);
             }
         }
@@ -880,7 +698,8 @@ mod tests {
             "poa-demo",
             &|v| {
                 v["pos"] =
-                    serde_json::to_value(ChainSpec::builtin("pos-demo").unwrap().pos).unwrap()
+                    serde_json::to_value(ChainSpec::builtin("pos-demo").unwrap()).unwrap()["pos"]
+                        .clone()
             },
             "field `pos`: only allowed with consensus pos",
         );

@@ -3,7 +3,7 @@
 //! spends, fees and elections to check.
 
 use crate::chain::state::ChainState;
-use crate::dpos::DposState;
+use crate::dpos::{DposSpec, DposState};
 use crate::primitives::tx::{Amount, KeyPair, OutPoint, Transaction, TxOut};
 
 /// The fee every demo transfer pays: 0.0001 coin.
@@ -73,8 +73,10 @@ pub fn demo_votes(
     count: usize,
     height: u32,
 ) -> Vec<Transaction> {
-    let (Some(dpos), Some(dstate)) = (&state.spec().dpos, state.rule_state_as::<DposState>())
-    else {
+    let (Some(dpos), Some(dstate)) = (
+        state.spec().section::<DposSpec>(),
+        state.rule_state_as::<DposState>(),
+    ) else {
         return Vec::new();
     };
     if holders.is_empty() {

@@ -14,7 +14,8 @@
 //!
 //! The core names no rule. It reaches rules through [`Consensus`], a handle into the registry
 //! [`RULES`], which is the only list of rules in the crate: adding a rule is a module and one
-//! line there. Every trait method is required, so a rule that forgets a part does not compile.
+//! line there. Every method a rule's validity depends on is required, so a rule that forgets a
+//! part does not compile; only the timing that reports use has a default.
 //!
 //! Blocks reach a chain's state only as a [`CheckedBlock`], which can only be made by
 //! [`Consensus::check`] and remembers the rule that checked it; [`ChainState::connect`]
@@ -32,7 +33,7 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use crate::chain::ledger::{LedgerDelta, Utxo};
 use crate::chain::produce::{ProduceError, ProduceOptions, Producer};
 use crate::chain::record::BlockRecord;
-use crate::chain::spec::{ChainSpec, SpecError};
+use crate::chain::spec::{ChainSpec, SectionDef, SpecError};
 use crate::chain::state::{BlockError, Tip};
 use crate::primitives::block::Block;
 use crate::primitives::hash::{BlockHash, Txid};
@@ -76,7 +77,7 @@ pub enum TimeRule {
 }
 
 /// What the core and the reports need to know about a rule, declared once per rule.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy)]
 pub struct RuleInfo {
     /// The rule's name in specs, on the command line and in JSON (`pow`).
     pub name: &'static str,
@@ -89,7 +90,7 @@ pub struct RuleInfo {
     /// How block time is constrained.
     pub time_rule: TimeRule,
     /// The spec section the rule owns (`pos`), if any; other rules' sections are refused.
-    pub section: Option<&'static str>,
+    pub section: Option<SectionDef>,
 }
 
 /// A consensus rule. See the module docs.
@@ -101,6 +102,27 @@ pub trait Rule: fmt::Debug + Send + Sync + 'static {
     fn name(&self) -> &'static str {
         self.info().name
     }
+
+    /// The intended milliseconds between blocks; by default the spec's `target_spacing_s`.
+    fn spacing_ms(&self, spec: &ChainSpec) -> u64 {
+        u64::from(spec.target_spacing_s) * 1000
+    }
+
+    /// `spec` with `seconds` between blocks; by default in `target_spacing_s`.
+    fn with_spacing(&self, spec: &ChainSpec, seconds: u32) -> ChainSpec {
+        ChainSpec {
+            target_spacing_s: seconds,
+            ..spec.clone()
+        }
+    }
+
+    /// When `block` was made, in milliseconds since 1970; by default its header time.
+    fn block_time_ms(&self, _spec: &ChainSpec, block: &Block) -> u64 {
+        u64::from(block.header.time) * 1000
+    }
+
+    /// The names a valid `spec` gives the rule's people.
+    fn names<'s>(&self, spec: &'s ChainSpec) -> SpecNames<'s>;
 
     /// Checks the rule's part of a spec: its section and what it demands of the core fields.
     ///
@@ -133,6 +155,17 @@ pub trait Rule: fmt::Debug + Send + Sync + 'static {
         spec: &ChainSpec,
         options: &ProduceOptions,
     ) -> Result<Box<dyn Producer>, ProduceError>;
+}
+
+/// The names a spec gives a rule's people.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct SpecNames<'s> {
+    /// Who may produce blocks (stakeholders, candidates, signers).
+    pub producers: Vec<&'s str>,
+    /// Wallets whose keys the demo traffic uses, besides the spec's `wallets`.
+    pub wallets: Vec<&'s str>,
+    /// Genesis holdings: each owner's outputs, in coins.
+    pub genesis: Vec<(&'s str, &'s [f64])>,
 }
 
 /// What a rule's contextual check sees of a block and its chain.

@@ -13,7 +13,7 @@ use crate::chain::state::{BlockError, ChainState};
 use crate::chain::wallet::demo_transfers;
 use crate::consensus::quorum::{check_certificate, majority};
 use crate::consensus::{
-    BlockContext, BlockWork, Connected, Rule, RuleInfo, RuleReport, RuleState, TimeRule,
+    BlockContext, BlockWork, Connected, Rule, RuleInfo, RuleReport, RuleState, SpecNames, TimeRule,
     check_no_puzzle,
 };
 use crate::primitives::block::Block;
@@ -45,6 +45,13 @@ pub(crate) struct QuorumDemo;
 impl Rule for QuorumDemo {
     fn info(&self) -> &'static RuleInfo {
         &INFO
+    }
+
+    fn names<'s>(&self, spec: &'s ChainSpec) -> SpecNames<'s> {
+        SpecNames {
+            producers: spec.wallets.iter().map(String::as_str).collect(),
+            ..SpecNames::default()
+        }
     }
 
     fn validate_spec(&self, spec: &ChainSpec) -> Result<(), SpecError> {

@@ -14,8 +14,10 @@
 //! * **Evidence** — two different blocks signed by one producer for one slot
 //!   ([`DoubleSign`]).
 
+pub mod spec;
 pub mod state;
 
+pub use spec::{DposSpec, ScheduleOrder, TokenHolder};
 pub use state::{Dpos, DposError, DposState, dpos_block, dpos_slot};
 
 use crate::primitives::hash::BlockHash;

@@ -13,14 +13,15 @@ use crate::chain::produce::{
     Equivocation, ProduceEnv, ProduceError, ProduceOptions, Producer, Step, seal_block,
 };
 use crate::chain::record::BlockRecord;
-use crate::chain::spec::{ChainSpec, ScheduleOrder, SpecError};
+use crate::chain::spec::{ChainSpec, RuleSection, SectionDef, SpecError};
 use crate::chain::state::{BlockError, ChainState};
 use crate::chain::wallet::{demo_transfers, demo_votes};
 use crate::consensus::{
     BlockContext, BlockWork, Connected, ProducerRow, ProducerStats, Rule, RuleError, RuleInfo,
-    RuleReport, RuleState, TimeRule, check_miner_listed, check_no_puzzle, check_producer_signature,
-    name_in,
+    RuleReport, RuleState, SpecNames, TimeRule, check_miner_listed, check_no_puzzle,
+    check_producer_signature, name_in,
 };
+use crate::dpos::spec::{DposSpec, ScheduleOrder};
 use crate::dpos::{
     DoubleSign, Schedule, SlotClaim, bitshares_shuffle, elect, last_irreversible, round_of, tally,
 };
@@ -114,7 +115,7 @@ const DPOS_INFO: RuleInfo = RuleInfo {
     // A round of 252 slots and enough more for blocks to become irreversible.
     demo_blocks: 300,
     time_rule: TimeRule::Scheduled,
-    section: Some("dpos"),
+    section: Some(SectionDef::of::<DposSpec>()),
 };
 
 impl Rule for Dpos {
@@ -122,11 +123,58 @@ impl Rule for Dpos {
         &DPOS_INFO
     }
 
+    fn names<'s>(&self, spec: &'s ChainSpec) -> SpecNames<'s> {
+        let Some(dpos) = spec.section::<DposSpec>() else {
+            return SpecNames::default();
+        };
+        SpecNames {
+            producers: dpos.candidates.iter().map(String::as_str).collect(),
+            wallets: dpos.holders.iter().map(|h| h.name.as_str()).collect(),
+            genesis: dpos
+                .holders
+                .iter()
+                .map(|h| (h.name.as_str(), h.coins.as_slice()))
+                .collect(),
+        }
+    }
+
+    fn spacing_ms(&self, spec: &ChainSpec) -> u64 {
+        spec.section::<DposSpec>()
+            .map_or(0, |d| u64::from(d.slot_ms))
+    }
+
+    fn with_spacing(&self, spec: &ChainSpec, seconds: u32) -> ChainSpec {
+        let mut spec = ChainSpec {
+            target_spacing_s: seconds,
+            ..spec.clone()
+        };
+        if let Some(d) = spec.section::<DposSpec>() {
+            let d = DposSpec {
+                slot_ms: seconds.saturating_mul(1000),
+                ..d.clone()
+            };
+            spec.section = Some(RuleSection::new(d));
+        }
+        spec
+    }
+
+    /// The exact time of the block's slot (slots are shorter than the header's seconds).
+    fn block_time_ms(&self, spec: &ChainSpec, block: &Block) -> u64 {
+        match (spec.section::<DposSpec>(), block.txs.get(1)) {
+            (Some(d), Some(Transaction::Producer { slot, .. })) => {
+                u64::from(spec.genesis.time) * 1000 + slot.saturating_mul(u64::from(d.slot_ms))
+            }
+            _ => u64::from(block.header.time) * 1000,
+        }
+    }
+
     fn validate_spec(&self, spec: &ChainSpec) -> Result<(), SpecError> {
-        let dpos = spec.dpos.as_ref().ok_or_else(|| SpecError::BadField {
-            field: "dpos",
-            reason: "required when consensus is dpos".into(),
-        })?;
+        let dpos = spec
+            .section::<DposSpec>()
+            .ok_or_else(|| SpecError::BadField {
+                field: "dpos",
+                reason: "required when consensus is dpos".into(),
+            })?;
         dpos.validate()?;
         check_miner_listed(spec, "dpos.candidates", &dpos.candidates)?;
         check_no_puzzle(spec)
@@ -157,11 +205,11 @@ impl Rule for Dpos {
             DPOS_INFO.name,
             &["--offline", "--double-sign", "--votes-per-block"],
         )?;
-        let holders = spec
-            .dpos
-            .iter()
-            .flat_map(|d| &d.holders)
-            .map(|h| KeyPair::derive(&spec.wallet_seed, &h.name))
+        let holders = self
+            .names(spec)
+            .wallets
+            .into_iter()
+            .map(|n| KeyPair::derive(&spec.wallet_seed, n))
             .collect();
         Ok(Box::new(DposProducer {
             keys: spec.wallet_keys(),
@@ -273,7 +321,7 @@ pub struct DposState {
 
 impl DposState {
     fn genesis(spec: &ChainSpec) -> Self {
-        let dpos = spec.dpos.as_ref().expect("a dpos spec");
+        let dpos = spec.section::<DposSpec>().expect("a valid dpos spec");
         let names = dpos.candidates.clone();
         let keys: Vec<PubKey> = names
             .iter()

@@ -588,6 +588,8 @@ mod tests {
         assert!(s.may_seal(&'A'));
     }
 }
+pub mod spec;
 pub mod state;
 
+pub use spec::PoaSpec;
 pub use state::{Poa, PoaError, PoaState, poa_block, poa_sealer};

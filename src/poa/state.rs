@@ -13,14 +13,15 @@ use crate::chain::produce::{
     ProduceEnv, ProduceError, ProduceOptions, Producer, Step, key_for, seal_block,
 };
 use crate::chain::record::BlockRecord;
-use crate::chain::spec::{ChainSpec, SpecError};
+use crate::chain::spec::{ChainSpec, SectionDef, SpecError};
 use crate::chain::state::{BlockError, ChainState};
 use crate::chain::wallet::demo_transfers;
 use crate::consensus::{
     BlockContext, BlockWork, Connected, ProducerRow, ProducerStats, Rule, RuleError, RuleInfo,
-    RuleReport, RuleState, TimeRule, check_miner_listed, check_no_puzzle, check_producer_signature,
-    name_in,
+    RuleReport, RuleState, SpecNames, TimeRule, check_miner_listed, check_no_puzzle,
+    check_producer_signature, name_in,
 };
+use crate::poa::spec::PoaSpec;
 use crate::poa::{Snapshot, SnapshotError, Vote};
 use crate::primitives::block::Block;
 use crate::primitives::hash::BlockHash;
@@ -106,7 +107,7 @@ const POA_INFO: RuleInfo = RuleInfo {
     work: BlockWork::Signatures,
     demo_blocks: 20,
     time_rule: TimeRule::Scheduled,
-    section: Some("poa"),
+    section: Some(SectionDef::of::<PoaSpec>()),
 };
 
 impl Rule for Poa {
@@ -114,11 +115,24 @@ impl Rule for Poa {
         &POA_INFO
     }
 
+    fn names<'s>(&self, spec: &'s ChainSpec) -> SpecNames<'s> {
+        let signers: Vec<&str> = spec
+            .section::<PoaSpec>()
+            .map_or_else(Vec::new, |p| p.signers.iter().map(String::as_str).collect());
+        SpecNames {
+            producers: signers.clone(),
+            wallets: signers,
+            genesis: Vec::new(),
+        }
+    }
+
     fn validate_spec(&self, spec: &ChainSpec) -> Result<(), SpecError> {
-        let poa = spec.poa.as_ref().ok_or_else(|| SpecError::BadField {
-            field: "poa",
-            reason: "required when consensus is poa".into(),
-        })?;
+        let poa = spec
+            .section::<PoaSpec>()
+            .ok_or_else(|| SpecError::BadField {
+                field: "poa",
+                reason: "required when consensus is poa".into(),
+            })?;
         poa.validate()?;
         check_miner_listed(spec, "poa.signers", &poa.signers)?;
         check_no_puzzle(spec)
@@ -195,7 +209,9 @@ pub struct PoaState {
 
 impl PoaState {
     fn genesis(spec: &ChainSpec) -> Self {
-        let poa = spec.poa.as_ref().expect("a proof-of-authority spec");
+        let poa = spec
+            .section::<PoaSpec>()
+            .expect("a valid proof-of-authority spec");
         let keys: Vec<PubKey> = poa
             .signers
             .iter()

@@ -23,9 +23,11 @@
 
 pub mod kernel;
 pub mod rule;
+pub mod spec;
 pub mod stake;
 
 pub use rule::{Pos, PosError, PosState, StakeStats};
+pub use spec::{Clock, PosSpec, Stakeholder};
 
 pub use kernel::{
     InterestRule, KernelInput, coin_days, interest, kernel_meets_target, kernel_weight,

@@ -8,14 +8,15 @@ use std::sync::atomic::Ordering;
 
 use crate::chain::ledger::{LedgerDelta, Origin};
 use crate::chain::produce::{ProduceEnv, ProduceError, ProduceOptions, Producer, Step};
-use crate::chain::spec::{ChainSpec, Clock, PosSpec, SpecError};
+use crate::chain::spec::{ChainSpec, SectionDef, SpecError};
 use crate::chain::state::{BlockError, ChainState, check_maturity, sum_outputs};
 use crate::chain::wallet::demo_transfers;
 use crate::consensus::{
     BlockContext, BlockWork, Connected, ProducerRow, Rule, RuleError, RuleInfo, RuleReport,
-    RuleState, TimeRule, check_miner_listed, check_producer_signature,
+    RuleState, SpecNames, TimeRule, check_miner_listed, check_producer_signature,
 };
 use crate::difficulty::RetargetRule;
+use crate::pos::spec::{Clock, PosSpec};
 use crate::pos::stake::{StakeOutcome, earliest_stake_time, find_stake, stake_block};
 use crate::pos::{KernelInput, coin_days, interest, kernel_meets_target, kernel_weight};
 use crate::primitives::block::Block;
@@ -84,7 +85,7 @@ const POS_INFO: RuleInfo = RuleInfo {
     work: BlockWork::KernelSearch,
     demo_blocks: 20,
     time_rule: TimeRule::MedianTimePast,
-    section: Some("pos"),
+    section: Some(SectionDef::of::<PosSpec>()),
 };
 
 impl Rule for Pos {
@@ -92,11 +93,28 @@ impl Rule for Pos {
         &POS_INFO
     }
 
+    fn names<'s>(&self, spec: &'s ChainSpec) -> SpecNames<'s> {
+        let holders = spec
+            .section::<PosSpec>()
+            .map_or(&[][..], |p| &p.stakeholders);
+        let names: Vec<&str> = holders.iter().map(|h| h.name.as_str()).collect();
+        SpecNames {
+            producers: names.clone(),
+            wallets: names,
+            genesis: holders
+                .iter()
+                .map(|h| (h.name.as_str(), h.coins.as_slice()))
+                .collect(),
+        }
+    }
+
     fn validate_spec(&self, spec: &ChainSpec) -> Result<(), SpecError> {
-        let pos = spec.pos.as_ref().ok_or_else(|| SpecError::BadField {
-            field: "pos",
-            reason: "required when consensus is pos".into(),
-        })?;
+        let pos = spec
+            .section::<PosSpec>()
+            .ok_or_else(|| SpecError::BadField {
+                field: "pos",
+                reason: "required when consensus is pos".into(),
+            })?;
         pos.validate()?;
         let names: Vec<String> = pos.stakeholders.iter().map(|h| h.name.clone()).collect();
         check_miner_listed(spec, "pos.stakeholders", &names)?;
@@ -140,7 +158,9 @@ impl Rule for Pos {
         Ok(Box::new(PosProducer {
             keys: spec.wallet_keys(),
             tx_per_block: options.tx_per_block,
-            wall_clock: spec.pos.as_ref().is_some_and(|p| p.clock == Clock::Wall),
+            wall_clock: spec
+                .section::<PosSpec>()
+                .is_some_and(|p| p.clock == Clock::Wall),
             max_future_s: spec.max_future_s,
             stake_from: 0,
         }))
@@ -227,7 +247,10 @@ pub struct PosState {
 
 impl PosState {
     fn genesis(spec: &ChainSpec) -> Self {
-        let pos = spec.pos.clone().expect("a valid proof-of-stake spec");
+        let pos = spec
+            .section::<PosSpec>()
+            .cloned()
+            .expect("a valid proof-of-stake spec");
         let holders = pos
             .stakeholders
             .iter()

@@ -11,7 +11,8 @@ use crate::chain::state::BlockError;
 use crate::chain::state::ChainState;
 use crate::chain::wallet::demo_transfers;
 use crate::consensus::{
-    BlockContext, BlockWork, Connected, Rule, RuleError, RuleInfo, RuleReport, RuleState, TimeRule,
+    BlockContext, BlockWork, Connected, Rule, RuleError, RuleInfo, RuleReport, RuleState,
+    SpecNames, TimeRule,
 };
 use crate::difficulty::RetargetRule;
 use crate::pow::miner::{SolveError, solve_block};
@@ -57,6 +58,10 @@ const POW_INFO: RuleInfo = RuleInfo {
 impl Rule for Pow {
     fn info(&self) -> &'static RuleInfo {
         &POW_INFO
+    }
+
+    fn names<'s>(&self, _spec: &'s ChainSpec) -> SpecNames<'s> {
+        SpecNames::default()
     }
 
     fn validate_spec(&self, spec: &ChainSpec) -> Result<(), SpecError> {

@@ -25,9 +25,9 @@ use chainsmith::metrics::energy::{
     ASIC_J_PER_TH, EnergyMethod, estimate_joules, hashes_per_mainnet_block,
 };
 use chainsmith::metrics::rapl::{POWERCAP_ROOT, RaplReader};
-use chainsmith::pos::PosState;
+use chainsmith::pos::{PosSpec, PosState};
 use chainsmith::pow::miner::{SearchControl, SearchOptions};
-use chainsmith::primitives::tx::{KeyPair, Transaction};
+use chainsmith::primitives::tx::KeyPair;
 use chainsmith::{ChainState, Target};
 use serde_json::{Value, json};
 
@@ -151,7 +151,7 @@ fn process_cpu_seconds() -> Option<f64> {
 /// Each stakeholder's share of the genesis stake and of the blocks staked.
 fn stake_shares(state: &ChainState) -> Vec<(String, f64, f64)> {
     let spec = state.spec();
-    let Some(pos) = &spec.pos else {
+    let Some(pos) = spec.section::<PosSpec>() else {
         return Vec::new();
     };
     let total_stake: f64 = pos.stakeholders.iter().flat_map(|h| &h.coins).sum();
@@ -232,10 +232,7 @@ fn live(args: &CompareArgs, pool: &rayon::ThreadPool, dir: &Path) -> Result<Opti
             bail!("spec {:?} is not a {} spec", spec.name, consensus.name());
         }
         if let Some(s) = args.spacing {
-            spec.target_spacing_s = s;
-            if let Some(d) = spec.dpos.as_mut() {
-                d.slot_ms = s.saturating_mul(1000);
-            }
+            spec = consensus.rule().with_spacing(&spec, s);
         }
         let path = dir.join(format!("{}.jsonl", consensus.name()));
         match std::fs::remove_file(&path) {
@@ -337,14 +334,12 @@ impl Finality {
     }
 }
 
-/// A block's time in seconds: its DPoS slot's exact time, else the header time.
+/// A block's time in seconds, as exact as its rule knows it (DPoS: its slot's time).
 fn point_time(spec: &ChainSpec, record: &BlockRecord) -> f64 {
-    match (&spec.dpos, record.txs.get(1)) {
-        (Some(d), Some(Transaction::Producer { slot, .. })) => {
-            f64::from(spec.genesis.time) + *slot as f64 * f64::from(d.slot_ms) / 1000.0
-        }
-        _ => f64::from(record.time),
-    }
+    spec.consensus
+        .rule()
+        .block_time_ms(spec, &record.to_block()) as f64
+        / 1000.0
 }
 
 /// Block signatures on the chain: one per block after genesis, except proof of work.
