@@ -262,7 +262,7 @@ fn irreversible_height_never_decreases() {
         let lib = state.rule_state().irreversible_height().unwrap();
         assert!(lib >= last && lib < height);
         last = lib;
-        chainsmith::chain::wallet::demo_votes(state, &holders, 3, height)
+        chainsmith::dpos::demo_votes(state, &holders, 3, height)
     });
     assert!(last > 0);
 }

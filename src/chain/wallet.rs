@@ -1,9 +1,8 @@
-//! Demo transfers and votes: coins moving between the spec's wallets, and DPoS holders
-//! changing their votes, while a chain is mined, so that verification has real signatures,
-//! spends, fees and elections to check.
+//! Demo transfers: coins moving between the spec's wallets while a chain is produced, so that
+//! verification has real signatures, spends and fees to check (every rule's producer adds
+//! them; a rule adds its own demo traffic, such as DPoS re-votes).
 
 use crate::chain::state::ChainState;
-use crate::dpos::{DposSpec, DposState};
 use crate::primitives::tx::{Amount, KeyPair, OutPoint, Transaction, TxOut};
 
 /// The fee every demo transfer pays: 0.0001 coin.
@@ -60,49 +59,4 @@ pub fn demo_transfers(
         out.push(Transaction::signed_transfer(&[spend], outputs));
     }
     out
-}
-
-/// Builds up to `count` demo re-votes for the block at `height`: holders taken in turn from
-/// `holders` each approve a fresh pseudo-random set of 1 to `max_votes` candidates, seeded by
-/// the height, with the sequence number the chain expects. Deterministic like
-/// [`demo_transfers`].
-#[must_use]
-pub fn demo_votes(
-    state: &ChainState,
-    holders: &[KeyPair],
-    count: usize,
-    height: u32,
-) -> Vec<Transaction> {
-    let (Some(dpos), Some(dstate)) = (
-        state.spec().section::<DposSpec>(),
-        state.rule_state_as::<DposState>(),
-    ) else {
-        return Vec::new();
-    };
-    if holders.is_empty() {
-        return Vec::new();
-    }
-    let mut seed = u64::from(height).wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1;
-    let mut next = move || {
-        seed ^= seed << 13;
-        seed ^= seed >> 7;
-        seed ^= seed << 17;
-        seed
-    };
-    let candidates = &dpos.candidates;
-    (0..count.min(holders.len()))
-        .map(|i| {
-            let voter = &holders[(height as usize + i) % holders.len()];
-            let want = 1 + (next() % u64::from(dpos.max_votes)) as usize;
-            let mut picks: Vec<String> = Vec::with_capacity(want);
-            while picks.len() < want.min(candidates.len()) {
-                let c = &candidates[(next() % candidates.len() as u64) as usize];
-                if !picks.contains(c) {
-                    picks.push(c.clone());
-                }
-            }
-            let seq = dstate.next_vote_seq(&voter.pubkey());
-            Transaction::signed_vote(voter, seq, picks)
-        })
-        .collect()
 }

@@ -18,7 +18,7 @@ pub mod spec;
 pub mod state;
 
 pub use spec::{DposSpec, ScheduleOrder, TokenHolder};
-pub use state::{Dpos, DposError, DposState, dpos_block, dpos_slot};
+pub use state::{Dpos, DposError, DposState, demo_votes, dpos_block, dpos_slot};
 
 use crate::primitives::hash::BlockHash;
 

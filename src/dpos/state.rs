@@ -15,7 +15,7 @@ use crate::chain::produce::{
 use crate::chain::record::BlockRecord;
 use crate::chain::spec::{ChainSpec, RuleSection, SectionDef, SpecError};
 use crate::chain::state::{BlockError, ChainState};
-use crate::chain::wallet::{demo_transfers, demo_votes};
+use crate::chain::wallet::demo_transfers;
 use crate::consensus::{
     BlockContext, BlockWork, Connected, ProducerRow, ProducerStats, Rule, RuleError, RuleInfo,
     RuleReport, RuleState, SpecNames, TimeRule, check_miner_listed, check_no_puzzle,
@@ -690,6 +690,51 @@ impl RuleState for DposState {
     fn irreversible_height(&self) -> Option<u32> {
         Some(self.lib)
     }
+}
+
+/// Builds up to `count` demo re-votes for the block at `height`: holders taken in turn from
+/// `holders` each approve a fresh pseudo-random set of 1 to `max_votes` candidates, seeded by
+/// the height, with the sequence number the chain expects. Deterministic like
+/// [`demo_transfers`](crate::chain::wallet::demo_transfers).
+#[must_use]
+pub fn demo_votes(
+    state: &ChainState,
+    holders: &[KeyPair],
+    count: usize,
+    height: u32,
+) -> Vec<Transaction> {
+    let (Some(dpos), Some(dstate)) = (
+        state.spec().section::<DposSpec>(),
+        state.rule_state_as::<DposState>(),
+    ) else {
+        return Vec::new();
+    };
+    if holders.is_empty() {
+        return Vec::new();
+    }
+    let mut seed = u64::from(height).wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1;
+    let mut next = move || {
+        seed ^= seed << 13;
+        seed ^= seed >> 7;
+        seed ^= seed << 17;
+        seed
+    };
+    let candidates = &dpos.candidates;
+    (0..count.min(holders.len()))
+        .map(|i| {
+            let voter = &holders[(height as usize + i) % holders.len()];
+            let want = 1 + (next() % u64::from(dpos.max_votes)) as usize;
+            let mut picks: Vec<String> = Vec::with_capacity(want);
+            while picks.len() < want.min(candidates.len()) {
+                let c = &candidates[(next() % candidates.len() as u64) as usize];
+                if !picks.contains(c) {
+                    picks.push(c.clone());
+                }
+            }
+            let seq = dstate.next_vote_seq(&voter.pubkey());
+            Transaction::signed_vote(voter, seq, picks)
+        })
+        .collect()
 }
 
 /// The next slot after the tip whose scheduled producer is online, with that producer.
