@@ -80,15 +80,16 @@ pub struct Replay {
     pub valid_bytes: u64,
 }
 
-/// Tells a caller how far a replay got: bytes read and blocks connected.
+/// Tells a caller how far a replay got, and each block as it is connected.
 pub trait ReplayObserver {
-    /// Called after each batch.
-    fn on_batch(&mut self, bytes: u64, blocks: u64);
+    /// Called after each batch: bytes read and blocks connected so far.
+    fn on_batch(&mut self, _bytes: u64, _blocks: u64) {}
+
+    /// Called after each block is connected, with the state it leads to.
+    fn on_block(&mut self, _state: &ChainState, _block: &CheckedBlock) {}
 }
 
-impl ReplayObserver for () {
-    fn on_batch(&mut self, _bytes: u64, _blocks: u64) {}
-}
+impl ReplayObserver for () {}
 
 fn json_error(e: &serde_json::Error) -> String {
     // Each line is parsed on its own, so serde's "line 1" would mislead: keep the column.
@@ -154,24 +155,25 @@ pub fn replay<R: BufRead>(
                 offset: line.offset,
                 kind,
             };
-            let prepared = match result {
+            let checked = match result {
                 Ok(p) => p,
                 Err(kind) => return Ok(done(state, Some(fail(kind)), valid_bytes)),
             };
             let chain = match &mut state {
                 Some(s) => s,
-                None => match genesis_state(&prepared) {
+                None => match genesis_state(&checked) {
                     Ok(s) => state.insert(s),
                     Err(e) => return Ok(done(None, Some(fail(LineErrorKind::Block(e))), 0)),
                 },
             };
-            if let Err(e) = chain.connect(&prepared, now) {
+            if let Err(e) = chain.connect(&checked, now) {
                 return Ok(done(
                     state,
                     Some(fail(LineErrorKind::Block(e))),
                     valid_bytes,
                 ));
             }
+            observer.on_block(chain, &checked);
             valid_bytes = line.offset + line.text.len() as u64 + 1;
         }
         observer.on_batch(

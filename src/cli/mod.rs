@@ -5,6 +5,7 @@ pub(crate) mod args;
 mod commands;
 mod format;
 mod miner;
+mod phase;
 mod plot;
 mod progress;
 

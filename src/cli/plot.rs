@@ -6,7 +6,7 @@ use std::path::Path;
 use anyhow::{Context, Result};
 use plotters::prelude::*;
 
-use crate::cli::commands::compare::Phase;
+use crate::cli::phase::Phase;
 
 const WIDTH: u32 = 900;
 const HEIGHT: u32 = 540;

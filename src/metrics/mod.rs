@@ -2,4 +2,5 @@
 //! turns hashes, seconds and watts into joules per block.
 
 pub mod energy;
+pub mod finality;
 pub mod rapl;

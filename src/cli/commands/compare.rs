@@ -19,22 +19,25 @@ use std::time::Instant;
 use anyhow::{Context, Result, bail};
 use chainsmith::chain::record::BlockRecord;
 use chainsmith::chain::spec::ChainSpec;
-use chainsmith::chain::store::LineReader;
+use chainsmith::chain::verify::ReplayObserver;
+use chainsmith::consensus::CheckedBlock;
 use chainsmith::consensus::{BlockWork, Consensus};
 use chainsmith::metrics::energy::{
     ASIC_J_PER_TH, EnergyMethod, estimate_joules, hashes_per_mainnet_block,
 };
+use chainsmith::metrics::finality::FinalityTracker;
 use chainsmith::metrics::rapl::{POWERCAP_ROOT, RaplReader};
 use chainsmith::pos::{PosSpec, PosState};
 use chainsmith::pow::miner::{SearchControl, SearchOptions};
 use chainsmith::primitives::tx::KeyPair;
 use chainsmith::{ChainState, Target};
-use serde_json::{Value, json};
+use serde_json::json;
 
 use crate::cli::args::CompareArgs;
 use crate::cli::commands::replay_file;
 use crate::cli::format::si;
 use crate::cli::miner::{MineJob, create_chain, mine_blocks};
+use crate::cli::phase::{Phase, Point};
 use crate::cli::plot;
 use crate::cli::progress::Progress;
 use crate::cli::{
@@ -50,92 +53,6 @@ fn spec_flag(args: &CompareArgs, rule: Consensus) -> Option<&str> {
         "dpos" => args.dpos_spec.as_deref(),
         "poa" => args.poa_spec.as_deref(),
         _ => None,
-    }
-}
-
-/// One mined (or read) block, for the tables and charts.
-pub(crate) struct Point {
-    /// Block height.
-    pub(crate) height: u32,
-    /// Block time in seconds (DPoS: of its slot, to the millisecond).
-    pub(crate) time: f64,
-    /// Hashes for this block (measured, expected work, or recorded kernel attempts).
-    pub(crate) hashes: f64,
-}
-
-/// One consensus rule's run.
-pub(crate) struct Phase {
-    pub(crate) consensus: Consensus,
-    pub(crate) spec: ChainSpec,
-    pub(crate) points: Vec<Point>,
-    pub(crate) hashes_source: &'static str,
-    pub(crate) wall_s: Option<f64>,
-    pub(crate) cpu_s: Option<f64>,
-    pub(crate) energy_j: Option<f64>,
-    pub(crate) method: EnergyMethod,
-    /// PoS: each stakeholder's (name, share of genesis stake, share of blocks).
-    pub(crate) stake_shares: Vec<(String, f64, f64)>,
-    /// Block signatures made (and checked once each by validation).
-    pub(crate) signatures: u64,
-    /// DPoS, PoA: the last irreversible height at the end.
-    pub(crate) irreversible_height: Option<u32>,
-    /// DPoS, PoA (live mode): per block that became irreversible, the chain seconds and blocks
-    /// until it did.
-    pub(crate) finality: Vec<(f64, u32)>,
-}
-
-fn median(mut v: Vec<f64>) -> Option<f64> {
-    if v.is_empty() {
-        return None;
-    }
-    v.sort_by(f64::total_cmp);
-    Some(v[v.len() / 2])
-}
-
-impl Phase {
-    fn blocks(&self) -> usize {
-        self.points.len()
-    }
-
-    fn hashes(&self) -> f64 {
-        self.points.iter().map(|p| p.hashes).sum()
-    }
-
-    fn per_block(&self, total: Option<f64>) -> Option<f64> {
-        total.map(|t| t / self.blocks().max(1) as f64)
-    }
-
-    fn hash_rate(&self) -> Option<f64> {
-        self.wall_s.filter(|w| *w > 0.0).map(|w| self.hashes() / w)
-    }
-
-    fn finality_s(&self) -> Option<f64> {
-        median(self.finality.iter().map(|f| f.0).collect())
-    }
-
-    fn finality_blocks(&self) -> Option<f64> {
-        median(self.finality.iter().map(|f| f64::from(f.1)).collect())
-    }
-
-    fn to_json(&self) -> Value {
-        json!({
-            "spec": self.spec.name,
-            "target_spacing_s": self.spec.spacing_s(),
-            "blocks": self.blocks(),
-            "hashes": self.hashes(),
-            "hashes_per_block": self.per_block(Some(self.hashes())),
-            "hashes_source": self.hashes_source,
-            "hash_rate": self.hash_rate(),
-            "wall_s": self.wall_s,
-            "cpu_s": self.cpu_s,
-            "energy_j": self.energy_j,
-            "energy_j_per_block": self.per_block(self.energy_j),
-            "energy_method": self.method.as_str(),
-            "signatures": self.signatures,
-            "irreversible_height": self.irreversible_height,
-            "time_to_irreversible_s": self.finality_s(),
-            "blocks_to_irreversible": self.finality_blocks(),
-        })
     }
 }
 
@@ -246,7 +163,7 @@ fn live(args: &CompareArgs, pool: &rayon::ThreadPool, dir: &Path) -> Result<Opti
         let mut points = Vec::new();
         let cpu_before = process_cpu_seconds();
         let rapl_before = rapl.as_ref().and_then(|r| r.read().ok());
-        let mut finality = Finality::default();
+        let mut finality = FinalityTracker::default();
         let started = Instant::now();
         let outcome = mine_blocks(
             &mut state,
@@ -264,12 +181,14 @@ fn live(args: &CompareArgs, pool: &rayon::ThreadPool, dir: &Path) -> Result<Opti
             },
             &control,
             &mut |state: &ChainState, record: &BlockRecord, hashes| {
-                points.push(Point {
+                let point = Point {
                     height: record.height,
                     time: point_time(state.spec(), record),
                     hashes: hashes as f64,
-                });
-                finality.observe(state, &points);
+                };
+                let lib = state.rule_state().irreversible_height().unwrap_or(0);
+                finality.observe(point.height, point.time, lib);
+                points.push(point);
             },
         )?;
         let interrupted = outcome.interrupted;
@@ -303,35 +222,10 @@ fn live(args: &CompareArgs, pool: &rayon::ThreadPool, dir: &Path) -> Result<Opti
             stake_shares: stake_shares(&state),
             signatures: signatures(&state),
             irreversible_height: state.rule_state().irreversible_height(),
-            finality: finality.waits,
+            finality: finality.into_waits(),
         });
     }
     Ok(Some(phases))
-}
-
-/// How long blocks wait to become irreversible, observed block by block.
-#[derive(Default)]
-struct Finality {
-    /// The irreversible height after the last block observed.
-    lib: u32,
-    /// For each block that became irreversible: chain seconds and blocks until it did.
-    waits: Vec<(f64, u32)>,
-}
-
-impl Finality {
-    /// Called after each block is connected; `points` ends with that block.
-    fn observe(&mut self, state: &ChainState, points: &[Point]) {
-        let lib = state.rule_state().irreversible_height().unwrap_or(0);
-        if let Some(tip) = points.last() {
-            for p in points
-                .iter()
-                .filter(|p| p.height > self.lib && p.height <= lib)
-            {
-                self.waits.push((tip.time - p.time, tip.height - p.height));
-            }
-        }
-        self.lib = self.lib.max(lib);
-    }
 }
 
 /// A block's time in seconds, as exact as its rule knows it (DPoS: its slot's time).
@@ -350,36 +244,20 @@ fn signatures(state: &ChainState) -> u64 {
     }
 }
 
-/// Reads a chain file (verifying it first); `None` when it is invalid.
-fn from_file(path: &Path, pool: &rayon::ThreadPool, quiet: bool) -> Result<Option<Phase>> {
-    let replay = replay_file(path, pool, quiet, unix_now())?;
-    if let Some(err) = replay.error {
-        eprintln!("chainsmith: {}: {err}", path.display());
-        return Ok(None);
-    }
-    let state = replay.state.context("a valid chain has a state")?;
-    let consensus = state.consensus();
-    let mut reader =
-        LineReader::open(path).with_context(|| format!("reading chain {}", path.display()))?;
-    let mut points = Vec::new();
-    // Authority chains are replayed once more, block by block, to see when each block became
-    // irreversible (the file was verified above).
-    let mut again = state
-        .rule_state()
-        .irreversible_height()
-        .map(|_| ChainState::new(state.spec().clone()));
-    let mut finality = Finality::default();
-    while let Some(line) = reader.next_line()? {
-        let record: BlockRecord = serde_json::from_str(&line.text)
-            .with_context(|| format!("{}: line {}", path.display(), line.number))?;
-        if let Some(replayed) = again.as_mut() {
-            let checked = replayed.check(record.clone())?;
-            replayed.connect(&checked, unix_now())?;
-        }
+/// Collects a chain file's points and finality while it is verified.
+#[derive(Default)]
+struct PointObserver {
+    points: Vec<Point>,
+    finality: FinalityTracker,
+}
+
+impl ReplayObserver for PointObserver {
+    fn on_block(&mut self, state: &ChainState, block: &CheckedBlock) {
+        let record = block.record();
         if record.height == 0 {
-            continue;
+            return;
         }
-        let hashes = match consensus.rule().info().work {
+        let hashes = match state.consensus().rule().info().work {
             BlockWork::NonceSearch => record
                 .bits
                 .to_target()
@@ -387,19 +265,32 @@ fn from_file(path: &Path, pool: &rayon::ThreadPool, quiet: bool) -> Result<Optio
             BlockWork::KernelSearch => record.stake_attempts.unwrap_or(0) as f64,
             BlockWork::Signatures => 0.0,
         };
-        points.push(Point {
+        let point = Point {
             height: record.height,
-            time: point_time(state.spec(), &record),
+            time: point_time(state.spec(), record),
             hashes,
-        });
-        if let Some(replayed) = &again {
-            finality.observe(replayed, &points);
+        };
+        if let Some(lib) = state.rule_state().irreversible_height() {
+            self.finality.observe(point.height, point.time, lib);
         }
+        self.points.push(point);
     }
+}
+
+/// Reads a chain file, verifying it in the same pass; `None` when it is invalid.
+fn from_file(path: &Path, pool: &rayon::ThreadPool, quiet: bool) -> Result<Option<Phase>> {
+    let mut seen = PointObserver::default();
+    let replay = replay_file(path, pool, quiet, unix_now(), &mut seen)?;
+    if let Some(err) = replay.error {
+        eprintln!("chainsmith: {}: {err}", path.display());
+        return Ok(None);
+    }
+    let state = replay.state.context("a valid chain has a state")?;
+    let consensus = state.consensus();
     Ok(Some(Phase {
         consensus,
         spec: state.spec().clone(),
-        points,
+        points: seen.points,
         hashes_source: match consensus.rule().info().work {
             BlockWork::NonceSearch => "expected_work",
             BlockWork::KernelSearch => "recorded_attempts",
@@ -412,7 +303,7 @@ fn from_file(path: &Path, pool: &rayon::ThreadPool, quiet: bool) -> Result<Optio
         stake_shares: stake_shares(&state),
         signatures: signatures(&state),
         irreversible_height: state.rule_state().irreversible_height(),
-        finality: finality.waits,
+        finality: seen.finality.into_waits(),
     }))
 }
 

@@ -52,7 +52,7 @@ pub(crate) fn run(args: &MineArgs) -> Result<ExitCode> {
     produce_options(args, &spec)?;
     let existing = std::fs::metadata(&path).is_ok_and(|m| m.len() > 0);
     let (mut state, mut writer) = if existing {
-        let replay = replay_file(&path, &pool, args.quiet, unix_now())?;
+        let replay = replay_file(&path, &pool, args.quiet, unix_now(), &mut ())?;
         if let Some(err) = replay.error {
             eprintln!("chainsmith: {}: {err}", path.display());
             return Ok(ExitCode::from(EXIT_INVALID));

@@ -10,26 +10,38 @@ pub(crate) mod verify;
 use std::path::Path;
 
 use anyhow::{Context, Result};
+use chainsmith::ChainState;
 use chainsmith::chain::store::LineReader;
 use chainsmith::chain::verify::{Replay, ReplayObserver, replay};
+use chainsmith::consensus::CheckedBlock;
 
 use crate::cli::progress::Progress;
 
-struct BarObserver<'a>(&'a Progress);
+/// Moves the bar by batches and passes each block on.
+struct BarObserver<'a> {
+    bar: &'a Progress,
+    inner: &'a mut (dyn ReplayObserver + Send),
+}
 
 impl ReplayObserver for BarObserver<'_> {
     fn on_batch(&mut self, bytes: u64, blocks: u64) {
-        self.0.set_position(bytes);
-        self.0.set_message(format!("{blocks} blocks"));
+        self.bar.set_position(bytes);
+        self.bar.set_message(format!("{blocks} blocks"));
+    }
+
+    fn on_block(&mut self, state: &ChainState, block: &CheckedBlock) {
+        self.inner.on_block(state, block);
     }
 }
 
-/// Verifies the chain file at `path` on `pool`, with a progress bar by bytes read.
+/// Verifies the chain file at `path` on `pool`, with a progress bar by bytes read; `observer`
+/// sees each block as it is connected.
 pub(crate) fn replay_file(
     path: &Path,
     pool: &rayon::ThreadPool,
     quiet: bool,
     now: u32,
+    observer: &mut (dyn ReplayObserver + Send),
 ) -> Result<Replay> {
     let len = std::fs::metadata(path)
         .with_context(|| format!("reading chain {}", path.display()))?
@@ -39,7 +51,13 @@ pub(crate) fn replay_file(
     // Small files verify in well under a second: no bar for them.
     let progress = Progress::new(Some(len), "bytes", quiet || len < 8 << 20);
     let result = pool
-        .install(|| replay(reader, now, &mut BarObserver(&progress)))
+        .install(|| {
+            let mut bar = BarObserver {
+                bar: &progress,
+                inner: observer,
+            };
+            replay(reader, now, &mut bar)
+        })
         .with_context(|| format!("reading chain {}", path.display()));
     progress.finish();
     result

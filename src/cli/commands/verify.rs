@@ -16,7 +16,7 @@ use crate::cli::{EXIT_INVALID, thread_pool, unix_now};
 pub(crate) fn run(args: &VerifyArgs) -> Result<ExitCode> {
     let pool = thread_pool(args.threads)?;
     let path = &args.chain;
-    let replay = replay_file(path, &pool, args.quiet, unix_now())?;
+    let replay = replay_file(path, &pool, args.quiet, unix_now(), &mut ())?;
     let mut repaired = None;
     if let Some(err) = replay.error.as_ref().filter(|_| args.repair)
         && replay.valid_bytes > 0
