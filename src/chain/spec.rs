@@ -203,21 +203,22 @@ struct SpecFields {
 }
 
 impl TryFrom<SpecFields> for ChainSpec {
-    type Error = String;
+    type Error = SpecError;
 
-    fn try_from(f: SpecFields) -> Result<Self, String> {
+    fn try_from(f: SpecFields) -> Result<Self, SpecError> {
         let mut section = None;
         for (key, value) in f.rest {
             let owner = Consensus::all()
                 .find(|c| c.info().section.is_some_and(|d| d.key == key))
-                .ok_or_else(|| format!("unknown field `{key}`"))?;
+                .ok_or_else(|| SpecError::UnknownField(key.clone()))?;
             if owner != f.consensus {
-                return Err(format!(
-                    "field `{key}`: only allowed with consensus {owner}"
+                return Err(bad_owned(
+                    key,
+                    format!("only allowed with consensus {owner}"),
                 ));
             }
             let def = owner.info().section.expect("the owner has this section");
-            section = Some((def.parse)(value).map_err(|e| format!("field `{key}`: {e}"))?);
+            section = Some((def.parse)(value).map_err(|e| bad_owned(key, e.to_string()))?);
         }
         Ok(Self {
             name: f.name,
@@ -260,6 +261,9 @@ pub enum SpecError {
         /// What is wrong.
         reason: String,
     },
+    /// A field no spec has.
+    #[error("unknown field `{0}`")]
+    UnknownField(String),
     /// No built-in spec has this name.
     #[error("no built-in spec named {0:?} (built-in: {names})", names = builtin_names().join(", "))]
     UnknownBuiltin(String),
@@ -292,8 +296,8 @@ pub(crate) fn check_coins(field: &str, coins: &[f64]) -> Result<(), SpecError> {
         return Err(bad_owned(field.to_owned(), "no outputs"));
     }
     for (j, c) in coins.iter().enumerate() {
-        let amount =
-            Amount::from_coins_f64(*c).map_err(|e| bad_owned(format!("{field}[{j}]"), e))?;
+        let amount = Amount::from_coins_f64(*c)
+            .map_err(|e| bad_owned(format!("{field}[{j}]"), e.to_string()))?;
         if amount == Amount::ZERO {
             return Err(bad_owned(format!("{field}[{j}]"), "must be positive"));
         }

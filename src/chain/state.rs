@@ -126,7 +126,7 @@ pub enum BlockError {
     },
     /// The spec on the genesis line is invalid.
     #[error("spec: {0}")]
-    BadSpec(String),
+    BadSpec(crate::chain::spec::SpecError),
     /// A line after genesis carries a spec.
     #[error("only the genesis line may carry `spec` and `spec_hash`")]
     UnexpectedSpec,

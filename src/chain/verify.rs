@@ -211,8 +211,7 @@ fn genesis_state(checked: &CheckedBlock) -> Result<ChainState, BlockError> {
         .spec
         .clone()
         .ok_or(BlockError::MissingSpec)?;
-    spec.validate()
-        .map_err(|e| BlockError::BadSpec(e.to_string()))?;
+    spec.validate().map_err(BlockError::BadSpec)?;
     Ok(ChainState::new(spec))
 }
 

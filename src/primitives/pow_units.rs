@@ -10,6 +10,23 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 use crate::primitives::hash::BlockHash;
 
+/// Why a hex string is not a target or compact target.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum ParseHexError {
+    /// The wrong number of digits.
+    #[error("expected {expected} hex digits, got {actual} characters")]
+    Length {
+        /// The digits expected.
+        expected: &'static str,
+        /// The characters found.
+        actual: usize,
+    },
+    /// A character that is not a hex digit.
+    #[error("not a hex string: {0:?}")]
+    NotHex(String),
+}
+
 /// A 256-bit unsigned number used as a proof-of-work target: a header is valid when its hash,
 /// read as a little-endian number, is at most the target.
 ///
@@ -53,16 +70,16 @@ impl Target {
     /// Parses 64 big-endian hex digits.
     ///
     /// # Errors
-    /// Returns a message when the string is not 64 hex digits.
-    pub fn from_hex(s: &str) -> Result<Self, String> {
+    /// [`ParseHexError`] when the string is not 64 hex digits.
+    pub fn from_hex(s: &str) -> Result<Self, ParseHexError> {
         let mut bytes = [0u8; 32];
         if s.len() != 64 {
-            return Err(format!(
-                "expected 64 hex digits, got {} characters",
-                s.len()
-            ));
+            return Err(ParseHexError::Length {
+                expected: "64",
+                actual: s.len(),
+            });
         }
-        hex::decode_to_slice(s, &mut bytes).map_err(|_| "not a hex string".to_owned())?;
+        hex::decode_to_slice(s, &mut bytes).map_err(|_| ParseHexError::NotHex(s.to_owned()))?;
         Ok(Self::from_be_bytes(bytes))
     }
 
@@ -268,15 +285,18 @@ impl CompactTarget {
     /// Parses 8 hex digits (an optional `0x` prefix is allowed).
     ///
     /// # Errors
-    /// Returns a message when the string is not 1 to 8 hex digits.
-    pub fn from_hex(s: &str) -> Result<Self, String> {
+    /// [`ParseHexError`] when the string is not 1 to 8 hex digits.
+    pub fn from_hex(s: &str) -> Result<Self, ParseHexError> {
         let digits = s.strip_prefix("0x").unwrap_or(s);
         if digits.is_empty() || digits.len() > 8 {
-            return Err(format!("expected 8 hex digits, got {s:?}"));
+            return Err(ParseHexError::Length {
+                expected: "1 to 8",
+                actual: digits.len(),
+            });
         }
         u32::from_str_radix(digits, 16)
             .map(Self)
-            .map_err(|_| format!("not a hex number: {s:?}"))
+            .map_err(|_| ParseHexError::NotHex(s.to_owned()))
     }
 }
 

@@ -24,6 +24,21 @@ pub const COIN: u64 = 100_000_000;
 /// The largest amount any output or sum may reach: 21 million coins, as in Bitcoin.
 pub const MAX_MONEY: u64 = 21_000_000 * COIN;
 
+/// Why a decimal number is not an amount of coins.
+#[derive(Debug, Clone, Copy, PartialEq, thiserror::Error)]
+#[non_exhaustive]
+pub enum AmountError {
+    /// Negative or not a finite number.
+    #[error("amount {0} is not a non-negative number")]
+    Negative(f64),
+    /// More than 21 million coins.
+    #[error("amount {0} exceeds 21 million coins")]
+    TooLarge(f64),
+    /// More than 8 decimal places.
+    #[error("amount {0} has more than 8 decimal places")]
+    TooPrecise(f64),
+}
+
 /// An amount of coins in integer base units; shown and serialised as a decimal number of
 /// coins with up to 8 decimal places.
 #[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
@@ -63,19 +78,19 @@ impl Amount {
     /// Parses a decimal coin amount with at most 8 decimal places.
     ///
     /// # Errors
-    /// A message for negative, non-finite, too precise or too large values.
-    pub fn from_coins_f64(coins: f64) -> Result<Self, String> {
+    /// [`AmountError`] for negative, non-finite, too precise or too large values.
+    pub fn from_coins_f64(coins: f64) -> Result<Self, AmountError> {
         if !coins.is_finite() || coins < 0.0 {
-            return Err(format!("amount {coins} is not a non-negative number"));
+            return Err(AmountError::Negative(coins));
         }
         let units = (coins * COIN as f64).round();
         if units > MAX_MONEY as f64 {
-            return Err(format!("amount {coins} exceeds 21 million coins"));
+            return Err(AmountError::TooLarge(coins));
         }
         #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
         let units = units as u64;
         if (units as f64 / COIN as f64 - coins).abs() > f64::EPSILON * coins.max(1.0) {
-            return Err(format!("amount {coins} has more than 8 decimal places"));
+            return Err(AmountError::TooPrecise(coins));
         }
         Ok(Self(units))
     }
