@@ -166,11 +166,21 @@ fn compare_rejects_a_single_file_and_a_wrong_spec() {
         .args(["compare", "a.jsonl"])
         .assert()
         .code(2);
+    let pos_as_pow = format!("pow={}", data("test-pos.json").display());
     cargo_bin_cmd!("chainsmith")
-        .args(["compare", "--quiet", "--blocks", "1", "--pow-spec"])
-        .arg(data("test-pos.json"))
+        .args(["compare", "--quiet", "--blocks", "1", "--spec", &pos_as_pow])
         .arg("--keep")
         .arg(dir.path())
         .assert()
-        .code(2);
+        .code(2)
+        .stderr(predicates::str::contains("is not a pow spec"));
+    // Nothing was mined before the bad spec was found.
+    assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0);
+    cargo_bin_cmd!("chainsmith")
+        .args(["compare", "--spec", "raft=x"])
+        .assert()
+        .code(2)
+        .stderr(predicates::str::contains(
+            "unknown consensus rule \"raft\" (rules: pow, pos, dpos, poa)",
+        ));
 }

@@ -35,6 +35,16 @@ pub(crate) enum Command {
     Compare(CompareArgs),
 }
 
+/// Parses `RULE=NAME|FILE`.
+fn parse_rule_spec(s: &str) -> Result<(RuleArg, String), String> {
+    let (rule, spec) = s
+        .split_once('=')
+        .filter(|(_, spec)| !spec.is_empty())
+        .ok_or_else(|| format!("expected RULE=NAME|FILE, got {s:?}"))?;
+    let rule = Consensus::from_name(rule).map_err(|e| e.to_string())?;
+    Ok((RuleArg(rule), spec.to_owned()))
+}
+
 /// A consensus rule named on the command line: any rule in the registry.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct RuleArg(pub(crate) Consensus);
@@ -172,18 +182,10 @@ pub(crate) struct CompareArgs {
     /// The same target block spacing (s) for every rule [default: each spec's own].
     #[arg(long, value_name = "S", value_parser = clap::value_parser!(u32).range(1..))]
     pub(crate) spacing: Option<u32>,
-    /// Proof-of-work spec [default: pow-demo].
-    #[arg(long, value_name = "NAME|FILE")]
-    pub(crate) pow_spec: Option<String>,
-    /// Proof-of-stake spec [default: pos-demo].
-    #[arg(long, value_name = "NAME|FILE")]
-    pub(crate) pos_spec: Option<String>,
-    /// DPoS spec [default: dpos-demo].
-    #[arg(long, value_name = "NAME|FILE")]
-    pub(crate) dpos_spec: Option<String>,
-    /// Proof-of-authority spec [default: poa-demo].
-    #[arg(long, value_name = "NAME|FILE")]
-    pub(crate) poa_spec: Option<String>,
+    /// The spec one rule mines, e.g. `--spec pos=chains/my-pos.json` (repeatable)
+    /// [default: <rule>-demo for every rule].
+    #[arg(long = "spec", value_name = "RULE=NAME|FILE", value_parser = parse_rule_spec)]
+    pub(crate) specs: Vec<(RuleArg, String)>,
     /// Nonce-search threads for proof of work [default: all cores].
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u16).range(1..))]
     pub(crate) threads: Option<u16>,

@@ -45,15 +45,13 @@ use crate::cli::{
 };
 use chainsmith::chain::produce::ProduceOptions;
 
-/// The spec flag given for `rule` (`--pow-spec`…), if any.
+/// The spec given for `rule` with `--spec RULE=…`, if any (the last one wins).
 fn spec_flag(args: &CompareArgs, rule: Consensus) -> Option<&str> {
-    match rule.name() {
-        "pow" => args.pow_spec.as_deref(),
-        "pos" => args.pos_spec.as_deref(),
-        "dpos" => args.dpos_spec.as_deref(),
-        "poa" => args.poa_spec.as_deref(),
-        _ => None,
-    }
+    args.specs
+        .iter()
+        .rev()
+        .find(|(r, _)| r.0 == rule)
+        .map(|(_, spec)| spec.as_str())
 }
 
 /// CPU seconds (user + system, all threads, exited ones included) of this process, from
@@ -138,12 +136,10 @@ fn live(args: &CompareArgs, pool: &rayon::ThreadPool, dir: &Path) -> Result<Opti
         ..SearchOptions::default()
     };
     let rapl = RaplReader::open(Path::new(POWERCAP_ROOT));
-    let mut phases = Vec::new();
+    // Every spec is resolved before anything is mined, so a bad one fails at once.
+    let mut specs = Vec::new();
     for consensus in Consensus::all() {
         let default = format!("{consensus}-demo");
-        let blocks = args
-            .blocks
-            .unwrap_or_else(|| consensus.rule().info().demo_blocks);
         let mut spec = resolve_spec(spec_flag(args, consensus).unwrap_or(&default))?;
         if spec.consensus != consensus {
             bail!("spec {:?} is not a {} spec", spec.name, consensus.name());
@@ -151,6 +147,14 @@ fn live(args: &CompareArgs, pool: &rayon::ThreadPool, dir: &Path) -> Result<Opti
         if let Some(s) = args.spacing {
             spec = consensus.rule().with_spacing(&spec, s);
         }
+        specs.push(spec);
+    }
+    let mut phases = Vec::new();
+    for spec in specs {
+        let consensus = spec.consensus;
+        let blocks = args
+            .blocks
+            .unwrap_or_else(|| consensus.rule().info().demo_blocks);
         let path = dir.join(format!("{}.jsonl", consensus.name()));
         match std::fs::remove_file(&path) {
             Ok(()) => {}
