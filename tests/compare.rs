@@ -30,16 +30,21 @@ fn live_compare_measures_both_and_files_give_the_same_counts() {
     let dir = TempDir::new().unwrap();
     let kept = dir.path().join("kept");
     let plots = dir.path().join("plots");
-    let pow_spec = data("slow-pow.json");
+    let rule_spec = |rule: &str, file: &str| format!("{rule}={}", data(file).display());
+    let (pow, pos, dpos) = (
+        rule_spec("pow", "slow-pow.json"),
+        rule_spec("pos", "test-pos.json"),
+        rule_spec("dpos", "test-dpos.json"),
+    );
     let live = compare_json(&[
         "--blocks".as_ref(),
         "30".as_ref(),
-        "--pow-spec".as_ref(),
-        pow_spec.as_os_str(),
-        "--pos-spec".as_ref(),
-        data("test-pos.json").as_os_str(),
-        "--dpos-spec".as_ref(),
-        data("test-dpos.json").as_os_str(),
+        "--spec".as_ref(),
+        pow.as_ref(),
+        "--spec".as_ref(),
+        pos.as_ref(),
+        "--spec".as_ref(),
+        dpos.as_ref(),
         "--keep".as_ref(),
         kept.as_os_str(),
         "--plot".as_ref(),

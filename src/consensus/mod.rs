@@ -91,6 +91,9 @@ pub struct RuleInfo {
     pub time_rule: TimeRule,
     /// The spec section the rule owns (`pos`), if any; other rules' sections are refused.
     pub section: Option<SectionDef>,
+    /// Whether a producer signing two blocks for one turn is detected (and reported as
+    /// evidence) by the rule's producer.
+    pub detects_equivocation: bool,
 }
 
 /// A consensus rule. See the module docs.

@@ -28,6 +28,7 @@ const INFO: RuleInfo = RuleInfo {
     demo_blocks: 5,
     time_rule: TimeRule::Scheduled,
     section: None,
+    detects_equivocation: false,
 };
 
 /// The committee of a spec: its wallets' keys.

@@ -116,6 +116,7 @@ const DPOS_INFO: RuleInfo = RuleInfo {
     demo_blocks: 300,
     time_rule: TimeRule::Scheduled,
     section: Some(SectionDef::of::<DposSpec>()),
+    detects_equivocation: true,
 };
 
 impl Rule for Dpos {

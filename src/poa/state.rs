@@ -108,6 +108,7 @@ const POA_INFO: RuleInfo = RuleInfo {
     demo_blocks: 20,
     time_rule: TimeRule::Scheduled,
     section: Some(SectionDef::of::<PoaSpec>()),
+    detects_equivocation: false,
 };
 
 impl Rule for Poa {

@@ -86,6 +86,7 @@ const POS_INFO: RuleInfo = RuleInfo {
     demo_blocks: 20,
     time_rule: TimeRule::MedianTimePast,
     section: Some(SectionDef::of::<PosSpec>()),
+    detects_equivocation: false,
 };
 
 impl Rule for Pos {

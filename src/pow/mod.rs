@@ -53,6 +53,7 @@ const POW_INFO: RuleInfo = RuleInfo {
     demo_blocks: 20,
     time_rule: TimeRule::MedianTimePast,
     section: None,
+    detects_equivocation: false,
 };
 
 impl Rule for Pow {

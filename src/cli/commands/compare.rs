@@ -27,9 +27,7 @@ use chainsmith::metrics::energy::{
 };
 use chainsmith::metrics::finality::FinalityTracker;
 use chainsmith::metrics::rapl::{POWERCAP_ROOT, RaplReader};
-use chainsmith::pos::{PosSpec, PosState};
 use chainsmith::pow::miner::{SearchControl, SearchOptions};
-use chainsmith::primitives::tx::KeyPair;
 use chainsmith::{ChainState, Target};
 use serde_json::json;
 
@@ -63,25 +61,33 @@ fn process_cpu_seconds() -> Option<f64> {
         .map(|t| t.as_duration().as_secs_f64())
 }
 
-/// Each stakeholder's share of the genesis stake and of the blocks staked.
+/// For a stake lottery (a kernel search): each stakeholder's share of the genesis stake and
+/// of the blocks staked.
 fn stake_shares(state: &ChainState) -> Vec<(String, f64, f64)> {
     let spec = state.spec();
-    let Some(pos) = spec.section::<PosSpec>() else {
+    let rule = spec.consensus.rule();
+    if rule.info().work != BlockWork::KernelSearch {
         return Vec::new();
-    };
-    let total_stake: f64 = pos.stakeholders.iter().flat_map(|h| &h.coins).sum();
-    let Some(stakes) = state.rule_state_as::<PosState>().map(PosState::stake_stats) else {
-        return Vec::new();
-    };
-    let total_blocks: u64 = stakes.values().map(|s| s.blocks).sum();
-    pos.stakeholders
+    }
+    let genesis = rule.names(spec).genesis;
+    let total_stake: f64 = genesis.iter().flat_map(|(_, coins)| *coins).sum();
+    let rows = state
+        .rule_state()
+        .report()
+        .producers
+        .map(|(_, r)| r)
+        .unwrap_or_default();
+    let total_blocks: u64 = rows.iter().map(|r| r.blocks).sum();
+    genesis
         .iter()
-        .map(|h| {
-            let owner = KeyPair::derive(&spec.wallet_seed, &h.name).pubkey();
-            let blocks = stakes.get(&owner).map_or(0, |s| s.blocks);
+        .map(|(name, coins)| {
+            let blocks = rows
+                .iter()
+                .find(|r| r.name == *name)
+                .map_or(0, |r| r.blocks);
             (
-                h.name.clone(),
-                h.coins.iter().sum::<f64>() / total_stake,
+                (*name).to_owned(),
+                coins.iter().sum::<f64>() / total_stake,
                 blocks as f64 / total_blocks.max(1) as f64,
             )
         })

@@ -249,7 +249,7 @@ fn report(args: &MineArgs, path: &Path, state: &ChainState, run: &RunStats) -> R
         if let Some(lib) = state.rule_state().irreversible_height() {
             v["irreversible_height"] = lib.into();
         }
-        if rule.name() == "dpos" {
+        if rule.info().detects_equivocation {
             v["evidence"] = run
                 .evidence
                 .iter()
