@@ -141,6 +141,11 @@ pub trait Rule: fmt::Debug + Send + Sync + 'static {
     /// The first check that fails.
     fn check_seal(&self, block: &Block, hash: BlockHash, seal: &Seal) -> Result<(), BlockError>;
 
+    /// Who made `block` as the block names it (the staker, the signer, the producer), with a
+    /// note for people (`in turn`, `slot 7`); `None` where no one key made it (proof of work,
+    /// a committee) or the block names no one.
+    fn producer_of(&self, block: &Block) -> Option<BlockProducer>;
+
     /// Whether transaction `index` of a block is the rule's own (a seal transaction, a
     /// coinstake, a vote), checked by [`RuleState::check`] rather than by the ledger.
     fn is_rule_tx(&self, index: usize, tx: &Transaction) -> bool;
@@ -158,6 +163,15 @@ pub trait Rule: fmt::Debug + Send + Sync + 'static {
         spec: &ChainSpec,
         options: &ProduceOptions,
     ) -> Result<Box<dyn Producer>, ProduceError>;
+}
+
+/// Who made a block, as the block names it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BlockProducer {
+    /// The producer's key.
+    pub key: PubKey,
+    /// A note for people: `in turn`, `slot 7`.
+    pub note: Option<String>,
 }
 
 /// The names a spec gives a rule's people.

@@ -13,8 +13,8 @@ use crate::chain::state::{BlockError, ChainState};
 use crate::chain::wallet::demo_transfers;
 use crate::consensus::quorum::{check_certificate, majority};
 use crate::consensus::{
-    BlockContext, BlockWork, Connected, Rule, RuleInfo, RuleReport, RuleState, SpecNames, TimeRule,
-    check_no_puzzle,
+    BlockContext, BlockProducer, BlockWork, Connected, Rule, RuleInfo, RuleReport, RuleState,
+    SpecNames, TimeRule, check_no_puzzle,
 };
 use crate::primitives::block::Block;
 use crate::primitives::hash::BlockHash;
@@ -77,6 +77,10 @@ impl Rule for QuorumDemo {
                 found: seal.kind(),
             }),
         }
+    }
+
+    fn producer_of(&self, _block: &Block) -> Option<BlockProducer> {
+        None
     }
 
     fn is_rule_tx(&self, _index: usize, _tx: &Transaction) -> bool {

@@ -17,8 +17,8 @@ use crate::chain::spec::{ChainSpec, RuleSection, SectionDef, SpecError};
 use crate::chain::state::{BlockError, ChainState};
 use crate::chain::wallet::demo_transfers;
 use crate::consensus::{
-    BlockContext, BlockWork, Connected, ProducerRow, ProducerStats, Rule, RuleError, RuleInfo,
-    RuleReport, RuleState, SpecNames, TimeRule, check_miner_listed, check_no_puzzle,
+    BlockContext, BlockProducer, BlockWork, Connected, ProducerRow, ProducerStats, Rule, RuleError,
+    RuleInfo, RuleReport, RuleState, SpecNames, TimeRule, check_miner_listed, check_no_puzzle,
     check_producer_signature, name_in,
 };
 use crate::dpos::spec::{DposSpec, ScheduleOrder};
@@ -182,11 +182,17 @@ impl Rule for Dpos {
     }
 
     fn check_seal(&self, block: &Block, hash: BlockHash, seal: &Seal) -> Result<(), BlockError> {
-        let producer = match block.txs.get(1) {
-            Some(Transaction::Producer { producer, .. }) => Some(*producer),
+        check_producer_signature(block, hash, seal, self.producer_of(block).map(|p| p.key))
+    }
+
+    fn producer_of(&self, block: &Block) -> Option<BlockProducer> {
+        match block.txs.get(1) {
+            Some(Transaction::Producer { producer, slot }) => Some(BlockProducer {
+                key: *producer,
+                note: Some(format!("slot {slot}")),
+            }),
             _ => None,
-        };
-        check_producer_signature(block, hash, seal, producer)
+        }
     }
 
     fn is_rule_tx(&self, index: usize, tx: &Transaction) -> bool {

@@ -17,8 +17,8 @@ use crate::chain::spec::{ChainSpec, SectionDef, SpecError};
 use crate::chain::state::{BlockError, ChainState};
 use crate::chain::wallet::demo_transfers;
 use crate::consensus::{
-    BlockContext, BlockWork, Connected, ProducerRow, ProducerStats, Rule, RuleError, RuleInfo,
-    RuleReport, RuleState, SpecNames, TimeRule, check_miner_listed, check_no_puzzle,
+    BlockContext, BlockProducer, BlockWork, Connected, ProducerRow, ProducerStats, Rule, RuleError,
+    RuleInfo, RuleReport, RuleState, SpecNames, TimeRule, check_miner_listed, check_no_puzzle,
     check_producer_signature, name_in,
 };
 use crate::poa::spec::PoaSpec;
@@ -140,11 +140,26 @@ impl Rule for Poa {
     }
 
     fn check_seal(&self, block: &Block, hash: BlockHash, seal: &Seal) -> Result<(), BlockError> {
-        let signer = match block.txs.get(1) {
-            Some(Transaction::Clique { signer, .. }) => Some(*signer),
+        check_producer_signature(block, hash, seal, self.producer_of(block).map(|p| p.key))
+    }
+
+    fn producer_of(&self, block: &Block) -> Option<BlockProducer> {
+        match block.txs.get(1) {
+            Some(Transaction::Clique {
+                signer, difficulty, ..
+            }) => Some(BlockProducer {
+                key: *signer,
+                note: Some(
+                    if *difficulty == crate::poa::DIFF_IN_TURN {
+                        "in turn"
+                    } else {
+                        "out of turn"
+                    }
+                    .to_owned(),
+                ),
+            }),
             _ => None,
-        };
-        check_producer_signature(block, hash, seal, signer)
+        }
     }
 
     fn is_rule_tx(&self, index: usize, _tx: &Transaction) -> bool {

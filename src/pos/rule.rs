@@ -12,8 +12,8 @@ use crate::chain::spec::{ChainSpec, SectionDef, SpecError};
 use crate::chain::state::{BlockError, ChainState, check_maturity, sum_outputs};
 use crate::chain::wallet::demo_transfers;
 use crate::consensus::{
-    BlockContext, BlockWork, Connected, ProducerRow, Rule, RuleError, RuleInfo, RuleReport,
-    RuleState, SpecNames, TimeRule, check_miner_listed, check_producer_signature,
+    BlockContext, BlockProducer, BlockWork, Connected, ProducerRow, Rule, RuleError, RuleInfo,
+    RuleReport, RuleState, SpecNames, TimeRule, check_miner_listed, check_producer_signature,
 };
 use crate::difficulty::RetargetRule;
 use crate::pos::spec::{Clock, PosSpec};
@@ -129,17 +129,21 @@ impl Rule for Pos {
     }
 
     fn check_seal(&self, block: &Block, hash: BlockHash, seal: &Seal) -> Result<(), BlockError> {
-        // The block is signed by the coinstake's payee; a missing coinstake is reported when
-        // the block is connected.
-        let staker = match block.txs.get(1) {
-            Some(Transaction::Coinstake { outputs, .. }) => Some(
-                outputs
+        // A block without a coinstake is reported when it is connected.
+        check_producer_signature(block, hash, seal, self.producer_of(block).map(|p| p.key))
+    }
+
+    /// The staker: the coinstake's payee.
+    fn producer_of(&self, block: &Block) -> Option<BlockProducer> {
+        match block.txs.get(1) {
+            Some(Transaction::Coinstake { outputs, .. }) => Some(BlockProducer {
+                key: outputs
                     .first()
                     .map_or(PubKey::from_bytes([0; 32]), |o| o.to),
-            ),
+                note: None,
+            }),
             _ => None,
-        };
-        check_producer_signature(block, hash, seal, staker)
+        }
     }
 
     fn is_rule_tx(&self, index: usize, _tx: &Transaction) -> bool {

@@ -11,8 +11,8 @@ use crate::chain::state::BlockError;
 use crate::chain::state::ChainState;
 use crate::chain::wallet::demo_transfers;
 use crate::consensus::{
-    BlockContext, BlockWork, Connected, Rule, RuleError, RuleInfo, RuleReport, RuleState,
-    SpecNames, TimeRule,
+    BlockContext, BlockProducer, BlockWork, Connected, Rule, RuleError, RuleInfo, RuleReport,
+    RuleState, SpecNames, TimeRule,
 };
 use crate::difficulty::RetargetRule;
 use crate::pow::miner::{SolveError, solve_block};
@@ -87,6 +87,10 @@ impl Rule for Pow {
             return Err(PowError::HighHash { hash, target }.into());
         }
         Ok(())
+    }
+
+    fn producer_of(&self, _block: &Block) -> Option<BlockProducer> {
+        None
     }
 
     fn is_rule_tx(&self, _index: usize, _tx: &Transaction) -> bool {

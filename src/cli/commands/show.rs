@@ -8,18 +8,22 @@ use anyhow::{Context, Result, bail};
 use chainsmith::chain::record::BlockRecord;
 use chainsmith::chain::spec::ChainSpec;
 use chainsmith::chain::store::LineReader;
-use chainsmith::primitives::tx::{PubKey, Transaction};
+use chainsmith::consensus::Rule;
+use chainsmith::primitives::tx::PubKey;
 
 use crate::cli::EXIT_INVALID;
 use crate::cli::args::ShowArgs;
 use crate::cli::format::utc;
+
+/// What the genesis line tells about every block: its rule and its keys' names.
+type SpecNames = (Option<&'static dyn Rule>, HashMap<PubKey, String>);
 
 pub(crate) fn run(args: &ShowArgs) -> Result<ExitCode> {
     let path = &args.chain;
     let mut reader =
         LineReader::open(path).with_context(|| format!("reading chain {}", path.display()))?;
     let mut out = std::io::stdout().lock();
-    let mut names: Option<HashMap<PubKey, String>> = None;
+    let mut spec_names: Option<SpecNames> = None;
     let mut shown = 0u64;
     while let Some(line) = reader
         .next_line()
@@ -41,13 +45,13 @@ pub(crate) fn run(args: &ShowArgs) -> Result<ExitCode> {
                 return Ok(ExitCode::from(EXIT_INVALID));
             }
         };
-        // Genesis carries the spec, whose keys name the producers.
-        let names = names.get_or_insert_with(|| {
-            record
-                .spec
-                .as_ref()
-                .map(ChainSpec::names_by_key)
-                .unwrap_or_default()
+        // Genesis carries the spec: its rule says who made each block, its keys name them.
+        let (rule, names) = spec_names.get_or_insert_with(|| {
+            let spec = record.spec.as_ref();
+            (
+                spec.map(|s| s.consensus.rule()),
+                spec.map(ChainSpec::names_by_key).unwrap_or_default(),
+            )
         });
         if args.height.is_some_and(|h| h != height) {
             continue;
@@ -73,7 +77,7 @@ pub(crate) fn run(args: &ShowArgs) -> Result<ExitCode> {
                 record.bits,
                 record.nonce,
                 record.txs.len(),
-                producer(&record, names)
+                rule.map_or_else(String::new, |r| producer(r, &record, names))
             )?;
         }
         shown += 1;
@@ -88,31 +92,17 @@ pub(crate) fn run(args: &ShowArgs) -> Result<ExitCode> {
 }
 
 /// Who made the block, as its consensus rule says: the staker, the Clique signer (and whether
-/// in turn) or the DPoS producer (and its slot); empty for proof of work.
-fn producer(record: &BlockRecord, names: &HashMap<PubKey, String>) -> String {
-    let name = |k: &PubKey| {
-        names
-            .get(k)
-            .cloned()
-            .unwrap_or_else(|| format!("{}…", &k.to_string()[..12]))
+/// in turn) or the DPoS producer (and its slot); empty where no one key made it.
+fn producer(rule: &dyn Rule, record: &BlockRecord, names: &HashMap<PubKey, String>) -> String {
+    let Some(p) = rule.producer_of(&record.to_block()) else {
+        return String::new();
     };
-    match record.txs.get(1) {
-        Some(Transaction::Coinstake { outputs, .. }) => {
-            outputs.first().map_or_else(String::new, |o| name(&o.to))
-        }
-        Some(Transaction::Clique {
-            signer, difficulty, ..
-        }) => {
-            let turn = if *difficulty == chainsmith::poa::DIFF_IN_TURN {
-                "in turn"
-            } else {
-                "out of turn"
-            };
-            format!("{} ({turn})", name(signer))
-        }
-        Some(Transaction::Producer { producer, slot }) => {
-            format!("{} (slot {slot})", name(producer))
-        }
-        _ => String::new(),
+    let name = names
+        .get(&p.key)
+        .cloned()
+        .unwrap_or_else(|| format!("{}…", &p.key.to_string()[..12]));
+    match p.note {
+        Some(note) => format!("{name} ({note})"),
+        None => name,
     }
 }
