@@ -653,14 +653,18 @@ fn an_offline_signer_is_covered_out_of_turn_and_too_many_halt_the_chain() {
     let offline: Vec<PubKey> = ["bob", "carol", "dave"]
         .map(|n| key(&spec, n).pubkey())
         .to_vec();
-    assert!(matches!(
-        chainsmith::poa::poa_sealer(poa, 3, &offline),
-        Err(chainsmith::chain::produce::ProduceError::Halted {
-            online: 2,
-            needed: 3,
-            ..
-        })
-    ));
+    let err = chainsmith::poa::poa_sealer(poa, 3, &offline).unwrap_err();
+    assert!(
+        matches!(
+            err.rule_error(),
+            Some(chainsmith::poa::state::Halted {
+                online: 2,
+                needed: 3,
+                ..
+            })
+        ),
+        "{err}"
+    );
 }
 
 #[test]

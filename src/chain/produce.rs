@@ -21,25 +21,10 @@ use crate::primitives::tx::{KeyPair, PubKey, SignerVote, Transaction};
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
 pub enum ProduceError {
-    /// Clique: too few signers are online to satisfy the recency rule.
-    #[error(
-        "the chain halts at height {height}: no online signer may seal (online {online} of \
-         {signers}; Clique needs ⌊N/2⌋+1 = {needed} to take turns)"
-    )]
-    Halted {
-        /// The height that cannot be sealed.
-        height: u32,
-        /// Online signers.
-        online: usize,
-        /// Current signers.
-        signers: usize,
-        /// ⌊N/2⌋ + 1.
-        needed: usize,
-    },
-    /// DPoS: a whole round passed with every scheduled producer offline.
-    #[error("no online producer is scheduled in the {0} slots after the tip")]
-    NoProducer(u64),
-    /// The chain's rule is not an authority rule, or the key of a producer is not known.
+    /// The rule's own reason (`poa::Halted`, `dpos::NoProducer`…).
+    #[error("{0}")]
+    Rule(crate::consensus::RuleError),
+    /// The chain runs another rule, or the key of a producer is not known.
     #[error("{0}")]
     Unsupported(String),
     /// A production option the chain's rule does not have.
@@ -53,6 +38,17 @@ pub enum ProduceError {
     /// The nonce search failed (no coinbase to roll, a backend this CPU lacks).
     #[error("{0}")]
     Search(#[from] crate::pow::miner::SolveError),
+}
+
+impl ProduceError {
+    /// The rule's own error inside [`ProduceError::Rule`] as its type `E`, if it is one.
+    #[must_use]
+    pub fn rule_error<E: std::error::Error + 'static>(&self) -> Option<&E> {
+        match self {
+            Self::Rule(e) => e.downcast_ref(),
+            _ => None,
+        }
+    }
 }
 
 /// What a run asks of a rule's producer beyond producing blocks: demo traffic, proposals and

@@ -744,10 +744,24 @@ pub fn demo_votes(
         .collect()
 }
 
+/// Every scheduled producer is offline.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("no online producer is scheduled in the {slots} slots after the tip")]
+pub struct NoProducer {
+    /// The slots searched.
+    pub slots: u64,
+}
+
+impl From<NoProducer> for ProduceError {
+    fn from(e: NoProducer) -> Self {
+        Self::Rule(RuleError::new(e))
+    }
+}
+
 /// The next slot after the tip whose scheduled producer is online, with that producer.
 ///
 /// # Errors
-/// [`ProduceError::NoProducer`] when two rounds pass without one.
+/// [`NoProducer`] when two rounds pass without one.
 pub fn dpos_slot(
     state: &ChainState,
     dpos: &DposState,
@@ -768,7 +782,10 @@ pub fn dpos_slot(
             return Ok((slot, owner));
         }
     }
-    Err(ProduceError::NoProducer(2 * round_slots))
+    Err(NoProducer {
+        slots: 2 * round_slots,
+    }
+    .into())
 }
 
 /// Builds and signs the DPoS block for `slot` by candidate `producer` (its key derived from

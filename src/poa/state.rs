@@ -417,13 +417,36 @@ impl RuleState for PoaState {
     }
 }
 
+/// The chain halts: no online signer may seal.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error(
+    "the chain halts at height {height}: no online signer may seal (online {online} of \
+     {signers}; Clique needs ⌊N/2⌋+1 = {needed} to take turns)"
+)]
+pub struct Halted {
+    /// The height that cannot be sealed.
+    pub height: u32,
+    /// Online signers.
+    pub online: usize,
+    /// Current signers.
+    pub signers: usize,
+    /// ⌊N/2⌋ + 1.
+    pub needed: usize,
+}
+
+impl From<Halted> for ProduceError {
+    fn from(e: Halted) -> Self {
+        Self::Rule(RuleError::new(e))
+    }
+}
+
 /// The Clique signer for the next block, one period after the tip: the in-turn signer if it
-/// is online and may seal, else — out of turn — the online signer furthest back in the rotation
-/// that the recency rule allows (the one that sealed longest ago, which leaves the coming
-/// in-turn signers free). Returns the signer and whether it is in turn.
+/// is online and may seal, else — out of turn — the first online signer the recency rule
+/// allows, walking back through the rotation from the in-turn position (so the signers whose
+/// turns come next stay free for them). Returns the signer and whether it is in turn.
 ///
 /// # Errors
-/// [`ProduceError::Halted`] when no online signer may seal.
+/// [`Halted`] when no online signer may seal.
 pub fn poa_sealer(
     poa: &PoaState,
     height: u32,
@@ -433,12 +456,13 @@ pub fn poa_sealer(
     let signers = snap.signers();
     let n = signers.len();
     if n == 0 {
-        return Err(ProduceError::Halted {
+        return Err(Halted {
             height,
             online: 0,
             signers: 0,
             needed: 1,
-        });
+        }
+        .into());
     }
     let first = (u64::from(height) % n as u64) as usize;
     std::iter::once(first)
@@ -446,11 +470,14 @@ pub fn poa_sealer(
         .map(|i| signers[i])
         .find(|s| !offline.contains(s) && snap.may_seal(s))
         .map(|s| (s, s == signers[first]))
-        .ok_or(ProduceError::Halted {
-            height,
-            online: signers.iter().filter(|s| !offline.contains(s)).count(),
-            signers: n,
-            needed: n / 2 + 1,
+        .ok_or_else(|| {
+            Halted {
+                height,
+                online: signers.iter().filter(|s| !offline.contains(s)).count(),
+                signers: n,
+                needed: n / 2 + 1,
+            }
+            .into()
         })
 }
 
