@@ -524,6 +524,20 @@ impl PartialEq for RuleError {
 
 impl Eq for RuleError {}
 
+/// `text` (an error message, which names keys by their hex) with every key `names` knows
+/// replaced by its name: errors carry keys, and names are put in where they are printed.
+#[must_use]
+pub fn with_names(text: &str, names: &HashMap<PubKey, String>) -> String {
+    let mut out = text.to_owned();
+    for (key, name) in names {
+        let hex = key.to_string();
+        if out.contains(&hex) {
+            out = out.replace(&hex, name);
+        }
+    }
+    out
+}
+
 /// `key`'s name in `names`, or the start of its hex for a key the spec does not name.
 #[must_use]
 pub fn name_in(names: &HashMap<PubKey, String>, key: &PubKey) -> String {

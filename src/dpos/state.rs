@@ -19,7 +19,7 @@ use crate::chain::wallet::demo_transfers;
 use crate::consensus::{
     BlockContext, BlockProducer, BlockWork, Connected, ProducerRow, ProducerStats, Rule, RuleError,
     RuleInfo, RuleReport, RuleState, SpecNames, TimeRule, check_miner_listed, check_no_puzzle,
-    check_producer_signature, name_in,
+    check_producer_signature,
 };
 use crate::dpos::spec::{DposSpec, ScheduleOrder};
 use crate::dpos::{
@@ -31,7 +31,8 @@ use crate::primitives::header::Header;
 use crate::primitives::seal::Seal;
 use crate::primitives::tx::{KeyPair, PubKey, Transaction};
 
-/// Why a block breaks the DPoS rules. Messages name producers by their spec names.
+/// Why a block breaks the DPoS rules. Producers and voters are named by their keys (a report
+/// puts names in their place with [`crate::consensus::with_names`]).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
 pub enum DposError {
@@ -64,9 +65,9 @@ pub enum DposError {
         /// Its round.
         round: u64,
         /// The scheduled producer.
-        expected: String,
+        expected: PubKey,
         /// The block's producer.
-        actual: String,
+        actual: PubKey,
     },
     /// A vote's signature is not the voter's.
     #[error("transaction {index}: vote signature is not valid for {voter}")]
@@ -74,7 +75,7 @@ pub enum DposError {
         /// Position in the block.
         index: usize,
         /// The voter.
-        voter: String,
+        voter: PubKey,
     },
     /// A vote's sequence number is not the next one.
     #[error("transaction {index}: vote seq {actual} by {voter}, expected {expected}")]
@@ -82,7 +83,7 @@ pub enum DposError {
         /// Position in the block.
         index: usize,
         /// The voter.
-        voter: String,
+        voter: PubKey,
         /// The next sequence number.
         expected: u32,
         /// The vote's.
@@ -303,8 +304,6 @@ struct Roster {
     keys: Vec<PubKey>,
     /// Candidate index by name.
     by_name: HashMap<String, u16>,
-    /// Every name the spec knows, by key (for messages about voters).
-    key_names: HashMap<PubKey, String>,
 }
 
 /// Delegated-proof-of-stake state: votes, the round's schedule, counts and irreversibility.
@@ -336,7 +335,6 @@ impl DposState {
             .collect();
         let roster = Roster {
             by_name: (0u16..).zip(&names).map(|(i, n)| (n.clone(), i)).collect(),
-            key_names: spec.names_by_key(),
             names,
             keys,
         };
@@ -491,10 +489,6 @@ impl DposState {
         self.balances.get(owner).copied().unwrap_or(0)
     }
 
-    fn name_of(&self, key: &PubKey) -> String {
-        name_in(&self.roster.key_names, key)
-    }
-
     /// Counts the slots `from..to` as missed by their owners, moving `self.schedule` along the
     /// rounds they span. Whole rounds are counted at once, so a long gap costs nothing.
     fn count_missed(
@@ -572,8 +566,8 @@ impl DposState {
             return Err(DposError::WrongProducer {
                 slot,
                 round,
-                expected: self.roster.names[usize::from(owner)].clone(),
-                actual: self.name_of(producer),
+                expected: self.roster.keys[usize::from(owner)],
+                actual: *producer,
             });
         }
         for (index, tx) in txs.iter().enumerate().skip(2) {
@@ -609,14 +603,14 @@ impl DposState {
         if !voter.verifies(&tx.sighash(), signature) {
             return Err(DposError::BadVoteSignature {
                 index,
-                voter: self.name_of(voter),
+                voter: *voter,
             });
         }
         let expected = self.next_vote_seq(voter);
         if *seq != expected {
             return Err(DposError::VoteSeq {
                 index,
-                voter: self.name_of(voter),
+                voter: *voter,
                 expected,
                 actual: *seq,
             });

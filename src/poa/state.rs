@@ -29,7 +29,8 @@ use crate::primitives::header::Header;
 use crate::primitives::seal::Seal;
 use crate::primitives::tx::{KeyPair, PubKey, SignerVote, Transaction};
 
-/// Why a block breaks the Clique rules. Messages name signers by their spec names.
+/// Why a block breaks the Clique rules. Signers are named by their keys (a report puts names
+/// in their place with [`crate::consensus::with_names`]).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
 pub enum PoaError {
@@ -38,14 +39,14 @@ pub enum PoaError {
     MissingSeal(&'static str),
     /// The sealer is not a signer.
     #[error("{0} is not an authorized signer")]
-    Unauthorized(String),
+    Unauthorized(PubKey),
     /// The sealer sealed one of the last ⌊N/2⌋ blocks.
     #[error(
         "{signer} already sealed block {previous}: a signer may seal one of any {window} consecutive blocks"
     )]
     RecentlySigned {
         /// The sealer.
-        signer: String,
+        signer: PubKey,
         /// Its recent block.
         previous: u64,
         /// ⌊N/2⌋ + 1.
@@ -55,7 +56,7 @@ pub enum PoaError {
     #[error("difficulty {actual}, but {signer} is {turn} and must seal with difficulty {expected}")]
     WrongDifficulty {
         /// The sealer.
-        signer: String,
+        signer: PubKey,
         /// "in turn" or "out of turn".
         turn: &'static str,
         /// 2 or 1.
@@ -333,7 +334,7 @@ impl PoaState {
         let expected = self.snapshot.difficulty(number, signer);
         if self.snapshot.signers().contains(signer) && *difficulty != expected {
             return Err(PoaError::WrongDifficulty {
-                signer: self.name_of(signer),
+                signer: *signer,
                 turn: if in_turn { "in turn" } else { "out of turn" },
                 expected,
                 actual: *difficulty,
@@ -342,13 +343,11 @@ impl PoaState {
         let mut next = self.clone();
         let vote = vote.map(|SignerVote { target, authorize }| Vote { target, authorize });
         next.snapshot.apply(signer, vote).map_err(|e| match e {
-            SnapshotError::UnauthorizedSigner { signer, .. } => {
-                PoaError::Unauthorized(self.name_of(&signer))
-            }
+            SnapshotError::UnauthorizedSigner { signer, .. } => PoaError::Unauthorized(signer),
             SnapshotError::RecentlySigned {
                 signer, previous, ..
             } => PoaError::RecentlySigned {
-                signer: self.name_of(&signer),
+                signer,
                 previous,
                 window: signers.len() as u64 / 2 + 1,
             },

@@ -32,7 +32,7 @@ use chainsmith::{ChainState, Target};
 use serde_json::json;
 
 use crate::cli::args::CompareArgs;
-use crate::cli::commands::replay_file;
+use crate::cli::commands::{named, replay_file};
 use crate::cli::format::si;
 use crate::cli::miner::{MineJob, create_chain, mine_blocks};
 use crate::cli::phase::{Phase, Point};
@@ -291,8 +291,8 @@ impl ReplayObserver for PointObserver {
 fn from_file(path: &Path, pool: &rayon::ThreadPool, quiet: bool) -> Result<Option<Phase>> {
     let mut seen = PointObserver::default();
     let replay = replay_file(path, pool, quiet, unix_now(), &mut seen)?;
-    if let Some(err) = replay.error {
-        eprintln!("chainsmith: {}: {err}", path.display());
+    if let Some(err) = &replay.error {
+        eprintln!("chainsmith: {}: {}", path.display(), named(&replay, err));
         return Ok(None);
     }
     let state = replay.state.context("a valid chain has a state")?;

@@ -18,7 +18,7 @@ use chainsmith::{ChainSpec, ChainState};
 use serde_json::json;
 
 use crate::cli::args::MineArgs;
-use crate::cli::commands::replay_file;
+use crate::cli::commands::{named, replay_file};
 use crate::cli::format::{producers_json, si};
 use crate::cli::miner::{MineJob, MineOutcome, create_chain, mine_blocks};
 use crate::cli::progress::Progress;
@@ -53,8 +53,8 @@ pub(crate) fn run(args: &MineArgs) -> Result<ExitCode> {
     let existing = std::fs::metadata(&path).is_ok_and(|m| m.len() > 0);
     let (mut state, mut writer) = if existing {
         let replay = replay_file(&path, &pool, args.quiet, unix_now(), &mut ())?;
-        if let Some(err) = replay.error {
-            eprintln!("chainsmith: {}: {err}", path.display());
+        if let Some(err) = &replay.error {
+            eprintln!("chainsmith: {}: {}", path.display(), named(&replay, err));
             return Ok(ExitCode::from(EXIT_INVALID));
         }
         let state = replay.state.context("a valid chain has a state")?;

@@ -13,9 +13,19 @@ use anyhow::{Context, Result};
 use chainsmith::ChainState;
 use chainsmith::chain::store::LineReader;
 use chainsmith::chain::verify::{Replay, ReplayObserver, replay};
-use chainsmith::consensus::CheckedBlock;
+use chainsmith::consensus::{CheckedBlock, with_names};
 
 use crate::cli::progress::Progress;
+
+/// `text` (an error about the replayed chain) with the keys its spec names replaced by their
+/// names.
+pub(crate) fn named(replay: &Replay, text: &impl std::fmt::Display) -> String {
+    let text = text.to_string();
+    match &replay.state {
+        Some(state) => with_names(&text, &state.spec().names_by_key()),
+        None => text,
+    }
+}
 
 /// Moves the bar by batches and passes each block on.
 struct BarObserver<'a> {

@@ -9,7 +9,7 @@ use chainsmith::chain::verify::Replay;
 use serde_json::json;
 
 use crate::cli::args::VerifyArgs;
-use crate::cli::commands::replay_file;
+use crate::cli::commands::{named, replay_file};
 use crate::cli::format::producers_json;
 use crate::cli::{EXIT_INVALID, thread_pool, unix_now};
 
@@ -52,13 +52,13 @@ pub(crate) fn run(args: &VerifyArgs) -> Result<ExitCode> {
                 "from_line": err.line,
                 "from_height": err.height,
                 "removed_bytes": removed,
-                "reason": err.kind.to_string(),
+                "reason": named(&replay, &err.kind),
             });
         } else if let Some(err) = &replay.error {
             v["error"] = json!({
                 "height": err.height,
                 "line": err.line,
-                "reason": err.kind.to_string(),
+                "reason": named(&replay, &err.kind),
             });
         }
         writeln!(out, "{v}")?;
@@ -69,13 +69,13 @@ pub(crate) fn run(args: &VerifyArgs) -> Result<ExitCode> {
             path.display(),
             err.line,
             err.height,
-            err.kind
+            named(&replay, &err.kind)
         )?;
         if let Some(t) = &tip {
             writeln!(out, "{t}")?;
         }
     } else if let Some(err) = &replay.error {
-        writeln!(out, "invalid: {}: {err}", path.display())?;
+        writeln!(out, "invalid: {}: {}", path.display(), named(&replay, err))?;
         if let Some(t) = &tip {
             writeln!(
                 out,
