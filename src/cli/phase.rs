@@ -46,7 +46,8 @@ fn median(mut v: Vec<f64>) -> Option<f64> {
 }
 
 impl Phase {
-    pub(crate) fn blocks(&self) -> usize {
+    /// Blocks the rule produced: every block after genesis (the tip's height).
+    pub(crate) fn produced(&self) -> usize {
         self.points.len()
     }
 
@@ -55,7 +56,7 @@ impl Phase {
     }
 
     pub(crate) fn per_block(&self, total: Option<f64>) -> Option<f64> {
-        total.map(|t| t / self.blocks().max(1) as f64)
+        total.map(|t| t / self.produced().max(1) as f64)
     }
 
     pub(crate) fn hash_rate(&self) -> Option<f64> {
@@ -74,7 +75,9 @@ impl Phase {
         json!({
             "spec": self.spec.name,
             "target_spacing_s": self.spec.spacing_s(),
-            "blocks": self.blocks(),
+            // As in `verify`: every block of the chain, genesis included.
+            "blocks": self.produced() + 1,
+            "height": self.produced(),
             "hashes": self.hashes(),
             "hashes_per_block": self.per_block(Some(self.hashes())),
             "hashes_source": self.hashes_source,

@@ -395,7 +395,7 @@ fn report(args: &CompareArgs, phases: &[Phase]) -> Result<()> {
     )?;
     type Row<'a> = (&'a str, &'a dyn Fn(&Phase) -> Option<f64>, &'a str);
     let rows: [Row<'_>; 13] = [
-        ("blocks", &|p| Some(p.blocks() as f64), ""),
+        ("blocks produced", &|p| Some(p.produced() as f64), ""),
         ("spacing", &|p| Some(p.spec.spacing_s()), "s"),
         ("hashes", &|p| Some(p.hashes()), ""),
         ("hashes/block", &|p| p.per_block(Some(p.hashes())), ""),
