@@ -4,7 +4,8 @@
 use std::hint::black_box;
 
 use chainsmith::chain::record::BlockRecord;
-use chainsmith::pow::miner::{SearchControl, SearchOptions, solve_block};
+use chainsmith::hash::search::{SearchControl, SearchOptions};
+use chainsmith::pow::miner::solve_block;
 use chainsmith::{ChainSpec, ChainState, Target};
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
 

@@ -7,7 +7,8 @@ use std::io::Cursor;
 use chainsmith::chain::record::BlockRecord;
 use chainsmith::chain::store::LineReader;
 use chainsmith::chain::verify::replay;
-use chainsmith::pow::miner::{SearchControl, SearchOptions, solve_block};
+use chainsmith::hash::search::{SearchControl, SearchOptions};
+use chainsmith::pow::miner::solve_block;
 use chainsmith::{ChainSpec, ChainState};
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
 

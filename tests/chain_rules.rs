@@ -62,8 +62,8 @@ fn rejects_merkle_root_that_does_not_match_transactions() {
     // Re-solve the header with the wrong root but keep the root wrong.
     let target = block.header.bits.to_target().unwrap();
     let job = chainsmith::hash::PowJob::new(&block.header, target);
-    let opts = chainsmith::pow::miner::SearchOptions::default();
-    let control = chainsmith::pow::miner::SearchControl::default();
+    let opts = chainsmith::hash::search::SearchOptions::default();
+    let control = chainsmith::hash::search::SearchControl::default();
     let chainsmith::pow::miner::SearchOutcome::Found(n) =
         chainsmith::pow::miner::search(&job, &opts, &control)
     else {

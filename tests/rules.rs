@@ -79,3 +79,28 @@ fn every_builtin_spec_names_a_registered_rule() {
     .to_string();
     assert!(err.contains("unknown consensus rule \"raft\""), "{err}");
 }
+
+/// The layering the registry depends on, checked in the source: the consensus-neutral core
+/// (primitives, hashing, difficulty, metrics, chain) imports no rule module.
+#[test]
+fn the_core_names_no_rule() {
+    let src = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
+    let mut checked = 0;
+    for dir in ["chain", "primitives", "hash", "difficulty", "metrics"] {
+        for entry in std::fs::read_dir(src.join(dir)).unwrap() {
+            let path = entry.unwrap().path();
+            let text = std::fs::read_to_string(&path).unwrap();
+            for rule in ["pow", "pos", "dpos", "poa"] {
+                let import = format!("crate::{rule}::");
+                let group = format!("crate::{{{rule}");
+                assert!(
+                    !text.contains(&import) && !text.contains(&group),
+                    "{} uses the {rule} rule module",
+                    path.display()
+                );
+            }
+            checked += 1;
+        }
+    }
+    assert!(checked >= 15, "only {checked} core files found");
+}

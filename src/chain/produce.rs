@@ -13,7 +13,7 @@ use std::time::Duration;
 use crate::chain::record::BlockRecord;
 use crate::chain::state::{BlockError, ChainState};
 use crate::consensus::TimeRule;
-use crate::pow::miner::{SearchControl, SearchOptions};
+use crate::hash::search::{SearchControl, SearchOptions};
 use crate::primitives::hash::BlockHash;
 use crate::primitives::tx::{KeyPair, PubKey, SignerVote, Transaction};
 
@@ -35,9 +35,6 @@ pub enum ProduceError {
         /// The chain's rule.
         rule: &'static str,
     },
-    /// The nonce search failed (no coinbase to roll, a backend this CPU lacks).
-    #[error("{0}")]
-    Search(#[from] crate::pow::miner::SolveError),
 }
 
 impl ProduceError {

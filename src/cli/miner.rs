@@ -13,7 +13,7 @@ use chainsmith::chain::produce::{
 };
 use chainsmith::chain::record::BlockRecord;
 use chainsmith::chain::store::ChainWriter;
-use chainsmith::pow::miner::{SearchControl, SearchOptions};
+use chainsmith::hash::search::{SearchControl, SearchOptions};
 
 use crate::cli::format::si;
 use crate::cli::progress::Progress;

@@ -201,7 +201,7 @@ mod tests {
     use crate::chain::verify::{LineErrorKind, replay};
     use crate::consensus::Consensus;
     use crate::consensus::quorum::QuorumError;
-    use crate::pow::miner::{SearchControl, SearchOptions};
+    use crate::hash::search::{SearchControl, SearchOptions};
 
     const NOW: u32 = 2_000_000_000;
 

@@ -18,6 +18,8 @@
 //! below the target's — and [`PowJob::scan`] checks each candidate against the full target.
 //! Nothing in the loop allocates or locks.
 
+pub mod search;
+
 use std::fmt;
 use std::ops::Range;
 use std::str::FromStr;

@@ -7,61 +7,15 @@
 //! sequential scan from 0 returns. When all nonces fail, [`solve_block`] rolls the coinbase
 //! extra-nonce, which changes the merkle root, and searches again.
 
-use std::ops::Range;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use rayon::prelude::*;
 
-use crate::hash::{Backend, PowJob};
+use crate::hash::PowJob;
+use crate::hash::search::{SearchControl, SearchMode, SearchOptions};
 use crate::primitives::block::Block;
 use crate::primitives::pow_units::Target;
 use crate::primitives::tx::Transaction;
-
-/// Nonces per chunk handed to a worker thread (~3 ms of hashing on one core).
-pub const DEFAULT_CHUNK: u64 = 1 << 16;
-
-/// How the parallel search picks among solutions.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub enum SearchMode {
-    /// Return whichever solution a thread finds first: the fastest.
-    #[default]
-    Any,
-    /// Return the lowest solving nonce, independent of thread count and timing.
-    Lowest,
-}
-
-/// Shared controls of a running search: a stop flag (Ctrl-C) and a hash counter for progress.
-#[derive(Debug, Default)]
-pub struct SearchControl {
-    /// Raised by the caller to stop every thread.
-    pub stop: AtomicBool,
-    /// Hashes done so far, updated once per chunk.
-    pub hashes: AtomicU64,
-}
-
-/// Parameters of a nonce search.
-#[derive(Debug, Clone)]
-pub struct SearchOptions {
-    /// Solution choice.
-    pub mode: SearchMode,
-    /// Nonces per chunk.
-    pub chunk: u64,
-    /// The nonces to try (the full range is `0..2^32`).
-    pub nonces: Range<u64>,
-    /// The hash backend [`solve_block`] uses.
-    pub backend: Backend,
-}
-
-impl Default for SearchOptions {
-    fn default() -> Self {
-        Self {
-            mode: SearchMode::Any,
-            chunk: DEFAULT_CHUNK,
-            nonces: 0..1 << 32,
-            backend: Backend::detect(),
-        }
-    }
-}
 
 /// How a nonce search ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -175,7 +129,7 @@ mod tests {
         }
     }
 
-    fn sequential_first(job: &PowJob, range: Range<u64>) -> Option<u32> {
+    fn sequential_first(job: &PowJob, range: std::ops::Range<u64>) -> Option<u32> {
         range
             .map(|n| n as u32)
             .find(|n| Target::from_le_bytes(job.hash_nonce(*n)) <= job.target())

@@ -143,7 +143,7 @@ impl Producer for PowProducer {
                 Vec::new(),
             )),
             Err(SolveError::Stopped) => Ok(Step::Stopped),
-            Err(e) => Err(e.into()),
+            Err(e) => Err(ProduceError::Rule(RuleError::new(e))),
         }
     }
 }

@@ -10,7 +10,7 @@ use chainsmith::chain::produce::{ProduceOptions, Run, TimeSource, produce_blocks
 use chainsmith::chain::record::BlockRecord;
 use chainsmith::chain::store::LineReader;
 use chainsmith::chain::verify::{LineErrorKind, Replay, replay};
-use chainsmith::pow::miner::{SearchControl, SearchMode, SearchOptions};
+use chainsmith::hash::search::{SearchControl, SearchMode, SearchOptions};
 use chainsmith::primitives::tx::Transaction;
 use chainsmith::{ChainSpec, ChainState};
 

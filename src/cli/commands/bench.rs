@@ -7,8 +7,9 @@ use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use anyhow::Result;
+use chainsmith::hash::search::{SearchControl, SearchOptions};
 use chainsmith::hash::{Backend, PowJob};
-use chainsmith::pow::miner::{SearchControl, SearchOptions, SearchOutcome, search};
+use chainsmith::pow::miner::{SearchOutcome, search};
 use chainsmith::{Header, Target};
 use serde_json::json;
 

@@ -22,12 +22,12 @@ use chainsmith::chain::spec::ChainSpec;
 use chainsmith::chain::verify::ReplayObserver;
 use chainsmith::consensus::CheckedBlock;
 use chainsmith::consensus::{BlockWork, Consensus};
+use chainsmith::hash::search::{SearchControl, SearchOptions};
 use chainsmith::metrics::energy::{
     ASIC_J_PER_TH, EnergyMethod, estimate_joules, hashes_per_mainnet_block,
 };
 use chainsmith::metrics::finality::FinalityTracker;
 use chainsmith::metrics::rapl::{POWERCAP_ROOT, RaplReader};
-use chainsmith::pow::miner::{SearchControl, SearchOptions};
 use chainsmith::{ChainState, Target};
 use serde_json::json;
 

@@ -12,7 +12,7 @@ use chainsmith::chain::produce::{Equivocation, ProduceOptions};
 use chainsmith::chain::store::ChainWriter;
 use chainsmith::consensus::{BlockWork, RuleReport, name_in};
 use chainsmith::hash::Backend;
-use chainsmith::pow::miner::{SearchControl, SearchMode, SearchOptions};
+use chainsmith::hash::search::{SearchControl, SearchMode, SearchOptions};
 use chainsmith::primitives::tx::{KeyPair, PubKey, SignerVote};
 use chainsmith::{ChainSpec, ChainState};
 use serde_json::json;
