@@ -4,10 +4,10 @@
 //!
 //! Every chain shares one block format — Bitcoin's 80-byte header, a small UTXO transaction
 //! model and Bitcoin's merkle tree — and one chain store, JSON Lines files that are
-//! append-only and synced per block. Consensus rules are separate modules on top of that core:
-//! proof of work ([`pow`]), proof of stake ([`pos`]), delegated proof of stake ([`dpos`]) and
-//! proof of authority ([`poa`]); [`chain::authority`] holds the producer state the last two
-//! keep along a chain.
+//! append-only and synced per block. Consensus rules are separate modules on top of that core,
+//! each behind the interface of [`consensus`] and listed once in its registry: proof of work
+//! ([`pow`]), proof of stake ([`pos`]), delegated proof of stake ([`dpos`]) and proof of
+//! authority ([`poa`]). `docs/ARCHITECTURE.md` shows the layering and how to add a rule.
 //!
 //! ```
 //! use chainsmith::chain::spec::ChainSpec;

@@ -367,3 +367,45 @@ fn rejects_wrong_bits_and_a_nonce() {
     let e = block_error(error_at(&replay_records(&records), 5));
     assert!(matches!(e, BlockError::NonzeroNonce(1)), "{e}");
 }
+
+/// A coinstake's outputs mature like a coinbase's and are never spendable in their own block,
+/// even on a chain whose maturity is zero.
+#[test]
+fn a_coinstake_output_is_not_spendable_in_its_own_block() {
+    let text = include_str!("data/test-pos.json")
+        .replace("\"coinbase_maturity\": 2", "\"coinbase_maturity\": 0");
+    let spec = chainsmith::ChainSpec::from_json(&text).unwrap();
+    let mut records = build_pos_chain(&spec, 6, 0, |_, _| {});
+    assert!(replay_records(&records).error.is_none());
+    let key = staker(&records[5]);
+    let Transaction::Coinstake { outputs, .. } = &records[5].txs[1] else {
+        panic!("coinstake second")
+    };
+    let staked = outputs[0].value;
+    let coinstake = chainsmith::primitives::tx::OutPoint {
+        txid: records[5].txs[1].txid(),
+        vout: 0,
+    };
+    let half = Amount::from_base_units(staked.to_base_units() / 2);
+    let spend = Transaction::signed_transfer(
+        &[(coinstake, &key)],
+        vec![TxOut {
+            value: half,
+            to: key.pubkey(),
+        }],
+    );
+    records[5].txs.push(spend);
+    resign(&mut records[5], &key);
+    let e = block_error(error_at(&replay_records(&records), 5));
+    assert!(
+        matches!(
+            e,
+            BlockError::MissingInput {
+                index: 2,
+                input: 0,
+                ..
+            }
+        ),
+        "{e}"
+    );
+}

@@ -104,3 +104,53 @@ fn the_core_names_no_rule() {
     }
     assert!(checked >= 15, "only {checked} core files found");
 }
+
+/// The genesis line is the spec's genesis and nothing more: no seal, and a proof-of-work
+/// genesis meets its own target (the spec is refused otherwise).
+#[test]
+fn the_genesis_block_carries_no_seal_and_meets_its_target() {
+    let golden = include_str!("golden/pow-demo.jsonl");
+    let mut genesis: BlockRecord = serde_json::from_str(golden.lines().next().unwrap()).unwrap();
+    genesis.signature = Some(chainsmith::primitives::tx::SigBytes::from_bytes([7; 64]));
+    let err = genesis
+        .spec
+        .clone()
+        .unwrap()
+        .consensus
+        .check(genesis)
+        .unwrap_err();
+    assert!(matches!(err, BlockError::UnexpectedSeal { .. }), "{err}");
+
+    let text = include_str!("../chains/regtest.json");
+    let mut value: serde_json::Value = serde_json::from_str(text).unwrap();
+    let mut nonce = 0u32;
+    let refused = loop {
+        value["genesis"]["nonce"] = nonce.into();
+        match ChainSpec::from_json(&value.to_string()) {
+            Ok(_) => nonce += 1,
+            Err(e) => break e.to_string(),
+        }
+    };
+    assert!(refused.contains("genesis.nonce"), "{refused}");
+    assert_ne!(nonce, 2, "regtest's own genesis nonce meets the target");
+}
+
+/// A spec's fields appear once: a repeated rule section is refused, not silently replaced.
+#[test]
+fn a_repeated_spec_section_is_refused() {
+    let text = include_str!("../chains/poa-demo.json");
+    let doubled = text.replacen(
+        "\"poa\": {",
+        "\"poa\": {\"signers\": [\"alice\"]},\n  \"poa\": {",
+        1,
+    );
+    assert_ne!(doubled, text);
+    let err = ChainSpec::from_json(&doubled).unwrap_err().to_string();
+    assert!(err.contains("duplicate field `poa`"), "{err}");
+    // Section errors stay typed: an unknown field is named by its variant.
+    let unknown = text.replacen("\"poa\": {", "\"colour\": 1,\n  \"poa\": {", 1);
+    assert_eq!(
+        ChainSpec::from_json(&unknown).unwrap_err(),
+        chainsmith::chain::spec::SpecError::UnknownField("colour".into())
+    );
+}

@@ -84,6 +84,18 @@ impl LedgerDelta {
         }
     }
 
+    /// Adds the outputs of one transaction that the rest of the block may not spend (a
+    /// coinstake's: they mature like a coinbase's, and not within their own block).
+    pub fn create_locked(&mut self, origin: Origin, outputs: &[TxOut]) {
+        self.create(origin, outputs);
+        for vout in (0u32..).take(outputs.len()) {
+            self.spent.insert(OutPoint {
+                txid: origin.txid,
+                vout,
+            });
+        }
+    }
+
     /// The changes, each outpoint once: `Some` created, `None` spent.
     pub fn into_changes(self) -> impl Iterator<Item = (OutPoint, Option<Utxo>)> {
         self.changes.into_iter()

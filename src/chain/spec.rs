@@ -43,7 +43,7 @@ pub struct GenesisSpec {
     pub time: u32,
     /// Header bits: the first target of the chain.
     pub bits: CompactTarget,
-    /// Header nonce (the genesis must meet its own target).
+    /// Header nonce (a proof-of-work genesis must meet its own target).
     pub nonce: u32,
     /// The genesis transaction's raw bytes in hex; its sha256d is the merkle root.
     pub coinbase_hex: HexBytes,
@@ -199,7 +199,41 @@ struct SpecFields {
     miner: String,
     wallets: Vec<String>,
     #[serde(flatten)]
-    rest: serde_json::Map<String, serde_json::Value>,
+    rest: ExtraFields,
+}
+
+/// The fields of a spec beyond the core ones, in order; a repeated one is an error (a map
+/// would keep the last silently).
+struct ExtraFields(Vec<(String, serde_json::Value)>);
+
+impl<'de> Deserialize<'de> for ExtraFields {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct Fields;
+
+        impl<'de> serde::de::Visitor<'de> for Fields {
+            type Value = ExtraFields;
+
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("spec fields")
+            }
+
+            fn visit_map<A: serde::de::MapAccess<'de>>(
+                self,
+                mut map: A,
+            ) -> Result<ExtraFields, A::Error> {
+                let mut fields: Vec<(String, serde_json::Value)> = Vec::new();
+                while let Some((key, value)) = map.next_entry::<String, serde_json::Value>()? {
+                    if fields.iter().any(|(k, _)| *k == key) {
+                        return Err(serde::de::Error::custom(format!("duplicate field `{key}`")));
+                    }
+                    fields.push((key, value));
+                }
+                Ok(ExtraFields(fields))
+            }
+        }
+
+        d.deserialize_map(Fields)
+    }
 }
 
 impl TryFrom<SpecFields> for ChainSpec {
@@ -207,7 +241,7 @@ impl TryFrom<SpecFields> for ChainSpec {
 
     fn try_from(f: SpecFields) -> Result<Self, SpecError> {
         let mut section = None;
-        for (key, value) in f.rest {
+        for (key, value) in f.rest.0 {
             let owner = Consensus::all()
                 .find(|c| c.info().section.is_some_and(|d| d.key == key))
                 .ok_or_else(|| SpecError::UnknownField(key.clone()))?;
@@ -326,7 +360,9 @@ impl ChainSpec {
     /// [`SpecError::Json`] naming the line, column and field for malformed JSON;
     /// [`SpecError::BadField`] for values outside the rules.
     pub fn from_json(text: &str) -> Result<Self, SpecError> {
-        let spec: Self = serde_json::from_str(text).map_err(|e| SpecError::Json(e.to_string()))?;
+        let fields: SpecFields =
+            serde_json::from_str(text).map_err(|e| SpecError::Json(e.to_string()))?;
+        let spec = Self::try_from(fields)?;
         spec.validate()?;
         Ok(spec)
     }

@@ -299,10 +299,16 @@ pub struct ChainState {
     utxos: BTreeMap<OutPoint, Utxo>,
     total_work: Work,
     rule: Box<dyn RuleState>,
+    /// The outputs the last block spent and created: buffers kept so that connecting a block
+    /// allocates nothing for them once they have grown.
+    moved: (Vec<Utxo>, Vec<Utxo>),
 }
 
 impl ChainState {
     /// Starts an empty chain (no genesis yet) under a valid `spec`.
+    ///
+    /// # Panics
+    /// If `spec` lacks its rule's section ([`ChainSpec::validate`] refuses such a spec).
     #[must_use]
     pub fn new(spec: ChainSpec) -> Self {
         let window = match spec.retarget {
@@ -319,6 +325,7 @@ impl ChainState {
             utxos: BTreeMap::new(),
             total_work: Work::default(),
             rule: spec.consensus.rule().genesis_state(&spec),
+            moved: (Vec::new(), Vec::new()),
             spec,
         }
     }
@@ -777,8 +784,9 @@ impl ChainState {
     }
 
     fn apply(&mut self, block: &CheckedBlock, height: u32, target: Target, delta: LedgerDelta) {
-        let mut spent = Vec::new();
-        let mut created = Vec::new();
+        let (spent, created) = &mut self.moved;
+        spent.clear();
+        created.clear();
         for (op, change) in delta.into_changes() {
             match change {
                 Some(utxo) => {
@@ -791,8 +799,8 @@ impl ChainState {
         self.rule.connected(&Connected {
             height,
             hash: block.hash(),
-            spent: &spent,
-            created: &created,
+            spent,
+            created,
         });
         let header = block.block().header;
         if height == 1 {

@@ -388,9 +388,17 @@ impl Consensus {
             return Err(BlockError::MutatedMerkle);
         }
         block.header.bits.to_target()?;
-        // Genesis is checked whole against its spec when it is connected.
-        if record.height != 0 {
-            let seal = record.seal()?;
+        let seal = record.seal()?;
+        if record.height == 0 {
+            // Genesis is checked whole against its spec when it is connected (and the spec's
+            // genesis against the rule, e.g. its proof of work); it carries no seal.
+            if seal != Seal::None {
+                return Err(BlockError::UnexpectedSeal {
+                    expected: "no seal on the genesis block",
+                    found: seal.kind(),
+                });
+            }
+        } else {
             self.0.check_seal(&block, hash, &seal)?;
         }
         Ok(CheckedBlock {

@@ -123,9 +123,13 @@ impl RuleState for QuorumState {
         block: &BlockContext<'_>,
         _delta: &mut LedgerDelta,
     ) -> Result<Box<dyn RuleState>, BlockError> {
-        if let Seal::Quorum(qc) = block.seal {
-            check_certificate(qc, block.hash, &self.members, majority(self.members.len()))?;
-        }
+        let Seal::Quorum(qc) = block.seal else {
+            return Err(BlockError::UnexpectedSeal {
+                expected: "a quorum certificate",
+                found: block.seal.kind(),
+            });
+        };
+        check_certificate(qc, block.hash, &self.members, majority(self.members.len()))?;
         Ok(Box::new(Self {
             members: Arc::clone(&self.members),
             final_height: block.height,

@@ -386,7 +386,7 @@ impl PosState {
             time: header.time,
             coinbase: true,
         };
-        delta.create(origin, outputs);
+        delta.create_locked(origin, outputs);
         let mut stats = self.stats.get(&utxo.owner).copied().unwrap_or_default();
         stats.blocks += 1;
         stats.coin_days += coin_days(utxo.value, age_s);

@@ -43,7 +43,7 @@ pub struct PosSpec {
     /// How interest is paid on the coin-age a coinstake consumes.
     #[serde(default = "default_interest")]
     pub interest: InterestRule,
-    /// Blocks between stake modifier changes (see [`crate::chain::state::ChainState::stake_modifier`]).
+    /// Blocks between stake modifier changes (see [`crate::pos::PosState::stake_modifier`]).
     #[serde(default = "default_modifier_interval")]
     pub modifier_interval: u32,
     /// The miner's clock.

@@ -72,6 +72,23 @@ impl Rule for Pow {
                 reason: "peercoin is the proof-of-stake rule, and only it".into(),
             });
         }
+        // The genesis block is proof of work like every other block.
+        let genesis = spec.genesis_block();
+        let target = genesis
+            .header
+            .bits
+            .to_target()
+            .map_err(|e| SpecError::BadField {
+                field: "genesis.bits",
+                reason: e.to_string(),
+            })?;
+        let hash = genesis.block_hash();
+        if !target.is_met_by(hash) {
+            return Err(SpecError::BadField {
+                field: "genesis.nonce",
+                reason: format!("the genesis hash {hash} does not meet its target {target}"),
+            });
+        }
         Ok(())
     }
 
