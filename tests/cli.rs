@@ -422,6 +422,80 @@ fn sigkill_mid_run_loses_no_completed_block_and_mining_resumes() {
 }
 
 #[test]
+fn a_second_writer_is_refused_naming_the_first_and_loses_nothing() {
+    let dir = TempDir::new().unwrap();
+    let spec = slow_spec();
+    let chain = dir.path().join("two.jsonl");
+    let mut first = spawn_miner(&spec, &chain);
+    wait_for_blocks(&chain, 2);
+    let out = cargo_bin_cmd!("chainsmith")
+        .args(["mine", "pow", "--quiet", "--blocks", "3", "--spec"])
+        .arg(&spec)
+        .arg("--chain")
+        .arg(&chain)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8(out.stderr).unwrap();
+    assert_eq!(err.lines().count(), 1, "{err}");
+    assert!(
+        err.contains(&format!("pid {}", first.id())),
+        "names the writer: {err}"
+    );
+    // Repair writes too, so it waits its turn; reading goes on beside the miner.
+    cargo_bin_cmd!("chainsmith")
+        .args(["verify", "--repair"])
+        .arg(&chain)
+        .assert()
+        .code(2);
+    let (code, _) = verify_json(&chain);
+    assert_eq!(code, 0);
+    first.kill().unwrap();
+    first.wait().unwrap();
+    // The lock dies with its holder: mining resumes.
+    cargo_bin_cmd!("chainsmith")
+        .args(["mine", "pow", "--quiet", "--blocks", "1", "--spec"])
+        .arg(&spec)
+        .arg("--chain")
+        .arg(&chain)
+        .assert()
+        .success();
+    let (code, _) = verify_json(&chain);
+    assert_eq!(code, 0);
+}
+
+#[test]
+fn a_crash_before_the_genesis_is_complete_leaves_a_minable_chain() {
+    let dir = TempDir::new().unwrap();
+    let chain = dir.path().join("g.jsonl");
+    // What a crash in the first milliseconds used to leave: an empty file, or a torn genesis.
+    std::fs::write(&chain, b"").unwrap();
+    cargo_bin_cmd!("chainsmith")
+        .args(["mine", "pos", "--quiet", "--blocks", "1", "--chain"])
+        .arg(&chain)
+        .assert()
+        .success();
+    let genesis = std::fs::read(&chain).unwrap();
+    let first_line = genesis.split(|b| *b == b'\n').next().unwrap().to_vec();
+    std::fs::write(&chain, &first_line[..4096.min(first_line.len() - 1)]).unwrap();
+    let out = cargo_bin_cmd!("chainsmith")
+        .args(["verify", "--repair"])
+        .arg(&chain)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0), "{out:?}");
+    let text = String::from_utf8(out.stdout).unwrap();
+    assert!(text.contains("no complete genesis"), "{text}");
+    cargo_bin_cmd!("chainsmith")
+        .args(["mine", "pos", "--quiet", "--blocks", "1", "--chain"])
+        .arg(&chain)
+        .assert()
+        .success();
+    let (code, v) = verify_json(&chain);
+    assert_eq!((code, v["height"].as_u64()), (0, Some(1)));
+}
+
+#[test]
 fn ctrl_c_stops_cleanly_with_exit_130() {
     let dir = TempDir::new().unwrap();
     let spec = slow_spec();

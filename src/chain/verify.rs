@@ -13,11 +13,15 @@ use rayon::prelude::*;
 
 use crate::chain::record::BlockRecord;
 use crate::chain::state::{BlockError, ChainState};
-use crate::chain::store::{Line, LineReader};
+use crate::chain::store::{Line, LineDamage, LineReader, MAX_LINE_BYTES};
 use crate::consensus::{CheckedBlock, Consensus};
 
 /// Lines parsed and hashed in parallel per batch.
 const BATCH_LINES: usize = 2048;
+
+/// Bytes read ahead per batch at most, so that a file of huge lines is not read far past its
+/// first bad one.
+const BATCH_BYTES: usize = 64 << 20;
 
 /// What is wrong with a line of a chain file.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -27,6 +31,10 @@ pub enum LineErrorKind {
     Empty,
     /// The last line has no newline: the write was cut short.
     Torn,
+    /// The last line is a whole valid block without its newline: only the newline was lost.
+    MissingNewline,
+    /// The line is not text, or too long to be a block (a damaged write or file).
+    Damaged(LineDamage),
     /// The line is not a valid block record.
     Json(String),
     /// The block breaks a rule.
@@ -39,6 +47,16 @@ impl fmt::Display for LineErrorKind {
             Self::Empty => f.write_str("file is empty: no genesis line"),
             Self::Torn => f.write_str(
                 "torn last line (the write was cut short); `chainsmith verify --repair` removes it",
+            ),
+            Self::MissingNewline => f.write_str(
+                "the last block is whole but its newline is missing; `chainsmith verify --repair` adds it",
+            ),
+            Self::Damaged(LineDamage::NotUtf8) => f.write_str(
+                "line is not UTF-8 text (a damaged write); `chainsmith verify --repair` removes it",
+            ),
+            Self::Damaged(LineDamage::TooLong) => write!(
+                f,
+                "line is longer than {MAX_LINE_BYTES} bytes, far beyond any block; `chainsmith verify --repair` removes it"
             ),
             Self::Json(e) => write!(f, "malformed block line: {e}"),
             Self::Block(e) => write!(f, "{e}"),
@@ -101,12 +119,18 @@ fn json_error(e: &serde_json::Error) -> String {
 }
 
 fn check_line(line: Line, consensus: Consensus) -> (Line, Result<CheckedBlock, LineErrorKind>) {
-    let result = if line.complete {
-        serde_json::from_str::<BlockRecord>(&line.text)
+    let result = match line.damage {
+        Some(damage) => Err(LineErrorKind::Damaged(damage)),
+        None => serde_json::from_str::<BlockRecord>(&line.text)
             .map_err(|e| LineErrorKind::Json(json_error(&e)))
-            .and_then(|r| consensus.check(r).map_err(LineErrorKind::Block))
+            .and_then(|r| consensus.check(r).map_err(LineErrorKind::Block)),
+    };
+    // A last line cut short is torn, unless it is a whole block that only lost its newline
+    // (which is known once it connects).
+    let result = if line.complete {
+        result
     } else {
-        Err(LineErrorKind::Torn)
+        result.map_err(|_| LineErrorKind::Torn)
     };
     (line, result)
 }
@@ -135,9 +159,18 @@ pub fn replay<R: BufRead>(
     let any_line = first.is_some();
     batch.extend(first);
     loop {
-        while batch.len() < BATCH_LINES {
+        let mut batch_bytes: usize = batch.iter().map(|l: &Line| l.text.len()).sum();
+        while batch.len() < BATCH_LINES && batch_bytes < BATCH_BYTES {
             match reader.next_line()? {
-                Some(line) => batch.push(line),
+                // Damage ends the batch: nothing after it can be valid.
+                Some(line) if line.damage.is_some() || !line.complete => {
+                    batch.push(line);
+                    break;
+                }
+                Some(line) => {
+                    batch_bytes += line.text.len();
+                    batch.push(line);
+                }
                 None => break,
             }
         }
@@ -174,6 +207,11 @@ pub fn replay<R: BufRead>(
                 ));
             }
             observer.on_block(chain, &checked);
+            if !line.complete {
+                let missing = fail(LineErrorKind::MissingNewline);
+                let whole = line.offset + line.text.len() as u64;
+                return Ok(done(state, Some(missing), whole));
+            }
             valid_bytes = line.offset + line.text.len() as u64 + 1;
         }
         observer.on_batch(

@@ -116,7 +116,7 @@ pub(crate) fn mine_blocks(
     })
 }
 
-/// Creates `path` with the genesis block of `spec`.
+/// Creates `path` with the genesis block of `spec` (the caller holds its lock).
 pub(crate) fn create_chain(
     path: &Path,
     spec: chainsmith::ChainSpec,
@@ -130,11 +130,8 @@ pub(crate) fn create_chain(
     state
         .connect(&checked, unix_now())
         .context("the spec's genesis block is invalid")?;
-    let mut writer = ChainWriter::create_new(path)
+    let writer = ChainWriter::create(path, &record)
         .with_context(|| format!("creating chain {}", path.display()))?;
-    writer
-        .append(&record)
-        .with_context(|| format!("writing genesis to {}", path.display()))?;
     Ok((state, writer))
 }
 

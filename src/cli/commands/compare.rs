@@ -19,6 +19,7 @@ use std::time::Instant;
 use anyhow::{Context, Result, bail};
 use chainsmith::chain::record::BlockRecord;
 use chainsmith::chain::spec::ChainSpec;
+use chainsmith::chain::store::ChainLock;
 use chainsmith::chain::verify::ReplayObserver;
 use chainsmith::consensus::CheckedBlock;
 use chainsmith::consensus::{BlockWork, Consensus};
@@ -162,6 +163,7 @@ fn live(args: &CompareArgs, pool: &rayon::ThreadPool, dir: &Path) -> Result<Opti
             .blocks
             .unwrap_or_else(|| consensus.rule().info().demo_blocks);
         let path = dir.join(format!("{}.jsonl", consensus.name()));
+        let _lock = ChainLock::acquire(&path)?;
         match std::fs::remove_file(&path) {
             Ok(()) => {}
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}

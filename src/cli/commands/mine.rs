@@ -9,7 +9,7 @@ use std::time::Instant;
 
 use anyhow::{Context, Result, bail};
 use chainsmith::chain::produce::{Equivocation, ProduceOptions};
-use chainsmith::chain::store::ChainWriter;
+use chainsmith::chain::store::{ChainLock, ChainWriter};
 use chainsmith::consensus::{BlockWork, RuleReport, name_in};
 use chainsmith::hash::Backend;
 use chainsmith::hash::search::{SearchControl, SearchMode, SearchOptions};
@@ -50,6 +50,8 @@ pub(crate) fn run(args: &MineArgs) -> Result<ExitCode> {
 
     // Checked before a new chain file is created; an existing chain's own spec decides below.
     produce_options(args, &spec)?;
+    // One writer per chain file, for the whole run.
+    let _lock = ChainLock::acquire(&path)?;
     let existing = std::fs::metadata(&path).is_ok_and(|m| m.len() > 0);
     let (mut state, mut writer) = if existing {
         let replay = replay_file(&path, &pool, args.quiet, unix_now(), &mut ())?;

@@ -4,8 +4,9 @@ use std::io::Write;
 use std::process::ExitCode;
 
 use anyhow::{Context, Result};
-use chainsmith::chain::store::truncate;
-use chainsmith::chain::verify::Replay;
+use chainsmith::chain::state::BlockError;
+use chainsmith::chain::store::{ChainLock, truncate};
+use chainsmith::chain::verify::{LineError, LineErrorKind, Replay};
 use serde_json::json;
 
 use crate::cli::args::VerifyArgs;
@@ -16,15 +17,18 @@ use crate::cli::{EXIT_INVALID, thread_pool, unix_now};
 pub(crate) fn run(args: &VerifyArgs) -> Result<ExitCode> {
     let pool = thread_pool(args.threads)?;
     let path = &args.chain;
+    // Repair writes: it waits for no miner and lets none start until it is done.
+    let _lock = (args.repair && path.is_file())
+        .then(|| ChainLock::acquire(path))
+        .transpose()?;
     let replay = replay_file(path, &pool, args.quiet, unix_now(), &mut ())?;
     let mut repaired = None;
-    if let Some(err) = replay.error.as_ref().filter(|_| args.repair)
-        && replay.valid_bytes > 0
-    {
-        let size = std::fs::metadata(path)?.len();
-        truncate(path, replay.valid_bytes)
-            .with_context(|| format!("truncating {}", path.display()))?;
-        repaired = Some((err.clone(), size - replay.valid_bytes));
+    let mut refused = None;
+    if let Some(err) = replay.error.as_ref().filter(|_| args.repair) {
+        match repair(path, err, replay.valid_bytes)? {
+            Ok(done) => repaired = Some((err.clone(), done)),
+            Err(why) => refused = Some(why),
+        }
     }
     let mut out = std::io::stdout().lock();
     let tip = tip_summary(&replay);
@@ -47,11 +51,12 @@ pub(crate) fn run(args: &VerifyArgs) -> Result<ExitCode> {
         {
             v[key] = producers_json(&rows);
         }
-        if let Some((err, removed)) = &repaired {
+        if let Some((err, done)) = &repaired {
             v["repaired"] = json!({
+                "action": done.action(),
                 "from_line": err.line,
                 "from_height": err.height,
-                "removed_bytes": removed,
+                "removed_bytes": done.removed(),
                 "reason": named(&replay, &err.kind),
             });
         } else if let Some(err) = &replay.error {
@@ -62,20 +67,36 @@ pub(crate) fn run(args: &VerifyArgs) -> Result<ExitCode> {
             });
         }
         writeln!(out, "{v}")?;
-    } else if let Some((err, removed)) = &repaired {
+    } else if let Some((err, done)) = &repaired {
+        let what = match done {
+            Repaired::Truncated(removed) => format!("removed {removed} bytes from"),
+            Repaired::NewlineAdded => "added the missing newline to".to_owned(),
+            Repaired::Emptied(removed) => {
+                format!("no complete genesis: removed its {removed} bytes at")
+            }
+        };
         writeln!(
             out,
-            "repaired {}: removed {removed} bytes from line {} (height {}): {}",
+            "repaired {}: {what} line {} (height {}): {}",
             path.display(),
             err.line,
             err.height,
             named(&replay, &err.kind)
         )?;
+        if matches!(done, Repaired::Emptied(_)) {
+            writeln!(
+                out,
+                "the file holds no chain now; `chainsmith mine` starts it anew"
+            )?;
+        }
         if let Some(t) = &tip {
             writeln!(out, "{t}")?;
         }
     } else if let Some(err) = &replay.error {
         writeln!(out, "invalid: {}: {}", path.display(), named(&replay, err))?;
+        if let Some(why) = refused {
+            writeln!(out, "not repaired: {why}")?;
+        }
         if let Some(t) = &tip {
             writeln!(
                 out,
@@ -92,6 +113,80 @@ pub(crate) fn run(args: &VerifyArgs) -> Result<ExitCode> {
     } else {
         ExitCode::from(EXIT_INVALID)
     })
+}
+
+/// What `--repair` did.
+enum Repaired {
+    /// Cut the file after its valid blocks, removing this many bytes.
+    Truncated(u64),
+    /// Added the newline a whole last block had lost.
+    NewlineAdded,
+    /// Emptied a file whose genesis line was torn or damaged (this many bytes).
+    Emptied(u64),
+}
+
+impl Repaired {
+    const fn action(&self) -> &'static str {
+        match self {
+            Self::Truncated(_) => "truncated",
+            Self::NewlineAdded => "newline_added",
+            Self::Emptied(_) => "emptied",
+        }
+    }
+
+    const fn removed(&self) -> u64 {
+        match self {
+            Self::Truncated(n) | Self::Emptied(n) => *n,
+            Self::NewlineAdded => 0,
+        }
+    }
+}
+
+/// Repairs what a crash or a damaged write can leave, and nothing else: a torn, damaged or
+/// invalid tail is cut after the last valid block; a whole last block that lost its newline
+/// gets it back; a file whose genesis line is torn or damaged is emptied (it holds no block). A
+/// block ahead of this machine's clock is not damage — the clock may be wrong — and an invalid
+/// genesis is a different chain, not a torn one: both are refused (the inner `Err`).
+fn repair(
+    path: &std::path::Path,
+    err: &LineError,
+    valid_bytes: u64,
+) -> Result<Result<Repaired, &'static str>> {
+    use std::io::Write as _;
+
+    let size = std::fs::metadata(path)?.len();
+    let damage = matches!(
+        err.kind,
+        LineErrorKind::Torn | LineErrorKind::Damaged(_) | LineErrorKind::Empty
+    );
+    let cut =
+        |len: u64| truncate(path, len).with_context(|| format!("truncating {}", path.display()));
+    match &err.kind {
+        LineErrorKind::MissingNewline => {
+            let mut file = std::fs::OpenOptions::new()
+                .append(true)
+                .open(path)
+                .with_context(|| format!("opening {}", path.display()))?;
+            file.write_all(b"\n")?;
+            file.sync_data()?;
+            Ok(Ok(Repaired::NewlineAdded))
+        }
+        LineErrorKind::Block(BlockError::TimeTooNew { .. }) => Ok(Err(
+            "a block ahead of this machine's clock is not damage (is the clock behind?); nothing removed",
+        )),
+        _ if valid_bytes > 0 => {
+            cut(valid_bytes)?;
+            Ok(Ok(Repaired::Truncated(size - valid_bytes)))
+        }
+        LineErrorKind::Empty => Ok(Err("the file is empty: there is nothing to repair")),
+        _ if damage => {
+            cut(0)?;
+            Ok(Ok(Repaired::Emptied(size)))
+        }
+        _ => Ok(Err(
+            "the genesis line is invalid, not torn: it belongs to another chain; nothing removed",
+        )),
+    }
 }
 
 /// The valid prefix of a replayed chain.
