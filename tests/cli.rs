@@ -871,3 +871,118 @@ fn ctrl_c_stops_a_dpos_run_and_mining_resumes() {
     let more = mine_json(&["dpos", "--blocks", "5"], &chain);
     assert_eq!(more["height"].as_u64().unwrap(), height + 5);
 }
+
+#[test]
+fn absurd_counts_are_refused_at_the_command_line() {
+    for args in [
+        &["mine", "pow", "--tx-per-block", "18446744073709551615"][..],
+        &["mine", "pow", "--tx-per-block", "10001"],
+        &["verify", "--threads", "8192", "x.jsonl"],
+    ] {
+        cargo_bin_cmd!("chainsmith").args(args).assert().code(2);
+    }
+}
+
+#[test]
+fn an_endless_line_is_damage_read_only_to_the_limit() {
+    // /dev/zero is one line that never ends: read to 32 MiB, reported, not held.
+    let out = StdCommand::new("timeout")
+        .args([
+            "60",
+            env!("CARGO_BIN_EXE_chainsmith"),
+            "verify",
+            "--json",
+            "/dev/zero",
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert!(
+        v["error"]["reason"]
+            .as_str()
+            .unwrap()
+            .contains("longer than"),
+        "{v}"
+    );
+}
+
+#[test]
+fn repair_keeps_a_whole_last_block_and_removes_damaged_bytes() {
+    let dir = TempDir::new().unwrap();
+    let original = std::fs::read(mine_test_chain(&dir, 4)).unwrap();
+    let chain = dir.path().join("c.jsonl");
+
+    // The newline of a whole last block was lost: the block stays, the newline comes back.
+    std::fs::write(&chain, &original[..original.len() - 1]).unwrap();
+    let (code, v) = verify_json(&chain);
+    assert_eq!(code, 1, "{v}");
+    assert!(
+        v["error"]["reason"].as_str().unwrap().contains("newline"),
+        "{v}"
+    );
+    cargo_bin_cmd!("chainsmith")
+        .args(["verify", "--repair"])
+        .arg(&chain)
+        .assert()
+        .success()
+        .stdout(predicate::str::contains("added the missing newline"));
+    assert_eq!(std::fs::read(&chain).unwrap(), original);
+
+    // A torn line of bytes that are not UTF-8: invalid (exit 1, a JSON error), repairable.
+    let mut damaged = original.clone();
+    damaged.extend_from_slice(b"{\"height\":\xff\xfe");
+    std::fs::write(&chain, &damaged).unwrap();
+    let (code, v) = verify_json(&chain);
+    assert_eq!(code, 1, "{v}");
+    assert_eq!(v["error"]["height"], 5, "{v}");
+    assert!(
+        v["error"]["reason"].as_str().unwrap().contains("UTF-8"),
+        "{v}"
+    );
+    cargo_bin_cmd!("chainsmith")
+        .args(["verify", "--repair", "--quiet"])
+        .arg(&chain)
+        .assert()
+        .success();
+    assert_eq!(std::fs::read(&chain).unwrap(), original);
+}
+
+/// A block ahead of the verifier's clock is reported, but it is the clock that may be wrong
+/// (a reset, a skewed machine): `--repair` removes nothing, and mining does not extend it.
+#[test]
+fn a_clock_behind_the_chain_destroys_nothing() {
+    use chainsmith::chain::produce::ProduceOptions;
+
+    let dir = TempDir::new().unwrap();
+    let spec = chainsmith::ChainSpec::from_json(include_str!("data/test-pow.json")).unwrap();
+    // Blocks dated 2033: years ahead of any clock this test runs under.
+    let (records, _) = common::produce_chain(
+        &spec,
+        4,
+        &ProduceOptions::default(),
+        |h| common::NOW + h,
+        |_, _| Vec::new(),
+        |_, _| {},
+    );
+    let chain = dir.path().join("future.jsonl");
+    let bytes = common::to_file_bytes(&records);
+    std::fs::write(&chain, &bytes).unwrap();
+    let (code, v) = verify_json(&chain);
+    assert_eq!((code, v["error"]["height"].as_u64()), (1, Some(1)), "{v}");
+    cargo_bin_cmd!("chainsmith")
+        .args(["verify", "--repair"])
+        .arg(&chain)
+        .assert()
+        .code(1)
+        .stdout(predicate::str::contains("not repaired"));
+    assert_eq!(std::fs::read(&chain).unwrap(), bytes, "nothing removed");
+    cargo_bin_cmd!("chainsmith")
+        .args(["mine", "pow", "--quiet", "--blocks", "1", "--spec"])
+        .arg(test_spec_path())
+        .arg("--chain")
+        .arg(&chain)
+        .assert()
+        .code(1);
+    assert_eq!(std::fs::read(&chain).unwrap(), bytes, "nothing added");
+}

@@ -22,7 +22,15 @@ use crate::primitives::block::Block;
 use crate::primitives::hash::{BlockHash, Hash256};
 use crate::primitives::header::Header;
 use crate::primitives::pow_units::{CompactTarget, Target};
-use crate::primitives::tx::{Amount, HexBytes, KeyPair, Transaction, TxOut};
+use crate::primitives::tx::{Amount, HexBytes, KeyPair, MAX_MONEY, Transaction, TxOut};
+
+/// The latest genesis time a spec may have: 2080-11-28, which leaves a chain decades of
+/// block times before `u32` seconds run out in 2106.
+pub const MAX_GENESIS_TIME: u32 = 3_500_000_000;
+
+/// The longest Bitcoin-rule retarget interval a spec may have: the headers of one interval are
+/// kept in memory (Bitcoin's is 2016).
+pub const MAX_RETARGET_INTERVAL: u32 = 100_000;
 
 /// The built-in specs: name and JSON text.
 pub const BUILTIN_SPECS: [(&str, &str); 5] = [
@@ -406,14 +414,49 @@ impl ChainSpec {
         if self.target_spacing_s == 0 {
             return Err(bad("target_spacing_s", "must be at least 1"));
         }
+        // Bounds that keep every later computation finite: the retarget window in memory, the
+        // chain's clock well inside u32 seconds, a difficulty that can follow its blocks.
+        if self.genesis.time > MAX_GENESIS_TIME {
+            return Err(bad(
+                "genesis.time",
+                format!(
+                    "{} leaves the chain no room before 2106 (at most {MAX_GENESIS_TIME})",
+                    self.genesis.time
+                ),
+            ));
+        }
+        if self.target_spacing_s > 86_400 {
+            return Err(bad("target_spacing_s", "must be at most 86400 (a day)"));
+        }
         match self.retarget {
-            RetargetRule::Bitcoin { interval: 0 } => {
-                return Err(bad("retarget.interval", "must be at least 1"));
+            RetargetRule::Bitcoin { interval }
+                if !(1..=MAX_RETARGET_INTERVAL).contains(&interval) =>
+            {
+                return Err(bad(
+                    "retarget.interval",
+                    format!("{interval} is not in 1..={MAX_RETARGET_INTERVAL} (Bitcoin: 2016)"),
+                ));
             }
-            RetargetRule::Asert { half_life_s: 0 } => {
-                return Err(bad("retarget.half_life_s", "must be at least 1"));
+            RetargetRule::Asert { half_life_s } if half_life_s < self.target_spacing_s => {
+                return Err(bad(
+                    "retarget.half_life_s",
+                    format!(
+                        "{half_life_s} is shorter than target_spacing_s {}: the target would \
+                         move faster than blocks come (Bitcoin Cash: 172800)",
+                        self.target_spacing_s
+                    ),
+                ));
             }
             _ => {}
+        }
+        let minted = u128::from(self.reward.initial.to_base_units())
+            * 2
+            * u128::from(self.reward.halving_interval.max(1));
+        if minted > u128::from(MAX_MONEY) {
+            return Err(bad(
+                "reward.initial",
+                "the subsidy schedule mints more than 21 million coins (initial × 2 × halving_interval)",
+            ));
         }
         if self.reward.halving_interval == 0 {
             return Err(bad("reward.halving_interval", "must be at least 1"));
@@ -434,6 +477,16 @@ impl ChainSpec {
             }
         }
         rule.validate_spec(self)?;
+        let genesis_coins = self
+            .genesis_allocations()
+            .iter()
+            .try_fold(Amount::ZERO, |sum, o| sum.checked_add(o.value));
+        if genesis_coins.is_none() {
+            return Err(bad(
+                "genesis",
+                "the genesis holdings add up to more than 21 million coins",
+            ));
+        }
         Ok(())
     }
 
@@ -673,7 +726,7 @@ mod tests {
         );
         check(&|v| v["pos"]["colour"] = 1.into(), "unknown field `colour`");
         check(
-            &|v| v["retarget"] = serde_json::json!({"rule": "asert", "half_life_s": 60}),
+            &|v| v["retarget"] = serde_json::json!({"rule": "asert", "half_life_s": 7200}),
             "peercoin is the proof-of-stake rule",
         );
     }
@@ -749,6 +802,72 @@ mod tests {
                 v.as_object_mut().unwrap().remove("poa");
             },
             "field `poa`: required when consensus is poa",
+        );
+    }
+
+    /// Values that validation used to accept and that then exhausted memory, hung a miner or
+    /// failed at block 1 with a confusing message: each is refused naming its field.
+    #[test]
+    fn values_no_chain_can_live_with_are_refused() {
+        use serde_json::json;
+        let check = assert_refused;
+        check(
+            "regtest",
+            &|v| v["retarget"] = json!({"rule": "bitcoin", "interval": 4_294_967_295u32}),
+            "field `retarget.interval`",
+        );
+        check(
+            "pow-demo",
+            &|v| v["retarget"] = json!({"rule": "asert", "half_life_s": 0}),
+            "field `retarget.half_life_s`",
+        );
+        check(
+            "regtest",
+            &|v| v["genesis"]["time"] = 4_294_967_000u32.into(),
+            "field `genesis.time`",
+        );
+        check(
+            "poa-demo",
+            &|v| v["target_spacing_s"] = u32::MAX.into(),
+            "field `target_spacing_s`",
+        );
+        check(
+            "regtest",
+            &|v| v["reward"]["initial"] = 21_000_000.0.into(),
+            "field `reward.initial`",
+        );
+        check(
+            "pos-demo",
+            &|v| v["pos"]["max_age_days"] = v["pos"]["min_age_days"].clone(),
+            "nothing could stake",
+        );
+        check(
+            "pos-demo",
+            &|v| {
+                for h in v["pos"]["stakeholders"].as_array_mut().unwrap() {
+                    h["coins"] = json!([0.00000001]);
+                }
+            },
+            "nothing could ever stake",
+        );
+        check(
+            "pos-demo",
+            &|v| v["pos"]["interest"] = json!({"rule": "exact", "rate_ppm": u64::MAX}),
+            "field `pos.interest.rate_ppm`",
+        );
+        check(
+            "pos-demo",
+            &|v| {
+                for h in v["pos"]["stakeholders"].as_array_mut().unwrap() {
+                    h["coins"] = json!([21_000_000.0]);
+                }
+            },
+            "more than 21 million coins",
+        );
+        check(
+            "dpos-demo",
+            &|v| v["dpos"]["blocks_per_turn"] = u32::MAX.into(),
+            "field `dpos.blocks_per_turn`",
         );
     }
 

@@ -127,10 +127,9 @@ fn check_line(line: Line, consensus: Consensus) -> (Line, Result<CheckedBlock, L
     };
     // A last line cut short is torn, unless it is a whole block that only lost its newline
     // (which is known once it connects).
-    let result = if line.complete {
-        result
-    } else {
-        result.map_err(|_| LineErrorKind::Torn)
+    let result = match result {
+        Err(_) if !line.complete && line.damage.is_none() => Err(LineErrorKind::Torn),
+        other => other,
     };
     (line, result)
 }

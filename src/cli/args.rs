@@ -35,6 +35,15 @@ pub(crate) enum Command {
     Compare(CompareArgs),
 }
 
+/// Parses `--tx-per-block`: at most 10 000 (a block of them is about 4 MiB).
+fn parse_tx_per_block(s: &str) -> Result<usize, String> {
+    let n: usize = s.parse().map_err(|e| format!("{e}"))?;
+    if n > 10_000 {
+        return Err(format!("{n} is more than 10000"));
+    }
+    Ok(n)
+}
+
 /// Parses `RULE=NAME|FILE`.
 fn parse_rule_spec(s: &str) -> Result<(RuleArg, String), String> {
     let (rule, spec) = s
@@ -75,11 +84,11 @@ pub(crate) struct MineArgs {
     /// of 252 and enough for blocks to become irreversible].
     #[arg(long, value_name = "N")]
     pub(crate) blocks: Option<u64>,
-    /// Worker threads for the nonce search [default: all cores].
-    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u16).range(1..))]
+    /// Worker threads for the nonce search (1 to 256) [default: all cores].
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u16).range(1..=256))]
     pub(crate) threads: Option<u16>,
-    /// Demo transfers between the spec's wallets per block.
-    #[arg(long, default_value_t = 2, value_name = "N")]
+    /// Demo transfers between the spec's wallets per block (at most 10 000).
+    #[arg(long, default_value_t = 2, value_name = "N", value_parser = parse_tx_per_block)]
     pub(crate) tx_per_block: usize,
     /// Take the lowest solving nonce, so runs are reproducible whatever the thread count.
     #[arg(long)]
@@ -116,8 +125,8 @@ pub(crate) struct VerifyArgs {
     /// Truncate the file after its last valid block (a valid block is never rewritten).
     #[arg(long)]
     pub(crate) repair: bool,
-    /// Worker threads for hashing [default: all cores].
-    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u16).range(1..))]
+    /// Worker threads for hashing (1 to 256) [default: all cores].
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u16).range(1..=256))]
     pub(crate) threads: Option<u16>,
     /// Print one JSON object on stdout.
     #[arg(long)]
@@ -157,8 +166,8 @@ pub(crate) struct BenchArgs {
     /// Seconds to measure each backend at each thread count.
     #[arg(long, default_value_t = 2.0, value_name = "S", value_parser = parse_seconds)]
     pub(crate) seconds: f64,
-    /// Threads for the multi-threaded runs [default: all cores].
-    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u16).range(1..))]
+    /// Threads for the multi-threaded runs (1 to 256) [default: all cores].
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u16).range(1..=256))]
     pub(crate) threads: Option<u16>,
     /// Measure only this backend (and the soft reference): avx512, sha-ni, avx2 or soft.
     #[arg(long, value_name = "NAME", value_parser = Backend::from_str)]
@@ -186,8 +195,8 @@ pub(crate) struct CompareArgs {
     /// [default: <rule>-demo for every rule].
     #[arg(long = "spec", value_name = "RULE=NAME|FILE", value_parser = parse_rule_spec)]
     pub(crate) specs: Vec<(RuleArg, String)>,
-    /// Nonce-search threads for proof of work [default: all cores].
-    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u16).range(1..))]
+    /// Nonce-search threads for proof of work (1 to 256) [default: all cores].
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u16).range(1..=256))]
     pub(crate) threads: Option<u16>,
     /// Power model when no RAPL counter is readable: watts per busy core [default: 3.75, an
     /// AMD EPYC 9654's 360 W TDP over its 96 cores].

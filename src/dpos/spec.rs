@@ -88,6 +88,15 @@ impl DposSpec {
                 return Err(bad(field, "must be at least 1"));
             }
         }
+        // A producer scans two rounds of slots for an online owner: keep rounds bounded.
+        for (field, value, max) in [
+            ("dpos.blocks_per_turn", self.blocks_per_turn, 1_000),
+            ("dpos.slot_ms", self.slot_ms, 3_600_000),
+        ] {
+            if value > max {
+                return Err(bad(field, format!("{value} is more than {max}")));
+            }
+        }
         if self.producers as usize > self.candidates.len() {
             return Err(bad(
                 "dpos.producers",

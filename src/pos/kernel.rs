@@ -100,7 +100,11 @@ pub enum InterestRule {
 pub fn interest(rule: InterestRule, value: Amount, age_s: u64) -> Amount {
     let units = match rule {
         InterestRule::Exact { rate_ppm } => {
-            let n = u128::from(value.to_base_units()) * u128::from(age_s) * u128::from(rate_ppm);
+            // Saturating: a huge rate or age pays at most the cap, which the coinstake check
+            // then refuses as more than 21 million coins.
+            let n = u128::from(value.to_base_units())
+                .saturating_mul(u128::from(age_s))
+                .saturating_mul(u128::from(rate_ppm));
             n / (1_000_000 * 365 * u128::from(DAY))
         }
         InterestRule::Peercoin => {

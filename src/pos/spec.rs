@@ -4,7 +4,11 @@
 use serde::{Deserialize, Serialize};
 
 use crate::chain::spec::{SpecError, SpecSection, bad, bad_owned, check_coins};
-use crate::pos::InterestRule;
+use crate::pos::{InterestRule, kernel_weight};
+use crate::primitives::tx::Amount;
+
+/// The highest interest rate a spec may set: 10 coins per 365 coin-days (Peercoin: 0.01).
+pub const MAX_RATE_PPM: u64 = 10_000_000;
 
 /// A stakeholder of a proof-of-stake genesis: a wallet name and the outputs it starts with.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -103,11 +107,43 @@ impl PosSpec {
                 ),
             ));
         }
+        if self.min_age_s() == self.max_age_s() {
+            return Err(bad(
+                "pos.max_age_days",
+                "equals min_age_days: no output would ever weigh anything, and nothing could stake",
+            ));
+        }
         if self.max_age_s() == 0 {
             return Err(bad("pos.max_age_days", "must be more than zero"));
         }
         if self.modifier_interval == 0 {
             return Err(bad("pos.modifier_interval", "must be at least 1"));
+        }
+        // Some output must be able to reach a weight of one coin-day, or nothing ever stakes.
+        let span = self.max_age_s() - self.min_age_s();
+        let can_stake = self
+            .stakeholders
+            .iter()
+            .flat_map(|h| &h.coins)
+            .filter_map(|c| Amount::from_coins_f64(*c).ok())
+            .any(|v| kernel_weight(v, self.max_age_s(), self.min_age_s(), self.max_age_s()) >= 1);
+        if !can_stake {
+            return Err(bad(
+                "pos.stakeholders",
+                format!(
+                    "no output can reach one coin-day of weight in the {} days between the ages: \
+                     nothing could ever stake",
+                    span / 86_400
+                ),
+            ));
+        }
+        if let InterestRule::Exact { rate_ppm } = self.interest
+            && rate_ppm > MAX_RATE_PPM
+        {
+            return Err(bad(
+                "pos.interest.rate_ppm",
+                format!("{rate_ppm} is more than {MAX_RATE_PPM} (10 coins per coin-year)"),
+            ));
         }
         Ok(())
     }

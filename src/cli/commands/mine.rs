@@ -9,7 +9,9 @@ use std::time::Instant;
 
 use anyhow::{Context, Result, bail};
 use chainsmith::chain::produce::{Equivocation, ProduceOptions};
+use chainsmith::chain::state::BlockError;
 use chainsmith::chain::store::{ChainLock, ChainWriter};
+use chainsmith::chain::verify::LineErrorKind;
 use chainsmith::consensus::{BlockWork, RuleReport, name_in};
 use chainsmith::hash::Backend;
 use chainsmith::hash::search::{SearchControl, SearchMode, SearchOptions};
@@ -57,6 +59,14 @@ pub(crate) fn run(args: &MineArgs) -> Result<ExitCode> {
         let replay = replay_file(&path, &pool, args.quiet, unix_now(), &mut ())?;
         if let Some(err) = &replay.error {
             eprintln!("chainsmith: {}: {}", path.display(), named(&replay, err));
+            if matches!(
+                err.kind,
+                LineErrorKind::Block(BlockError::TimeTooNew { .. })
+            ) {
+                eprintln!(
+                    "chainsmith: the chain is ahead of this machine's clock; check the clock (nothing was changed)"
+                );
+            }
             return Ok(ExitCode::from(EXIT_INVALID));
         }
         let state = replay.state.context("a valid chain has a state")?;
