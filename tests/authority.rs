@@ -669,6 +669,23 @@ fn an_offline_signer_is_covered_out_of_turn_and_too_many_halt_the_chain() {
 }
 
 #[test]
+fn the_last_signer_is_never_voted_out_by_the_producer() {
+    let mut v: serde_json::Value =
+        serde_json::to_value(ChainSpec::builtin("poa-demo").unwrap()).unwrap();
+    v["poa"]["signers"] = serde_json::json!(["alice"]);
+    let spec = ChainSpec::from_json(&v.to_string()).unwrap();
+    let drop = SignerVote {
+        target: key(&spec, "alice").pubkey(),
+        authorize: false,
+    };
+    // Clique would let alice drop herself and halt the chain; the producer casts no such vote.
+    let (records, state) = build_authority_chain(&spec, 5, &[], Some(drop), |_, _| Vec::new());
+    assert!(records[1..].iter().all(|r| sealed(&spec, r).2.is_none()));
+    let poa = state.rule_state_as::<PoaState>().unwrap();
+    assert_eq!(poa.snapshot().signers(), vec![drop.target]);
+}
+
+#[test]
 fn a_proposal_passes_with_a_majority_and_the_new_signer_seals() {
     let spec = poa_spec();
     let frank = key(&spec, "frank").pubkey();

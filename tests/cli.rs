@@ -986,3 +986,73 @@ fn a_clock_behind_the_chain_destroys_nothing() {
         .code(1);
     assert_eq!(std::fs::read(&chain).unwrap(), bytes, "nothing added");
 }
+
+/// `verify` says which rules it trusted, and a spec that borrows a built-in's name without its
+/// rules is called out (by `mine` too, which would otherwise extend it silently).
+#[test]
+fn verify_names_the_spec_and_flags_a_lookalike_of_a_builtin() {
+    let dir = TempDir::new().unwrap();
+    let golden = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/golden/regtest.jsonl");
+    let (code, v) = verify_json(&golden);
+    assert_eq!(code, 0);
+    assert_eq!(v["spec"], "regtest");
+    assert_eq!(
+        v["spec_hash"],
+        chainsmith::ChainSpec::builtin("regtest")
+            .unwrap()
+            .spec_hash()
+            .to_string()
+    );
+    assert_eq!(v["warnings"], serde_json::json!([]));
+
+    // Named regtest, but every block is free: pow_limit ff…ff.
+    let mut spec: Value = serde_json::from_str(include_str!("../chains/regtest.json")).unwrap();
+    spec["pow_limit"] = "f".repeat(64).into();
+    spec["genesis"]["bits"] = "2100ffff".into();
+    let spec_path = dir.path().join("fake.json");
+    std::fs::write(&spec_path, spec.to_string()).unwrap();
+    let chain = dir.path().join("fake.jsonl");
+    cargo_bin_cmd!("chainsmith")
+        .args(["mine", "pow", "--quiet", "--blocks", "2", "--spec"])
+        .arg(&spec_path)
+        .arg("--chain")
+        .arg(&chain)
+        .assert()
+        .success();
+    let (code, v) = verify_json(&chain);
+    assert_eq!(code, 0, "{v}");
+    let warning = v["warnings"][0].as_str().unwrap();
+    assert!(warning.contains("like a built-in spec but differs"), "{v}");
+    cargo_bin_cmd!("chainsmith")
+        .args(["mine", "pow", "--quiet", "--blocks", "1", "--chain"])
+        .arg(&chain)
+        .arg("--spec")
+        .arg(&spec_path)
+        .assert()
+        .success()
+        .stderr(predicate::str::contains("warning"));
+}
+
+#[test]
+fn a_chain_path_that_is_no_file_gets_a_clear_refusal() {
+    let dir = TempDir::new().unwrap();
+    let dangling = dir.path().join("dangling.jsonl");
+    std::os::unix::fs::symlink(dir.path().join("nowhere"), &dangling).unwrap();
+    let looping = dir.path().join("loop.jsonl");
+    std::os::unix::fs::symlink(&looping, &looping).unwrap();
+    for (chain, says) in [
+        (dangling.as_path(), "symbolic link"),
+        (looping.as_path(), "symbolic link"),
+        (Path::new("/dev/null"), "not a regular file"),
+        (dir.path(), "not a regular file"),
+    ] {
+        let out = cargo_bin_cmd!("chainsmith")
+            .args(["mine", "poa", "--quiet", "--chain"])
+            .arg(chain)
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(2), "{chain:?}");
+        let err = String::from_utf8(out.stderr).unwrap();
+        assert!(err.contains(says) && !err.contains("os error 17"), "{err}");
+    }
+}

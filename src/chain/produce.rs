@@ -185,7 +185,7 @@ pub enum RunError {
     #[error(transparent)]
     Produce(#[from] ProduceError),
     /// A produced block failed its own rule (a bug in the producer).
-    #[error("produced block {height} failed validation: {source}")]
+    #[error("produced block {height} failed validation")]
     Invalid {
         /// Its height.
         height: u32,
@@ -194,7 +194,7 @@ pub enum RunError {
         source: BlockError,
     },
     /// The sink failed (writing the chain file).
-    #[error("storing block {height}: {source}")]
+    #[error("storing block {height}")]
     Sink {
         /// The block's height.
         height: u32,

@@ -132,7 +132,7 @@ pub enum LockError {
         pid: String,
     },
     /// The lock file could not be opened or locked.
-    #[error("locking {path}: {source}")]
+    #[error("locking {path}")]
     Io {
         /// The lock file.
         path: PathBuf,
@@ -156,6 +156,12 @@ impl ChainLock {
     /// # Errors
     /// [`LockError::Held`] naming the holder's pid when another process holds it.
     pub fn acquire(chain: &Path) -> Result<Self, LockError> {
+        if std::fs::metadata(chain).is_ok_and(|m| !m.is_file()) {
+            return Err(LockError::Io {
+                path: chain.to_owned(),
+                source: io::Error::new(io::ErrorKind::InvalidInput, "is not a regular file"),
+            });
+        }
         let mut name = chain.as_os_str().to_owned();
         name.push(".lock");
         let path = PathBuf::from(name);
@@ -206,19 +212,29 @@ impl ChainWriter {
     /// file at `path` is never replaced.
     ///
     /// # Errors
-    /// I/O errors; `AlreadyExists` when `path` holds data.
+    /// I/O errors; `AlreadyExists` when `path` holds data, `InvalidInput` when it is not a
+    /// regular file (a device, a directory, a symbolic link).
     pub fn create(path: &Path, genesis: &BlockRecord) -> io::Result<Self> {
         if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
             std::fs::create_dir_all(dir)?;
         }
-        match std::fs::metadata(path) {
-            Ok(m) if m.len() > 0 || !m.is_file() => {
-                return Err(io::Error::new(
-                    io::ErrorKind::AlreadyExists,
-                    "a chain file (or something else) is already there",
-                ));
+        let refuse = |kind, why: &str| Err(io::Error::new(kind, why.to_owned()));
+        match std::fs::symlink_metadata(path) {
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+            Err(e) => return Err(e),
+            Ok(m) if m.file_type().is_symlink() => {
+                return refuse(
+                    io::ErrorKind::InvalidInput,
+                    "is a symbolic link to no chain (broken, looping or empty); give a file's own path",
+                );
             }
-            _ => {}
+            Ok(m) if !m.is_file() => {
+                return refuse(io::ErrorKind::InvalidInput, "is not a regular file");
+            }
+            Ok(m) if m.len() > 0 => {
+                return refuse(io::ErrorKind::AlreadyExists, "already holds data");
+            }
+            Ok(_) => {}
         }
         let mut tmp_name = path.as_os_str().to_owned();
         tmp_name.push(".tmp");

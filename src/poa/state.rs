@@ -481,7 +481,8 @@ pub fn poa_sealer(
 }
 
 /// Builds and seals the next proof-of-authority block, one period after the tip, carrying
-/// `proposal` if it is still meaningful and the block is not a checkpoint.
+/// `proposal` if it is still meaningful, would not drop the last signer, and the block is not
+/// a checkpoint.
 ///
 /// # Errors
 /// [`ProduceError`] when no online signer may seal.
@@ -502,7 +503,14 @@ pub fn poa_block(
     let (signer, in_turn) = poa_sealer(poa, height, offline)?;
     let checkpoint = poa.is_checkpoint(height);
     let signers = poa.snapshot().signers();
-    let vote = proposal.filter(|v| !checkpoint && signers.contains(&v.target) != v.authorize);
+    // A vote is cast while it still means something — and never to drop the last signer,
+    // which Clique allows (EIP-225's "single signer, dropping itself") but which would halt the
+    // chain for good.
+    let vote = proposal.filter(|v| {
+        !checkpoint
+            && signers.contains(&v.target) != v.authorize
+            && (v.authorize || signers.len() > 1)
+    });
     let tx = Transaction::Clique {
         signer,
         difficulty: if in_turn {

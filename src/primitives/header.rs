@@ -87,6 +87,14 @@ impl Header {
     /// other than 80 bytes.
     pub fn from_hex(s: &str) -> Result<Self, DecodeError> {
         let s = s.trim();
+        // Name the first character that is not a hex digit as the user typed it (hex's own
+        // message shows a byte of a multi-byte character as a character).
+        if let Some((i, c)) = s.char_indices().find(|(_, c)| !c.is_ascii_hexdigit()) {
+            return Err(DecodeError::BadHex(format!(
+                "{c:?} at character {} is not a hex digit",
+                s[..i].chars().count() + 1
+            )));
+        }
         if !s.len().is_multiple_of(2) {
             return Err(DecodeError::BadHex(format!(
                 "odd number of digits ({})",
@@ -135,6 +143,9 @@ mod tests {
             Header::from_hex("zz"),
             Err(DecodeError::BadHex(_))
         ));
+        // A non-ASCII character is named as typed, not as one of its bytes.
+        let err = Header::from_hex("0é").unwrap_err().to_string();
+        assert!(err.contains("'é' at character 2"), "{err}");
         assert!(matches!(
             Header::from_hex("abc"),
             Err(DecodeError::BadHex(_))

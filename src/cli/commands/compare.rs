@@ -327,6 +327,8 @@ fn ratio(a: Option<f64>, b: Option<f64>) -> Option<f64> {
 fn fmt_opt(v: Option<f64>, unit: &str) -> String {
     match v {
         None => "-".to_owned(),
+        // Zero of either sign (an empty chain's sums) reads 0, never -0.
+        Some(0.0) => format!("0 {unit}"),
         Some(x) if x.fract() == 0.0 && x.abs() < 1000.0 => format!("{x:.0} {unit}"),
         Some(x) if x.abs() >= 1000.0 => format!("{}{unit}", si(x)),
         Some(x) if x.abs() >= 100.0 => format!("{x:.0} {unit}"),
@@ -459,4 +461,16 @@ fn report(args: &CompareArgs, phases: &[Phase]) -> Result<()> {
         writeln!(out, "\ncharts written to {}", dir.display())?;
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn zero_never_reads_minus_zero() {
+        assert_eq!(fmt_opt(Some(-0.0), "H"), "0 H");
+        assert_eq!(fmt_opt(Some(0.0), ""), "0 ");
+        assert_eq!(fmt_opt(Some(-2.0), "J"), "-2 J");
+    }
 }

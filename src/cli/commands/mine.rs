@@ -20,7 +20,7 @@ use chainsmith::{ChainSpec, ChainState};
 use serde_json::json;
 
 use crate::cli::args::MineArgs;
-use crate::cli::commands::{named, replay_file};
+use crate::cli::commands::{builtin_lookalike, named, replay_file};
 use crate::cli::format::{producers_json, si};
 use crate::cli::miner::{MineJob, MineOutcome, create_chain, mine_blocks};
 use crate::cli::progress::Progress;
@@ -70,6 +70,9 @@ pub(crate) fn run(args: &MineArgs) -> Result<ExitCode> {
             return Ok(ExitCode::from(EXIT_INVALID));
         }
         let state = replay.state.context("a valid chain has a state")?;
+        if let Some(w) = builtin_lookalike(state.spec()) {
+            eprintln!("chainsmith: warning: {}: {w}", path.display());
+        }
         if state.consensus() != consensus {
             bail!(
                 "{} is a {} chain: continue it with `chainsmith mine {}`",

@@ -10,10 +10,10 @@ pub(crate) mod verify;
 use std::path::Path;
 
 use anyhow::{Context, Result};
-use chainsmith::ChainState;
 use chainsmith::chain::store::LineReader;
 use chainsmith::chain::verify::{Replay, ReplayObserver, replay};
 use chainsmith::consensus::{CheckedBlock, with_names};
+use chainsmith::{ChainSpec, ChainState};
 
 use crate::cli::progress::Progress;
 
@@ -25,6 +25,20 @@ pub(crate) fn named(replay: &Replay, text: &impl std::fmt::Display) -> String {
         Some(state) => with_names(&text, &state.spec().names_by_key()),
         None => text,
     }
+}
+
+/// A warning when `spec` is named like a built-in spec but is not it: a chain's embedded spec
+/// is what it is checked under, and a look-alike name must not pass for the built-in rules.
+pub(crate) fn builtin_lookalike(spec: &ChainSpec) -> Option<String> {
+    let builtin = ChainSpec::builtin(&spec.name).ok()?;
+    (builtin != *spec).then(|| {
+        format!(
+            "its spec is named {:?} like a built-in spec but differs from it (spec_hash {}, built-in {})",
+            spec.name,
+            spec.spec_hash(),
+            builtin.spec_hash()
+        )
+    })
 }
 
 /// Moves the bar by batches and passes each block on.

@@ -10,7 +10,7 @@ use chainsmith::chain::verify::{LineError, LineErrorKind, Replay};
 use serde_json::json;
 
 use crate::cli::args::VerifyArgs;
-use crate::cli::commands::{named, replay_file};
+use crate::cli::commands::{builtin_lookalike, named, replay_file};
 use crate::cli::format::producers_json;
 use crate::cli::{EXIT_INVALID, thread_pool, unix_now};
 
@@ -32,6 +32,17 @@ pub(crate) fn run(args: &VerifyArgs) -> Result<ExitCode> {
     }
     let mut out = std::io::stdout().lock();
     let tip = tip_summary(&replay);
+    let warnings: Vec<String> = replay
+        .state
+        .as_ref()
+        .and_then(|s| builtin_lookalike(s.spec()))
+        .into_iter()
+        .collect();
+    if !args.json {
+        for w in &warnings {
+            eprintln!("chainsmith: warning: {}: {w}", path.display());
+        }
+    }
     let blocks = tip.as_ref().map_or(0, |t| t.blocks);
     if args.json {
         let mut v = json!({
@@ -40,6 +51,9 @@ pub(crate) fn run(args: &VerifyArgs) -> Result<ExitCode> {
             "height": tip.as_ref().map(|t| t.height),
             "tip": tip.as_ref().map(|t| t.hash.clone()),
             "total_work": tip.as_ref().map(|t| t.work.clone()),
+            "spec": tip.as_ref().map(|t| t.spec.clone()),
+            "spec_hash": tip.as_ref().map(|t| t.spec_hash.clone()),
+            "warnings": warnings,
         });
         if let Some(lib) = tip.as_ref().and_then(|t| t.irreversible) {
             v["irreversible_height"] = lib.into();
@@ -197,6 +211,9 @@ struct TipSummary {
     work: String,
     /// DPoS and proof of authority: the last irreversible height.
     irreversible: Option<u32>,
+    /// The spec's name and hash: the rules the chain was checked under.
+    spec: String,
+    spec_hash: String,
 }
 
 impl std::fmt::Display for TipSummary {
@@ -207,9 +224,10 @@ impl std::fmt::Display for TipSummary {
             self.blocks, self.height, self.hash
         )?;
         match self.irreversible {
-            Some(lib) => write!(f, "irreversible to height {lib}"),
-            None => write!(f, "total work {}", self.work),
+            Some(lib) => write!(f, "irreversible to height {lib}")?,
+            None => write!(f, "total work {}", self.work)?,
         }
+        write!(f, ", spec {} ({})", self.spec, self.spec_hash)
     }
 }
 
@@ -222,5 +240,7 @@ fn tip_summary(replay: &Replay) -> Option<TipSummary> {
         hash: tip.hash.to_string(),
         work: state.total_work().to_string(),
         irreversible: state.rule_state().irreversible_height(),
+        spec: state.spec().name.clone(),
+        spec_hash: state.spec().spec_hash().to_string(),
     })
 }
