@@ -5,7 +5,9 @@
 //! A check returns the next state and leaves `self` untouched, so a rejected block changes
 //! nothing.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
+
+use imbl::OrdMap;
 use std::sync::Arc;
 
 use crate::chain::ledger::LedgerDelta;
@@ -104,6 +106,9 @@ impl From<DposError> for BlockError {
         Self::Rule(RuleError::new(e))
     }
 }
+
+/// The most votes one block may carry: every vote costs a signature check and a ballot.
+pub const MAX_VOTES_PER_BLOCK: usize = 1_000;
 
 /// Delegated proof of stake: elected producers in scheduled slots (EOSIO, BitShares).
 #[derive(Debug, Clone, Copy)]
@@ -316,13 +321,15 @@ pub struct DposState {
     order: ScheduleOrder,
     genesis_time: u32,
     roster: Arc<Roster>,
-    ballots: BTreeMap<PubKey, Ballot>,
+    /// The votes in force and the coins that weigh them: persistent maps, so that the copy of
+    /// the state each block makes shares them instead of cloning every voter and holder.
+    ballots: OrdMap<PubKey, Ballot>,
     schedule: Schedule,
     last_slot: u64,
     last_produced: Vec<Option<u32>>,
     stats: Vec<ProducerStats>,
     lib: u32,
-    balances: HashMap<PubKey, u64>,
+    balances: OrdMap<PubKey, u64>,
 }
 
 impl DposState {
@@ -338,7 +345,7 @@ impl DposState {
             names,
             keys,
         };
-        let mut ballots = BTreeMap::new();
+        let mut ballots = OrdMap::new();
         for h in &dpos.holders {
             let key = KeyPair::derive(&spec.wallet_seed, &h.name).pubkey();
             let mut candidates: Vec<u16> = h
@@ -370,7 +377,7 @@ impl DposState {
             },
             last_slot: 0,
             lib: 0,
-            balances: HashMap::new(),
+            balances: OrdMap::new(),
         };
         let genesis_hash = spec.genesis_block().block_hash();
         state.schedule =
@@ -570,6 +577,16 @@ impl DposState {
                 actual: *producer,
             });
         }
+        let votes = txs
+            .iter()
+            .filter(|t| matches!(t, Transaction::Vote { .. }))
+            .count();
+        if votes > MAX_VOTES_PER_BLOCK {
+            return Err(DposError::BadVote {
+                index: 2,
+                reason: format!("{votes} votes in one block, more than {MAX_VOTES_PER_BLOCK}"),
+            });
+        }
         for (index, tx) in txs.iter().enumerate().skip(2) {
             if let Transaction::Vote { .. } = tx {
                 next.apply_vote(index, tx)?;
@@ -604,6 +621,12 @@ impl DposState {
             return Err(DposError::BadVoteSignature {
                 index,
                 voter: *voter,
+            });
+        }
+        if self.balance(voter) == 0 {
+            return Err(DposError::BadVote {
+                index,
+                reason: "the voter holds no coins: its vote would weigh nothing".into(),
             });
         }
         let expected = self.next_vote_seq(voter);
@@ -673,11 +696,17 @@ impl RuleState for DposState {
 
     fn connected(&mut self, block: &Connected<'_>) {
         for u in block.created {
-            *self.balances.entry(u.owner).or_default() += u.value.to_base_units();
+            let b = self.balance(&u.owner);
+            self.balances.insert(u.owner, b + u.value.to_base_units());
         }
         for u in block.spent {
-            if let Some(b) = self.balances.get_mut(&u.owner) {
-                *b -= u.value.to_base_units();
+            let b = self
+                .balance(&u.owner)
+                .saturating_sub(u.value.to_base_units());
+            if b == 0 {
+                self.balances.remove(&u.owner);
+            } else {
+                self.balances.insert(u.owner, b);
             }
         }
     }

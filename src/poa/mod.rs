@@ -16,6 +16,8 @@
 //! * every `epoch` blocks all votes are cleared (a checkpoint); recent signers are not.
 
 use std::collections::{BTreeMap, BTreeSet};
+
+use imbl::OrdMap;
 use std::fmt::Debug;
 
 /// Block difficulty of a block sealed by the in-turn signer.
@@ -56,13 +58,6 @@ pub struct Vote<K> {
     pub authorize: bool,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq)]
-struct CastVote<K> {
-    signer: K,
-    target: K,
-    authorize: bool,
-}
-
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 struct Tally {
     authorize: bool,
@@ -76,8 +71,10 @@ pub struct Snapshot<K: Ord + Clone + Debug> {
     number: u64,
     signers: BTreeSet<K>,
     recents: BTreeMap<u64, K>,
-    votes: Vec<CastVote<K>>,
-    tally: BTreeMap<K, Tally>,
+    /// Pending votes, (signer, target) → authorize. Persistent maps: a snapshot is copied per
+    /// block, and copying shares them instead of cloning every pending vote.
+    votes: OrdMap<(K, K), bool>,
+    tally: OrdMap<K, Tally>,
 }
 
 impl<K: Ord + Clone + Debug> Snapshot<K> {
@@ -94,8 +91,8 @@ impl<K: Ord + Clone + Debug> Snapshot<K> {
             number: 0,
             signers: signers.into_iter().collect(),
             recents: BTreeMap::new(),
-            votes: Vec::new(),
-            tally: BTreeMap::new(),
+            votes: OrdMap::new(),
+            tally: OrdMap::new(),
         }
     }
 
@@ -147,8 +144,10 @@ impl<K: Ord + Clone + Debug> Snapshot<K> {
     }
 
     fn cast(&mut self, target: &K, authorize: bool) -> bool {
-        if let Some(t) = self.tally.get_mut(target)
-            && t.authorize != authorize
+        if self
+            .tally
+            .get(target)
+            .is_some_and(|t| t.authorize != authorize)
         {
             return false;
         }
@@ -156,22 +155,29 @@ impl<K: Ord + Clone + Debug> Snapshot<K> {
         if self.signers.contains(target) == authorize {
             return false;
         }
-        self.tally
-            .entry(target.clone())
-            .or_insert(Tally {
+        let votes = self.tally.get(target).map_or(0, |t| t.votes);
+        self.tally.insert(
+            target.clone(),
+            Tally {
                 authorize,
-                votes: 0,
-            })
-            .votes += 1;
+                votes: votes + 1,
+            },
+        );
         true
     }
 
     fn uncast(&mut self, target: &K, authorize: bool) {
-        if let Some(t) = self.tally.get_mut(target)
+        if let Some(t) = self.tally.get(target).copied()
             && t.authorize == authorize
         {
             if t.votes > 1 {
-                t.votes -= 1;
+                self.tally.insert(
+                    target.clone(),
+                    Tally {
+                        votes: t.votes - 1,
+                        ..t
+                    },
+                );
             } else {
                 self.tally.remove(target);
             }
@@ -216,20 +222,12 @@ impl<K: Ord + Clone + Debug> Snapshot<K> {
             return Ok(());
         };
         // A signer's new vote on a target replaces its previous one.
-        if let Some(i) = self
-            .votes
-            .iter()
-            .position(|v| &v.signer == signer && v.target == target)
-        {
-            let old = self.votes.remove(i);
-            self.uncast(&old.target, old.authorize);
+        let key = (signer.clone(), target.clone());
+        if let Some(old) = self.votes.remove(&key) {
+            self.uncast(&target, old);
         }
         if self.cast(&target, authorize) {
-            self.votes.push(CastVote {
-                signer: signer.clone(),
-                target: target.clone(),
-                authorize,
-            });
+            self.votes.insert(key, authorize);
         }
         // Any vote touching the target re-checks its tally, whichever way that tally goes: a
         // tally can reach a majority "out of bounds" when the signer set shrinks.
@@ -249,15 +247,26 @@ impl<K: Ord + Clone + Debug> Snapshot<K> {
                 if number >= limit {
                     self.recents.remove(&(number - limit));
                 }
-                let (gone, kept): (Vec<_>, Vec<_>) = std::mem::take(&mut self.votes)
-                    .into_iter()
-                    .partition(|v| v.signer == target);
-                self.votes = kept;
-                for v in gone {
-                    self.uncast(&v.target, v.authorize);
+                let gone: Vec<((K, K), bool)> = self
+                    .votes
+                    .iter()
+                    .filter(|((s, _), _)| *s == target)
+                    .map(|(k, a)| (k.clone(), *a))
+                    .collect();
+                for ((s, t), a) in gone {
+                    self.votes.remove(&(s, t.clone()));
+                    self.uncast(&t, a);
                 }
             }
-            self.votes.retain(|v| v.target != target);
+            let on_target: Vec<(K, K)> = self
+                .votes
+                .keys()
+                .filter(|(_, t)| *t == target)
+                .cloned()
+                .collect();
+            for k in on_target {
+                self.votes.remove(&k);
+            }
             self.tally.remove(&target);
         }
         Ok(())

@@ -4,6 +4,9 @@ use serde::{Deserialize, Serialize};
 
 use crate::chain::spec::{SpecError, SpecSection, bad, check_names};
 
+/// The most genesis signers a spec may list (Clique networks run with a handful).
+pub const MAX_SIGNERS: usize = 1_024;
+
 /// Proof-of-authority (Clique) parameters. The block period is the spec's `target_spacing_s`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -29,6 +32,12 @@ impl PoaSpec {
             return Err(bad("poa.signers", "the signer set is empty"));
         }
         check_names("poa.signers", &self.signers)?;
+        if self.signers.len() > MAX_SIGNERS {
+            return Err(bad(
+                "poa.signers",
+                format!("{} signers, more than {MAX_SIGNERS}", self.signers.len()),
+            ));
+        }
         if self.epoch == 0 {
             return Err(bad("poa.epoch", "must be at least 1"));
         }

@@ -357,14 +357,15 @@ impl PoaState {
             let owner = signers[(number % signers.len() as u64) as usize];
             next.stats.entry(owner).or_default().missed += 1;
         }
-        for k in next.snapshot.signers() {
-            if !next.order.contains(&k) {
-                next.order.push(k);
-            }
+        let now = next.snapshot.signers();
+        if now.len() > signers.len() {
+            // A signer was voted in: report it after the genesis signers (once).
+            let known: std::collections::HashSet<PubKey> = next.order.iter().copied().collect();
+            next.order
+                .extend(now.iter().filter(|k| !known.contains(*k)).copied());
         }
         next.sealers.push_front(*signer);
-        next.sealers
-            .truncate(2 * signers.len().max(next.snapshot.signers().len()));
+        next.sealers.truncate(2 * signers.len().max(now.len()));
         next.lib = next.lib.max(next.majority_sealed(height));
         Ok(next)
     }
@@ -374,11 +375,9 @@ impl PoaState {
     /// take a majority of signers sealing a conflicting chain.
     fn majority_sealed(&self, tip: u32) -> u32 {
         let needed = self.snapshot.signers().len() / 2 + 1;
-        let mut seen: Vec<PubKey> = Vec::with_capacity(needed);
+        let mut seen = std::collections::HashSet::with_capacity(needed);
         for (back, s) in (0u32..).zip(&self.sealers) {
-            if !seen.contains(s) {
-                seen.push(*s);
-            }
+            seen.insert(*s);
             if seen.len() >= needed {
                 return tip.saturating_sub(back);
             }
