@@ -1046,3 +1046,52 @@ mod invariants {
         }
     }
 }
+
+/// A hostile Clique chain whose every block votes for a new account that never gets a
+/// majority, with an epoch so long that the votes are never cleared: the pending votes grow
+/// with the chain. Verification time must grow with the chain's length, not its square
+/// (measured on 1×, 2× and 4× the length; asserted loosely, as the machine is shared).
+#[test]
+fn pending_votes_do_not_make_verification_quadratic() {
+    let mut v = serde_json::to_value(poa_spec()).unwrap();
+    v["poa"]["epoch"] = u32::MAX.into();
+    let spec = ChainSpec::from_json(&v.to_string()).unwrap();
+    let keys = spec.wallet_keys();
+    let chain = |blocks: u32| {
+        let mut records = vec![BlockRecord::new(0, &spec.genesis_block(), Some(&spec))];
+        let mut state = ChainState::new(spec.clone());
+        state
+            .connect(&state.check(records[0].clone()).unwrap(), NOW)
+            .unwrap();
+        for h in 1..=blocks {
+            let stranger = KeyPair::derive("strangers", &h.to_string()).pubkey();
+            let vote = SignerVote {
+                target: stranger,
+                authorize: true,
+            };
+            let r = chainsmith::poa::poa_block(&state, &keys, &[], Some(vote), Vec::new()).unwrap();
+            state
+                .connect(&state.check(r.clone()).unwrap(), NOW)
+                .unwrap();
+            records.push(r);
+        }
+        common::to_file_bytes(&records)
+    };
+    let time = |bytes: &[u8]| {
+        let mut best = f64::MAX;
+        for _ in 0..3 {
+            let started = std::time::Instant::now();
+            assert!(common::replay_bytes(bytes).error.is_none());
+            best = best.min(started.elapsed().as_secs_f64());
+        }
+        best
+    };
+    let (one, four) = (chain(1_500), chain(6_000));
+    let (t1, t4) = (time(&one), time(&four));
+    eprintln!(
+        "1 500 blocks: {t1:.3} s, 6 000 blocks: {t4:.3} s, ratio {:.2}",
+        t4 / t1
+    );
+    // Linear work gives about 4; quadratic about 16.
+    assert!(t4 / t1 < 9.0, "{t1:.3} s → {t4:.3} s");
+}
