@@ -14,8 +14,13 @@ use chainsmith::consensus::ProducerStats;
 use chainsmith::dpos::{DoubleSign, SlotClaim};
 use chainsmith::dpos::{DposError, DposSpec, DposState, ScheduleOrder};
 use chainsmith::poa::{PoaError, PoaState};
-use chainsmith::primitives::tx::{KeyPair, PubKey, SignerVote, Transaction};
+use chainsmith::primitives::tx::{KeyPair, PubKey, SigDomain, SignerVote, Transaction};
 use common::{NOW, build_authority_chain, error_at, replay_records, test_dpos_spec};
+
+/// What the transactions of chains built from `spec` sign: its genesis.
+fn domain(spec: &ChainSpec) -> SigDomain {
+    SigDomain::Chain(spec.genesis_block().block_hash())
+}
 
 fn key(spec: &ChainSpec, name: &str) -> KeyPair {
     KeyPair::derive(&spec.wallet_seed, name)
@@ -141,6 +146,7 @@ fn a_vote_changes_the_next_round_not_the_current_one() {
         if height == 2 {
             let seq = dpos(state).next_vote_seq(&h1.pubkey());
             vec![Transaction::signed_vote(
+                domain(&spec),
                 &h1,
                 seq,
                 vec!["g".into(), "e".into()],
@@ -180,6 +186,7 @@ fn tallies_follow_the_holders_coins() {
         let to_h5 = chainsmith::primitives::tx::Amount::from_base_units(45 * 100_000_000);
         let change = utxo.value.checked_sub(to_h5).unwrap();
         vec![Transaction::signed_transfer(
+            domain(&spec),
             &[(*op, &h3)],
             vec![
                 chainsmith::primitives::tx::TxOut {
@@ -326,6 +333,7 @@ fn dpos_chain() -> (ChainSpec, Vec<BlockRecord>) {
         if height == 4 {
             let seq = dpos(state).next_vote_seq(&h2.pubkey());
             vec![Transaction::signed_vote(
+                domain(&spec),
                 &h2,
                 seq,
                 vec!["a".into(), "e".into()],
@@ -335,6 +343,39 @@ fn dpos_chain() -> (ChainSpec, Vec<BlockRecord>) {
         }
     });
     (spec, records)
+}
+
+/// A vote signed on one chain is not valid on another whose spec differs only in genesis
+/// time, even with the block around it re-signed by that chain's own producer: signatures
+/// name their chain (its genesis), as EIP-155's chain id does.
+#[test]
+fn a_vote_from_another_chain_is_not_valid_here() {
+    let (spec, good) = dpos_chain();
+    let vote = good[4].txs[2].clone();
+    assert!(matches!(vote, Transaction::Vote { .. }));
+    let mut v = serde_json::to_value(&spec).unwrap();
+    v["genesis"]["time"] = (spec.genesis.time + 1).into();
+    let other = ChainSpec::from_json(&v.to_string()).unwrap();
+    let (mut records, _) = build_authority_chain(&other, 4, &["c"], None, |_, _| Vec::new());
+    let producer = key(&other, &produced(&other, &records[4]).0);
+    records[4].txs.push(vote.clone());
+    resign(&mut records[4], &producer);
+    let err = authority_error(error_at(&replay_records(&records), 4));
+    assert!(
+        matches!(err, DposError::BadVoteSignature { index: 2, .. }),
+        "{err}"
+    );
+    // The same vote signed for this chain is fine: only the chain it names was wrong.
+    let Transaction::Vote {
+        seq, candidates, ..
+    } = vote
+    else {
+        unreachable!()
+    };
+    let h2 = key(&other, "h2");
+    records[4].txs[2] = Transaction::signed_vote(domain(&other), &h2, seq, candidates);
+    resign(&mut records[4], &producer);
+    assert!(replay_records(&records).error.is_none());
 }
 
 #[test]
@@ -463,7 +504,12 @@ fn bad_votes_are_rejected_at_their_height() {
     };
     // A replayed vote: the same sequence number as the genesis vote.
     assert!(matches!(
-        with_vote(Transaction::signed_vote(&h2, 0, vec!["a".into()])),
+        with_vote(Transaction::signed_vote(
+            domain(&spec),
+            &h2,
+            0,
+            vec!["a".into()]
+        )),
         DposError::VoteSeq {
             expected: 1,
             actual: 0,
@@ -472,6 +518,7 @@ fn bad_votes_are_rejected_at_their_height() {
     ));
     assert!(matches!(
         with_vote(Transaction::signed_vote(
+            domain(&spec),
             &h2,
             1,
             vec!["a".into(), "zz".into()]
@@ -480,6 +527,7 @@ fn bad_votes_are_rejected_at_their_height() {
     ));
     assert!(matches!(
         with_vote(Transaction::signed_vote(
+            domain(&spec),
             &h2,
             1,
             vec!["a".into(), "b".into(), "c".into(), "d".into()]
@@ -493,13 +541,14 @@ fn bad_votes_are_rejected_at_their_height() {
         candidates: vec!["e".into(), "a".into()],
         signature: h2.sign(b"placeholder"),
     };
-    let msg = unsorted.sighash();
+    let msg = unsorted.sighash(domain(&spec));
     if let Transaction::Vote { signature, .. } = &mut unsorted {
         *signature = h2.sign(&msg);
     }
     assert!(matches!(with_vote(unsorted), DposError::BadVote { .. }));
     // A signature over another list.
-    let Transaction::Vote { signature, .. } = Transaction::signed_vote(&h2, 1, vec!["a".into()])
+    let Transaction::Vote { signature, .. } =
+        Transaction::signed_vote(domain(&spec), &h2, 1, vec!["a".into()])
     else {
         panic!()
     };
@@ -1000,7 +1049,7 @@ mod invariants {
                 let (who, picks) = &votes[height as usize - 1];
                 let voter = &holders[*who];
                 let seq = dpos(state).next_vote_seq(&voter.pubkey());
-                vec![Transaction::signed_vote(voter, seq, picks.iter().map(|s| (*s).to_owned()).collect())]
+                vec![Transaction::signed_vote(domain(&spec), voter, seq, picks.iter().map(|s| (*s).to_owned()).collect())]
             });
             libs.push(state.rule_state().irreversible_height().unwrap());
             prop_assert!(libs.windows(2).all(|w| w[0] <= w[1]), "{libs:?}");

@@ -266,7 +266,7 @@ fn resign(
     outputs: Vec<TxOut>,
 ) {
     let pairs: Vec<_> = spends.iter().map(|op| (*op, owner)).collect();
-    records[h].txs[1] = Transaction::signed_transfer(&pairs, outputs);
+    records[h].txs[1] = Transaction::signed_transfer(common::sig_domain(records), &pairs, outputs);
     records[h].txs.truncate(2);
     remine(&mut records[h]);
 }

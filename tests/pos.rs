@@ -254,7 +254,12 @@ fn rejects_more_interest_than_earned() {
         .value
         .checked_add(Amount::from_base_units(1))
         .unwrap();
-    let tx = Transaction::signed_coinstake(inputs[0].prevout(), &key, outputs);
+    let tx = Transaction::signed_coinstake(
+        common::sig_domain(&records),
+        inputs[0].prevout(),
+        &key,
+        outputs,
+    );
     replace_coinstake(&mut records[7], &key, tx);
     let e = block_error(error_at(&replay_records(&records), 7));
     assert!(
@@ -275,7 +280,12 @@ fn rejects_a_coinstake_paying_someone_else() {
         value: outputs[0].value,
         to: thief.pubkey(),
     }];
-    let tx = Transaction::signed_coinstake(inputs[0].prevout(), &key, stolen);
+    let tx = Transaction::signed_coinstake(
+        common::sig_domain(&records),
+        inputs[0].prevout(),
+        &key,
+        stolen,
+    );
     replace_coinstake(&mut records[8], &thief, tx);
     let e = block_error(error_at(&replay_records(&records), 8));
     assert!(
@@ -301,6 +311,7 @@ fn rejects_another_staked_outpoint() {
         .map(|(o, u)| (*o, *u))
         .unwrap();
     let tx = Transaction::signed_coinstake(
+        common::sig_domain(&records),
         other,
         &key,
         vec![TxOut {
@@ -327,7 +338,12 @@ fn rejects_restaking_a_spent_kernel_and_a_young_output() {
         panic!("coinstake second")
     };
     // Block 11 re-uses block 10's kernel: already spent.
-    let tx = Transaction::signed_coinstake(inputs[0].prevout(), &key, outputs.clone());
+    let tx = Transaction::signed_coinstake(
+        common::sig_domain(&records),
+        inputs[0].prevout(),
+        &key,
+        outputs.clone(),
+    );
     replace_coinstake(&mut records[11], &key, tx);
     let e = block_error(error_at(&replay_records(&records), 11));
     assert!(
@@ -341,7 +357,7 @@ fn rejects_restaking_a_spent_kernel_and_a_young_output() {
         txid: records[10].txs[1].txid(),
         vout: 0,
     };
-    let tx = Transaction::signed_coinstake(young, &key, outputs);
+    let tx = Transaction::signed_coinstake(common::sig_domain(&records), young, &key, outputs);
     replace_coinstake(&mut records[13], &key, tx);
     let e = block_error(error_at(&replay_records(&records), 13));
     assert!(
@@ -388,6 +404,7 @@ fn a_coinstake_output_is_not_spendable_in_its_own_block() {
     };
     let half = Amount::from_base_units(staked.to_base_units() / 2);
     let spend = Transaction::signed_transfer(
+        common::sig_domain(&records),
         &[(coinstake, &key)],
         vec![TxOut {
             value: half,

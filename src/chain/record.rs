@@ -15,6 +15,10 @@ use crate::primitives::pow_units::CompactTarget;
 use crate::primitives::seal::{QuorumCertificate, Seal};
 use crate::primitives::tx::{SigBytes, Transaction};
 
+/// The chain-file format whose transaction signatures are bound to their chain (see
+/// [`SigDomain`](crate::primitives::tx::SigDomain)); new chains are written in it.
+pub const CHAIN_BOUND_FORMAT: u32 = 2;
+
 /// A block as stored on one line of a chain file.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -41,6 +45,10 @@ pub struct BlockRecord {
     /// The spec's hash (genesis line only).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub spec_hash: Option<Hash256>,
+    /// The chain file's format (genesis line only): absent on files written before
+    /// signatures were bound to their chain, [`CHAIN_BOUND_FORMAT`] since.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub format: Option<u32>,
     /// The transactions.
     pub txs: Vec<Transaction>,
     /// The producer's signature over the block hash (the staker, DPoS producer or Clique
@@ -73,6 +81,7 @@ impl BlockRecord {
             nonce: h.nonce,
             spec: spec.cloned(),
             spec_hash: spec.map(ChainSpec::spec_hash),
+            format: spec.map(|_| CHAIN_BOUND_FORMAT),
             txs: block.txs.clone(),
             signature: None,
             certificate: None,

@@ -14,7 +14,7 @@
 use std::collections::{BTreeMap, VecDeque};
 
 use crate::chain::ledger::{LedgerDelta, Origin, Utxo};
-use crate::chain::record::BlockRecord;
+use crate::chain::record::{BlockRecord, CHAIN_BOUND_FORMAT};
 use crate::chain::spec::ChainSpec;
 use crate::consensus::{BlockContext, CheckedBlock, Connected, Consensus, RuleState, TimeRule};
 use crate::difficulty::peercoin::peercoin_next_bits;
@@ -23,7 +23,7 @@ use crate::primitives::block::Block;
 use crate::primitives::hash::{BlockHash, Hash256, MerkleRoot, Txid};
 use crate::primitives::header::Header;
 use crate::primitives::pow_units::{CompactTarget, Target, Work};
-use crate::primitives::tx::{Amount, OutPoint, PubKey, Transaction, TxOut};
+use crate::primitives::tx::{Amount, OutPoint, PubKey, SigDomain, Transaction, TxOut};
 
 /// Number of previous block times whose median a new block's time must exceed (BIP113).
 pub const MEDIAN_TIME_SPAN: usize = 11;
@@ -127,8 +127,11 @@ pub enum BlockError {
     /// The spec on the genesis line is invalid.
     #[error("spec: {0}")]
     BadSpec(crate::chain::spec::SpecError),
+    /// The genesis line names a chain-file format this version does not know.
+    #[error("chain-file format {0} is not one this version reads (1, or 2)")]
+    UnknownFormat(u32),
     /// A line after genesis carries a spec.
-    #[error("only the genesis line may carry `spec` and `spec_hash`")]
+    #[error("only the genesis line may carry `spec`, `spec_hash` and `format`")]
     UnexpectedSpec,
     /// The first transaction is not a coinbase.
     #[error("first transaction is not a coinbase")]
@@ -302,6 +305,8 @@ pub struct ChainState {
     /// The outputs the last block spent and created: buffers kept so that connecting a block
     /// allocates nothing for them once they have grown.
     moved: (Vec<Utxo>, Vec<Utxo>),
+    /// What transaction signatures are bound to, as the genesis line's format says.
+    domain: SigDomain,
 }
 
 impl ChainState {
@@ -326,6 +331,7 @@ impl ChainState {
             total_work: Work::default(),
             rule: spec.consensus.rule().genesis_state(&spec),
             moved: (Vec::new(), Vec::new()),
+            domain: SigDomain::Chain(spec.genesis_block().block_hash()),
             spec,
         }
     }
@@ -340,6 +346,13 @@ impl ChainState {
     #[must_use]
     pub fn rule_state(&self) -> &dyn RuleState {
         self.rule.as_ref()
+    }
+
+    /// Returns what the chain's transaction signatures are bound to: its genesis (chains of
+    /// format 2, and every chain before its genesis line is read) or nothing (format 1).
+    #[must_use]
+    pub const fn sig_domain(&self) -> SigDomain {
+        self.domain
     }
 
     /// Returns the rule's state as its concrete type `T`, or `None` if the chain runs another
@@ -564,7 +577,7 @@ impl ChainState {
         }
         let (delta, next) = match self.tip {
             None => {
-                self.check_genesis(block)?;
+                self.domain = self.check_genesis(block)?;
                 // Genesis stake allocations: spendable and aging from genesis time.
                 let mut delta = LedgerDelta::default();
                 for (index, (tx, txid)) in (0u32..).zip(block.block().txs.iter().zip(block.txids()))
@@ -581,7 +594,7 @@ impl ChainState {
                 (delta, None)
             }
             Some(tip) => {
-                if record.spec.is_some() || record.spec_hash.is_some() {
+                if record.spec.is_some() || record.spec_hash.is_some() || record.format.is_some() {
                     return Err(BlockError::UnexpectedSpec);
                 }
                 if header.prev_hash != tip.hash {
@@ -622,6 +635,7 @@ impl ChainState {
                     hash: block.hash(),
                     header,
                     seal: &seal,
+                    domain: self.domain,
                     txs: &block.block().txs,
                     txids: block.txids(),
                     parent: &tip,
@@ -640,7 +654,8 @@ impl ChainState {
         Ok(())
     }
 
-    fn check_genesis(&self, block: &CheckedBlock) -> Result<(), BlockError> {
+    /// Checks the genesis line against the spec; returns the signing domain its format says.
+    fn check_genesis(&self, block: &CheckedBlock) -> Result<SigDomain, BlockError> {
         let record = block.record();
         let Some(spec) = &record.spec else {
             return Err(BlockError::MissingSpec);
@@ -659,7 +674,11 @@ impl ChainState {
                 actual: block.hash(),
             });
         }
-        Ok(())
+        match record.format {
+            None => Ok(SigDomain::Legacy),
+            Some(CHAIN_BOUND_FORMAT) => Ok(SigDomain::Chain(block.hash())),
+            Some(format) => Err(BlockError::UnknownFormat(format)),
+        }
     }
 
     /// Checks the coinbase and the transfers (every transaction after the coinbase that is
@@ -713,7 +732,7 @@ impl ChainState {
             if inputs.is_empty() || outputs.is_empty() {
                 return Err(BlockError::EmptyTransfer { index });
             }
-            let sighash = tx.sighash();
+            let sighash = tx.sighash(self.domain);
             let mut total_in = Amount::ZERO;
             for (input, txin) in inputs.iter().enumerate() {
                 let op = txin.prevout();

@@ -56,7 +56,11 @@ pub fn demo_transfers(
             },
         ];
         let spend: (OutPoint, &KeyPair) = (*op, &keys[owner]);
-        out.push(Transaction::signed_transfer(&[spend], outputs));
+        out.push(Transaction::signed_transfer(
+            state.sig_domain(),
+            &[spend],
+            outputs,
+        ));
     }
     out
 }

@@ -39,7 +39,7 @@ use crate::primitives::block::Block;
 use crate::primitives::hash::{BlockHash, Txid};
 use crate::primitives::header::Header;
 use crate::primitives::seal::Seal;
-use crate::primitives::tx::{OutPoint, PubKey, Transaction};
+use crate::primitives::tx::{OutPoint, PubKey, SigDomain, Transaction};
 
 pub mod quorum;
 #[cfg(test)]
@@ -197,6 +197,8 @@ pub struct BlockContext<'a> {
     /// The block's seal (checked for its kind by [`Rule::check_seal`]; who may sign is the
     /// state's to check where the signer set changes along the chain).
     pub seal: &'a Seal,
+    /// What the chain's transaction signatures are bound to.
+    pub domain: SigDomain,
     /// The block's transactions.
     pub txs: &'a [Transaction],
     /// Their txids.

@@ -31,7 +31,7 @@ use crate::primitives::block::Block;
 use crate::primitives::hash::BlockHash;
 use crate::primitives::header::Header;
 use crate::primitives::seal::Seal;
-use crate::primitives::tx::{KeyPair, PubKey, Transaction};
+use crate::primitives::tx::{KeyPair, PubKey, SigDomain, Transaction};
 
 /// Why a block breaks the DPoS rules. Producers and voters are named by their keys (a report
 /// puts names in their place with [`crate::consensus::with_names`]).
@@ -542,6 +542,7 @@ impl DposState {
         header: &Header,
         parent: &BlockHash,
         txs: &[Transaction],
+        domain: SigDomain,
         stake_of: &dyn Fn(&PubKey) -> u64,
     ) -> Result<Self, DposError> {
         let Some(Transaction::Producer { producer, slot }) = txs.get(1) else {
@@ -589,7 +590,7 @@ impl DposState {
         }
         for (index, tx) in txs.iter().enumerate().skip(2) {
             if let Transaction::Vote { .. } = tx {
-                next.apply_vote(index, tx)?;
+                next.apply_vote(index, tx, domain)?;
             }
         }
         next.last_slot = slot;
@@ -607,7 +608,12 @@ impl DposState {
         Ok(next)
     }
 
-    fn apply_vote(&mut self, index: usize, tx: &Transaction) -> Result<(), DposError> {
+    fn apply_vote(
+        &mut self,
+        index: usize,
+        tx: &Transaction,
+        domain: SigDomain,
+    ) -> Result<(), DposError> {
         let Transaction::Vote {
             voter,
             seq,
@@ -617,7 +623,7 @@ impl DposState {
         else {
             return Ok(());
         };
-        if !voter.verifies(&tx.sighash(), signature) {
+        if !voter.verifies(&tx.sighash(domain), signature) {
             return Err(DposError::BadVoteSignature {
                 index,
                 voter: *voter,
@@ -689,6 +695,7 @@ impl RuleState for DposState {
             block.header,
             &block.parent.hash,
             block.txs,
+            block.domain,
             &stake_of,
         )?;
         Ok(Box::new(next))
@@ -762,7 +769,7 @@ pub fn demo_votes(
                 }
             }
             let seq = dstate.next_vote_seq(&voter.pubkey());
-            Transaction::signed_vote(voter, seq, picks)
+            Transaction::signed_vote(state.sig_domain(), voter, seq, picks)
         })
         .collect()
 }

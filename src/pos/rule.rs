@@ -335,7 +335,10 @@ impl PosState {
             vout: op.vout,
         })?;
         check_maturity(&utxo, block.height, self.maturity, 1, 0)?;
-        if !utxo.owner.verifies(&tx.sighash(), &kernel.signature) {
+        if !utxo
+            .owner
+            .verifies(&tx.sighash(block.domain), &kernel.signature)
+        {
             return Err(BlockError::BadSignature {
                 index: 1,
                 input: 0,

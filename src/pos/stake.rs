@@ -222,6 +222,7 @@ pub fn stake_block(
         .checked_add(interest(pos.interest, utxo.value, age))
         .unwrap_or(utxo.value);
     let coinstake = Transaction::signed_coinstake(
+        state.sig_domain(),
         stake.outpoint,
         key,
         vec![TxOut {

@@ -127,6 +127,22 @@ impl<'de> Deserialize<'de> for Amount {
     }
 }
 
+/// What a transaction signature is bound to.
+///
+/// Chain files written before signatures were bound to their chain sign a message any chain
+/// would accept (`Legacy`): a vote or transfer signed on one chain verified on another with the
+/// same keys. Chain files written since carry `format: 2` on their genesis line and sign with
+/// their genesis hash in the message (`Chain`), as Ethereum's chain id does (EIP-155), so a
+/// signature is valid on its own chain only. Block signatures sign the block hash, which the
+/// parent links already bind to one chain.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SigDomain {
+    /// Unbound: the chain files of format 1.
+    Legacy,
+    /// Bound to the chain with this genesis block.
+    Chain(crate::primitives::hash::BlockHash),
+}
+
 /// An ed25519 public key: the owner of an output. Shown as 64 hex digits.
 #[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct PubKey([u8; 32]);
@@ -550,11 +566,19 @@ impl Transaction {
         Txid::hash(&self.to_bytes())
     }
 
-    /// Returns the message every input of a transfer signs: sha256d of a domain tag and the
-    /// encoding without signatures (inputs' outpoints and all outputs).
+    /// Returns the message every input of a transfer (and a vote's voter) signs: sha256d of a
+    /// domain tag, the chain's genesis hash for chain-bound signatures, and the encoding
+    /// without signatures (inputs' outpoints and all outputs).
     #[must_use]
-    pub fn sighash(&self) -> [u8; 32] {
-        let mut msg = b"chainsmith/sighash/v1".to_vec();
+    pub fn sighash(&self, domain: SigDomain) -> [u8; 32] {
+        let mut msg = match domain {
+            SigDomain::Legacy => b"chainsmith/sighash/v1".to_vec(),
+            SigDomain::Chain(genesis) => {
+                let mut tag = b"chainsmith/sighash/v2".to_vec();
+                tag.extend_from_slice(genesis.as_bytes());
+                tag
+            }
+        };
         msg.extend_from_slice(&self.encode(false));
         sha256d(&msg)
     }
@@ -576,19 +600,33 @@ impl Transaction {
     /// Builds a transfer spending `spends` (each with the key that owns it) and creating
     /// `outputs`, signing every input.
     #[must_use]
-    pub fn signed_transfer(spends: &[(OutPoint, &KeyPair)], outputs: Vec<TxOut>) -> Self {
-        Self::signed(false, spends, outputs)
+    pub fn signed_transfer(
+        domain: SigDomain,
+        spends: &[(OutPoint, &KeyPair)],
+        outputs: Vec<TxOut>,
+    ) -> Self {
+        Self::signed(domain, false, spends, outputs)
     }
 
     /// Builds a coinstake spending the kernel `stake` (with its owner's key) into `outputs`.
     #[must_use]
-    pub fn signed_coinstake(stake: OutPoint, owner: &KeyPair, outputs: Vec<TxOut>) -> Self {
-        Self::signed(true, &[(stake, owner)], outputs)
+    pub fn signed_coinstake(
+        domain: SigDomain,
+        stake: OutPoint,
+        owner: &KeyPair,
+        outputs: Vec<TxOut>,
+    ) -> Self {
+        Self::signed(domain, true, &[(stake, owner)], outputs)
     }
 
     /// Builds `voter`'s signed approval vote number `seq` for `candidates` (sorted here).
     #[must_use]
-    pub fn signed_vote(voter: &KeyPair, seq: u32, mut candidates: Vec<String>) -> Self {
+    pub fn signed_vote(
+        domain: SigDomain,
+        voter: &KeyPair,
+        seq: u32,
+        mut candidates: Vec<String>,
+    ) -> Self {
         candidates.sort();
         let mut tx = Self::Vote {
             voter: voter.pubkey(),
@@ -596,7 +634,7 @@ impl Transaction {
             candidates,
             signature: SigBytes([0; 64]),
         };
-        let msg = tx.sighash();
+        let msg = tx.sighash(domain);
         if let Self::Vote { signature, .. } = &mut tx {
             *signature = voter.sign(&msg);
         }
@@ -617,7 +655,12 @@ impl Transaction {
         }
     }
 
-    fn signed(coinstake: bool, spends: &[(OutPoint, &KeyPair)], outputs: Vec<TxOut>) -> Self {
+    fn signed(
+        domain: SigDomain,
+        coinstake: bool,
+        spends: &[(OutPoint, &KeyPair)],
+        outputs: Vec<TxOut>,
+    ) -> Self {
         let mut inputs: Vec<TxIn> = spends
             .iter()
             .map(|(prevout, _)| TxIn {
@@ -633,7 +676,7 @@ impl Transaction {
                 Self::Transfer { inputs, outputs }
             }
         };
-        let msg = build(inputs.clone(), outputs.clone()).sighash();
+        let msg = build(inputs.clone(), outputs.clone()).sighash(domain);
         for (input, (_, key)) in inputs.iter_mut().zip(spends) {
             input.signature = key.sign(&msg);
         }
@@ -662,14 +705,17 @@ mod tests {
     }
 
     #[test]
-    fn signatures_cover_outputs() {
+    fn signatures_cover_outputs_and_their_chain() {
         let alice = KeyPair::derive("seed", "alice");
         let bob = KeyPair::derive("seed", "bob");
         let prevout = OutPoint {
             txid: Txid::hash(b"x"),
             vout: 0,
         };
+        let here = SigDomain::Chain(crate::primitives::hash::BlockHash::from_byte_array([1; 32]));
+        let there = SigDomain::Chain(crate::primitives::hash::BlockHash::from_byte_array([2; 32]));
         let tx = Transaction::signed_transfer(
+            here,
             &[(prevout, &alice)],
             vec![TxOut {
                 value: Amount::from_base_units(5),
@@ -679,19 +725,19 @@ mod tests {
         let Transaction::Transfer { inputs, outputs } = &tx else {
             panic!("not a transfer")
         };
-        assert!(alice.pubkey().verifies(&tx.sighash(), &inputs[0].signature));
-        assert!(!bob.pubkey().verifies(&tx.sighash(), &inputs[0].signature));
+        let sig = &inputs[0].signature;
+        assert!(alice.pubkey().verifies(&tx.sighash(here), sig));
+        assert!(!bob.pubkey().verifies(&tx.sighash(here), sig));
+        // Bound to its chain: not valid on another chain, nor as an unbound signature.
+        assert!(!alice.pubkey().verifies(&tx.sighash(there), sig));
+        assert!(!alice.pubkey().verifies(&tx.sighash(SigDomain::Legacy), sig));
         let mut changed = outputs.clone();
         changed[0].value = Amount::from_base_units(6);
         let tampered = Transaction::Transfer {
             inputs: inputs.clone(),
             outputs: changed,
         };
-        assert!(
-            !alice
-                .pubkey()
-                .verifies(&tampered.sighash(), &inputs[0].signature)
-        );
+        assert!(!alice.pubkey().verifies(&tampered.sighash(here), sig));
         assert_ne!(tx.txid(), tampered.txid());
     }
 

@@ -107,6 +107,16 @@ pub(crate) fn build_chain(spec: &ChainSpec, blocks: u32, tx_per_block: usize) ->
     produce_chain(spec, blocks, &options, on_schedule, no_extra, |_, _| {}).0
 }
 
+/// What the transactions of the chain `records` sign, as its genesis line says.
+pub(crate) fn sig_domain(records: &[BlockRecord]) -> chainsmith::primitives::tx::SigDomain {
+    use chainsmith::primitives::tx::SigDomain;
+    if records[0].format.is_some() {
+        SigDomain::Chain(records[0].hash)
+    } else {
+        SigDomain::Legacy
+    }
+}
+
 /// Serialises records as a chain file.
 pub(crate) fn to_file_bytes(records: &[BlockRecord]) -> Vec<u8> {
     let mut out = Vec::new();
