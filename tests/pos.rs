@@ -426,3 +426,23 @@ fn a_coinstake_output_is_not_spendable_in_its_own_block() {
         "{e}"
     );
 }
+
+/// An output of the whole money supply stakes: its interest stops at the 21-million cap
+/// instead of failing the block (it used to fail at block 1 with "amounts exceed 21 million").
+#[test]
+fn a_stake_of_the_whole_supply_still_stakes() {
+    let mut v: serde_json::Value =
+        serde_json::from_str(include_str!("data/test-pos.json")).unwrap();
+    v["pos"]["stakeholders"] = serde_json::json!([{"name": "alice", "coins": [21000000.0]}]);
+    v["miner"] = "alice".into();
+    let spec = chainsmith::ChainSpec::from_json(&v.to_string()).unwrap();
+    let records = build_pos_chain(&spec, 1, 0, |_, _| {});
+    assert!(replay_records(&records).error.is_none());
+    let Transaction::Coinstake { outputs, .. } = &records[1].txs[1] else {
+        panic!("coinstake second")
+    };
+    assert_eq!(
+        outputs[0].value.to_base_units(),
+        chainsmith::primitives::tx::MAX_MONEY
+    );
+}

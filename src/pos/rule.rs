@@ -22,7 +22,7 @@ use crate::pos::{KernelInput, coin_days, interest, kernel_meets_target, kernel_w
 use crate::primitives::block::Block;
 use crate::primitives::hash::{BlockHash, Hash256};
 use crate::primitives::seal::Seal;
-use crate::primitives::tx::{Amount, KeyPair, PubKey, Transaction};
+use crate::primitives::tx::{Amount, KeyPair, MAX_MONEY, PubKey, Transaction};
 
 /// Why a block breaks the proof-of-stake rule.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -370,10 +370,12 @@ impl PosState {
             .into());
         }
         let earned = interest(pos.interest, utxo.value, age_s);
+        // Interest stops at the money supply cap: an output near 21 million coins still stakes
+        // (a coinstake is never more than the cap, which no valid coinstake ever exceeded).
         let allowed = utxo
             .value
             .checked_add(earned)
-            .ok_or(BlockError::AmountOverflow { index: 1 })?;
+            .unwrap_or(Amount::from_base_units(MAX_MONEY));
         let paid = sum_outputs(outputs, 1)?;
         if paid > allowed {
             return Err(PosError::CoinstakeTooLarge { paid, allowed }.into());

@@ -15,7 +15,7 @@ use crate::chain::state::ChainState;
 use crate::pos::PosState;
 use crate::pos::kernel::{DAY, KernelInput, interest, kernel_weight};
 use crate::primitives::pow_units::Target;
-use crate::primitives::tx::{COIN, KeyPair, OutPoint, Transaction, TxOut};
+use crate::primitives::tx::{Amount, COIN, KeyPair, MAX_MONEY, OutPoint, Transaction, TxOut};
 
 /// A winning kernel.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -220,7 +220,7 @@ pub fn stake_block(
     let reward = utxo
         .value
         .checked_add(interest(pos.interest, utxo.value, age))
-        .unwrap_or(utxo.value);
+        .unwrap_or(Amount::from_base_units(MAX_MONEY));
     let coinstake = Transaction::signed_coinstake(
         state.sig_domain(),
         stake.outpoint,
