@@ -1056,3 +1056,39 @@ fn a_chain_path_that_is_no_file_gets_a_clear_refusal() {
         assert!(err.contains(says) && !err.contains("os error 17"), "{err}");
     }
 }
+
+/// A proof-of-stake chain whose only output has just staked can never stake again (its new
+/// output matures only as blocks come): `mine` says so at once instead of waiting forever, and
+/// keeps the block it made.
+#[test]
+fn a_stake_set_that_cannot_go_on_fails_fast() {
+    let dir = TempDir::new().unwrap();
+    let mut spec: Value = serde_json::from_str(include_str!("../chains/pos-demo.json")).unwrap();
+    spec["name"] = "pos-single".into();
+    spec["pos"]["stakeholders"] = serde_json::json!([{"name": "alice", "coins": [1000.0]}]);
+    spec["miner"] = "alice".into();
+    let path = dir.path().join("single.json");
+    std::fs::write(&path, spec.to_string()).unwrap();
+    let chain = dir.path().join("single.jsonl");
+    let out = StdCommand::new("timeout")
+        .args([
+            "60",
+            env!("CARGO_BIN_EXE_chainsmith"),
+            "mine",
+            "pos",
+            "--quiet",
+            "--blocks",
+            "3",
+            "--spec",
+        ])
+        .arg(&path)
+        .arg("--chain")
+        .arg(&chain)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2), "{out:?}");
+    let err = String::from_utf8(out.stderr).unwrap();
+    assert!(err.contains("can ever stake"), "{err}");
+    let (code, v) = verify_json(&chain);
+    assert_eq!((code, v["height"].as_u64()), (0, Some(1)));
+}

@@ -172,6 +172,35 @@ impl Rule for Pos {
     }
 }
 
+/// How long a producer waits for the clock when no output is eligible before it says so
+/// instead: an hour.
+const MAX_IDLE_S: u64 = 3_600;
+
+/// No output the spec's wallets hold can stake before the clock allows (chain time runs at
+/// most `max_future_s` ahead of the machine's clock).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum NothingToStake {
+    /// The first output becomes eligible at this Unix time, hours away.
+    #[error(
+        "no output can stake before Unix time {0}, more than an hour past what this machine's \
+         clock allows; the blocks so far are kept, and `mine` continues from them then"
+    )]
+    Until(u64),
+    /// No output ever will.
+    #[error(
+        "no output the spec's wallets hold can ever stake: none is both mature (coinbase and \
+         coinstake outputs mature only as blocks come) and heavy enough"
+    )]
+    Never,
+}
+
+impl From<NothingToStake> for ProduceError {
+    fn from(e: NothingToStake) -> Self {
+        Self::Rule(RuleError::new(e))
+    }
+}
+
 /// Stakes blocks with every stakeholder's outputs, with demo transfers between the wallets.
 struct PosProducer {
     keys: Vec<KeyPair>,
@@ -212,7 +241,17 @@ impl Producer for PosProducer {
                     record.stake_attempts = Some(hashes.load(Ordering::Relaxed) - before);
                     Step::Block(Box::new(record), Vec::new())
                 }
-                StakeOutcome::Exhausted { next } => {
+                StakeOutcome::Exhausted { idle_until, .. }
+                    if idle_until.is_some_and(|at| at > u64::from(until) + MAX_IDLE_S) =>
+                {
+                    // Waiting would look like a hang: say when staking can go on instead.
+                    return Err(match idle_until {
+                        Some(at) if at != u64::MAX => NothingToStake::Until(at),
+                        _ => NothingToStake::Never,
+                    }
+                    .into());
+                }
+                StakeOutcome::Exhausted { next, .. } => {
                     // Chain time has reached the clock: wait for it to move on.
                     self.stake_from = next;
                     Step::Wait

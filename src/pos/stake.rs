@@ -39,6 +39,10 @@ pub enum StakeOutcome {
     Exhausted {
         /// The first second not yet searched.
         next: u32,
+        /// When no output was even eligible before the search ran out: the first second one
+        /// is (`u64::MAX`: none ever will). `None` when outputs were eligible and simply did
+        /// not win.
+        idle_until: Option<u64>,
     },
     /// The stop flag was raised.
     Stopped,
@@ -138,10 +142,13 @@ pub fn find_stake(
         .collect();
     let mut t = u64::from(from);
     let mut count = 0u64;
+    // Whether the search last jumped over seconds in which nothing was eligible.
+    let mut jumped = false;
     let outcome = loop {
         if t > u64::from(until) {
             break StakeOutcome::Exhausted {
                 next: until.saturating_add(1),
+                idle_until: jumped.then_some(t),
             };
         }
         if t % 1000 == 0 && stop.load(Ordering::Relaxed) {
@@ -186,10 +193,12 @@ pub fn find_stake(
             // Nothing this key set owns can ever stake.
             break StakeOutcome::Exhausted {
                 next: until.saturating_add(1),
+                idle_until: Some(u64::MAX),
             };
         }
         // Jump over seconds in which no output is eligible.
         let any_eligible = candidates.iter().any(|c| t >= c.eligible_from);
+        jumped = !any_eligible;
         t = if any_eligible { t + 1 } else { next_eligible };
     };
     hashes.fetch_add(count, Ordering::Relaxed);
