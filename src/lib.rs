@@ -35,6 +35,8 @@ pub mod poa;
 pub mod pos;
 pub mod pow;
 pub mod primitives;
+pub mod raft;
+pub mod sim;
 
 pub use chain::spec::ChainSpec;
 pub use chain::state::ChainState;

@@ -119,7 +119,7 @@ fn help_and_usage_errors() {
         .assert()
         .code(2);
     cargo_bin_cmd!("chainsmith")
-        .args(["mine", "raft"])
+        .args(["mine", "tendermint"])
         .assert()
         .code(2);
     // A spec of the other consensus rule is a usage error.

@@ -52,7 +52,7 @@ fn live_compare_measures_both_and_files_give_the_same_counts() {
         "--watts-per-core".as_ref(),
         "5".as_ref(),
     ]);
-    for c in ["pow", "pos", "dpos", "poa"] {
+    for c in ["pow", "pos", "dpos", "poa", "raft"] {
         let v = &live[c];
         for key in [
             "blocks",
@@ -107,6 +107,25 @@ fn live_compare_measures_both_and_files_give_the_same_counts() {
         live["pow"]["irreversible_height"].is_null(),
         "PoW finality is probabilistic"
     );
+    // Raft: a committed block is final at once; it costs messages, not hashes.
+    let raft = &live["raft"];
+    assert_eq!(raft["hashes"], 0.0);
+    assert_eq!(raft["signatures"], 30);
+    assert_eq!(raft["irreversible_height"], 30);
+    assert_eq!(raft["blocks_to_irreversible"], 0.0);
+    // Four followers: at least an append and its reply each per block.
+    let messages = raft["messages_per_block"].as_f64().unwrap();
+    assert!(messages >= 8.0, "{raft}");
+    assert!(
+        raft["bytes_per_block"].as_f64().unwrap() > 80.0 * 4.0,
+        "{raft}"
+    );
+    // One round trip of 10–20 ms and two 1 ms writes, from the leader's append to its commit.
+    let latency = raft["commit_latency_ms"].as_f64().unwrap();
+    assert!((12.0..=22.0).contains(&latency), "{latency}");
+    for c in ["pow", "pos", "dpos", "poa"] {
+        assert!(live[c]["messages_per_block"].is_null(), "{c}");
+    }
 
     // The same chains read back: same blocks, same recorded PoS attempts, PoW expected work.
     let files = compare_json(&[
@@ -186,10 +205,10 @@ fn compare_rejects_a_single_file_and_a_wrong_spec() {
     // Nothing was mined before the bad spec was found.
     assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0);
     cargo_bin_cmd!("chainsmith")
-        .args(["compare", "--spec", "raft=x"])
+        .args(["compare", "--spec", "tendermint=x"])
         .assert()
         .code(2)
         .stderr(predicates::str::contains(
-            "unknown consensus rule \"raft\" (rules: pow, pos, dpos, poa)",
+            "unknown consensus rule \"tendermint\" (rules: pow, pos, dpos, poa, raft)",
         ));
 }

@@ -73,11 +73,14 @@ fn every_builtin_spec_names_a_registered_rule() {
         assert!(rule_names().contains(&spec.consensus.name()), "{name}");
     }
     let err = ChainSpec::from_json(
-        &include_str!("../chains/pow-demo.json").replace("\"pow\"", "\"raft\""),
+        &include_str!("../chains/pow-demo.json").replace("\"pow\"", "\"tendermint\""),
     )
     .unwrap_err()
     .to_string();
-    assert!(err.contains("unknown consensus rule \"raft\""), "{err}");
+    assert!(
+        err.contains("unknown consensus rule \"tendermint\""),
+        "{err}"
+    );
 }
 
 /// The layering the registry depends on, checked in the source: the consensus-neutral core

@@ -132,8 +132,25 @@ pub enum Step {
     Stopped,
 }
 
+/// What agreeing on blocks cost a producer's simulated network (ordering rules).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct NetworkCost {
+    /// Messages sent between nodes.
+    pub messages: u64,
+    /// Their bytes.
+    pub bytes: u64,
+    /// Median time from a block's proposal to its commit, milliseconds.
+    pub commit_latency_ms: Option<f64>,
+}
+
 /// A rule's block producer: simulates every producer of the spec in one process.
 pub trait Producer: Send {
+    /// What the blocks so far cost in messages, for rules whose nodes talk to agree; `None`
+    /// for the others.
+    fn network(&self) -> Option<NetworkCost> {
+        None
+    }
+
     /// Produces the next block on `state`'s tip.
     ///
     /// # Errors

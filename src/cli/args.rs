@@ -33,6 +33,187 @@ pub(crate) enum Command {
     /// CPU time, energy per block and time to finality, mined now on the demo specs or read
     /// from two chain files.
     Compare(CompareArgs),
+    /// Run an ordering protocol's cluster in the deterministic simulator, with faults, and
+    /// report what happened; every node's chain file goes to --out.
+    #[command(after_help = SIM_EXAMPLES)]
+    Sim(SimArgs),
+    /// Run many random fault schedules against an ordering protocol: no safety violation may
+    /// occur, and blocks must commit again soon after the faults heal (exit 1 otherwise).
+    #[command(after_help = CHECK_EXAMPLES)]
+    Check(CheckArgs),
+    /// Reproduce the Raft paper's election experiment (Figure 16): time without a leader after
+    /// the leader crashes, for each range of election timeouts; a table, JSON and a CDF chart.
+    #[command(after_help = ELECTIONS_EXAMPLES)]
+    Elections(ElectionsArgs),
+}
+
+const ELECTIONS_EXAMPLES: &str = "Examples:
+  chainsmith elections                         1000 trials per range, the paper's six ranges
+  chainsmith elections --trials 100 --plot plots --json";
+
+#[derive(Debug, Args)]
+pub(crate) struct ElectionsArgs {
+    /// Trials per range of election timeouts.
+    #[arg(long, default_value_t = 1000, value_name = "N", value_parser = clap::value_parser!(u64).range(1..=1_000_000))]
+    pub(crate) trials: u64,
+    /// The seed.
+    #[arg(long, default_value_t = 1, value_name = "S")]
+    pub(crate) seed: u64,
+    /// Write the CDF chart (raft_elections.svg) into this directory.
+    #[arg(long, value_name = "DIR")]
+    pub(crate) plot: Option<PathBuf>,
+    /// Worker threads (1 to 256) [default: all cores].
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u16).range(1..=256))]
+    pub(crate) threads: Option<u16>,
+    /// Print one JSON object on stdout.
+    #[arg(long)]
+    pub(crate) json: bool,
+    /// No progress bar.
+    #[arg(long, short)]
+    pub(crate) quiet: bool,
+}
+
+const SIM_EXAMPLES: &str = "Examples:
+  chainsmith sim raft                                   5 nodes, no faults, 20 blocks
+  chainsmith sim raft --crash s1@2s..5s --load 50 --duration 8s --trace
+  chainsmith sim raft --partition s1,s2|s3,s4,s5@1s..3s --drop 0.05 --out runs/p1
+  chainsmith sim raft --scenario failing.json           replay a schedule `check` printed
+  chainsmith sim raft --no-pre-vote --no-check-quorum --partition s5|s1,s2,s3,s4@1s..4s
+                                                        watch a rejoining node disrupt the cluster";
+
+const CHECK_EXAMPLES: &str = "Examples:
+  chainsmith check raft                        100 random schedules on 5 nodes
+  chainsmith check raft --schedules 10000 --nodes 3 --json
+A failing schedule is printed as a scenario file; `chainsmith sim raft --scenario FILE` replays it.";
+
+/// Parses a time: `2s`, `2.5s`, `1500ms` or plain seconds.
+pub(crate) fn parse_time(s: &str) -> Result<f64, String> {
+    let t = s.trim();
+    let secs = if let Some(ms) = t.strip_suffix("ms") {
+        ms.trim().parse::<f64>().map(|v| v / 1000.0)
+    } else {
+        t.strip_suffix('s').unwrap_or(t).trim().parse::<f64>()
+    }
+    .map_err(|_| format!("{s:?} is not a time (2s, 1500ms)"))?;
+    if !(secs.is_finite() && (0.0..=chainsmith::sim::scenario::MAX_DURATION_S).contains(&secs)) {
+        return Err(format!("{s:?} is not a time from 0 to a day"));
+    }
+    Ok(secs)
+}
+
+/// Parses `MIN..MAX` of non-negative numbers.
+fn parse_range(s: &str) -> Result<(f64, f64), String> {
+    let (a, b) = s
+        .split_once("..")
+        .ok_or_else(|| format!("expected MIN..MAX, got {s:?}"))?;
+    let num = |v: &str| {
+        v.trim()
+            .trim_end_matches("ms")
+            .parse::<f64>()
+            .ok()
+            .filter(|x| x.is_finite() && *x >= 0.0)
+            .ok_or_else(|| format!("{v:?} is not a non-negative number"))
+    };
+    let (lo, hi) = (num(a)?, num(b)?);
+    if lo > hi {
+        return Err(format!("{s:?}: the minimum is above the maximum"));
+    }
+    Ok((lo, hi))
+}
+
+fn parse_probability(s: &str) -> Result<f64, String> {
+    match s.parse::<f64>() {
+        Ok(p) if (0.0..1.0).contains(&p) => Ok(p),
+        _ => Err(format!("{s:?} is not a probability in [0, 1)")),
+    }
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct SimArgs {
+    /// The ordering rule.
+    pub(crate) rule: RuleArg,
+    /// Built-in spec name or spec file [default: <rule>-demo].
+    #[arg(long, value_name = "NAME|FILE")]
+    pub(crate) spec: Option<String>,
+    /// A scenario file (JSON): nodes, seed, length, network, load, crashes, partitions,
+    /// params; flags given with it override its fields.
+    #[arg(long, value_name = "FILE")]
+    pub(crate) scenario: Option<PathBuf>,
+    /// Cluster size (1 to 101) [default: the spec's members].
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u16).range(1..=101))]
+    pub(crate) nodes: Option<u16>,
+    /// The seed: the same seed and scenario give the same run [default: 1].
+    #[arg(long, value_name = "S")]
+    pub(crate) seed: Option<u64>,
+    /// Stop once this many blocks are committed [default: 20].
+    #[arg(long, value_name = "N", conflicts_with = "duration")]
+    pub(crate) blocks: Option<u64>,
+    /// Stop after this much simulated time (2s, 1500ms).
+    #[arg(long, value_name = "T", value_parser = parse_time)]
+    pub(crate) duration: Option<f64>,
+    /// Crash NODE at T, restarting at T2 if given (repeatable): s1@2s..5s.
+    #[arg(long, value_name = "NODE@T[..T2]")]
+    pub(crate) crash: Vec<String>,
+    /// Partition the nodes into groups from T1 to T2 (repeatable): s1,s2|s3,s4,s5@1s..3s.
+    #[arg(long, value_name = "A,B|C,D@T1..T2")]
+    pub(crate) partition: Vec<String>,
+    /// Probability each message is lost.
+    #[arg(long, value_name = "P", value_parser = parse_probability)]
+    pub(crate) drop: Option<f64>,
+    /// Probability each message is delivered twice.
+    #[arg(long, value_name = "P", value_parser = parse_probability)]
+    pub(crate) duplicate: Option<f64>,
+    /// One-way delay in milliseconds, uniform: 5..10.
+    #[arg(long, value_name = "MIN..MAX", value_parser = parse_range)]
+    pub(crate) delay: Option<(f64, f64)>,
+    /// Client transactions per second, submitted to random nodes [default: 20].
+    #[arg(long, value_name = "TPS")]
+    pub(crate) load: Option<f64>,
+    /// raft: election timeout range in milliseconds: 150..300.
+    #[arg(long, value_name = "MIN..MAX", value_parser = parse_range)]
+    pub(crate) election: Option<(f64, f64)>,
+    /// raft: turn pre-vote off.
+    #[arg(long)]
+    pub(crate) no_pre_vote: bool,
+    /// raft: turn check-quorum off.
+    #[arg(long)]
+    pub(crate) no_check_quorum: bool,
+    /// Write every node's chain file into this directory (<node>.jsonl).
+    #[arg(long, value_name = "DIR")]
+    pub(crate) out: Option<PathBuf>,
+    /// Print a timeline: role changes, votes, appends, commits.
+    #[arg(long)]
+    pub(crate) trace: bool,
+    /// Print one JSON object on stdout.
+    #[arg(long)]
+    pub(crate) json: bool,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct CheckArgs {
+    /// The ordering rule.
+    pub(crate) rule: RuleArg,
+    /// Built-in spec name or spec file [default: <rule>-demo].
+    #[arg(long, value_name = "NAME|FILE")]
+    pub(crate) spec: Option<String>,
+    /// Random fault schedules to run.
+    #[arg(long, default_value_t = 100, value_name = "N", value_parser = clap::value_parser!(u64).range(1..=10_000_000))]
+    pub(crate) schedules: u64,
+    /// The campaign's seed: schedule i is drawn from it and i.
+    #[arg(long, default_value_t = 1, value_name = "S")]
+    pub(crate) seed: u64,
+    /// Cluster size (1 to 101) [default: the spec's members].
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u16).range(1..=101))]
+    pub(crate) nodes: Option<u16>,
+    /// Worker threads (1 to 256) [default: all cores].
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u16).range(1..=256))]
+    pub(crate) threads: Option<u16>,
+    /// Print one JSON object on stdout.
+    #[arg(long)]
+    pub(crate) json: bool,
+    /// No progress bar.
+    #[arg(long, short)]
+    pub(crate) quiet: bool,
 }
 
 /// Parses `--tx-per-block`: at most 10 000 (a block of them is about 4 MiB).

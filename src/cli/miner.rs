@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result};
 use chainsmith::ChainState;
 use chainsmith::chain::produce::{
-    Equivocation, ProduceOptions, Run, RunOutcome, TimeSource, produce_blocks,
+    Equivocation, NetworkCost, ProduceOptions, Run, RunOutcome, TimeSource, produce_blocks,
 };
 use chainsmith::chain::record::BlockRecord;
 use chainsmith::chain::store::ChainWriter;
@@ -42,6 +42,8 @@ pub(crate) struct MineOutcome {
     pub(crate) interrupted: bool,
     /// Double signs caught.
     pub(crate) evidence: Vec<Equivocation>,
+    /// Ordering rules: the messages the blocks cost.
+    pub(crate) network: Option<NetworkCost>,
 }
 
 /// The system clock.
@@ -113,6 +115,7 @@ pub(crate) fn mine_blocks(
         mined: produced,
         interrupted: stopped,
         evidence: equivocations,
+        network: producer.network(),
     })
 }
 

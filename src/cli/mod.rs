@@ -36,6 +36,9 @@ pub(crate) fn run(cli: Cli) -> Result<ExitCode> {
         Command::Show(a) => commands::show::run(&a),
         Command::Bench(a) => commands::bench::run(&a),
         Command::Compare(a) => commands::compare::run(&a),
+        Command::Sim(a) => commands::sim::run(&a),
+        Command::Check(a) => commands::check::run(&a),
+        Command::Elections(a) => commands::elections::run(&a),
     }
 }
 

@@ -35,6 +35,8 @@ pub(crate) struct Phase {
     /// DPoS, PoA (live mode): per block that became irreversible, the chain seconds and blocks
     /// until it did.
     pub(crate) finality: Vec<(f64, u32)>,
+    /// Ordering rules (live mode): the messages agreeing on the blocks cost.
+    pub(crate) network: Option<chainsmith::chain::produce::NetworkCost>,
 }
 
 fn median(mut v: Vec<f64>) -> Option<f64> {
@@ -91,6 +93,9 @@ impl Phase {
             "irreversible_height": self.irreversible_height,
             "time_to_irreversible_s": self.finality_s(),
             "blocks_to_irreversible": self.finality_blocks(),
+            "messages_per_block": self.per_block(self.network.map(|n| n.messages as f64)),
+            "bytes_per_block": self.per_block(self.network.map(|n| n.bytes as f64)),
+            "commit_latency_ms": self.network.and_then(|n| n.commit_latency_ms),
         })
     }
 }

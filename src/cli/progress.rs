@@ -45,6 +45,12 @@ impl Progress {
         }
     }
 
+    pub(crate) fn inc(&self, n: u64) {
+        if let Some(b) = &self.0 {
+            b.inc(n);
+        }
+    }
+
     pub(crate) fn set_message(&self, msg: String) {
         if let Some(b) = &self.0 {
             b.set_message(msg);

@@ -51,6 +51,7 @@ pub static RULES: &[&dyn Rule] = &[
     &crate::pos::Pos,
     &crate::dpos::Dpos,
     &crate::poa::Poa,
+    &crate::raft::Raft,
     #[cfg(test)]
     &test_rule::QuorumDemo,
 ];
@@ -632,9 +633,9 @@ mod tests {
             assert!(!names[..i].contains(n), "{n} registered twice");
             assert_eq!(Consensus::from_name(n).unwrap().name(), *n);
         }
-        let err = Consensus::from_name("raft").unwrap_err().to_string();
+        let err = Consensus::from_name("tendermint").unwrap_err().to_string();
         assert!(
-            err.contains("\"raft\"") && err.contains("pow, pos, dpos, poa"),
+            err.contains("\"tendermint\"") && err.contains("pow, pos, dpos, poa, raft"),
             "{err}"
         );
     }

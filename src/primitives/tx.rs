@@ -419,6 +419,30 @@ pub enum Transaction {
         /// The holder's signature over [`Transaction::sighash`].
         signature: SigBytes,
     },
+    /// Raft: the second transaction of every block, naming the leader that ordered it, its term
+    /// and its log index, and the client requests its transfers answer (one transfer each, in
+    /// order).
+    Raft {
+        /// The leader.
+        leader: PubKey,
+        /// The leader's term.
+        term: u64,
+        /// The block's index in the replicated log.
+        index: u64,
+        /// The client requests the block's transfers answer.
+        requests: Vec<ClientRequest>,
+    },
+}
+
+/// A client request's identity in an ordered log: the client and its serial number. A
+/// request is applied once however often the client retries it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ClientRequest {
+    /// The client.
+    pub client: u32,
+    /// The client's serial number for it.
+    pub serial: u64,
 }
 
 /// A Clique vote carried by a block.
@@ -464,6 +488,7 @@ const TAG_COINSTAKE: u8 = 3;
 const TAG_CLIQUE: u8 = 4;
 const TAG_PRODUCER: u8 = 5;
 const TAG_VOTE: u8 = 6;
+const TAG_RAFT: u8 = 7;
 
 impl Transaction {
     /// Returns the consensus encoding, the bytes hashed into the txid.
@@ -538,6 +563,23 @@ impl Transaction {
                 out.extend_from_slice(&slot.to_le_bytes());
                 out
             }
+            Self::Raft {
+                leader,
+                term,
+                index,
+                requests,
+            } => {
+                let mut out = vec![TAG_RAFT];
+                out.extend_from_slice(&leader.to_bytes());
+                out.extend_from_slice(&term.to_le_bytes());
+                out.extend_from_slice(&index.to_le_bytes());
+                push_compact_size(&mut out, requests.len());
+                for r in requests {
+                    out.extend_from_slice(&r.client.to_le_bytes());
+                    out.extend_from_slice(&r.serial.to_le_bytes());
+                }
+                out
+            }
             Self::Vote {
                 voter,
                 seq,
@@ -590,7 +632,8 @@ impl Transaction {
             Self::Genesis { .. }
             | Self::Clique { .. }
             | Self::Producer { .. }
-            | Self::Vote { .. } => &[],
+            | Self::Vote { .. }
+            | Self::Raft { .. } => &[],
             Self::Coinbase { outputs, .. }
             | Self::Transfer { outputs, .. }
             | Self::Coinstake { outputs, .. } => outputs,
@@ -651,6 +694,7 @@ impl Transaction {
             Self::Coinstake { .. } => "coinstake",
             Self::Clique { .. } => "clique",
             Self::Producer { .. } => "producer",
+            Self::Raft { .. } => "raft",
             Self::Vote { .. } => "vote",
         }
     }

@@ -204,6 +204,7 @@ fn live(args: &CompareArgs, pool: &rayon::ThreadPool, dir: &Path) -> Result<Opti
             },
         )?;
         let interrupted = outcome.interrupted;
+        let network = outcome.network;
         let wall = started.elapsed().as_secs_f64();
         progress.finish();
         if interrupted {
@@ -235,6 +236,7 @@ fn live(args: &CompareArgs, pool: &rayon::ThreadPool, dir: &Path) -> Result<Opti
             signatures: signatures(&state),
             irreversible_height: state.rule_state().irreversible_height(),
             finality: finality.into_waits(),
+            network,
         });
     }
     Ok(Some(phases))
@@ -316,6 +318,7 @@ fn from_file(path: &Path, pool: &rayon::ThreadPool, quiet: bool) -> Result<Optio
         signatures: signatures(&state),
         irreversible_height: state.rule_state().irreversible_height(),
         finality: seen.finality.into_waits(),
+        network: None,
     }))
 }
 
@@ -398,7 +401,7 @@ fn report(args: &CompareArgs, phases: &[Phase]) -> Result<()> {
         }
     )?;
     type Row<'a> = (&'a str, &'a dyn Fn(&Phase) -> Option<f64>, &'a str);
-    let rows: [Row<'_>; 13] = [
+    let rows: [Row<'_>; 16] = [
         ("blocks produced", &|p| Some(p.produced() as f64), ""),
         ("spacing", &|p| Some(p.spec.spacing_s()), "s"),
         ("hashes", &|p| Some(p.hashes()), ""),
@@ -409,6 +412,25 @@ fn report(args: &CompareArgs, phases: &[Phase]) -> Result<()> {
         ("energy", &|p| p.energy_j, "J"),
         ("energy/block", &|p| p.per_block(p.energy_j), "J"),
         ("signatures", &|p| Some(p.signatures as f64), ""),
+        (
+            "messages/block",
+            &|p| p.per_block(p.network.map(|n| n.messages as f64)),
+            "",
+        ),
+        (
+            "bytes/block",
+            &|p| p.per_block(p.network.map(|n| n.bytes as f64)),
+            "B",
+        ),
+        (
+            "commit latency",
+            &|p| {
+                p.network
+                    .and_then(|n| n.commit_latency_ms)
+                    .map(|ms| ms / 1000.0)
+            },
+            "s",
+        ),
         (
             "irreversible at",
             &|p| p.irreversible_height.map(f64::from),

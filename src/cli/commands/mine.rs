@@ -132,6 +132,7 @@ pub(crate) fn run(args: &MineArgs) -> Result<ExitCode> {
         mined,
         interrupted,
         evidence,
+        ..
     } = outcome?;
 
     let run = RunStats {
@@ -377,6 +378,20 @@ fn print_producers(
                 r.coin_days.unwrap_or(0),
                 r.interest.unwrap_or(0.0)
             )?;
+        }
+        return Ok(());
+    }
+    let turns = rows.iter().any(|r| r.missed.is_some());
+    if !turns {
+        // Leaders elected for a term have no turns to miss.
+        writeln!(
+            out,
+            "\n  {:<12} {:>7}",
+            what.trim_end_matches('s'),
+            "blocks"
+        )?;
+        for r in rows.iter().filter(|r| r.blocks > 0) {
+            writeln!(out, "  {:<12} {:>7}", r.name, r.blocks)?;
         }
         return Ok(());
     }

@@ -1,10 +1,13 @@
 //! One module per subcommand, and the chain replay they share.
 
 pub(crate) mod bench;
+pub(crate) mod check;
 pub(crate) mod compare;
+pub(crate) mod elections;
 pub(crate) mod header;
 pub(crate) mod mine;
 pub(crate) mod show;
+pub(crate) mod sim;
 pub(crate) mod verify;
 
 use std::path::Path;

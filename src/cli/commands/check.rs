@@ -1,0 +1,166 @@
+//! `chainsmith check RULE`: many random fault schedules; exit 1 if any breaks safety or does
+//! not commit again within the liveness bound once its faults heal. A failing schedule is
+//! printed as a scenario file that `sim --scenario` replays.
+
+use std::io::Write as _;
+use std::process::ExitCode;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Instant;
+
+use anyhow::Result;
+use chainsmith::raft::check::{CheckBounds, ScheduleOutcome, check_schedule, schedule};
+use chainsmith::raft::cluster::cluster_spec;
+use chainsmith::raft::spec::RaftSpec;
+use rayon::prelude::*;
+use serde::Serialize;
+
+use crate::cli::args::CheckArgs;
+use crate::cli::commands::sim::{ordering_rule, ordering_spec};
+use crate::cli::progress::Progress;
+use crate::cli::{EXIT_INVALID, thread_pool};
+
+#[derive(Serialize)]
+struct Failure {
+    schedule: u64,
+    problem: String,
+    scenario: chainsmith::sim::scenario::Scenario,
+}
+
+#[derive(Serialize)]
+struct Summary {
+    rule: &'static str,
+    spec: String,
+    nodes: usize,
+    seed: u64,
+    schedules: u64,
+    violations: u64,
+    not_live: u64,
+    faulty_s: f64,
+    liveness_bound_s: f64,
+    recovery_p50_s: Option<f64>,
+    recovery_max_s: Option<f64>,
+    blocks: u64,
+    events: u64,
+    events_per_s: f64,
+    elapsed_s: f64,
+    failures: Vec<Failure>,
+}
+
+pub(crate) fn run(args: &CheckArgs) -> Result<ExitCode> {
+    ordering_rule(args.rule, "check")?;
+    let base = ordering_spec(args.rule, args.spec.as_deref())?;
+    let spec = cluster_spec(&base, args.nodes.map(usize::from), &Default::default())
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
+    let names = spec.section::<RaftSpec>().expect("raft").members.clone();
+    let bounds = CheckBounds::default();
+    let pool = thread_pool(args.threads)?;
+    let bar = Progress::new(Some(args.schedules), "schedules", args.quiet);
+    let bad = AtomicU64::new(0);
+    let start = Instant::now();
+    let outcomes: Vec<(u64, ScheduleOutcome)> = pool.install(|| {
+        (0..args.schedules)
+            .into_par_iter()
+            .map(|i| {
+                let sc = schedule(args.seed, i, &names, &bounds);
+                let outcome = check_schedule(&spec, &sc, &bounds)
+                    .expect("a drawn schedule names only the spec's nodes");
+                if outcome.violation.is_some() || outcome.recovery_s.is_none() {
+                    bad.fetch_add(1, Ordering::Relaxed);
+                }
+                bar.inc(1);
+                bar.set_message(format!("{} failing", bad.load(Ordering::Relaxed)));
+                (i, outcome)
+            })
+            .collect()
+    });
+    bar.finish();
+    let elapsed = start.elapsed().as_secs_f64();
+    let mut recoveries: Vec<f64> = outcomes.iter().filter_map(|(_, o)| o.recovery_s).collect();
+    recoveries.sort_by(f64::total_cmp);
+    let failures: Vec<Failure> = outcomes
+        .iter()
+        .filter_map(|(i, o)| {
+            let problem = match (&o.violation, o.recovery_s) {
+                (Some(v), _) => v.clone(),
+                (None, None) => format!(
+                    "not live: no new block within {} s after the faults healed at {} s",
+                    bounds.liveness_s, bounds.faulty_s
+                ),
+                (None, Some(_)) => return None,
+            };
+            Some(Failure {
+                schedule: *i,
+                problem,
+                scenario: o.scenario.clone(),
+            })
+        })
+        .collect();
+    let events: u64 = outcomes.iter().map(|(_, o)| o.events).sum();
+    let summary = Summary {
+        rule: "raft",
+        spec: spec.name.clone(),
+        nodes: names.len(),
+        seed: args.seed,
+        schedules: args.schedules,
+        violations: outcomes
+            .iter()
+            .filter(|(_, o)| o.violation.is_some())
+            .count() as u64,
+        not_live: outcomes
+            .iter()
+            .filter(|(_, o)| o.violation.is_none() && o.recovery_s.is_none())
+            .count() as u64,
+        faulty_s: bounds.faulty_s,
+        liveness_bound_s: bounds.liveness_s,
+        recovery_p50_s: recoveries.get(recoveries.len() / 2).copied(),
+        recovery_max_s: recoveries.last().copied(),
+        blocks: outcomes.iter().map(|(_, o)| o.blocks).sum(),
+        events,
+        events_per_s: events as f64 / elapsed.max(1e-9),
+        elapsed_s: elapsed,
+        failures,
+    };
+    let mut out = std::io::stdout().lock();
+    if args.json {
+        writeln!(out, "{}", serde_json::to_string(&summary)?)?;
+    } else {
+        writeln!(
+            out,
+            "check raft: {} schedules on {} nodes (seed {}): {} safety violations, {} not live",
+            summary.schedules, summary.nodes, summary.seed, summary.violations, summary.not_live
+        )?;
+        writeln!(
+            out,
+            "  each: crashes, restarts, partitions, loss ≤ 20 %, duplication ≤ 10 %, delay 1–30 ms for {} s, then calm",
+            bounds.faulty_s
+        )?;
+        if let (Some(p50), Some(max)) = (summary.recovery_p50_s, summary.recovery_max_s) {
+            writeln!(
+                out,
+                "  after healing, the next block committed in {p50:.3} s (median), {max:.3} s (worst); bound {} s",
+                bounds.liveness_s
+            )?;
+        }
+        writeln!(
+            out,
+            "  {} blocks, {} events in {:.1} s ({:.2} M events/s)",
+            summary.blocks,
+            summary.events,
+            elapsed,
+            summary.events_per_s / 1e6
+        )?;
+        for f in summary.failures.iter().take(3) {
+            writeln!(out, "schedule {} failed: {}", f.schedule, f.problem)?;
+            writeln!(
+                out,
+                "  replay: save this as a file and run `chainsmith sim raft --scenario FILE`"
+            )?;
+            writeln!(out, "{}", serde_json::to_string_pretty(&f.scenario)?)?;
+        }
+    }
+    Ok(if summary.failures.is_empty() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(EXIT_INVALID)
+    })
+}

@@ -1,0 +1,225 @@
+//! `chainsmith sim RULE`: one simulated run of an ordering protocol's cluster, from a scenario
+//! file and/or flags; the report, optionally a timeline and every node's chain file.
+
+use std::io::Write as _;
+use std::path::Path;
+use std::process::ExitCode;
+
+use anyhow::{Context, Result, bail};
+use chainsmith::ChainSpec;
+use chainsmith::chain::record::BlockRecord;
+use chainsmith::chain::store::{ChainLock, ChainWriter};
+use chainsmith::raft::check::{build, run as run_scenario};
+use chainsmith::raft::cluster::{Cluster, Safety, SimReport};
+use chainsmith::raft::spec::RaftSpec;
+use chainsmith::sim::scenario::{CrashSpec, PartitionSpec, Scenario};
+
+use crate::cli::args::{RuleArg, SimArgs, parse_time};
+use crate::cli::{EXIT_INVALID, resolve_spec};
+
+/// The ordering rules `sim` and `check` run.
+pub(crate) const ORDERING_RULES: &[&str] = &["raft"];
+
+/// Refuses a rule that is not an ordering protocol.
+pub(crate) fn ordering_rule(rule: RuleArg, command: &str) -> Result<()> {
+    if ORDERING_RULES.contains(&rule.0.name()) {
+        return Ok(());
+    }
+    bail!(
+        "{command} {}: not an ordering protocol; {command} runs {}",
+        rule.0.name(),
+        ORDERING_RULES.join(", ")
+    )
+}
+
+/// The spec `--spec` names, or the rule's demo spec.
+pub(crate) fn ordering_spec(rule: RuleArg, spec: Option<&str>) -> Result<ChainSpec> {
+    let name = spec.map_or_else(|| format!("{}-demo", rule.0.name()), str::to_owned);
+    let spec = resolve_spec(&name)?;
+    if spec.consensus != rule.0 {
+        bail!(
+            "--spec {name}: a {} spec, not {}",
+            spec.consensus,
+            rule.0.name()
+        );
+    }
+    Ok(spec)
+}
+
+/// Parses `NODE@T[..T2]`.
+fn parse_crash(s: &str) -> Result<CrashSpec> {
+    let (node, times) = s
+        .split_once('@')
+        .with_context(|| format!("--crash {s:?}: expected NODE@T[..T2]"))?;
+    let (at, restart) = match times.split_once("..") {
+        Some((a, b)) => (a, Some(b)),
+        None => (times, None),
+    };
+    let time = |t: &str| parse_time(t).map_err(|e| anyhow::anyhow!("--crash {s:?}: {e}"));
+    Ok(CrashSpec {
+        node: node.trim().to_owned(),
+        at_s: time(at)?,
+        restart_s: restart.map(time).transpose()?,
+    })
+}
+
+/// Parses `A,B|C,D@T1..T2`.
+fn parse_partition(s: &str) -> Result<PartitionSpec> {
+    let (groups, times) = s
+        .split_once('@')
+        .with_context(|| format!("--partition {s:?}: expected A,B|C,D@T1..T2"))?;
+    let (from, to) = times
+        .split_once("..")
+        .with_context(|| format!("--partition {s:?}: expected a time range T1..T2"))?;
+    let time = |t: &str| parse_time(t).map_err(|e| anyhow::anyhow!("--partition {s:?}: {e}"));
+    Ok(PartitionSpec {
+        groups: groups
+            .split('|')
+            .map(|g| g.split(',').map(|n| n.trim().to_owned()).collect())
+            .collect(),
+        from_s: time(from)?,
+        to_s: time(to)?,
+    })
+}
+
+/// The scenario file (or the default) with the flags applied.
+fn scenario(args: &SimArgs, spec: &ChainSpec) -> Result<Scenario> {
+    let mut sc = match &args.scenario {
+        Some(path) => {
+            let text = std::fs::read_to_string(path)
+                .with_context(|| format!("reading scenario {}", path.display()))?;
+            Scenario::from_json(&text)
+                .map_err(|e| anyhow::anyhow!("scenario {}: {e}", path.display()))?
+        }
+        None => Scenario::default(),
+    };
+    if let Some(n) = args.nodes {
+        sc.nodes = Some(usize::from(n));
+    }
+    if let Some(s) = args.seed {
+        sc.seed = s;
+    }
+    if let Some(b) = args.blocks {
+        sc.blocks = Some(b);
+        sc.duration_s = None;
+    }
+    if let Some(d) = args.duration {
+        sc.duration_s = Some(d);
+        sc.blocks = None;
+    }
+    for c in &args.crash {
+        sc.crashes.push(parse_crash(c)?);
+    }
+    for p in &args.partition {
+        sc.partitions.push(parse_partition(p)?);
+    }
+    if args.drop.is_some() || args.duplicate.is_some() || args.delay.is_some() {
+        let mut net = sc.network.unwrap_or_else(|| {
+            spec.section::<RaftSpec>()
+                .map(|r| r.network)
+                .unwrap_or_default()
+        });
+        if let Some(p) = args.drop {
+            net.drop = p;
+        }
+        if let Some(p) = args.duplicate {
+            net.duplicate = p;
+        }
+        if let Some(d) = args.delay {
+            net.delay_ms = d;
+        }
+        sc.network = Some(net);
+    }
+    if let Some(l) = args.load {
+        sc.load_tps = Some(l);
+    }
+    if sc.load_tps.is_none() {
+        sc.load_tps = Some(20.0);
+    }
+    if let Some((lo, hi)) = args.election {
+        sc.params.insert(
+            "election_timeout_ms".into(),
+            serde_json::json!([lo.round() as u64, hi.round() as u64]),
+        );
+    }
+    if args.no_pre_vote {
+        sc.params
+            .insert("pre_vote".into(), serde_json::json!(false));
+    }
+    if args.no_check_quorum {
+        sc.params
+            .insert("check_quorum".into(), serde_json::json!(false));
+    }
+    Ok(sc)
+}
+
+/// Writes each node's chain: the genesis line, then its committed blocks.
+fn write_chains(dir: &Path, spec: &ChainSpec, cluster: &Cluster) -> Result<Vec<String>> {
+    std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    let genesis = BlockRecord::new(0, &spec.genesis_block(), Some(spec));
+    let mut files = Vec::new();
+    for (name, chain) in cluster.names().iter().zip(cluster.chains()) {
+        let path = dir.join(format!("{name}.jsonl"));
+        let _lock = ChainLock::acquire(&path).with_context(|| format!("{}", path.display()))?;
+        let mut writer = ChainWriter::create(&path, &genesis)
+            .with_context(|| format!("{}: choose another --out", path.display()))?;
+        for record in chain {
+            writer
+                .append(record)
+                .with_context(|| format!("writing {}", path.display()))?;
+        }
+        files.push(path.display().to_string());
+    }
+    Ok(files)
+}
+
+pub(crate) fn run(args: &SimArgs) -> Result<ExitCode> {
+    ordering_rule(args.rule, "sim")?;
+    let spec = ordering_spec(args.rule, args.spec.as_deref())?;
+    let sc = scenario(args, &spec)?;
+    let mut cluster =
+        build(&spec, &sc, args.out.is_some(), args.trace).map_err(|e| anyhow::anyhow!("{e}"))?;
+    run_scenario(&mut cluster, &sc);
+    let report: SimReport = cluster.report();
+    let files = match &args.out {
+        Some(dir) => {
+            let node_spec = chainsmith::raft::cluster::cluster_spec(&spec, sc.nodes, &sc.params)
+                .map_err(|e| anyhow::anyhow!("{e}"))?;
+            let mut node_spec = node_spec;
+            if let Some(net) = sc.network {
+                let mut raft = node_spec.section::<RaftSpec>().expect("raft").clone();
+                raft.network = net;
+                node_spec.section = Some(chainsmith::chain::spec::RuleSection::new(raft));
+            }
+            write_chains(dir, &node_spec, &cluster)?
+        }
+        None => Vec::new(),
+    };
+    let mut out = std::io::stdout().lock();
+    if args.json {
+        let mut value = serde_json::to_value(&report)?;
+        if let Some(obj) = value.as_object_mut() {
+            obj.insert("files".into(), serde_json::json!(files));
+            if args.trace {
+                obj.insert("trace".into(), serde_json::json!(cluster.trace()));
+            }
+        }
+        writeln!(out, "{value}")?;
+    } else {
+        for line in cluster.trace() {
+            writeln!(out, "{line}")?;
+        }
+        writeln!(out, "{}", report.to_text())?;
+        for f in &files {
+            writeln!(out, "  chain file         {f}")?;
+        }
+    }
+    if let Safety::Violated { property, .. } = &report.safety {
+        eprintln!(
+            "chainsmith: safety violated: {property} (seed {}); replay with the same flags or scenario",
+            report.seed
+        );
+        return Ok(ExitCode::from(EXIT_INVALID));
+    }
+    Ok(ExitCode::SUCCESS)
+}
