@@ -210,3 +210,33 @@ fn bad_input_is_a_one_line_usage_error() {
         assert!(!err.contains("panicked"), "{args:?}: {err}");
     }
 }
+
+#[test]
+fn pre_vote_and_check_quorum_keep_a_rejoining_node_from_deposing_the_leader() {
+    let run = |extra: &[&str]| {
+        let mut args = vec![
+            "sim",
+            "raft",
+            "--json",
+            "--duration",
+            "6s",
+            "--partition",
+            "s5|s1,s2,s3,s4@1s..4s",
+        ];
+        args.extend_from_slice(extra);
+        let out = chainsmith(&args);
+        assert!(out.status.success(), "{out:?}");
+        json(&out)["leaders"].as_array().unwrap().clone()
+    };
+    // Cut off, s5 campaigns again and again, raising its term; back, its term deposes s1.
+    let bare = run(&["--no-pre-vote", "--no-check-quorum"]);
+    assert!(bare.len() >= 2, "{bare:?}");
+    assert!(
+        bare.last().unwrap()["term"].as_u64().unwrap() > 5,
+        "{bare:?}"
+    );
+    // With pre-vote its campaigns never raise a term, and s1 leads throughout.
+    let guarded = run(&[]);
+    assert_eq!(guarded.len(), 1, "{guarded:?}");
+    assert_eq!(guarded[0]["term"], 1);
+}
