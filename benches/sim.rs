@@ -66,7 +66,7 @@ fn bench(c: &mut Criterion) {
         ..Scenario::default()
     };
     let blocks_run = || {
-        let mut cluster = build(&spec, &scenario, false, false).expect("valid scenario");
+        let mut cluster = build(&spec, &scenario, false).expect("valid scenario");
         assert!(chainsmith::raft::check::run(&mut cluster, &scenario));
         cluster.stats().events
     };

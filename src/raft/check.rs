@@ -30,19 +30,13 @@ pub const BLOCKS_TIMEOUT_S: f64 = 3_600.0;
 ///
 /// # Errors
 /// [`RunError`] naming the field.
-pub fn build(
-    spec: &ChainSpec,
-    scenario: &Scenario,
-    keep_chains: bool,
-    trace: bool,
-) -> Result<Cluster, RunError> {
-    build_with(spec, scenario, keep_chains, trace, node_config)
+pub fn build(spec: &ChainSpec, scenario: &Scenario, trace: bool) -> Result<Cluster, RunError> {
+    build_with(spec, scenario, trace, node_config)
 }
 
 pub(crate) fn build_with(
     spec: &ChainSpec,
     scenario: &Scenario,
-    keep_chains: bool,
     trace: bool,
     config: fn(&RaftSpec, NodeId) -> RaftConfig,
 ) -> Result<Cluster, RunError> {
@@ -71,7 +65,6 @@ pub(crate) fn build_with(
         spec: spec.clone(),
         seed: scenario.seed,
         faults,
-        keep_chains,
         trace,
         origin: spec.genesis.time,
     };
@@ -165,7 +158,7 @@ pub(crate) fn check_schedule_with(
     bounds: &CheckBounds,
     config: fn(&RaftSpec, NodeId) -> RaftConfig,
 ) -> Result<ScheduleOutcome, RunError> {
-    let mut cluster = build_with(spec, scenario, false, false, config)?;
+    let mut cluster = build_with(spec, scenario, false, config)?;
     let healed = secs(bounds.faulty_s);
     let mut safe = cluster.run_until(healed);
     let mut recovery_s = None;

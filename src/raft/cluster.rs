@@ -80,19 +80,19 @@ pub struct ClusterRun {
     pub seed: u64,
     /// Faults and load.
     pub faults: Faults,
-    /// Keep every node's committed blocks (for chain files).
-    pub keep_chains: bool,
     /// Record a readable timeline.
     pub trace: bool,
     /// Unix time of virtual time 0 (block times count from it).
     pub origin: u32,
 }
 
+/// Where each node's newly committed blocks go (its chain file), in commit order.
+pub type BlockSink = Box<dyn FnMut(NodeId, &BlockRecord) + Send>;
+
 /// The host: what the cluster's nodes committed and noted.
-#[derive(Debug, Default)]
+#[derive(Default)]
 struct Recorder {
-    keep: bool,
-    chains: Vec<Vec<BlockRecord>>,
+    sink: Option<BlockSink>,
     last: Vec<u64>,
     blocks: u64,
     max_block_index: u64,
@@ -132,8 +132,8 @@ impl Host<Node> for Recorder {
         if node == 0 {
             self.first_node_blocks.push_back(block.record.clone());
         }
-        if self.keep {
-            self.chains[node].push(block.record.clone());
+        if let Some(sink) = &mut self.sink {
+            sink(node, &block.record);
         }
     }
 
@@ -256,8 +256,6 @@ impl Cluster {
             sim,
             observer: RaftObserver::new(n, disk.base.0),
             host: Recorder {
-                keep: run.keep_chains,
-                chains: vec![Vec::new(); n],
                 last: vec![disk.base.0; n],
                 trace: run.trace.then(Vec::new),
                 names: names.clone(),
@@ -329,10 +327,15 @@ impl Cluster {
         self.host.last_block_at
     }
 
-    /// Each node's committed blocks (when kept).
+    /// Hands every block a node commits from now on to `sink` (each node's chain file).
+    pub fn set_sink(&mut self, sink: BlockSink) {
+        self.host.sink = Some(sink);
+    }
+
+    /// The spec the nodes run: the members, parameters and network the run uses.
     #[must_use]
-    pub fn chains(&self) -> &[Vec<BlockRecord>] {
-        &self.host.chains
+    pub const fn spec(&self) -> &ChainSpec {
+        &self.spec
     }
 
     /// The members' names.
@@ -443,6 +446,7 @@ impl Cluster {
             requests: stats.submitted,
             answered: stats.latencies.len() as u64,
             retries: stats.retries,
+            abandoned: stats.abandoned,
             latency_ms: latency(stats.latencies.clone()),
             block_commit_ms: latency(self.host.commit_latencies.clone()),
             messages,
@@ -591,6 +595,8 @@ pub struct SimReport {
     pub answered: u64,
     /// Client retries (unanswered within a second).
     pub retries: u64,
+    /// Requests the clients gave up on after ten retries.
+    pub abandoned: u64,
     /// Client latency: submit to reply.
     pub latency_ms: Latency,
     /// Block latency: the leader appends it to the first commit.
@@ -649,13 +655,14 @@ impl SimReport {
         let ms = |v: Option<f64>| v.map_or_else(|| "–".to_owned(), |v| format!("{v:.1} ms"));
         let _ = writeln!(
             s,
-            "  client latency     p50 {}  p99 {}  max {}   ({} of {} requests answered, {} retries)",
+            "  client latency     p50 {}  p99 {}  max {}   ({} of {} requests answered, {} retries, {} abandoned)",
             ms(self.latency_ms.p50),
             ms(self.latency_ms.p99),
             ms(self.latency_ms.max),
             self.answered,
             self.requests,
-            self.retries
+            self.retries,
+            self.abandoned
         );
         let _ = writeln!(
             s,

@@ -408,7 +408,6 @@ impl Producer for RaftProducer {
                     first_client: (state.next_height()).saturating_mul(crate::sim::CLIENTS),
                     ..Faults::default()
                 },
-                keep_chains: false,
                 trace: false,
                 origin,
             };

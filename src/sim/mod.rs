@@ -270,6 +270,8 @@ pub struct SimStats {
     pub submitted: u64,
     /// Client retries.
     pub retries: u64,
+    /// Requests the clients gave up on after [`MAX_RETRIES`] retries.
+    pub abandoned: u64,
     /// Submit-to-reply latency of each answered request, microseconds, in answer order.
     pub latencies: Vec<Micros>,
 }
@@ -278,6 +280,9 @@ pub struct SimStats {
 pub const CLIENTS: u32 = 8;
 /// A client retries a request not answered within this time, at another random node.
 const CLIENT_RETRY: Micros = 1_000 * MS;
+/// … at most this many times, then gives up on it (so an overloaded cluster's backlog of
+/// retries stays bounded).
+pub const MAX_RETRIES: u32 = 10;
 
 enum Event<E: Engine> {
     Deliver {
@@ -299,7 +304,7 @@ enum Event<E: Engine> {
     Restart(NodeId),
     ClientTick,
     ClientSend(Request),
-    ClientRetry(Request),
+    ClientRetry(Request, u32),
     ClientTo(NodeId, Request),
 }
 
@@ -651,7 +656,7 @@ impl<E: Engine> Simulator<E> {
                 self.waiting.insert(request, self.now);
                 let d = self.delay();
                 self.schedule(self.now + d, Event::ClientSend(request));
-                self.schedule(self.now + CLIENT_RETRY, Event::ClientRetry(request));
+                self.schedule(self.now + CLIENT_RETRY, Event::ClientRetry(request, 1));
                 let gap = self.client_gap();
                 self.schedule(self.now + gap, Event::ClientTick);
             }
@@ -678,13 +683,19 @@ impl<E: Engine> Simulator<E> {
                     });
                 }
             }
-            Event::ClientRetry(request) => {
-                if self.waiting.contains_key(&request) {
-                    self.stats.retries += 1;
-                    let d = self.delay();
-                    self.schedule(self.now + d, Event::ClientSend(request));
-                    self.schedule(self.now + CLIENT_RETRY, Event::ClientRetry(request));
+            Event::ClientRetry(request, n) => {
+                if !self.waiting.contains_key(&request) {
+                    return;
                 }
+                if n > MAX_RETRIES {
+                    self.waiting.remove(&request);
+                    self.stats.abandoned += 1;
+                    return;
+                }
+                self.stats.retries += 1;
+                let d = self.delay();
+                self.schedule(self.now + d, Event::ClientSend(request));
+                self.schedule(self.now + CLIENT_RETRY, Event::ClientRetry(request, n + 1));
             }
         }
     }

@@ -105,6 +105,9 @@ fn err(field: impl Into<String>, reason: impl Into<String>) -> ScenarioError {
     }
 }
 
+/// The heaviest client load a scenario may ask for, transactions per second.
+pub const MAX_LOAD_TPS: f64 = 10_000.0;
+
 /// The longest run a scenario may ask for, seconds of virtual time (a day).
 pub const MAX_DURATION_S: f64 = 86_400.0;
 
@@ -191,8 +194,11 @@ impl Scenario {
             partitions.push(Partition { groups, from, to });
         }
         let load_tps = self.load_tps.unwrap_or(0.0);
-        if !(load_tps.is_finite() && (0.0..=1e6).contains(&load_tps)) {
-            return Err(err("load_tps", format!("{load_tps} is not 0 to 1000000")));
+        if !(load_tps.is_finite() && (0.0..=MAX_LOAD_TPS).contains(&load_tps)) {
+            return Err(err(
+                "load_tps",
+                format!("{load_tps} is not 0 to {MAX_LOAD_TPS}"),
+            ));
         }
         Ok(Faults {
             crashes,

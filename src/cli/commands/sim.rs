@@ -1,9 +1,10 @@
 //! `chainsmith sim RULE`: one simulated run of an ordering protocol's cluster, from a scenario
 //! file and/or flags; the report, optionally a timeline and every node's chain file.
 
-use std::io::Write as _;
-use std::path::Path;
+use std::io::{self, Write as _};
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
+use std::sync::{Arc, Mutex};
 
 use anyhow::{Context, Result, bail};
 use chainsmith::ChainSpec;
@@ -153,48 +154,84 @@ fn scenario(args: &SimArgs, spec: &ChainSpec) -> Result<Scenario> {
     Ok(sc)
 }
 
-/// Writes each node's chain: the genesis line, then its committed blocks.
-fn write_chains(dir: &Path, spec: &ChainSpec, cluster: &Cluster) -> Result<Vec<String>> {
-    std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
-    let genesis = BlockRecord::new(0, &spec.genesis_block(), Some(spec));
-    let mut files = Vec::new();
-    for (name, chain) in cluster.names().iter().zip(cluster.chains()) {
-        let path = dir.join(format!("{name}.jsonl"));
-        let _lock = ChainLock::acquire(&path).with_context(|| format!("{}", path.display()))?;
-        let mut writer = ChainWriter::create(&path, &genesis)
-            .with_context(|| format!("{}: choose another --out", path.display()))?;
-        for record in chain {
-            writer
-                .append(record)
+/// Each node's chain file, written as the node commits: the genesis line (created as `mine`
+/// creates a chain), then one line per committed block, buffered and synced at the end.
+struct ChainFiles {
+    paths: Vec<PathBuf>,
+    writers: Arc<Mutex<Vec<io::BufWriter<std::fs::File>>>>,
+    error: Arc<Mutex<Option<io::Error>>>,
+    _locks: Vec<ChainLock>,
+}
+
+impl ChainFiles {
+    fn create(dir: &Path, cluster: &mut Cluster) -> Result<Self> {
+        std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+        let spec = cluster.spec().clone();
+        let genesis = BlockRecord::new(0, &spec.genesis_block(), Some(&spec));
+        let mut paths = Vec::new();
+        let mut writers = Vec::new();
+        let mut locks = Vec::new();
+        for name in cluster.names() {
+            let path = dir.join(format!("{name}.jsonl"));
+            locks.push(ChainLock::acquire(&path).with_context(|| format!("{}", path.display()))?);
+            ChainWriter::create(&path, &genesis)
+                .with_context(|| format!("{}: choose another --out", path.display()))?;
+            let file = std::fs::OpenOptions::new()
+                .append(true)
+                .open(&path)
+                .with_context(|| format!("opening {}", path.display()))?;
+            writers.push(io::BufWriter::new(file));
+            paths.push(path);
+        }
+        let files = Self {
+            paths,
+            writers: Arc::new(Mutex::new(writers)),
+            error: Arc::new(Mutex::new(None)),
+            _locks: locks,
+        };
+        let (writers, error) = (Arc::clone(&files.writers), Arc::clone(&files.error));
+        cluster.set_sink(Box::new(move |node, record| {
+            let mut line = record.to_json_line().into_bytes();
+            line.push(b'\n');
+            let mut writers = writers.lock().expect("no writer panics");
+            if let Err(e) = writers[node].write_all(&line) {
+                error.lock().expect("no writer panics").get_or_insert(e);
+            }
+        }));
+        Ok(files)
+    }
+
+    /// Flushes and syncs every file; the paths written.
+    fn finish(self) -> Result<Vec<String>> {
+        if let Some(e) = self.error.lock().expect("no writer panics").take() {
+            return Err(e).context("writing the chain files");
+        }
+        let mut writers = self.writers.lock().expect("no writer panics");
+        for (w, path) in writers.iter_mut().zip(&self.paths) {
+            w.flush()
+                .and_then(|()| w.get_ref().sync_all())
                 .with_context(|| format!("writing {}", path.display()))?;
         }
-        files.push(path.display().to_string());
+        Ok(self.paths.iter().map(|p| p.display().to_string()).collect())
     }
-    Ok(files)
 }
 
 pub(crate) fn run(args: &SimArgs) -> Result<ExitCode> {
     ordering_rule(args.rule, "sim")?;
     let spec = ordering_spec(args.rule, args.spec.as_deref())?;
     let sc = scenario(args, &spec)?;
-    let mut cluster =
-        build(&spec, &sc, args.out.is_some(), args.trace).map_err(|e| anyhow::anyhow!("{e}"))?;
+    let mut cluster = build(&spec, &sc, args.trace).map_err(|e| anyhow::anyhow!("{e}"))?;
+    let files = args
+        .out
+        .as_deref()
+        .map(|dir| ChainFiles::create(dir, &mut cluster))
+        .transpose()?;
     run_scenario(&mut cluster, &sc);
     let report: SimReport = cluster.report();
-    let files = match &args.out {
-        Some(dir) => {
-            let node_spec = chainsmith::raft::cluster::cluster_spec(&spec, sc.nodes, &sc.params)
-                .map_err(|e| anyhow::anyhow!("{e}"))?;
-            let mut node_spec = node_spec;
-            if let Some(net) = sc.network {
-                let mut raft = node_spec.section::<RaftSpec>().expect("raft").clone();
-                raft.network = net;
-                node_spec.section = Some(chainsmith::chain::spec::RuleSection::new(raft));
-            }
-            write_chains(dir, &node_spec, &cluster)?
-        }
-        None => Vec::new(),
-    };
+    let files = files
+        .map(ChainFiles::finish)
+        .transpose()?
+        .unwrap_or_default();
     let mut out = std::io::stdout().lock();
     if args.json {
         let mut value = serde_json::to_value(&report)?;
