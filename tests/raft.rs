@@ -180,7 +180,15 @@ fn bad_input_is_a_one_line_usage_error() {
         r#"{"partitions": [{"groups": [["s1","s2"],["s2","s3"]], "from_s": 1, "to_s": 2}]}"#,
     );
     let heartbeat = write("h.json", r#"{"params": {"heartbeat_ms": 200}}"#);
-    let cases: [(&[&str], &str); 8] = [
+    let forever = write("f.json", r#"{"duration_s": 1e30}"#);
+    let backwards = write("b.json", r#"{"duration_s": -5}"#);
+    let crowd = write("c.json", r#"{"nodes": 2000000}"#);
+    let overlap = write(
+        "o.json",
+        r#"{"crashes": [{"node": "s1", "at_s": 1, "restart_s": 5}, {"node": "s1", "at_s": 2, "restart_s": 3}]}"#,
+    );
+    let slow_disk = write("d.json", r#"{"network": {"persist_ms": 100}}"#);
+    let cases: [(&[&str], &str); 13] = [
         (
             &["sim", "raft", "--scenario", &unknown],
             "unknown field `sed`",
@@ -201,6 +209,11 @@ fn bad_input_is_a_one_line_usage_error() {
         (&["sim", "raft", "--nodes", "0"], "--nodes"),
         (&["sim", "pow"], "not an ordering protocol"),
         (&["sim", "raft", "--crash", "s1"], "NODE@T"),
+        (&["sim", "raft", "--scenario", &forever], "duration_s"),
+        (&["sim", "raft", "--scenario", &backwards], "duration_s"),
+        (&["sim", "raft", "--scenario", &crowd], "nodes"),
+        (&["sim", "raft", "--scenario", &overlap], "crashes[1]"),
+        (&["sim", "raft", "--scenario", &slow_disk], "persist_ms"),
     ];
     for (args, needle) in cases {
         let out = chainsmith(args);

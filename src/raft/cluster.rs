@@ -46,10 +46,13 @@ pub fn cluster_spec(
         reason: e.to_string(),
     })?;
     if let Some(n) = nodes {
-        if n == 0 {
+        if n == 0 || n > crate::raft::spec::MAX_MEMBERS {
             return Err(SpecError::BadField {
                 field: "nodes",
-                reason: "a cluster needs at least one node".into(),
+                reason: format!(
+                    "{n}: a cluster has 1 to {} nodes",
+                    crate::raft::spec::MAX_MEMBERS
+                ),
             });
         }
         raft.members.truncate(n);
@@ -96,6 +99,7 @@ struct Recorder {
     last: Vec<u64>,
     blocks: u64,
     max_block_index: u64,
+    follow_first: bool,
     first_node_blocks: VecDeque<BlockRecord>,
     elections: u64,
     leaders: BTreeMap<u64, NodeId>,
@@ -129,7 +133,7 @@ impl Host<Node> for Recorder {
                 self.commit_latencies.push(now - at);
             }
         }
-        if node == 0 {
+        if node == 0 && self.follow_first {
             self.first_node_blocks.push_back(block.record.clone());
         }
         if let Some(sink) = &mut self.sink {
@@ -296,6 +300,12 @@ impl Cluster {
             }
         }
         true
+    }
+
+    /// Queues the blocks the first node commits from now on for
+    /// [`Cluster::next_first_node_block`] (`mine` reads them one by one).
+    pub fn follow_first_node(&mut self) {
+        self.host.follow_first = true;
     }
 
     /// The next block the first node committed, if any waits.

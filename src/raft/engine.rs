@@ -654,10 +654,12 @@ impl<A: App> RaftNode<A> {
         }
         out.push(Output::Note(Note::Committed { index: self.commit }));
         while self.applied < self.commit {
-            self.applied += 1;
-            let Some(entry) = self.entry(self.applied).cloned() else {
+            // The commit index never passes the log's end (a leader's is a stored index, a
+            // follower's is capped by the entries the leader vouched for).
+            let Some(entry) = self.entry(self.applied + 1).cloned() else {
                 break;
             };
+            self.applied += 1;
             if let Some(c) = &entry.command {
                 for r in A::requests(c) {
                     self.done.insert(*r);
@@ -676,10 +678,12 @@ impl<A: App> RaftNode<A> {
             return;
         }
         // Requests already in the log (a retry of a request not yet applied) are not cut again.
+        let unapplied = usize::try_from(self.applied - self.base.0).unwrap_or(usize::MAX);
         let in_log: HashSet<Request> = self
             .log
+            .get(unapplied..)
+            .unwrap_or_default()
             .iter()
-            .filter(|e| e.index > self.applied)
             .filter_map(|e| e.command.as_ref())
             .flat_map(|c| A::requests(c).iter().copied())
             .collect();

@@ -7,7 +7,8 @@
 //! - **Log Matching**: two logs with an entry of the same index and term hold the same
 //!   entries up to it (checked on disk: every entry's prefix digest, keyed by index and term,
 //!   must agree across nodes and time);
-//! - **Leader Completeness**: a new leader's log holds every entry committed so far;
+//! - **Leader Completeness**: a new leader of term T holds every entry committed in a term
+//!   before T;
 //! - **State Machine Safety**: no two nodes commit different entries at one index, and each
 //!   node commits in index order;
 //!
@@ -41,6 +42,10 @@ pub struct RaftObserver<A: App> {
     disk_prefix: Vec<Vec<u64>>,
     disk_term: Vec<u64>,
     committed: Vec<u64>,
+    /// For each committed entry, the lowest term a node was in when it applied it: the entry
+    /// was committed in that term or an earlier one.
+    commit_terms: Vec<u64>,
+    node_terms: Vec<u64>,
     node_commit: Vec<u64>,
     applied: HashSet<Request>,
     app: PhantomData<fn() -> A>,
@@ -58,6 +63,8 @@ impl<A: App> RaftObserver<A> {
             disk_prefix: vec![Vec::new(); n],
             disk_term: vec![0; n],
             committed: Vec::new(),
+            commit_terms: Vec::new(),
+            node_terms: vec![0; n],
             node_commit: vec![base; n],
             applied: HashSet::new(),
             app: PhantomData,
@@ -115,7 +122,15 @@ impl<A: App> Observer<RaftNode<A>> for RaftObserver<A> {
                 self.leaders.insert(term, node);
             }
         }
-        for (i, digest) in self.committed.iter().enumerate() {
+        // Entries committed in earlier terms (a leader of a stale term may win late, and owes
+        // nothing to entries committed after its term).
+        for (i, (digest, _)) in self
+            .committed
+            .iter()
+            .zip(&self.commit_terms)
+            .enumerate()
+            .filter(|(_, (_, t))| **t < term)
+        {
             let index = self.base + 1 + i as u64;
             let theirs = engine.entry(index).map(|e| entry_digest::<A>(e));
             if theirs != Some(*digest) {
@@ -234,6 +249,10 @@ impl<A: App> Observer<RaftNode<A>> for RaftObserver<A> {
             return Ok(());
         };
         let slot = usize::try_from(slot).unwrap_or(usize::MAX);
+        let term = self.node_terms[node];
+        if let Some(t) = self.commit_terms.get_mut(slot) {
+            *t = (*t).min(term);
+        }
         if let Some(agreed) = self.committed.get(slot) {
             if *agreed != digest {
                 return Err(violation(
@@ -248,6 +267,7 @@ impl<A: App> Observer<RaftNode<A>> for RaftObserver<A> {
             return Ok(());
         }
         self.committed.push(digest);
+        self.commit_terms.push(term);
         if let Some(c) = &entry.command {
             for r in A::requests(c) {
                 if !self.applied.insert(*r) {

@@ -94,6 +94,14 @@ pub enum RaftError {
     /// The simulated cluster broke a safety property (a bug: reported with its seed).
     #[error("the cluster broke {0}")]
     Unsafe(String),
+    /// A term or log index beyond what a cluster could continue from.
+    #[error("term {term} or log index {index} is above 2^62")]
+    TooLarge {
+        /// The block's term.
+        term: u64,
+        /// The block's index.
+        index: u64,
+    },
     /// The simulated cluster committed nothing for a minute of virtual time.
     #[error("no block committed in {0} s of simulated time")]
     Stalled(u64),
@@ -207,6 +215,10 @@ impl Rule for Raft {
     }
 }
 
+/// The largest term or log index a block may carry: far beyond any real cluster, and far
+/// enough below `u64::MAX` that a cluster continuing the chain never overflows.
+const MAX_SEAL: u64 = 1 << 62;
+
 /// The state of a Raft chain after its tip.
 #[derive(Debug, Clone)]
 pub struct RaftState {
@@ -264,6 +276,12 @@ impl RaftState {
         };
         if !self.members.contains(leader) {
             return Err(RaftError::NotMember(*leader));
+        }
+        if *term > MAX_SEAL || *index > MAX_SEAL {
+            return Err(RaftError::TooLarge {
+                term: *term,
+                index: *index,
+            });
         }
         if let Some((last_term, last_index, last_leader)) = self.last {
             if *term < last_term {
@@ -411,7 +429,9 @@ impl Producer for RaftProducer {
                 trace: false,
                 origin,
             };
-            Cluster::new(&run, state)
+            let mut cluster = Cluster::new(&run, state);
+            cluster.follow_first_node();
+            cluster
         });
         let give_up = cluster.now() + STALL_S * 1_000 * MS;
         loop {

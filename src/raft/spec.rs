@@ -105,7 +105,17 @@ impl RaftSpec {
         if self.max_block_txs == 0 || self.max_block_txs > 10_000 {
             return Err(bad("raft.max_block_txs", "must be 1 to 10000"));
         }
-        check_network("raft.network", &self.network)
+        check_network("raft.network", &self.network)?;
+        if self.network.persist_ms * 2.0 >= lo as f64 {
+            return Err(SpecError::BadFieldAt {
+                field: "raft.network.persist_ms".into(),
+                reason: format!(
+                    "{} ms writes leave no time to elect within the {lo} ms election timeout: keep them below half of it",
+                    self.network.persist_ms
+                ),
+            });
+        }
+        Ok(())
     }
 }
 

@@ -628,6 +628,10 @@ impl<E: Engine> Simulator<E> {
                 self.hash = mix(mix(self.hash, self.now), 0x3000 + node as u64);
                 let slot = &mut self.nodes[node];
                 if slot.engine.take().is_some() {
+                    // Its timers die with it.
+                    for g in &mut slot.timers {
+                        *g += 1;
+                    }
                     slot.incarnation += 1;
                     slot.disk_busy_until = 0;
                     slot.held = 0;

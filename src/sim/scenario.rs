@@ -42,7 +42,7 @@ pub struct Scenario {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub nodes: Option<usize>,
     /// The seed.
-    #[serde(default)]
+    #[serde(default = "default_seed")]
     pub seed: u64,
     /// Stop after this many blocks are committed …
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -69,6 +69,10 @@ pub struct Scenario {
     /// `election_timeout_ms`…).
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub params: BTreeMap<String, serde_json::Value>,
+}
+
+const fn default_seed() -> u64 {
+    1
 }
 
 impl Default for Scenario {
@@ -105,6 +109,9 @@ fn err(field: impl Into<String>, reason: impl Into<String>) -> ScenarioError {
     }
 }
 
+/// The most blocks a scenario may ask for.
+pub const MAX_BLOCKS: u64 = 1_000_000;
+
 /// The heaviest client load a scenario may ask for, transactions per second.
 pub const MAX_LOAD_TPS: f64 = 10_000.0;
 
@@ -119,6 +126,21 @@ fn time(field: String, s: f64) -> Result<Micros, ScenarioError> {
         ));
     }
     Ok((s * 1e6).round() as Micros)
+}
+
+/// Adds a crash of `node` from `at_s` to `restart_s` unless the node is already down then (a
+/// random schedule never overlaps one node's crashes, which a scenario must not).
+pub fn push_crash(crashes: &mut Vec<CrashSpec>, node: String, at_s: f64, restart_s: f64) {
+    let overlaps = crashes.iter().any(|c| {
+        c.node == node && at_s < c.restart_s.unwrap_or(f64::INFINITY) && c.at_s < restart_s
+    });
+    if !overlaps {
+        crashes.push(CrashSpec {
+            node,
+            at_s,
+            restart_s: Some(restart_s),
+        });
+    }
 }
 
 impl Scenario {
@@ -144,7 +166,17 @@ impl Scenario {
                 )
             })
         };
-        let mut crashes = Vec::new();
+        if let Some(d) = self.duration_s
+            && time("duration_s".into(), d)? == 0
+        {
+            return Err(err("duration_s", "must be above 0"));
+        }
+        if let Some(b) = self.blocks
+            && (b == 0 || b > MAX_BLOCKS)
+        {
+            return Err(err("blocks", format!("{b} is not 1 to {MAX_BLOCKS}")));
+        }
+        let mut crashes: Vec<Crash> = Vec::new();
         for (i, c) in self.crashes.iter().enumerate() {
             let at = time(format!("crashes[{i}].at_s"), c.at_s)?;
             let restart = c
@@ -157,8 +189,19 @@ impl Scenario {
                     "must be after the crash",
                 ));
             }
+            let id = node(format!("crashes[{i}].node"), &c.node)?;
+            let end = restart.unwrap_or(Micros::MAX);
+            if let Some(j) = crashes
+                .iter()
+                .position(|o| o.node == id && at < o.restart.unwrap_or(Micros::MAX) && o.at < end)
+            {
+                return Err(err(
+                    format!("crashes[{i}]"),
+                    format!("{} is still down from crashes[{j}] then", c.node),
+                ));
+            }
             crashes.push(Crash {
-                node: node(format!("crashes[{i}].node"), &c.node)?,
+                node: id,
                 at,
                 restart,
             });
@@ -239,11 +282,8 @@ impl Scenario {
             } else {
                 rng.range(at + 1, end.max(at + 1))
             };
-            crashes.push(CrashSpec {
-                node: names[rng.range(0, n - 1) as usize].clone(),
-                at_s: s(at),
-                restart_s: Some(s(restart)),
-            });
+            let node = names[rng.range(0, n - 1) as usize].clone();
+            push_crash(&mut crashes, node, s(at), s(restart));
         }
         let mut partitions = Vec::new();
         for _ in 0..rng.range(0, 3) {
