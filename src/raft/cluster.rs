@@ -372,17 +372,6 @@ impl Cluster {
         self.sim.stats()
     }
 
-    /// Crashes whoever leads now, if anyone does; returns it.
-    pub fn crash_leader(&mut self) -> Option<NodeId> {
-        let leader = (0..self.sim.len()).find(|n| {
-            self.sim
-                .engine(*n)
-                .is_some_and(|e| e.role() == Role::Leader)
-        })?;
-        self.sim.crash_now(leader);
-        Some(leader)
-    }
-
     /// The report of the run so far.
     #[must_use]
     pub fn report(&self) -> SimReport {
@@ -465,7 +454,7 @@ impl Cluster {
             signatures_per_block: 1.0,
             dropped: stats.dropped,
             safety: match self.sim.violation() {
-                None if faults_empty(&faults) => Safety::Ok,
+                None if faults.is_empty() => Safety::Ok,
                 None => Safety::Violated {
                     property: "state machine safety",
                     time_s: self.sim.now() as f64 / 1e6,
@@ -482,10 +471,6 @@ impl Cluster {
             trace_hash: format!("{:016x}", self.sim.trace_hash()),
         }
     }
-}
-
-fn faults_empty(f: &[String]) -> bool {
-    f.is_empty()
 }
 
 /// `text` with `node K` replaced by the node's name.

@@ -76,12 +76,6 @@ impl<A: App> RaftObserver<A> {
     pub fn committed_count(&self) -> u64 {
         self.committed.len() as u64
     }
-
-    /// The leader of each term seen, by term.
-    #[must_use]
-    pub fn leaders(&self) -> &HashMap<u64, NodeId> {
-        &self.leaders
-    }
 }
 
 fn violation(property: &'static str, now: Micros, nodes: Vec<NodeId>, detail: String) -> Violation {

@@ -458,12 +458,6 @@ impl<E: Engine> Simulator<E> {
         self.nodes[node].engine.as_ref()
     }
 
-    /// Node `node`'s disk.
-    #[must_use]
-    pub fn disk(&self, node: NodeId) -> &E::Disk {
-        &self.nodes[node].disk
-    }
-
     /// Number of nodes.
     #[must_use]
     pub fn len(&self) -> usize {
@@ -496,11 +490,6 @@ impl<E: Engine> Simulator<E> {
     pub fn submit_to(&mut self, node: NodeId, request: Request) {
         let now = self.now;
         self.schedule(now, Event::ClientTo(node, request));
-    }
-
-    /// Restarts `node` at `at`.
-    pub fn restart_at(&mut self, node: NodeId, at: Micros) {
-        self.schedule(at, Event::Restart(node));
     }
 
     /// Runs events until virtual time `until`, a violation, or `stop` says so (checked after
@@ -666,27 +655,9 @@ impl<E: Engine> Simulator<E> {
             }
             Event::ClientSend(request) => {
                 let node = self.rng.range(0, self.nodes.len() as u64 - 1) as usize;
-                self.hash = mix(
-                    mix(self.hash, self.now),
-                    0x5000 + node as u64 + (request.serial << 8),
-                );
-                if self.nodes[node].engine.is_some() {
-                    self.step(node, observer, host, |e, now, out| {
-                        e.on_client(now, request, out)
-                    });
-                }
+                self.client_step(node, request, observer, host);
             }
-            Event::ClientTo(node, request) => {
-                self.hash = mix(
-                    mix(self.hash, self.now),
-                    0x6000 + node as u64 + (request.serial << 8),
-                );
-                if self.nodes[node].engine.is_some() {
-                    self.step(node, observer, host, |e, now, out| {
-                        e.on_client(now, request, out)
-                    });
-                }
-            }
+            Event::ClientTo(node, request) => self.client_step(node, request, observer, host),
             Event::ClientRetry(request, n) => {
                 if !self.waiting.contains_key(&request) {
                     return;
@@ -701,6 +672,25 @@ impl<E: Engine> Simulator<E> {
                 self.schedule(self.now + d, Event::ClientSend(request));
                 self.schedule(self.now + CLIENT_RETRY, Event::ClientRetry(request, n + 1));
             }
+        }
+    }
+
+    /// `node` gets a client's request (lost if the node is down).
+    fn client_step(
+        &mut self,
+        node: NodeId,
+        request: Request,
+        observer: &mut dyn Observer<E>,
+        host: &mut dyn Host<E>,
+    ) {
+        self.hash = mix(
+            mix(self.hash, self.now),
+            0x5000 + node as u64 + (request.serial << 8),
+        );
+        if self.nodes[node].engine.is_some() {
+            self.step(node, observer, host, |e, now, out| {
+                e.on_client(now, request, out)
+            });
         }
     }
 
