@@ -2,9 +2,11 @@
 //! committee agrees on (PBFT's 2f+1 commits, a Paxos quorum of accepts).
 //!
 //! A certificate is valid for a block when at least `threshold` distinct members of the signer
-//! set in force have signed the block's hash. Every pair is checked: a non-member, a repeated
-//! signer or a signature over another hash makes the whole certificate invalid rather than
-//! being skipped, so a certificate is evidence of exactly what it claims.
+//! set in force have signed the block's hash ([`check_certificate`]) or a message that binds it
+//! (PBFT's COMMIT: view, sequence number and hash; [`check_signatures`]). Every pair is
+//! checked: a non-member, a repeated signer or a signature over another message makes the
+//! whole certificate invalid rather than being skipped, so a certificate is evidence of
+//! exactly what it claims.
 
 use crate::primitives::hash::BlockHash;
 use crate::primitives::seal::QuorumCertificate;
@@ -38,13 +40,15 @@ pub enum QuorumError {
         /// The signer.
         signer: PubKey,
     },
-    /// A signature does not verify over the block hash.
-    #[error("quorum certificate signature {index}: not {signer}'s signature over the block hash")]
+    /// A signature does not verify over the signed message.
+    #[error("quorum certificate signature {index}: not {signer}'s signature over {over}")]
     BadSignature {
         /// Position of the signature.
         index: usize,
         /// The signer.
         signer: PubKey,
+        /// What the signatures must cover (`the block hash`).
+        over: &'static str,
     },
 }
 
@@ -61,14 +65,30 @@ pub const fn majority(n: usize) -> usize {
     n / 2 + 1
 }
 
-/// Checks `qc` over `hash` against `members`, needing `threshold` distinct signers.
+/// Checks `qc` over `hash` against `members`, needing `threshold` distinct signers: every
+/// signature must be over the block hash itself.
+///
+/// # Errors
+/// As [`check_signatures`].
+pub fn check_certificate(
+    qc: &QuorumCertificate,
+    hash: BlockHash,
+    members: &[PubKey],
+    threshold: usize,
+) -> Result<(), QuorumError> {
+    check_signatures(qc, hash.as_bytes(), "the block hash", members, threshold)
+}
+
+/// Checks that `qc` holds signatures over `message` by at least `threshold` distinct members
+/// of `members`; `over` names the message in errors (`the block hash`).
 ///
 /// # Errors
 /// The first problem found, in certificate order; too few signers is reported after every
 /// pair has been checked.
-pub fn check_certificate(
+pub fn check_signatures(
     qc: &QuorumCertificate,
-    hash: BlockHash,
+    message: &[u8],
+    over: &'static str,
     members: &[PubKey],
     threshold: usize,
 ) -> Result<(), QuorumError> {
@@ -86,10 +106,11 @@ pub fn check_certificate(
                 signer: s.signer,
             });
         }
-        if !s.signer.verifies(hash.as_bytes(), &s.signature) {
+        if !s.signer.verifies(message, &s.signature) {
             return Err(QuorumError::BadSignature {
                 index,
                 signer: s.signer,
+                over,
             });
         }
         seen.push(s.signer);
@@ -124,6 +145,8 @@ mod tests {
                     signature: k.sign(hash.as_bytes()),
                 })
                 .collect(),
+            view: None,
+            sequence: None,
         }
     }
 
@@ -182,9 +205,37 @@ mod tests {
             check_certificate(&wrong, hash, &members, t),
             Err(QuorumError::BadSignature {
                 index: 2,
-                signer: k[2].pubkey()
+                signer: k[2].pubkey(),
+                over: "the block hash"
             })
         );
+        // Signatures over a message that binds the hash, and only over that message.
+        let commit = |seq: u8| [&b"commit"[..], &[seq], hash.as_bytes()].concat();
+        let mut bound = ok.clone();
+        for (s, key) in bound.signatures.iter_mut().zip([&k[2], &k[0], &k[3]]) {
+            s.signature = key.sign(&commit(1));
+        }
+        assert_eq!(
+            check_signatures(&bound, &commit(1), "the commit", &members, t),
+            Ok(())
+        );
+        let err = check_signatures(&bound, &commit(2), "the commit", &members, t).unwrap_err();
+        assert_eq!(
+            err,
+            QuorumError::BadSignature {
+                index: 0,
+                signer: k[2].pubkey(),
+                over: "the commit"
+            }
+        );
+        assert!(
+            err.to_string().ends_with("signature over the commit"),
+            "{err}"
+        );
+        assert!(matches!(
+            check_certificate(&bound, hash, &members, t),
+            Err(QuorumError::BadSignature { index: 0, .. })
+        ));
         // A signature moved to another member's name.
         let mut swapped = ok.clone();
         swapped.signatures[0].signer = k[1].pubkey();

@@ -188,7 +188,11 @@ impl Producer for QuorumProducer {
                 self.committee.len()
             )));
         }
-        record.certificate = Some(QuorumCertificate { signatures });
+        record.certificate = Some(QuorumCertificate {
+            signatures,
+            view: None,
+            sequence: None,
+        });
         Ok(Step::Block(Box::new(record), Vec::new()))
     }
 }

@@ -5,9 +5,10 @@
 //! `coinbase` (block height + extra-nonce + reward outputs) and the `transfer`, whose inputs are
 //! each signed with ed25519 by the owner of the output they spend; then one per consensus rule
 //! that needs block fields beyond the 80-byte header: `coinstake` (proof of stake), `clique`
-//! (proof of authority), `producer` and `vote` (delegated proof of stake). Keeping those fields in
-//! transactions leaves the header Bitcoin's while the merkle root still commits to them. Outputs pay to an ed25519
-//! public key (pay-to-pubkey, as Peercoin requires for block signatures).
+//! (proof of authority), `producer` and `vote` (delegated proof of stake), `raft` and `pbft`
+//! (the ordering rules' seals). Keeping those fields in transactions leaves the header
+//! Bitcoin's while the merkle root still commits to them. Outputs pay to an ed25519 public key
+//! (pay-to-pubkey, as Peercoin requires for block signatures).
 //!
 //! The consensus encoding (the bytes hashed into a txid) is fixed-width little-endian with
 //! Bitcoin's CompactSize counts; amounts are integer base units (10^8 per coin).
@@ -432,6 +433,19 @@ pub enum Transaction {
         /// The client requests the block's transfers answer.
         requests: Vec<ClientRequest>,
     },
+    /// PBFT: the second transaction of every block, naming the primary that proposed it, the
+    /// view it was proposed in, the sequence number the primary assigned it, and the client
+    /// requests its transfers answer (one transfer each, in order).
+    Pbft {
+        /// The primary of `view`.
+        primary: PubKey,
+        /// The view the block was proposed in.
+        view: u64,
+        /// The sequence number the primary assigned it.
+        sequence: u64,
+        /// The client requests the block's transfers answer.
+        requests: Vec<ClientRequest>,
+    },
 }
 
 /// A client request's identity in an ordered log: the client and its serial number. A
@@ -489,6 +503,7 @@ const TAG_CLIQUE: u8 = 4;
 const TAG_PRODUCER: u8 = 5;
 const TAG_VOTE: u8 = 6;
 const TAG_RAFT: u8 = 7;
+const TAG_PBFT: u8 = 8;
 
 impl Transaction {
     /// Returns the consensus encoding, the bytes hashed into the txid.
@@ -564,15 +579,26 @@ impl Transaction {
                 out
             }
             Self::Raft {
-                leader,
-                term,
-                index,
+                leader: key,
+                term: first,
+                index: second,
+                requests,
+            }
+            | Self::Pbft {
+                primary: key,
+                view: first,
+                sequence: second,
                 requests,
             } => {
-                let mut out = vec![TAG_RAFT];
-                out.extend_from_slice(&leader.to_bytes());
-                out.extend_from_slice(&term.to_le_bytes());
-                out.extend_from_slice(&index.to_le_bytes());
+                let tag = if matches!(self, Self::Raft { .. }) {
+                    TAG_RAFT
+                } else {
+                    TAG_PBFT
+                };
+                let mut out = vec![tag];
+                out.extend_from_slice(&key.to_bytes());
+                out.extend_from_slice(&first.to_le_bytes());
+                out.extend_from_slice(&second.to_le_bytes());
                 push_compact_size(&mut out, requests.len());
                 for r in requests {
                     out.extend_from_slice(&r.client.to_le_bytes());
@@ -633,7 +659,8 @@ impl Transaction {
             | Self::Clique { .. }
             | Self::Producer { .. }
             | Self::Vote { .. }
-            | Self::Raft { .. } => &[],
+            | Self::Raft { .. }
+            | Self::Pbft { .. } => &[],
             Self::Coinbase { outputs, .. }
             | Self::Transfer { outputs, .. }
             | Self::Coinstake { outputs, .. } => outputs,
@@ -695,6 +722,7 @@ impl Transaction {
             Self::Clique { .. } => "clique",
             Self::Producer { .. } => "producer",
             Self::Raft { .. } => "raft",
+            Self::Pbft { .. } => "pbft",
             Self::Vote { .. } => "vote",
         }
     }
