@@ -324,13 +324,28 @@ pub fn seal_block(
     txs: Vec<Transaction>,
     extra_nonce: u64,
 ) -> BlockRecord {
-    let mut block = state.block_template(time, key.pubkey(), txs);
+    let mut record = unsigned_block(state, key.pubkey(), time, seal, txs, extra_nonce);
+    record.signature = Some(key.sign(record.hash.as_bytes()));
+    record
+}
+
+/// Builds the next block on the tip at `time` as [`seal_block`] does, its coinbase paying
+/// `producer`, but unsigned: for rules whose seal (a quorum certificate) is attached once a
+/// committee has agreed on the block's hash.
+#[must_use]
+pub fn unsigned_block(
+    state: &ChainState,
+    producer: PubKey,
+    time: u32,
+    seal: Transaction,
+    txs: Vec<Transaction>,
+    extra_nonce: u64,
+) -> BlockRecord {
+    let mut block = state.block_template(time, producer, txs);
     if let Some(Transaction::Coinbase { extra_nonce: n, .. }) = block.txs.first_mut() {
         *n = extra_nonce;
     }
     block.txs.insert(1, seal);
     block.header.merkle_root = block.compute_merkle_root().root;
-    let mut record = BlockRecord::new(state.next_height(), &block, None);
-    record.signature = Some(key.sign(record.hash.as_bytes()));
-    record
+    BlockRecord::new(state.next_height(), &block, None)
 }

@@ -33,12 +33,13 @@ pub const MAX_GENESIS_TIME: u32 = 3_500_000_000;
 pub const MAX_RETARGET_INTERVAL: u32 = 100_000;
 
 /// The built-in specs: name and JSON text.
-pub const BUILTIN_SPECS: [(&str, &str); 6] = [
+pub const BUILTIN_SPECS: [(&str, &str); 7] = [
     ("pow-demo", include_str!("../../chains/pow-demo.json")),
     ("pos-demo", include_str!("../../chains/pos-demo.json")),
     ("dpos-demo", include_str!("../../chains/dpos-demo.json")),
     ("poa-demo", include_str!("../../chains/poa-demo.json")),
     ("raft-demo", include_str!("../../chains/raft-demo.json")),
+    ("pbft-demo", include_str!("../../chains/pbft-demo.json")),
     ("regtest", include_str!("../../chains/regtest.json")),
 ];
 
@@ -72,6 +73,17 @@ pub struct RewardSpec {
 pub trait SpecSection: Serialize + DeserializeOwned + fmt::Debug + Send + Sync + 'static {
     /// The spec field (`pos`).
     const KEY: &'static str;
+}
+
+/// A section that lists the members of a cluster that orders blocks (Raft, PBFT): what
+/// [`cluster_spec`] needs to resize the cluster and merge parameters into the section.
+pub trait ClusterSection: SpecSection + Clone {
+    /// The fewest members a cluster may have.
+    const MIN_MEMBERS: usize;
+    /// The most members a cluster may have.
+    const MAX_MEMBERS: usize;
+    /// The members (wallet names), in order.
+    fn members_mut(&mut self) -> &mut Vec<String>;
 }
 
 /// A rule's section of a spec, kept typed for its rule and as canonical JSON (the typed
@@ -316,6 +328,65 @@ pub enum SpecError {
 #[must_use]
 pub fn builtin_names() -> Vec<&'static str> {
     BUILTIN_SPECS.iter().map(|(n, _)| *n).collect()
+}
+
+/// `spec` (a valid spec whose section is an `S`) with `nodes` members — the first of its
+/// own, then `s1`, `s2`… (the next names it does not have) as needed — and `params` merged
+/// into its section; the miner becomes the first member if it is no longer one.
+///
+/// # Errors
+/// [`SpecError`] naming the parameter that is unknown or out of range.
+pub fn cluster_spec<S: ClusterSection>(
+    spec: &ChainSpec,
+    nodes: Option<usize>,
+    params: &std::collections::BTreeMap<String, serde_json::Value>,
+) -> Result<ChainSpec, SpecError> {
+    let section = spec.section::<S>().ok_or_else(|| SpecError::BadField {
+        field: "consensus",
+        reason: format!("{} is not a {} spec", spec.name, S::KEY),
+    })?;
+    let mut value = serde_json::to_value(section).map_err(|e| SpecError::Json(e.to_string()))?;
+    if let Some(map) = value.as_object_mut() {
+        for (k, v) in params {
+            map.insert(k.clone(), v.clone());
+        }
+    }
+    let mut section: S = serde_json::from_value(value).map_err(|e| SpecError::BadFieldAt {
+        field: "params".into(),
+        reason: e.to_string(),
+    })?;
+    if let Some(n) = nodes {
+        if !(S::MIN_MEMBERS..=S::MAX_MEMBERS).contains(&n) {
+            return Err(SpecError::BadField {
+                field: "nodes",
+                reason: format!(
+                    "{n}: a cluster has {} to {} nodes",
+                    S::MIN_MEMBERS,
+                    S::MAX_MEMBERS
+                ),
+            });
+        }
+        let members = section.members_mut();
+        members.truncate(n);
+        let mut k = 1;
+        while members.len() < n {
+            let name = format!("s{k}");
+            if !members.contains(&name) {
+                members.push(name);
+            }
+            k += 1;
+        }
+    }
+    let mut out = spec.clone();
+    let members = section.members_mut();
+    if let Some(first) = members.first()
+        && !members.contains(&out.miner)
+    {
+        out.miner = first.clone();
+    }
+    out.section = Some(RuleSection::new(section));
+    out.validate()?;
+    Ok(out)
 }
 
 pub(crate) fn check_names<'a>(

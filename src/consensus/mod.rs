@@ -52,6 +52,7 @@ pub static RULES: &[&dyn Rule] = &[
     &crate::dpos::Dpos,
     &crate::poa::Poa,
     &crate::raft::Raft,
+    &crate::pbft::Pbft,
     #[cfg(test)]
     &test_rule::QuorumDemo,
 ];
@@ -635,7 +636,7 @@ mod tests {
         }
         let err = Consensus::from_name("tendermint").unwrap_err().to_string();
         assert!(
-            err.contains("\"tendermint\"") && err.contains("pow, pos, dpos, poa, raft"),
+            err.contains("\"tendermint\"") && err.contains("pow, pos, dpos, poa, raft, pbft"),
             "{err}"
         );
     }

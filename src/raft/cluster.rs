@@ -8,7 +8,7 @@ use std::fmt::Write as _;
 use serde::Serialize;
 
 use crate::chain::record::BlockRecord;
-use crate::chain::spec::{ChainSpec, RuleSection, SpecError};
+use crate::chain::spec::{ChainSpec, SpecError};
 use crate::chain::state::ChainState;
 use crate::primitives::tx::{KeyPair, Transaction};
 use crate::raft::blocks::{BlockApp, RaftBlock};
@@ -20,7 +20,8 @@ use crate::sim::{Faults, Host, MS, Micros, NodeId, SimRng, SimStats, Simulator, 
 type Node = RaftNode<BlockApp>;
 
 /// `spec` (a valid Raft spec) with `nodes` members — the first of its own, then `s6`, `s7`…
-/// as needed — and `params` merged into its `raft` section.
+/// as needed — and `params` merged into its `raft` section
+/// ([`crate::chain::spec::cluster_spec`]).
 ///
 /// # Errors
 /// [`SpecError`] naming the parameter that is unknown or out of range.
@@ -29,49 +30,7 @@ pub fn cluster_spec(
     nodes: Option<usize>,
     params: &BTreeMap<String, serde_json::Value>,
 ) -> Result<ChainSpec, SpecError> {
-    let raft = spec
-        .section::<RaftSpec>()
-        .ok_or_else(|| SpecError::BadField {
-            field: "consensus",
-            reason: format!("{} is not a raft spec", spec.name),
-        })?;
-    let mut value = serde_json::to_value(raft).map_err(|e| SpecError::Json(e.to_string()))?;
-    if let Some(map) = value.as_object_mut() {
-        for (k, v) in params {
-            map.insert(k.clone(), v.clone());
-        }
-    }
-    let mut raft: RaftSpec = serde_json::from_value(value).map_err(|e| SpecError::BadFieldAt {
-        field: "params".into(),
-        reason: e.to_string(),
-    })?;
-    if let Some(n) = nodes {
-        if n == 0 || n > crate::raft::spec::MAX_MEMBERS {
-            return Err(SpecError::BadField {
-                field: "nodes",
-                reason: format!(
-                    "{n}: a cluster has 1 to {} nodes",
-                    crate::raft::spec::MAX_MEMBERS
-                ),
-            });
-        }
-        raft.members.truncate(n);
-        let mut k = 1;
-        while raft.members.len() < n {
-            let name = format!("s{k}");
-            if !raft.members.contains(&name) {
-                raft.members.push(name);
-            }
-            k += 1;
-        }
-    }
-    let mut out = spec.clone();
-    if !raft.members.contains(&out.miner) {
-        out.miner = raft.members[0].clone();
-    }
-    out.section = Some(RuleSection::new(raft));
-    out.validate()?;
-    Ok(out)
+    crate::chain::spec::cluster_spec::<RaftSpec>(spec, nodes, params)
 }
 
 /// What a cluster run is given.

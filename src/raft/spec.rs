@@ -3,7 +3,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::chain::spec::{SpecError, SpecSection, bad, check_coins, check_names};
+use crate::chain::spec::{ClusterSection, SpecError, SpecSection, bad, check_coins, check_names};
 use crate::sim::NetModel;
 
 /// The most members a spec may list.
@@ -148,4 +148,13 @@ pub fn check_network(field: &str, net: &NetModel) -> Result<(), SpecError> {
 
 impl SpecSection for RaftSpec {
     const KEY: &'static str = "raft";
+}
+
+impl ClusterSection for RaftSpec {
+    const MIN_MEMBERS: usize = 1;
+    const MAX_MEMBERS: usize = MAX_MEMBERS;
+
+    fn members_mut(&mut self) -> &mut Vec<String> {
+        &mut self.members
+    }
 }
