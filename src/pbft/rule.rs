@@ -430,20 +430,8 @@ impl PbftState {
             }
             .into());
         }
-        if commit_sequence != *sequence {
-            return Err(PbftError::SequenceMismatch {
-                certificate: commit_sequence,
-                block: *sequence,
-            }
-            .into());
-        }
-        if commit_view < *view {
-            return Err(PbftError::CommitBeforeProposal {
-                certificate: commit_view,
-                block: *view,
-            }
-            .into());
-        }
+        // The certificate's sequence number is the block's, and its view no earlier
+        // ([`Rule::check_seal`]).
         check_signatures(
             qc,
             &commit_bytes(commit_view, commit_sequence, block.hash),

@@ -422,6 +422,69 @@ fn sequence_numbers_go_forward_and_primaries_follow_the_view() {
 }
 
 #[test]
+fn times_go_forward_and_requests_match_the_transfers() {
+    let chain = three_blocks();
+    let primary = &chain.keys[1];
+    let parent = chain.records[3].time;
+    let request = ClientRequest {
+        client: 5,
+        serial: 1,
+    };
+    let early = unsealed_block(
+        &chain.state,
+        primary,
+        parent - 1,
+        1,
+        5,
+        Vec::new(),
+        Vec::new(),
+    );
+    let early = chain.certified(early, 1, &[0, 1, 2]);
+    assert_eq!(
+        pbft_error(&chain.rejects(&early)),
+        &PbftError::TimeWentBack {
+            time: parent - 1,
+            parent
+        }
+    );
+    let unanswered = unsealed_block(
+        &chain.state,
+        primary,
+        parent,
+        1,
+        5,
+        vec![request],
+        Vec::new(),
+    );
+    let unanswered = chain.certified(unanswered, 1, &[0, 1, 2]);
+    assert_eq!(
+        pbft_error(&chain.rejects(&unanswered)),
+        &PbftError::RequestsMismatch {
+            requests: 1,
+            transfers: 0
+        }
+    );
+    // Views and sequence numbers a cluster could not continue from.
+    let huge = MAX_SEAL + 1;
+    let far = chain.certified(chain.propose(huge, 5, &[]), huge, &[0, 1, 2]);
+    assert_eq!(
+        pbft_error(&chain.rejects(&far)),
+        &PbftError::TooLarge {
+            view: huge,
+            sequence: 5
+        }
+    );
+    let far = chain.certified(chain.propose(1, huge, &[]), 1, &[0, 1, 2]);
+    assert_eq!(
+        pbft_error(&chain.rejects(&far)),
+        &PbftError::TooLarge {
+            view: 1,
+            sequence: huge
+        }
+    );
+}
+
+#[test]
 fn a_request_is_answered_once() {
     let chain = three_blocks();
     let repeated = chain.certified(chain.propose(1, 5, &[(2, 1)]), 1, &[0, 1, 2]);
