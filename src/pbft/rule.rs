@@ -430,8 +430,8 @@ impl PbftState {
             }
             .into());
         }
-        // The certificate's sequence number is the block's, and its view no earlier
-        // ([`Rule::check_seal`]).
+        // That the certificate's sequence number is the block's, and its view no earlier,
+        // `check_seal` checked before the block met the chain.
         check_signatures(
             qc,
             &commit_bytes(commit_view, commit_sequence, block.hash),
