@@ -151,6 +151,8 @@ pub trait Observer<E: Engine> {
     /// The first property the commit broke.
     fn committed(&mut self, now: Micros, node: NodeId, commit: &E::Commit)
     -> Result<(), Violation>;
+    /// A client submitted `request` (its first try): what a valid commit may contain.
+    fn requested(&mut self, _request: Request) {}
 }
 
 /// What the simulator's host learns: commits and notes (to write chain files, count blocks,
@@ -274,6 +276,8 @@ pub struct SimStats {
     pub abandoned: u64,
     /// Submit-to-reply latency of each answered request, microseconds, in answer order.
     pub latencies: Vec<Micros>,
+    /// Replies the nodes sent to clients.
+    pub replies: u64,
 }
 
 /// Clients submitting the load.
@@ -342,7 +346,9 @@ pub struct Simulator<E: Engine> {
     leaders: usize,
     leaderless_since: Option<Micros>,
     next_serial: Vec<u64>,
-    waiting: HashMap<Request, Micros>,
+    waiting: HashMap<Request, (Micros, u128)>,
+    replies_needed: u32,
+    retry_all: bool,
     violation: Option<Violation>,
 }
 
@@ -402,6 +408,8 @@ impl<E: Engine> Simulator<E> {
             leaderless_since: Some(0),
             next_serial: vec![0; CLIENTS as usize],
             waiting: HashMap::new(),
+            replies_needed: 1,
+            retry_all: false,
             violation: None,
         };
         for c in sim.faults.crashes.clone() {
@@ -415,6 +423,14 @@ impl<E: Engine> Simulator<E> {
             sim.schedule(first, Event::ClientTick);
         }
         sim
+    }
+
+    /// Clients as Byzantine-fault-tolerant protocols have them: a request is answered once
+    /// `replies` different nodes replied (PBFT's `f + 1`), and a retry goes to every node
+    /// rather than to one.
+    pub fn byzantine_clients(&mut self, replies: u32) {
+        self.replies_needed = replies.clamp(1, 128);
+        self.retry_all = true;
     }
 
     /// Starts every node (call once, before running).
@@ -646,7 +662,8 @@ impl<E: Engine> Simulator<E> {
                     serial,
                 };
                 self.stats.submitted += 1;
-                self.waiting.insert(request, self.now);
+                self.waiting.insert(request, (self.now, 0));
+                observer.requested(request);
                 let d = self.delay();
                 self.schedule(self.now + d, Event::ClientSend(request));
                 self.schedule(self.now + CLIENT_RETRY, Event::ClientRetry(request, 1));
@@ -657,7 +674,10 @@ impl<E: Engine> Simulator<E> {
                 let node = self.rng.range(0, self.nodes.len() as u64 - 1) as usize;
                 self.client_step(node, request, observer, host);
             }
-            Event::ClientTo(node, request) => self.client_step(node, request, observer, host),
+            Event::ClientTo(node, request) => {
+                observer.requested(request);
+                self.client_step(node, request, observer, host);
+            }
             Event::ClientRetry(request, n) => {
                 if !self.waiting.contains_key(&request) {
                     return;
@@ -668,8 +688,15 @@ impl<E: Engine> Simulator<E> {
                     return;
                 }
                 self.stats.retries += 1;
-                let d = self.delay();
-                self.schedule(self.now + d, Event::ClientSend(request));
+                if self.retry_all {
+                    for node in 0..self.nodes.len() {
+                        let d = self.delay();
+                        self.schedule(self.now + d, Event::ClientTo(node, request));
+                    }
+                } else {
+                    let d = self.delay();
+                    self.schedule(self.now + d, Event::ClientSend(request));
+                }
                 self.schedule(self.now + CLIENT_RETRY, Event::ClientRetry(request, n + 1));
             }
         }
@@ -843,8 +870,15 @@ impl<E: Engine> Simulator<E> {
                 host.commit(now, node, &c);
             }
             Output::Reply(request) => {
-                if let Some(at) = self.waiting.remove(&request) {
-                    self.stats.latencies.push(now - at);
+                self.stats.replies += 1;
+                let needed = self.replies_needed;
+                if let Some((at, replied)) = self.waiting.get_mut(&request) {
+                    *replied |= 1u128 << node.min(127);
+                    if replied.count_ones() >= needed {
+                        let at = *at;
+                        self.waiting.remove(&request);
+                        self.stats.latencies.push(now - at);
+                    }
                 }
             }
             Output::Timer(..) | Output::Note(_) => unreachable!("handled in step"),
