@@ -31,6 +31,7 @@ pub mod difficulty;
 pub mod dpos;
 pub mod hash;
 pub mod metrics;
+pub mod ordering;
 pub mod pbft;
 pub mod poa;
 pub mod pos;

@@ -33,8 +33,9 @@ pub(crate) enum Command {
     /// CPU time, energy per block and time to finality, mined now on the demo specs or read
     /// from two chain files.
     Compare(CompareArgs),
-    /// Run an ordering protocol's cluster in the deterministic simulator, with faults, and
-    /// report what happened; every node's chain file goes to --out.
+    /// Run an ordering protocol's cluster (raft, pbft) in the deterministic simulator, with
+    /// faults and Byzantine replicas, and report what happened; every node's chain file goes
+    /// to --out.
     #[command(after_help = SIM_EXAMPLES)]
     Sim(SimArgs),
     /// Run many random fault schedules against an ordering protocol: no safety violation may
@@ -79,11 +80,18 @@ const SIM_EXAMPLES: &str = "Examples:
   chainsmith sim raft --partition s1,s2|s3,s4,s5@1s..3s --drop 0.05 --out runs/p1
   chainsmith sim raft --scenario failing.json           replay a schedule `check` printed
   chainsmith sim raft --no-pre-vote --no-check-quorum --partition s5|s1,s2,s3,s4@1s..4s
-                                                        watch a rejoining node disrupt the cluster";
+                                                        watch a rejoining node disrupt the cluster
+  chainsmith sim pbft                                   4 replicas (f = 1), no faults, 20 blocks
+  chainsmith sim pbft --byzantine s1:equivocate --trace an equivocating primary, replaced
+  chainsmith sim pbft --nodes 7 --byzantine s1:twins --byzantine s2:silent
+  chainsmith sim pbft --byzantine s1:twins --byzantine s2:twins --allow-unsafe
+                                                        f + 1 twins: honest replicas disagree
+Byzantine behaviours: silent, equivocate, forge, slow-primary, replay, twins.";
 
 const CHECK_EXAMPLES: &str = "Examples:
   chainsmith check raft                        100 random schedules on 5 nodes
   chainsmith check raft --schedules 10000 --nodes 3 --json
+  chainsmith check pbft --schedules 1000       crashes, partitions and up to f Byzantine replicas
 A failing schedule is printed as a scenario file; `chainsmith sim raft --scenario FILE` replays it.";
 
 /// Parses a time: `2s`, `2.5s`, `1500ms` or plain seconds.
@@ -178,10 +186,19 @@ pub(crate) struct SimArgs {
     /// raft: turn check-quorum off.
     #[arg(long)]
     pub(crate) no_check_quorum: bool,
+    /// pbft: replica NODE behaves as BEHAVIOUR (repeatable): silent, equivocate, forge,
+    /// slow-primary, replay, twins.
+    #[arg(long, value_name = "NODE:BEHAVIOUR")]
+    pub(crate) byzantine: Vec<String>,
+    /// pbft: run with more Byzantine replicas than n = 3f + 1 tolerates, to watch safety
+    /// break.
+    #[arg(long)]
+    pub(crate) allow_unsafe: bool,
     /// Write every node's chain file into this directory (<node>.jsonl).
     #[arg(long, value_name = "DIR")]
     pub(crate) out: Option<PathBuf>,
-    /// Print a timeline: role changes, votes, appends, commits.
+    /// Print a timeline: role changes, votes, appends, commits (raft); views, proposals,
+    /// checkpoints (pbft).
     #[arg(long)]
     pub(crate) trace: bool,
     /// Print one JSON object on stdout.

@@ -148,6 +148,12 @@ pub trait Rule: fmt::Debug + Send + Sync + 'static {
     /// a committee) or the block names no one.
     fn producer_of(&self, block: &Block) -> Option<BlockProducer>;
 
+    /// Signatures a block's seal carries when its rule signs blocks ([`BlockWork`] other than
+    /// a nonce search): one producer's signature, unless a committee certifies it.
+    fn seal_signatures(&self, _spec: &ChainSpec) -> u64 {
+        1
+    }
+
     /// Whether transaction `index` of a block is the rule's own (a seal transaction, a
     /// coinstake, a vote), checked by [`RuleState::check`] rather than by the ledger.
     fn is_rule_tx(&self, index: usize, tx: &Transaction) -> bool;

@@ -14,7 +14,10 @@
 //! - [`batches`]: a minimal state machine for tests and benches.
 
 pub mod batches;
+pub mod blocks;
 pub mod byzantine;
+pub mod check;
+pub mod cluster;
 pub mod engine;
 pub mod observer;
 pub mod rule;

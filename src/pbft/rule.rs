@@ -29,6 +29,7 @@ use crate::primitives::block::Block;
 use crate::primitives::hash::BlockHash;
 use crate::primitives::seal::{QuorumCertificate, QuorumSignature, Seal};
 use crate::primitives::tx::{ClientRequest, KeyPair, PubKey, Transaction};
+use crate::sim::cluster::ClusterProducer;
 
 /// The domain tag every COMMIT signature starts with.
 pub const COMMIT_TAG: &[u8; 22] = b"chainsmith/pbft/commit";
@@ -314,6 +315,11 @@ impl Rule for Pbft {
         Ok(())
     }
 
+    fn seal_signatures(&self, spec: &ChainSpec) -> u64 {
+        // The replicas certify a block with exactly a quorum of commits.
+        spec.section::<PbftSpec>().map_or(1, |p| p.quorum() as u64)
+    }
+
     fn producer_of(&self, block: &Block) -> Option<BlockProducer> {
         match block.txs.get(1) {
             Some(Transaction::Pbft {
@@ -343,18 +349,16 @@ impl Rule for Pbft {
         options: &ProduceOptions,
     ) -> Result<Box<dyn Producer>, ProduceError> {
         options.refuse_others(PBFT_INFO.name, &[])?;
-        pbft_producer(spec, options)
+        let interval = spec
+            .section::<PbftSpec>()
+            .map_or(200, |p| p.block_interval_ms);
+        Ok(Box::new(ClusterProducer::new(
+            spec,
+            options.tx_per_block,
+            interval,
+            crate::pbft::cluster::mine_cluster,
+        )))
     }
-}
-
-/// `mine pbft`'s producer: not built yet.
-fn pbft_producer(
-    _spec: &ChainSpec,
-    _options: &ProduceOptions,
-) -> Result<Box<dyn Producer>, ProduceError> {
-    Err(ProduceError::Unsupported(
-        "`mine pbft` is not built yet".into(),
-    ))
 }
 
 /// The state of a PBFT chain after its tip.

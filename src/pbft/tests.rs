@@ -652,3 +652,32 @@ fn a_restarted_replica_catches_up_through_state_transfer() {
     assert!(e[2] + 8 >= e[0], "the restarted replica caught up: {e:?}");
     assert!(e[2] > 50, "{e:?}");
 }
+
+#[test]
+fn check_pbft_catches_the_planted_bug_on_byzantine_schedules_and_passes_without_it() {
+    use crate::pbft::check::{bounds, check_schedule_with, schedule};
+    let spec = crate::chain::spec::ChainSpec::builtin("pbft-demo").unwrap();
+    let names: Vec<String> = (1..=4).map(|i| format!("s{i}")).collect();
+    let bounds = bounds();
+    let (mut caught, mut byzantine) = (0, 0);
+    for i in 0..12 {
+        let sc = schedule(1, i, &names, &bounds);
+        byzantine += usize::from(!sc.byzantine.is_empty());
+        let good = check_schedule_with(&spec, &sc, &bounds, |_| {}).unwrap();
+        assert_eq!(good.violation, None, "schedule {i}: {sc:?}");
+        let bad =
+            check_schedule_with(&spec, &sc, &bounds, |c| c.bug = Some(Bug::CommitWith2f)).unwrap();
+        if let Some(v) = bad.violation {
+            assert!(
+                v.starts_with("certificate") || v.starts_with("agreement"),
+                "{v}"
+            );
+            caught += 1;
+        }
+    }
+    assert!(
+        byzantine >= 3,
+        "the schedules include Byzantine replicas: {byzantine}"
+    );
+    assert!(caught >= 6, "caught on {caught} of 12 schedules");
+}

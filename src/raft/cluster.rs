@@ -3,9 +3,6 @@
 //! node's committed chain, the notes (elections, leaders) and a readable timeline.
 
 use std::collections::{BTreeMap, VecDeque};
-use std::fmt::Write as _;
-
-use serde::Serialize;
 
 use crate::chain::record::BlockRecord;
 use crate::chain::spec::{ChainSpec, SpecError};
@@ -15,6 +12,10 @@ use crate::raft::blocks::{BlockApp, RaftBlock};
 use crate::raft::engine::{Durable, Entry, Note, RaftConfig, RaftNode, Role};
 use crate::raft::observer::RaftObserver;
 use crate::raft::spec::RaftSpec;
+use crate::sim::cluster::{BlockSink, OrderedCluster};
+use crate::sim::report::{
+    Latency, LeaderRow, MessageRow, ProtocolReport, Safety, SimReport, name_nodes,
+};
 use crate::sim::{Faults, Host, MS, Micros, NodeId, SimRng, SimStats, Simulator, Violation};
 
 type Node = RaftNode<BlockApp>;
@@ -47,9 +48,6 @@ pub struct ClusterRun {
     /// Unix time of virtual time 0 (block times count from it).
     pub origin: u32,
 }
-
-/// Where each node's newly committed blocks go (its chain file), in commit order.
-pub type BlockSink = Box<dyn FnMut(NodeId, &BlockRecord) + Send>;
 
 /// The host: what the cluster's nodes committed and noted.
 #[derive(Default)]
@@ -238,85 +236,10 @@ impl Cluster {
         }
     }
 
-    /// Runs until virtual time `until`; false when a violation ended it.
-    pub fn run_until(&mut self, until: Micros) -> bool {
-        self.start();
-        self.sim
-            .run_until(until, &mut self.observer, &mut self.host, &mut |_| false)
-    }
-
-    /// Runs until `blocks` blocks are committed or virtual time `until`; false when a
-    /// violation ended it.
-    pub fn run_blocks(&mut self, blocks: u64, until: Micros) -> bool {
-        self.start();
-        while self.host.blocks < blocks && self.sim.now() < until {
-            let next = (self.sim.now() + 10 * MS).min(until);
-            if !self
-                .sim
-                .run_until(next, &mut self.observer, &mut self.host, &mut |_| false)
-            {
-                return false;
-            }
-        }
-        true
-    }
-
-    /// Queues the blocks the first node commits from now on for
-    /// [`Cluster::next_first_node_block`] (`mine` reads them one by one).
-    pub fn follow_first_node(&mut self) {
-        self.host.follow_first = true;
-    }
-
-    /// The next block the first node committed, if any waits.
-    pub fn next_first_node_block(&mut self) -> Option<BlockRecord> {
-        self.host.first_node_blocks.pop_front()
-    }
-
-    /// Virtual time now.
-    #[must_use]
-    pub const fn now(&self) -> Micros {
-        self.sim.now()
-    }
-
     /// The first violation, if any.
     #[must_use]
     pub fn violation(&self) -> Option<&Violation> {
         self.sim.violation()
-    }
-
-    /// Blocks committed (by any node).
-    #[must_use]
-    pub const fn blocks(&self) -> u64 {
-        self.host.blocks
-    }
-
-    /// When the last new block was committed.
-    #[must_use]
-    pub const fn last_block_at(&self) -> Micros {
-        self.host.last_block_at
-    }
-
-    /// Hands every block a node commits from now on to `sink` (each node's chain file).
-    pub fn set_sink(&mut self, sink: BlockSink) {
-        self.host.sink = Some(sink);
-    }
-
-    /// The spec the nodes run: the members, parameters and network the run uses.
-    #[must_use]
-    pub const fn spec(&self) -> &ChainSpec {
-        &self.spec
-    }
-
-    /// The members' names.
-    #[must_use]
-    pub fn names(&self) -> &[String] {
-        &self.names
-    }
-
-    /// The timeline (when recorded).
-    #[must_use]
-    pub fn trace(&self) -> &[String] {
-        self.host.trace.as_deref().unwrap_or(&[])
     }
 
     /// A hash of the whole run: equal for equal seeds and scenarios.
@@ -330,10 +253,66 @@ impl Cluster {
     pub fn stats(&self) -> SimStats {
         self.sim.stats()
     }
+}
 
-    /// The report of the run so far.
-    #[must_use]
-    pub fn report(&self) -> SimReport {
+impl OrderedCluster for Cluster {
+    fn now(&self) -> Micros {
+        self.sim.now()
+    }
+
+    fn follow_first_correct(&mut self) {
+        self.host.follow_first = true;
+    }
+
+    fn next_followed_block(&mut self) -> Option<BlockRecord> {
+        self.host.first_node_blocks.pop_front()
+    }
+
+    fn run_until(&mut self, until: Micros) -> bool {
+        self.start();
+        self.sim
+            .run_until(until, &mut self.observer, &mut self.host, &mut |_| false)
+    }
+
+    fn run_blocks(&mut self, blocks: u64, until: Micros) -> bool {
+        self.start();
+        while self.host.blocks < blocks && self.sim.now() < until {
+            let next = (self.sim.now() + 10 * MS).min(until);
+            if !self
+                .sim
+                .run_until(next, &mut self.observer, &mut self.host, &mut |_| false)
+            {
+                return false;
+            }
+        }
+        true
+    }
+
+    fn blocks(&self) -> u64 {
+        self.host.blocks
+    }
+
+    fn last_block_at(&self) -> Micros {
+        self.host.last_block_at
+    }
+
+    fn set_sink(&mut self, sink: BlockSink) {
+        self.host.sink = Some(sink);
+    }
+
+    fn spec(&self) -> &ChainSpec {
+        &self.spec
+    }
+
+    fn names(&self) -> &[String] {
+        &self.names
+    }
+
+    fn trace(&self) -> &[String] {
+        self.host.trace.as_deref().unwrap_or(&[])
+    }
+
+    fn report(&self) -> SimReport {
         let stats = self.sim.stats();
         let blocks = self.host.blocks;
         let per_block = |v: u64| {
@@ -355,22 +334,6 @@ impl Cluster {
                 bytes_per_block: per_block(stats.bytes[i]),
             })
             .collect();
-        let latency = |mut lat: Vec<Micros>| {
-            lat.sort_unstable();
-            let pct = |p: f64| {
-                if lat.is_empty() {
-                    None
-                } else {
-                    let i = ((lat.len() as f64 * p).ceil() as usize).clamp(1, lat.len()) - 1;
-                    Some(lat[i] as f64 / 1000.0)
-                }
-            };
-            Latency {
-                p50: pct(0.5),
-                p99: pct(0.99),
-                max: lat.last().map(|v| *v as f64 / 1000.0),
-            }
-        };
         let faults: Vec<String> = (0..self.sim.len())
             .filter_map(|n| {
                 self.sim
@@ -390,56 +353,52 @@ impl Cluster {
             events: stats.events,
             blocks,
             entries: self.observer.committed_count(),
-            elections: self.host.elections,
-            leaders: self
-                .host
-                .leaders
-                .iter()
-                .map(|(t, n)| LeaderRow {
-                    term: *t,
-                    leader: self.names[*n].clone(),
-                })
-                .collect(),
+            protocol: ProtocolReport::Raft {
+                elections: self.host.elections,
+                leaders: self
+                    .host
+                    .leaders
+                    .iter()
+                    .map(|(t, n)| LeaderRow {
+                        term: *t,
+                        leader: self.names[*n].clone(),
+                    })
+                    .collect(),
+            },
             leaderless_s: stats.leaderless_us as f64 / 1e6,
             requests: stats.submitted,
             answered: stats.latencies.len() as u64,
             retries: stats.retries,
             abandoned: stats.abandoned,
-            latency_ms: latency(stats.latencies.clone()),
-            block_commit_ms: latency(self.host.commit_latencies.clone()),
+            latency_ms: Latency::of(stats.latencies.clone()),
+            block_commit_ms: Latency::of(self.host.commit_latencies.clone()),
             messages,
             messages_per_block: per_block(total_sent),
             bytes_per_block: per_block(total_bytes),
             signatures_per_block: 1.0,
             dropped: stats.dropped,
-            safety: match self.sim.violation() {
-                None if faults.is_empty() => Safety::Ok,
-                None => Safety::Violated {
-                    property: "state machine safety",
-                    time_s: self.sim.now() as f64 / 1e6,
-                    nodes: Vec::new(),
-                    detail: faults.join("; "),
-                },
-                Some(v) => Safety::Violated {
-                    property: v.property,
-                    time_s: v.time_us as f64 / 1e6,
-                    nodes: v.nodes.iter().map(|n| self.names[*n].clone()).collect(),
-                    detail: name_nodes(&v.detail, &self.names),
-                },
-            },
+            safety: Safety::judge(self.sim.violation(), &faults, self.sim.now(), &self.names),
             trace_hash: format!("{:016x}", self.sim.trace_hash()),
         }
     }
 }
 
-/// `text` with `node K` replaced by the node's name.
-fn name_nodes(text: &str, names: &[String]) -> String {
-    let mut out = text.to_owned();
-    for (i, name) in names.iter().enumerate().rev() {
-        out = out.replace(&format!("node {i}"), name);
-        out = out.replace(&format!("nodes {i}"), &format!("nodes {name}"));
-    }
-    out
+/// `mine raft`'s cluster: fault-free, over the chain so far.
+#[must_use]
+pub fn mine_cluster(
+    spec: &ChainSpec,
+    state: &ChainState,
+    origin: u32,
+    faults: Faults,
+) -> Box<dyn OrderedCluster + Send> {
+    let run = ClusterRun {
+        spec: spec.clone(),
+        seed: 1,
+        faults,
+        trace: false,
+        origin,
+    };
+    Box::new(Cluster::new(&run, state))
 }
 
 /// The (term, index) of the chain's last block's Raft seal, if it has one.
@@ -461,209 +420,5 @@ pub fn seal_of(record: &BlockRecord) -> Option<(crate::primitives::tx::PubKey, u
             ..
         }) => Some((*leader, *term, *index)),
         _ => None,
-    }
-}
-
-/// One message kind's line in a report.
-#[derive(Debug, Clone, Serialize)]
-pub struct MessageRow {
-    /// The kind.
-    pub kind: &'static str,
-    /// Sent.
-    pub sent: u64,
-    /// Bytes sent.
-    pub bytes: u64,
-    /// Sent per committed block.
-    pub per_block: f64,
-    /// Bytes per committed block.
-    pub bytes_per_block: f64,
-}
-
-/// The leader of a term.
-#[derive(Debug, Clone, Serialize)]
-pub struct LeaderRow {
-    /// The term.
-    pub term: u64,
-    /// Its leader.
-    pub leader: String,
-}
-
-/// Submit-to-reply latency percentiles, milliseconds (`None` with no answers).
-#[derive(Debug, Clone, Serialize)]
-pub struct Latency {
-    /// Median.
-    pub p50: Option<f64>,
-    /// 99th percentile.
-    pub p99: Option<f64>,
-    /// Longest.
-    pub max: Option<f64>,
-}
-
-/// The safety verdict.
-#[derive(Debug, Clone, Serialize)]
-#[serde(tag = "verdict", rename_all = "snake_case")]
-pub enum Safety {
-    /// No property broken.
-    Ok,
-    /// A property broken.
-    Violated {
-        /// The property.
-        property: &'static str,
-        /// When, seconds of virtual time.
-        time_s: f64,
-        /// The nodes involved.
-        nodes: Vec<String>,
-        /// What was seen.
-        detail: String,
-    },
-}
-
-/// What `sim` reports. Keys are stable.
-#[derive(Debug, Clone, Serialize)]
-pub struct SimReport {
-    /// The rule.
-    pub rule: &'static str,
-    /// The spec's name.
-    pub spec: String,
-    /// The nodes.
-    pub nodes: Vec<String>,
-    /// The seed.
-    pub seed: u64,
-    /// Virtual seconds simulated.
-    pub virtual_s: f64,
-    /// Events processed.
-    pub events: u64,
-    /// Blocks committed.
-    pub blocks: u64,
-    /// Log entries committed (blocks and each term's no-op).
-    pub entries: u64,
-    /// Campaigns started (candidates).
-    pub elections: u64,
-    /// The leader of each term that had one.
-    pub leaders: Vec<LeaderRow>,
-    /// Seconds during which no live node led.
-    pub leaderless_s: f64,
-    /// Client requests submitted.
-    pub requests: u64,
-    /// Requests answered.
-    pub answered: u64,
-    /// Client retries (unanswered within a second).
-    pub retries: u64,
-    /// Requests the clients gave up on after ten retries.
-    pub abandoned: u64,
-    /// Client latency: submit to reply.
-    pub latency_ms: Latency,
-    /// Block latency: the leader appends it to the first commit.
-    pub block_commit_ms: Latency,
-    /// Messages by kind.
-    pub messages: Vec<MessageRow>,
-    /// Messages per committed block.
-    pub messages_per_block: f64,
-    /// Bytes per committed block.
-    pub bytes_per_block: f64,
-    /// Signatures per block (the leader's).
-    pub signatures_per_block: f64,
-    /// Messages lost (loss, partitions, crashed receivers).
-    pub dropped: u64,
-    /// The observer's verdict.
-    pub safety: Safety,
-    /// A hash of the run: equal for equal seeds and scenarios.
-    pub trace_hash: String,
-}
-
-impl SimReport {
-    /// The report as text for people.
-    #[must_use]
-    pub fn to_text(&self) -> String {
-        let mut s = String::new();
-        let _ = writeln!(
-            s,
-            "raft: {} nodes ({}), seed {}, {:.3} s simulated, {} events",
-            self.nodes.len(),
-            self.nodes.join(" "),
-            self.seed,
-            self.virtual_s,
-            self.events
-        );
-        let _ = writeln!(
-            s,
-            "  blocks committed   {:>10}   (log entries {}, with each term's no-op)",
-            self.blocks, self.entries
-        );
-        let leaders: Vec<String> = self
-            .leaders
-            .iter()
-            .map(|l| format!("{}:{}", l.term, l.leader))
-            .collect();
-        let _ = writeln!(
-            s,
-            "  elections          {:>10}   leaders by term: {}",
-            self.elections,
-            if leaders.is_empty() {
-                "none".into()
-            } else {
-                leaders.join(" ")
-            }
-        );
-        let _ = writeln!(s, "  without a leader   {:>10.3} s", self.leaderless_s);
-        let ms = |v: Option<f64>| v.map_or_else(|| "–".to_owned(), |v| format!("{v:.1} ms"));
-        let _ = writeln!(
-            s,
-            "  client latency     p50 {}  p99 {}  max {}   ({} of {} requests answered, {} retries, {} abandoned)",
-            ms(self.latency_ms.p50),
-            ms(self.latency_ms.p99),
-            ms(self.latency_ms.max),
-            self.answered,
-            self.requests,
-            self.retries,
-            self.abandoned
-        );
-        let _ = writeln!(
-            s,
-            "  block commit       p50 {}  p99 {}  max {}   (leader appends → first commit)",
-            ms(self.block_commit_ms.p50),
-            ms(self.block_commit_ms.p99),
-            ms(self.block_commit_ms.max)
-        );
-        let _ = writeln!(
-            s,
-            "  per block          {:.1} messages, {:.0} bytes, {} signature; {} messages lost",
-            self.messages_per_block, self.bytes_per_block, self.signatures_per_block, self.dropped
-        );
-        let _ = writeln!(
-            s,
-            "  {:<16} {:>10} {:>12} {:>10} {:>12}",
-            "message", "sent", "bytes", "/block", "bytes/block"
-        );
-        for m in &self.messages {
-            let _ = writeln!(
-                s,
-                "  {:<16} {:>10} {:>12} {:>10.1} {:>12.0}",
-                m.kind, m.sent, m.bytes, m.per_block, m.bytes_per_block
-            );
-        }
-        match &self.safety {
-            Safety::Ok => {
-                let _ = writeln!(
-                    s,
-                    "  safety             ok: election safety, log matching, leader completeness, state machine safety held"
-                );
-            }
-            Safety::Violated {
-                property,
-                time_s,
-                nodes,
-                detail,
-            } => {
-                let _ = writeln!(
-                    s,
-                    "  safety             VIOLATED: {property} at {time_s:.3} s, nodes {}, seed {}: {detail}",
-                    nodes.join(" "),
-                    self.seed
-                );
-            }
-        }
-        let _ = write!(s, "  trace hash         {}", self.trace_hash);
-        s
     }
 }

@@ -13,11 +13,9 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use crate::chain::ledger::LedgerDelta;
-use crate::chain::produce::{
-    NetworkCost, ProduceEnv, ProduceError, ProduceOptions, Producer, Step,
-};
+use crate::chain::produce::{ProduceError, ProduceOptions, Producer};
 use crate::chain::spec::{ChainSpec, SectionDef, SpecError};
-use crate::chain::state::{BlockError, ChainState};
+use crate::chain::state::BlockError;
 use crate::consensus::{
     BlockContext, BlockProducer, BlockWork, Connected, ProducerRow, Rule, RuleError, RuleInfo,
     RuleReport, RuleState, SpecNames, TimeRule, check_miner_listed, check_no_puzzle,
@@ -27,9 +25,9 @@ use crate::primitives::block::Block;
 use crate::primitives::hash::BlockHash;
 use crate::primitives::seal::Seal;
 use crate::primitives::tx::{ClientRequest, KeyPair, PubKey, Transaction};
-use crate::raft::cluster::{Cluster, ClusterRun};
+use crate::raft::cluster::mine_cluster;
 use crate::raft::spec::RaftSpec;
-use crate::sim::{Faults, MS};
+use crate::sim::cluster::ClusterProducer;
 
 /// Why a block breaks the Raft chain rules. Leaders are named by their keys.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -91,9 +89,6 @@ pub enum RaftError {
         /// Its serial.
         serial: u64,
     },
-    /// The simulated cluster broke a safety property (a bug: reported with its seed).
-    #[error("the cluster broke {0}")]
-    Unsafe(String),
     /// A term or log index beyond what a cluster could continue from.
     #[error("term {term} or log index {index} is above 2^62")]
     TooLarge {
@@ -102,9 +97,6 @@ pub enum RaftError {
         /// The block's index.
         index: u64,
     },
-    /// The simulated cluster committed nothing for a minute of virtual time.
-    #[error("no block committed in {0} s of simulated time")]
-    Stalled(u64),
 }
 
 impl From<RaftError> for BlockError {
@@ -207,11 +199,15 @@ impl Rule for Raft {
         options: &ProduceOptions,
     ) -> Result<Box<dyn Producer>, ProduceError> {
         options.refuse_others(RAFT_INFO.name, &[])?;
-        Ok(Box::new(RaftProducer {
-            spec: spec.clone(),
-            tx_per_block: options.tx_per_block,
-            cluster: None,
-        }))
+        let interval = spec
+            .section::<RaftSpec>()
+            .map_or(100, |r| r.block_interval_ms);
+        Ok(Box::new(ClusterProducer::new(
+            spec,
+            options.tx_per_block,
+            interval,
+            mine_cluster,
+        )))
     }
 }
 
@@ -379,82 +375,6 @@ impl RuleState for RaftState {
     fn irreversible_height(&self) -> Option<u32> {
         // A block reaches the chain only once a majority stores it: it is final at once.
         Some(self.height)
-    }
-}
-
-/// `mine raft`: a fault-free simulated cluster of the spec's members, under a client load of
-/// `tx_per_block` transactions per block interval; yields the blocks the first member commits.
-struct RaftProducer {
-    spec: ChainSpec,
-    tx_per_block: usize,
-    cluster: Option<Cluster>,
-}
-
-/// Virtual time a cluster may go without committing a block before `mine` gives up.
-const STALL_S: u64 = 60;
-
-impl Producer for RaftProducer {
-    fn network(&self) -> Option<NetworkCost> {
-        let cluster = self.cluster.as_ref()?;
-        let stats = cluster.stats();
-        Some(NetworkCost {
-            messages: stats.sent.iter().sum(),
-            bytes: stats.bytes.iter().sum(),
-            commit_latency_ms: cluster.report().block_commit_ms.p50,
-        })
-    }
-
-    fn next_block(
-        &mut self,
-        state: &ChainState,
-        env: &ProduceEnv<'_>,
-    ) -> Result<Step, ProduceError> {
-        let spec = &self.spec;
-        let interval = spec
-            .section::<RaftSpec>()
-            .map_or(100, |r| r.block_interval_ms);
-        let tx_per_block = self.tx_per_block;
-        let cluster = self.cluster.get_or_insert_with(|| {
-            let origin = env.now.max(state.tip().map_or(0, |t| t.header.time));
-            let run = ClusterRun {
-                spec: spec.clone(),
-                seed: 1,
-                faults: Faults {
-                    load_tps: tx_per_block as f64 * 1000.0 / interval as f64,
-                    // Clients new to the chain: each run continuing it adds blocks, so
-                    // its tip height names the run.
-                    first_client: (state.next_height()).saturating_mul(crate::sim::CLIENTS),
-                    ..Faults::default()
-                },
-                trace: false,
-                origin,
-            };
-            let mut cluster = Cluster::new(&run, state);
-            cluster.follow_first_node();
-            cluster
-        });
-        let give_up = cluster.now() + STALL_S * 1_000 * MS;
-        loop {
-            if let Some(record) = cluster.next_first_node_block() {
-                return Ok(Step::Block(Box::new(record), Vec::new()));
-            }
-            if env.control.stop.load(std::sync::atomic::Ordering::Relaxed) {
-                return Ok(Step::Stopped);
-            }
-            if cluster.now() >= give_up {
-                return Err(ProduceError::Rule(RuleError::new(RaftError::Stalled(
-                    STALL_S,
-                ))));
-            }
-            let next = cluster.now() + 10 * MS;
-            if !cluster.run_until(next) {
-                let v = cluster
-                    .violation()
-                    .map(ToString::to_string)
-                    .unwrap_or_default();
-                return Err(ProduceError::Rule(RuleError::new(RaftError::Unsafe(v))));
-            }
-        }
     }
 }
 

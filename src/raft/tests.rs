@@ -948,10 +948,11 @@ fn the_observer_catches_figure_8_commits_of_an_old_term_entry() {
 
 mod cluster {
     use crate::ChainSpec;
-    use crate::raft::check::{CheckBounds, check_schedule_with};
+    use crate::raft::check::check_schedule_with;
     use crate::raft::cluster::node_config;
     use crate::raft::engine::{Bug, RaftConfig};
     use crate::raft::spec::RaftSpec;
+    use crate::sim::cluster::CheckBounds;
     use crate::sim::scenario::{Scenario, push_crash};
     use crate::sim::{NodeId, SimRng};
 

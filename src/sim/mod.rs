@@ -26,6 +26,8 @@ use std::fmt;
 
 use serde::{Deserialize, Serialize};
 
+pub mod cluster;
+pub mod report;
 pub mod rng;
 pub mod scenario;
 

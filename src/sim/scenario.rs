@@ -69,6 +69,12 @@ pub struct Scenario {
     /// `election_timeout_ms`…).
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub params: BTreeMap<String, serde_json::Value>,
+    /// Byzantine nodes (rules that tolerate them): node name → behaviour (`equivocate`…).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub byzantine: BTreeMap<String, String>,
+    /// Allow more Byzantine nodes than the cluster tolerates, to watch safety break.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub allow_unsafe: bool,
 }
 
 const fn default_seed() -> u64 {
@@ -88,6 +94,8 @@ impl Default for Scenario {
             crashes: Vec::new(),
             partitions: Vec::new(),
             params: BTreeMap::new(),
+            byzantine: BTreeMap::new(),
+            allow_unsafe: false,
         }
     }
 }
@@ -325,6 +333,39 @@ impl Scenario {
             crashes,
             partitions,
             params: BTreeMap::new(),
+            byzantine: BTreeMap::new(),
+            allow_unsafe: false,
         }
+    }
+
+    /// A random schedule for a Byzantine-fault-tolerant rule: as [`Scenario::random`], but
+    /// 1 to `f` nodes are faulty, each either crashing (and perhaps restarting; one in three)
+    /// or behaving as one of `behaviours`; the others never crash.
+    #[must_use]
+    pub fn random_byzantine(
+        rng: &mut SimRng,
+        names: &[String],
+        f: usize,
+        behaviours: &[&str],
+        faulty_s: f64,
+        calm_s: f64,
+        load_tps: f64,
+    ) -> Self {
+        let mut sc = Self::random(rng, names, faulty_s, calm_s, load_tps);
+        let mut pool: Vec<String> = names.to_vec();
+        let mut crashing = Vec::new();
+        let faulty = if f == 0 { 0 } else { rng.range(1, f as u64) };
+        for _ in 0..faulty {
+            let i = rng.range(0, pool.len() as u64 - 1) as usize;
+            let node = pool.swap_remove(i);
+            if rng.chance(1.0 / 3.0) || behaviours.is_empty() {
+                crashing.push(node);
+            } else {
+                let b = behaviours[rng.range(0, behaviours.len() as u64 - 1) as usize];
+                sc.byzantine.insert(node, b.to_owned());
+            }
+        }
+        sc.crashes.retain(|c| crashing.contains(&c.node));
+        sc
     }
 }

@@ -8,9 +8,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Instant;
 
 use anyhow::Result;
-use chainsmith::raft::check::{CheckBounds, ScheduleOutcome, check_schedule, schedule};
-use chainsmith::raft::cluster::cluster_spec;
-use chainsmith::raft::spec::RaftSpec;
+use chainsmith::ordering::{bounds, check_schedule, cluster_spec, members, schedule};
+use chainsmith::sim::cluster::ScheduleOutcome;
 use rayon::prelude::*;
 use serde::Serialize;
 
@@ -28,7 +27,7 @@ struct Failure {
 
 #[derive(Serialize)]
 struct Summary {
-    rule: &'static str,
+    rule: String,
     spec: String,
     nodes: usize,
     seed: u64,
@@ -51,8 +50,8 @@ pub(crate) fn run(args: &CheckArgs) -> Result<ExitCode> {
     let base = ordering_spec(args.rule, args.spec.as_deref())?;
     let spec = cluster_spec(&base, args.nodes.map(usize::from), &Default::default())
         .map_err(|e| anyhow::anyhow!("{e}"))?;
-    let names = spec.section::<RaftSpec>().expect("raft").members.clone();
-    let bounds = CheckBounds::default();
+    let names = members(&spec);
+    let bounds = bounds(&spec);
     let pool = thread_pool(args.threads)?;
     let bar = Progress::new(Some(args.schedules), "schedules", args.quiet);
     let bad = AtomicU64::new(0);
@@ -61,7 +60,7 @@ pub(crate) fn run(args: &CheckArgs) -> Result<ExitCode> {
         (0..args.schedules)
             .into_par_iter()
             .map(|i| {
-                let sc = schedule(args.seed, i, &names, &bounds);
+                let sc = schedule(&spec, args.seed, i, &bounds);
                 let outcome = check_schedule(&spec, &sc, &bounds)
                     .expect("a drawn schedule names only the spec's nodes");
                 if outcome.violation.is_some() || outcome.recovery_s.is_none() {
@@ -97,7 +96,7 @@ pub(crate) fn run(args: &CheckArgs) -> Result<ExitCode> {
         .collect();
     let events: u64 = outcomes.iter().map(|(_, o)| o.events).sum();
     let summary = Summary {
-        rule: "raft",
+        rule: spec.consensus.name().to_owned(),
         spec: spec.name.clone(),
         nodes: names.len(),
         seed: args.seed,
@@ -126,12 +125,22 @@ pub(crate) fn run(args: &CheckArgs) -> Result<ExitCode> {
     } else {
         writeln!(
             out,
-            "check raft: {} schedules on {} nodes (seed {}): {} safety violations, {} not live",
-            summary.schedules, summary.nodes, summary.seed, summary.violations, summary.not_live
+            "check {}: {} schedules on {} nodes (seed {}): {} safety violations, {} not live",
+            summary.rule,
+            summary.schedules,
+            summary.nodes,
+            summary.seed,
+            summary.violations,
+            summary.not_live
         )?;
         writeln!(
             out,
-            "  each: crashes, restarts, partitions, loss ≤ 20 %, duplication ≤ 10 %, delay 1–30 ms for {} s, then calm",
+            "  each: {}, partitions, loss ≤ 20 %, duplication ≤ 10 %, delay 1–30 ms for {} s, then calm",
+            if summary.rule == "pbft" {
+                "up to f faulty replicas (crashed and restarted, or Byzantine of any behaviour)"
+            } else {
+                "crashes, restarts"
+            },
             bounds.faulty_s
         )?;
         if let (Some(p50), Some(max)) = (summary.recovery_p50_s, summary.recovery_max_s) {
@@ -153,7 +162,8 @@ pub(crate) fn run(args: &CheckArgs) -> Result<ExitCode> {
             writeln!(out, "schedule {} failed: {}", f.schedule, f.problem)?;
             writeln!(
                 out,
-                "  replay: save this as a file and run `chainsmith sim raft --scenario FILE`"
+                "  replay: save this as a file and run `chainsmith sim {} --scenario FILE`",
+                summary.rule
             )?;
             writeln!(out, "{}", serde_json::to_string_pretty(&f.scenario)?)?;
         }

@@ -250,11 +250,15 @@ fn point_time(spec: &ChainSpec, record: &BlockRecord) -> f64 {
         / 1000.0
 }
 
-/// Block signatures on the chain: one per block after genesis, except proof of work.
+/// Block signatures on the chain: the seal's after genesis (one, or a committee's
+/// certificate), none for proof of work.
 fn signatures(state: &ChainState) -> u64 {
-    match state.consensus().rule().info().work {
+    let rule = state.consensus().rule();
+    match rule.info().work {
         BlockWork::NonceSearch => 0,
-        BlockWork::KernelSearch | BlockWork::Signatures => state.block_count().saturating_sub(1),
+        BlockWork::KernelSearch | BlockWork::Signatures => {
+            state.block_count().saturating_sub(1) * rule.seal_signatures(state.spec())
+        }
     }
 }
 

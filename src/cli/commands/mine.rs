@@ -303,11 +303,19 @@ fn report(args: &MineArgs, path: &Path, state: &ChainState, run: &RunStats) -> R
                 )?;
                 writeln!(out, "  hash rate   {}H/s on one thread", si(rate))?;
             }
-            BlockWork::Signatures => writeln!(
-                out,
-                "  signatures  {} (one per block; no hashing puzzle)",
-                run.mined
-            )?,
+            BlockWork::Signatures => {
+                let per_block = state.spec().consensus.rule().seal_signatures(state.spec());
+                writeln!(
+                    out,
+                    "  signatures  {} ({} per block; no hashing puzzle)",
+                    run.mined * per_block,
+                    if per_block == 1 {
+                        "one".to_owned()
+                    } else {
+                        format!("a commit certificate of {per_block}")
+                    }
+                )?;
+            }
         }
         writeln!(out, "  chain       {}", path.display())?;
         print_producers(&mut out, state, &report, run)?;
@@ -387,7 +395,10 @@ fn print_producers(
         writeln!(
             out,
             "\n  {:<12} {:>7}",
-            what.trim_end_matches('s'),
+            what.strip_suffix("ies").map_or_else(
+                || what.trim_end_matches('s').to_owned(),
+                |w| format!("{w}y")
+            ),
             "blocks"
         )?;
         for r in rows.iter().filter(|r| r.blocks > 0) {

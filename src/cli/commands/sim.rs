@@ -10,16 +10,13 @@ use anyhow::{Context, Result, bail};
 use chainsmith::ChainSpec;
 use chainsmith::chain::record::BlockRecord;
 use chainsmith::chain::store::{ChainLock, ChainWriter};
-use chainsmith::raft::check::{build, run as run_scenario};
-use chainsmith::raft::cluster::{Cluster, Safety, SimReport};
-use chainsmith::raft::spec::RaftSpec;
+use chainsmith::ordering::{ORDERING_RULES, build, network};
+use chainsmith::sim::cluster::{OrderedCluster, run as run_scenario};
+use chainsmith::sim::report::{Safety, SimReport};
 use chainsmith::sim::scenario::{CrashSpec, PartitionSpec, Scenario};
 
 use crate::cli::args::{RuleArg, SimArgs, parse_time};
 use crate::cli::{EXIT_INVALID, resolve_spec};
-
-/// The ordering rules `sim` and `check` run.
-pub(crate) const ORDERING_RULES: &[&str] = &["raft"];
 
 /// Refuses a rule that is not an ordering protocol.
 pub(crate) fn ordering_rule(rule: RuleArg, command: &str) -> Result<()> {
@@ -115,11 +112,7 @@ fn scenario(args: &SimArgs, spec: &ChainSpec) -> Result<Scenario> {
         sc.partitions.push(parse_partition(p)?);
     }
     if args.drop.is_some() || args.duplicate.is_some() || args.delay.is_some() {
-        let mut net = sc.network.unwrap_or_else(|| {
-            spec.section::<RaftSpec>()
-                .map(|r| r.network)
-                .unwrap_or_default()
-        });
+        let mut net = sc.network.unwrap_or_else(|| network(spec));
         if let Some(p) = args.drop {
             net.drop = p;
         }
@@ -151,6 +144,16 @@ fn scenario(args: &SimArgs, spec: &ChainSpec) -> Result<Scenario> {
         sc.params
             .insert("check_quorum".into(), serde_json::json!(false));
     }
+    for b in &args.byzantine {
+        let (node, behaviour) = b
+            .split_once(':')
+            .with_context(|| format!("--byzantine {b:?}: expected NODE:BEHAVIOUR"))?;
+        sc.byzantine
+            .insert(node.trim().to_owned(), behaviour.trim().to_owned());
+    }
+    if args.allow_unsafe {
+        sc.allow_unsafe = true;
+    }
     Ok(sc)
 }
 
@@ -164,7 +167,7 @@ struct ChainFiles {
 }
 
 impl ChainFiles {
-    fn create(dir: &Path, cluster: &mut Cluster) -> Result<Self> {
+    fn create(dir: &Path, cluster: &mut dyn OrderedCluster) -> Result<Self> {
         std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
         let spec = cluster.spec().clone();
         let genesis = BlockRecord::new(0, &spec.genesis_block(), Some(&spec));
@@ -216,17 +219,39 @@ impl ChainFiles {
     }
 }
 
+/// Refuses flags of another rule than `rule`.
+fn refuse_other_rules_flags(rule: &str, args: &SimArgs) -> Result<()> {
+    let raft = [
+        ("--election", args.election.is_some()),
+        ("--no-pre-vote", args.no_pre_vote),
+        ("--no-check-quorum", args.no_check_quorum),
+    ];
+    let pbft = [
+        ("--byzantine", !args.byzantine.is_empty()),
+        ("--allow-unsafe", args.allow_unsafe),
+    ];
+    let other = match rule {
+        "raft" => &pbft[..],
+        _ => &raft[..],
+    };
+    if let Some((flag, _)) = other.iter().find(|(_, given)| *given) {
+        bail!("sim {rule}: {flag} is not a {rule} option");
+    }
+    Ok(())
+}
+
 pub(crate) fn run(args: &SimArgs) -> Result<ExitCode> {
     ordering_rule(args.rule, "sim")?;
+    refuse_other_rules_flags(args.rule.0.name(), args)?;
     let spec = ordering_spec(args.rule, args.spec.as_deref())?;
     let sc = scenario(args, &spec)?;
     let mut cluster = build(&spec, &sc, args.trace).map_err(|e| anyhow::anyhow!("{e}"))?;
     let files = args
         .out
         .as_deref()
-        .map(|dir| ChainFiles::create(dir, &mut cluster))
+        .map(|dir| ChainFiles::create(dir, cluster.as_mut()))
         .transpose()?;
-    run_scenario(&mut cluster, &sc);
+    run_scenario(cluster.as_mut(), &sc);
     let report: SimReport = cluster.report();
     let files = files
         .map(ChainFiles::finish)

@@ -1,0 +1,265 @@
+//! What every simulated cluster of an ordering rule offers — run it, read its report, write
+//! its nodes' chains — and what runs scenarios and random fault schedules on any of them:
+//! safety judged by the rule's observer, liveness by how soon blocks commit again once every
+//! fault has healed.
+
+use crate::chain::produce::{NetworkCost, ProduceEnv, ProduceError, Producer, Step};
+use crate::chain::record::BlockRecord;
+use crate::chain::spec::{ChainSpec, SpecError};
+use crate::chain::state::ChainState;
+use crate::consensus::RuleError;
+use crate::sim::report::{Safety, SimReport};
+use crate::sim::scenario::{Scenario, ScenarioError};
+use crate::sim::{Faults, MS, Micros, NodeId};
+
+/// Where each node's newly committed blocks go (its chain file), in commit order.
+pub type BlockSink = Box<dyn FnMut(NodeId, &BlockRecord) + Send>;
+
+/// A simulated cluster of an ordering rule, ordering blocks.
+pub trait OrderedCluster {
+    /// The spec the nodes run: the members, parameters and network the run uses.
+    fn spec(&self) -> &ChainSpec;
+    /// The members' names.
+    fn names(&self) -> &[String];
+    /// Hands every block a (correct) node commits from now on to `sink`.
+    fn set_sink(&mut self, sink: BlockSink);
+    /// Runs until virtual time `until`; false when a violation ended it.
+    fn run_until(&mut self, until: Micros) -> bool;
+    /// Runs until `blocks` blocks are committed or virtual time `until`; false when a
+    /// violation ended it.
+    fn run_blocks(&mut self, blocks: u64, until: Micros) -> bool;
+    /// Blocks committed (by any correct node).
+    fn blocks(&self) -> u64;
+    /// When the last new block was committed.
+    fn last_block_at(&self) -> Micros;
+    /// The report of the run so far.
+    fn report(&self) -> SimReport;
+    /// The timeline (when recorded).
+    fn trace(&self) -> &[String];
+    /// Virtual time now.
+    fn now(&self) -> Micros;
+    /// Queues the blocks the first correct member commits from now on for
+    /// [`OrderedCluster::next_followed_block`] (`mine` reads them one by one).
+    fn follow_first_correct(&mut self);
+    /// The next block the followed member committed, if any waits.
+    fn next_followed_block(&mut self) -> Option<BlockRecord>;
+}
+
+/// Why a scenario cannot run.
+#[derive(Debug, thiserror::Error)]
+pub enum RunError {
+    /// The spec, with the scenario's nodes and parameters, is invalid.
+    #[error("{0}")]
+    Spec(#[from] SpecError),
+    /// The scenario names something wrong.
+    #[error("{0}")]
+    Scenario(#[from] ScenarioError),
+}
+
+/// When a run with neither blocks nor duration stops: after this many blocks.
+pub const DEFAULT_BLOCKS: u64 = 20;
+/// A run asked for blocks gives up after this much virtual time without reaching them.
+pub const BLOCKS_TIMEOUT_S: f64 = 3_600.0;
+
+/// Runs `cluster` as `scenario` says: until its blocks are committed (at most
+/// [`BLOCKS_TIMEOUT_S`]) or for its duration ([`DEFAULT_BLOCKS`] blocks when it says neither).
+/// False when a violation ended it.
+pub fn run(cluster: &mut dyn OrderedCluster, scenario: &Scenario) -> bool {
+    match (scenario.blocks, scenario.duration_s) {
+        (_, Some(d)) => cluster.run_until(secs(d)),
+        (blocks, None) => {
+            cluster.run_blocks(blocks.unwrap_or(DEFAULT_BLOCKS), secs(BLOCKS_TIMEOUT_S))
+        }
+    }
+}
+
+/// Seconds as virtual time.
+#[must_use]
+pub fn secs(s: f64) -> Micros {
+    (s * 1e6).round() as Micros
+}
+
+/// What one random schedule showed.
+#[derive(Debug, Clone)]
+pub struct ScheduleOutcome {
+    /// The schedule, as a scenario that replays it.
+    pub scenario: Scenario,
+    /// The violation, named for people, if safety broke.
+    pub violation: Option<String>,
+    /// Seconds from the last fault healing to the next new block, if one came in time.
+    pub recovery_s: Option<f64>,
+    /// Blocks committed.
+    pub blocks: u64,
+    /// Simulator events.
+    pub events: u64,
+}
+
+/// The bounds of `check`: faults for `faulty_s` seconds, then `calm_s` seconds in which a new
+/// block must commit within `liveness_s`.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct CheckBounds {
+    /// Seconds with faults.
+    pub faulty_s: f64,
+    /// Seconds after.
+    pub calm_s: f64,
+    /// The liveness bound after healing, seconds.
+    pub liveness_s: f64,
+    /// Client load, transactions per second.
+    pub load_tps: f64,
+}
+
+impl Default for CheckBounds {
+    fn default() -> Self {
+        Self {
+            faulty_s: 4.0,
+            calm_s: 3.0,
+            liveness_s: 3.0,
+            load_tps: 20.0,
+        }
+    }
+}
+
+/// Runs a schedule on `cluster` (built from `scenario`) and judges safety and liveness.
+pub fn check_cluster(
+    cluster: &mut dyn OrderedCluster,
+    scenario: &Scenario,
+    bounds: &CheckBounds,
+) -> ScheduleOutcome {
+    let healed = secs(bounds.faulty_s);
+    let mut safe = cluster.run_until(healed);
+    let mut recovery_s = None;
+    if safe {
+        let before = cluster.blocks();
+        safe = cluster.run_blocks(before + 1, healed + secs(bounds.liveness_s));
+        if cluster.blocks() > before {
+            recovery_s = Some((cluster.last_block_at() - healed) as f64 / 1e6);
+        }
+    }
+    if safe {
+        safe = cluster.run_until(healed + secs(bounds.calm_s).max(secs(bounds.liveness_s)));
+    }
+    let report = cluster.report();
+    let violation = match report.safety {
+        Safety::Ok if safe => None,
+        Safety::Ok => Some("unknown".to_owned()),
+        Safety::Violated {
+            property,
+            time_s,
+            nodes,
+            detail,
+        } => Some(format!(
+            "{property} at {time_s:.3} s (nodes {}): {detail}",
+            nodes.join(", ")
+        )),
+    };
+    ScheduleOutcome {
+        scenario: scenario.clone(),
+        violation,
+        recovery_s,
+        blocks: report.blocks,
+        events: report.events,
+    }
+}
+
+/// Why `mine` on a simulated cluster stopped short.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ClusterError {
+    /// The simulated cluster broke a safety property (a bug: reported with its seed).
+    #[error("the cluster broke {0}")]
+    Unsafe(String),
+    /// The simulated cluster committed nothing for a minute of virtual time.
+    #[error("no block committed in {0} s of simulated time")]
+    Stalled(u64),
+}
+
+/// Virtual time a cluster may go without committing a block before `mine` gives up.
+const STALL_S: u64 = 60;
+
+/// Builds the fault-free cluster `mine` runs over a chain: its spec, the chain so far, the
+/// Unix time of virtual time 0 and the client load.
+pub type MineCluster = fn(&ChainSpec, &ChainState, u32, Faults) -> Box<dyn OrderedCluster + Send>;
+
+/// `mine` for an ordering rule: a fault-free simulated cluster of the spec's members, under
+/// a client load of `tx_per_block` transactions per block interval; yields the blocks its
+/// first correct member commits.
+pub struct ClusterProducer {
+    spec: ChainSpec,
+    tx_per_block: usize,
+    interval_ms: u64,
+    build: MineCluster,
+    cluster: Option<Box<dyn OrderedCluster + Send>>,
+}
+
+impl ClusterProducer {
+    /// A producer over `spec`, whose blocks come every `interval_ms`.
+    #[must_use]
+    pub fn new(
+        spec: &ChainSpec,
+        tx_per_block: usize,
+        interval_ms: u64,
+        build: MineCluster,
+    ) -> Self {
+        Self {
+            spec: spec.clone(),
+            tx_per_block,
+            interval_ms: interval_ms.max(1),
+            build,
+            cluster: None,
+        }
+    }
+}
+
+impl Producer for ClusterProducer {
+    fn network(&self) -> Option<NetworkCost> {
+        let report = self.cluster.as_ref()?.report();
+        Some(NetworkCost {
+            messages: report.messages_sent(),
+            bytes: report.bytes_sent(),
+            commit_latency_ms: report.block_commit_ms.p50,
+        })
+    }
+
+    fn next_block(
+        &mut self,
+        state: &ChainState,
+        env: &ProduceEnv<'_>,
+    ) -> Result<Step, ProduceError> {
+        let cluster = self.cluster.get_or_insert_with(|| {
+            let origin = env.now.max(state.tip().map_or(0, |t| t.header.time));
+            let faults = Faults {
+                load_tps: self.tx_per_block as f64 * 1000.0 / self.interval_ms as f64,
+                // Clients new to the chain: each run continuing it adds blocks, so its tip
+                // height names the run.
+                first_client: state.next_height().saturating_mul(crate::sim::CLIENTS),
+                ..Faults::default()
+            };
+            let mut cluster = (self.build)(&self.spec, state, origin, faults);
+            cluster.follow_first_correct();
+            cluster
+        });
+        let give_up = cluster.now() + STALL_S * 1_000 * MS;
+        loop {
+            if let Some(record) = cluster.next_followed_block() {
+                return Ok(Step::Block(Box::new(record), Vec::new()));
+            }
+            if env.control.stop.load(std::sync::atomic::Ordering::Relaxed) {
+                return Ok(Step::Stopped);
+            }
+            if cluster.now() >= give_up {
+                return Err(ProduceError::Rule(RuleError::new(ClusterError::Stalled(
+                    STALL_S,
+                ))));
+            }
+            let next = cluster.now() + 10 * MS;
+            if !cluster.run_until(next) {
+                let v = match cluster.report().safety {
+                    Safety::Violated {
+                        property, detail, ..
+                    } => format!("{property}: {detail}"),
+                    Safety::Ok => String::new(),
+                };
+                return Err(ProduceError::Rule(RuleError::new(ClusterError::Unsafe(v))));
+            }
+        }
+    }
+}

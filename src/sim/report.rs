@@ -1,0 +1,379 @@
+//! What a simulated run of an ordering protocol reports, for people (`to_text`) and for
+//! programs (JSON with stable keys): blocks, leaders, client and block latency, messages and
+//! bytes by kind and per block, and the safety observer's verdict.
+
+use std::fmt::Write as _;
+
+use serde::Serialize;
+
+use crate::sim::{Micros, Violation};
+
+/// One message kind's line in a report.
+#[derive(Debug, Clone, Serialize)]
+pub struct MessageRow {
+    /// The kind.
+    pub kind: &'static str,
+    /// Sent.
+    pub sent: u64,
+    /// Bytes sent.
+    pub bytes: u64,
+    /// Sent per committed block.
+    pub per_block: f64,
+    /// Bytes per committed block.
+    pub bytes_per_block: f64,
+}
+
+/// The leader of a term.
+#[derive(Debug, Clone, Serialize)]
+pub struct LeaderRow {
+    /// The term.
+    pub term: u64,
+    /// Its leader.
+    pub leader: String,
+}
+
+/// The primary of a view that entered normal operation.
+#[derive(Debug, Clone, Serialize)]
+pub struct PrimaryRow {
+    /// The view.
+    pub view: u64,
+    /// Its primary.
+    pub primary: String,
+}
+
+/// A replica that does not follow the protocol.
+#[derive(Debug, Clone, Serialize)]
+pub struct ByzantineRow {
+    /// The replica.
+    pub node: String,
+    /// How it behaves.
+    pub behaviour: String,
+}
+
+/// The part of a report only one protocol has.
+#[derive(Debug, Clone, Serialize)]
+#[serde(untagged)]
+pub enum ProtocolReport {
+    /// Raft.
+    Raft {
+        /// Campaigns started (candidates).
+        elections: u64,
+        /// The leader of each term that had one.
+        leaders: Vec<LeaderRow>,
+    },
+    /// PBFT.
+    Pbft {
+        /// View changes asked for (a replica's VIEW-CHANGE for a view it had not asked for).
+        view_changes: u64,
+        /// The primary of each view that entered normal operation.
+        primaries: Vec<PrimaryRow>,
+        /// Checkpoints that became stable (at the first replica).
+        stable_checkpoints: u64,
+        /// Committed blocks that no longer fit the chain after a view change, skipped.
+        skipped: u64,
+        /// The Byzantine replicas.
+        byzantine: Vec<ByzantineRow>,
+    },
+}
+
+/// Submit-to-reply latency percentiles, milliseconds (`None` with no answers).
+#[derive(Debug, Clone, Serialize)]
+pub struct Latency {
+    /// Median.
+    pub p50: Option<f64>,
+    /// 99th percentile.
+    pub p99: Option<f64>,
+    /// Longest.
+    pub max: Option<f64>,
+}
+
+impl Latency {
+    /// Percentiles of `samples`, microseconds, in milliseconds.
+    #[must_use]
+    pub fn of(mut samples: Vec<Micros>) -> Self {
+        samples.sort_unstable();
+        let pct = |p: f64| {
+            if samples.is_empty() {
+                None
+            } else {
+                let i = ((samples.len() as f64 * p).ceil() as usize).clamp(1, samples.len()) - 1;
+                Some(samples[i] as f64 / 1000.0)
+            }
+        };
+        Self {
+            p50: pct(0.5),
+            p99: pct(0.99),
+            max: samples.last().map(|v| *v as f64 / 1000.0),
+        }
+    }
+}
+
+impl Safety {
+    /// The verdict on a run: `violation` if the observer reported one, else `faults` (what
+    /// the nodes' own state machines could not apply) if any, else ok.
+    #[must_use]
+    pub fn judge(
+        violation: Option<&Violation>,
+        faults: &[String],
+        now: Micros,
+        names: &[String],
+    ) -> Self {
+        match violation {
+            None if faults.is_empty() => Self::Ok,
+            None => Self::Violated {
+                property: "state machine safety",
+                time_s: now as f64 / 1e6,
+                nodes: Vec::new(),
+                detail: faults.join("; "),
+            },
+            Some(v) => Self::Violated {
+                property: v.property,
+                time_s: v.time_us as f64 / 1e6,
+                nodes: v.nodes.iter().map(|n| names[*n].clone()).collect(),
+                detail: name_nodes(&v.detail, names),
+            },
+        }
+    }
+}
+
+/// The safety verdict.
+#[derive(Debug, Clone, Serialize)]
+#[serde(tag = "verdict", rename_all = "snake_case")]
+pub enum Safety {
+    /// No property broken.
+    Ok,
+    /// A property broken.
+    Violated {
+        /// The property.
+        property: &'static str,
+        /// When, seconds of virtual time.
+        time_s: f64,
+        /// The nodes involved.
+        nodes: Vec<String>,
+        /// What was seen.
+        detail: String,
+    },
+}
+
+/// What `sim` reports. Keys are stable.
+#[derive(Debug, Clone, Serialize)]
+pub struct SimReport {
+    /// The rule.
+    pub rule: &'static str,
+    /// The spec's name.
+    pub spec: String,
+    /// The nodes.
+    pub nodes: Vec<String>,
+    /// The seed.
+    pub seed: u64,
+    /// Virtual seconds simulated.
+    pub virtual_s: f64,
+    /// Events processed.
+    pub events: u64,
+    /// Blocks committed.
+    pub blocks: u64,
+    /// Log entries (Raft: blocks and each term's no-op) or sequence numbers (PBFT: blocks,
+    /// no-ops and skipped blocks) committed.
+    pub entries: u64,
+    /// What only this protocol has: Raft's elections and leaders, PBFT's view changes,
+    /// primaries and Byzantine replicas.
+    #[serde(flatten)]
+    pub protocol: ProtocolReport,
+    /// Seconds during which no live node led.
+    pub leaderless_s: f64,
+    /// Client requests submitted.
+    pub requests: u64,
+    /// Requests answered.
+    pub answered: u64,
+    /// Client retries (unanswered within a second).
+    pub retries: u64,
+    /// Requests the clients gave up on after ten retries.
+    pub abandoned: u64,
+    /// Client latency: submit to reply.
+    pub latency_ms: Latency,
+    /// Block latency: the leader appends it to the first commit.
+    pub block_commit_ms: Latency,
+    /// Messages by kind.
+    pub messages: Vec<MessageRow>,
+    /// Messages per committed block.
+    pub messages_per_block: f64,
+    /// Bytes per committed block.
+    pub bytes_per_block: f64,
+    /// Signatures per block (Raft: the leader's; PBFT: the commit certificate's).
+    pub signatures_per_block: f64,
+    /// Messages lost (loss, partitions, crashed receivers).
+    pub dropped: u64,
+    /// The observer's verdict.
+    pub safety: Safety,
+    /// A hash of the run: equal for equal seeds and scenarios.
+    pub trace_hash: String,
+}
+
+impl SimReport {
+    /// Messages sent between nodes (replies to clients not included).
+    #[must_use]
+    pub fn messages_sent(&self) -> u64 {
+        self.messages
+            .iter()
+            .filter(|m| !m.kind.starts_with("reply"))
+            .map(|m| m.sent)
+            .sum()
+    }
+
+    /// Bytes sent between nodes.
+    #[must_use]
+    pub fn bytes_sent(&self) -> u64 {
+        self.messages
+            .iter()
+            .filter(|m| !m.kind.starts_with("reply"))
+            .map(|m| m.bytes)
+            .sum()
+    }
+
+    /// The report as text for people.
+    #[must_use]
+    pub fn to_text(&self) -> String {
+        let mut s = String::new();
+        let _ = writeln!(
+            s,
+            "{}: {} nodes ({}), seed {}, {:.3} s simulated, {} events",
+            self.rule,
+            self.nodes.len(),
+            self.nodes.join(" "),
+            self.seed,
+            self.virtual_s,
+            self.events
+        );
+        match &self.protocol {
+            ProtocolReport::Raft { elections, leaders } => {
+                let _ = writeln!(
+                    s,
+                    "  blocks committed   {:>10}   (log entries {}, with each term's no-op)",
+                    self.blocks, self.entries
+                );
+                let leaders: Vec<String> = leaders
+                    .iter()
+                    .map(|l| format!("{}:{}", l.term, l.leader))
+                    .collect();
+                let _ = writeln!(
+                    s,
+                    "  elections          {:>10}   leaders by term: {}",
+                    elections,
+                    if leaders.is_empty() {
+                        "none".into()
+                    } else {
+                        leaders.join(" ")
+                    }
+                );
+            }
+            ProtocolReport::Pbft {
+                view_changes,
+                primaries,
+                stable_checkpoints,
+                skipped,
+                byzantine,
+            } => {
+                let _ = writeln!(
+                    s,
+                    "  blocks committed   {:>10}   (sequence numbers {}: with no-ops and {} skipped blocks; {} stable checkpoints)",
+                    self.blocks, self.entries, skipped, stable_checkpoints
+                );
+                let primaries: Vec<String> = primaries
+                    .iter()
+                    .map(|p| format!("{}:{}", p.view, p.primary))
+                    .collect();
+                let _ = writeln!(
+                    s,
+                    "  view changes       {:>10}   primaries by view: {}",
+                    view_changes,
+                    primaries.join(" ")
+                );
+                if !byzantine.is_empty() {
+                    let b: Vec<String> = byzantine
+                        .iter()
+                        .map(|b| format!("{} {}", b.node, b.behaviour))
+                        .collect();
+                    let _ = writeln!(s, "  byzantine          {}", b.join(", "));
+                }
+            }
+        }
+        let _ = writeln!(s, "  without a leader   {:>10.3} s", self.leaderless_s);
+        let ms = |v: Option<f64>| v.map_or_else(|| "–".to_owned(), |v| format!("{v:.1} ms"));
+        let _ = writeln!(
+            s,
+            "  client latency     p50 {}  p99 {}  max {}   ({} of {} requests answered, {} retries, {} abandoned)",
+            ms(self.latency_ms.p50),
+            ms(self.latency_ms.p99),
+            ms(self.latency_ms.max),
+            self.answered,
+            self.requests,
+            self.retries,
+            self.abandoned
+        );
+        let _ = writeln!(
+            s,
+            "  block commit       p50 {}  p99 {}  max {}   (proposed → first commit)",
+            ms(self.block_commit_ms.p50),
+            ms(self.block_commit_ms.p99),
+            ms(self.block_commit_ms.max)
+        );
+        let _ = writeln!(
+            s,
+            "  per block          {:.1} messages, {:.0} bytes, {} signatures; {} messages lost",
+            self.messages_per_block, self.bytes_per_block, self.signatures_per_block, self.dropped
+        );
+        let _ = writeln!(
+            s,
+            "  {:<16} {:>10} {:>12} {:>10} {:>12}",
+            "message", "sent", "bytes", "/block", "bytes/block"
+        );
+        for m in &self.messages {
+            let _ = writeln!(
+                s,
+                "  {:<16} {:>10} {:>12} {:>10.1} {:>12.0}",
+                m.kind, m.sent, m.bytes, m.per_block, m.bytes_per_block
+            );
+        }
+        match &self.safety {
+            Safety::Ok => {
+                let _ = writeln!(
+                    s,
+                    "  safety             ok: {}",
+                    match self.protocol {
+                        ProtocolReport::Raft { .. } => {
+                            "election safety, log matching, leader completeness, state machine safety held"
+                        }
+                        ProtocolReport::Pbft { .. } => {
+                            "agreement, order, validity and commit certificates held at every honest replica"
+                        }
+                    }
+                );
+            }
+            Safety::Violated {
+                property,
+                time_s,
+                nodes,
+                detail,
+            } => {
+                let _ = writeln!(
+                    s,
+                    "  safety             VIOLATED: {property} at {time_s:.3} s, nodes {}, seed {}: {detail}",
+                    nodes.join(" "),
+                    self.seed
+                );
+            }
+        }
+        let _ = write!(s, "  trace hash         {}", self.trace_hash);
+        s
+    }
+}
+
+/// `text` with `node K` replaced by the node's name.
+pub fn name_nodes(text: &str, names: &[String]) -> String {
+    let mut out = text.to_owned();
+    for (i, name) in names.iter().enumerate().rev() {
+        out = out.replace(&format!("node {i}"), name);
+        out = out.replace(&format!("nodes {i}"), &format!("nodes {name}"));
+    }
+    out
+}
