@@ -52,7 +52,7 @@ fn live_compare_measures_both_and_files_give_the_same_counts() {
         "--watts-per-core".as_ref(),
         "5".as_ref(),
     ]);
-    for c in ["pow", "pos", "dpos", "poa", "raft"] {
+    for c in ["pow", "pos", "dpos", "poa", "raft", "pbft"] {
         let v = &live[c];
         for key in [
             "blocks",
@@ -123,6 +123,18 @@ fn live_compare_measures_both_and_files_give_the_same_counts() {
     // One round trip of 10–20 ms and two 1 ms writes, from the leader's append to its commit.
     let latency = raft["commit_latency_ms"].as_f64().unwrap();
     assert!((12.0..=22.0).contains(&latency), "{latency}");
+    // PBFT: final on commit too, and its certificate is 2f + 1 = 3 signatures per block; a
+    // block costs (n − 1) + (n − 1)² + n(n − 1) = 24 replica messages at n = 4, plus relayed
+    // requests and checkpoints. Commit: three one-way delays of 5–10 ms and two 1 ms writes.
+    let pbft = &live["pbft"];
+    assert_eq!(pbft["hashes"], 0.0);
+    assert_eq!(pbft["signatures"], 90);
+    assert_eq!(pbft["irreversible_height"], 30);
+    assert_eq!(pbft["blocks_to_irreversible"], 0.0);
+    let messages = pbft["messages_per_block"].as_f64().unwrap();
+    assert!((24.0..40.0).contains(&messages), "{pbft}");
+    let latency = pbft["commit_latency_ms"].as_f64().unwrap();
+    assert!((17.0..=32.0).contains(&latency), "{latency}");
     for c in ["pow", "pos", "dpos", "poa"] {
         assert!(live[c]["messages_per_block"].is_null(), "{c}");
     }

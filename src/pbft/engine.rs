@@ -20,8 +20,11 @@
 //!   prepared certificates; the new primary gathers `2f + 1` and multicasts a NEW-VIEW whose
 //!   pre-prepares (the O set) every backup recomputes from the view-changes: for each sequence
 //!   number after the newest stable checkpoint, the digest prepared in the highest view, or a
-//!   no-op where none was. A replica waiting for a new view doubles its timeout each time it
-//!   moves on; one that sees `f + 1` view-changes for higher views joins the smallest.
+//!   no-op where none was. A replica waiting for a new view doubles its timeout (up to 4×)
+//!   each time it fires; it moves on to the next view only if `2f + 1` replicas asked for
+//!   this one (its primary failed them), else it asks again, so one replica that timed out
+//!   early does not run ahead of the rest alone. One that sees `f + 1` view-changes for
+//!   higher views joins the smallest.
 //! - A replica that falls behind (lost messages, a crash) fetches committed entries with
 //!   their commit certificates from a peer and checks each certificate before executing it.
 //!
@@ -52,6 +55,9 @@ const FETCH: u8 = 2;
 
 /// At most this many client requests wait at a replica (more are refused; clients retry).
 const MAX_WAITING: usize = 10_000;
+/// A view change's timeout doubles at most this many times (to 4× the base), so a long
+/// fault does not leave the cluster waiting minutes once it heals.
+const MAX_DOUBLINGS: u32 = 2;
 /// Executed entries kept to answer peers that fall behind.
 pub const HISTORY: usize = 1024;
 /// At most this many entries in one state-transfer message.
@@ -613,6 +619,11 @@ pub struct PbftNode<A: App> {
     next_seq: u64,
     history: VecDeque<Arc<Executed<A::Block>>>,
     changes: BTreeMap<NodeId, Arc<ViewChange<A::Block>>>,
+    /// As the primary of the view: its NEW-VIEW, and who asked for the view after it.
+    new_view: Option<Arc<NewView<A::Block>>>,
+    asked: HashSet<NodeId>,
+    /// Waiting for a new view, it asked for it a second time.
+    asked_again: bool,
     pending: VecDeque<Request>,
     queued: HashSet<Request>,
     proposed: Option<(u64, Vec<Request>)>,
@@ -681,6 +692,9 @@ where
             last_exec,
             history,
             changes: BTreeMap::new(),
+            new_view: None,
+            asked: HashSet::new(),
+            asked_again: false,
             pending: VecDeque::new(),
             queued: HashSet::new(),
             proposed: None,
@@ -804,7 +818,7 @@ where
     fn timeout(&self) -> Micros {
         self.config
             .view_timeout
-            .saturating_mul(1 << self.attempts.min(16))
+            .saturating_mul(1 << self.attempts.min(MAX_DOUBLINGS))
     }
 
     fn arm_view_timer(&self, now: Micros, out: &mut Out<A>) {
@@ -1251,6 +1265,7 @@ where
         }
         self.view = view;
         self.changing = true;
+        self.asked_again = false;
         self.passive = false;
         if let Some((_, reqs)) = self.proposed.take() {
             self.requeue(reqs);
@@ -1337,6 +1352,15 @@ where
             return;
         }
         if c.view < self.view || (c.view == self.view && !self.changing) {
+            // A replica asking again for the view this one leads lost the NEW-VIEW: resend it.
+            if let Some(nv) = &self.new_view
+                && nv.view == c.view
+                && c.view == self.view
+            {
+                if nv.changes.iter().any(|x| x.from == c.from) || !self.asked.insert(c.from) {
+                    Self::send(c.from, Body::NewView(Arc::clone(nv)), out);
+                }
+            }
             return;
         }
         if self
@@ -1471,6 +1495,8 @@ where
         self.changing = false;
         self.passive = false;
         self.changes.retain(|_, c| c.view > nv.view);
+        self.new_view = self.is_primary().then(|| Arc::clone(nv));
+        self.asked.clear();
         out.push(Output::Note(Note::View { view: nv.view }));
         if let Some(newest) = nv.changes.iter().max_by_key(|c| c.stable)
             && newest.stable > self.low
@@ -1527,7 +1553,29 @@ where
             .waiting
             .front()
             .is_some_and(|(at, _)| now.saturating_sub(*at) >= self.timeout());
-        if self.changing || stalled || starved {
+        if self.changing {
+            // Replicas asking for this view or a later one have all given up the old one.
+            let asking = self
+                .changes
+                .values()
+                .filter(|c| c.view >= self.view)
+                .count();
+            if asking > 2 * self.f() && self.asked_again {
+                // The new primary had its quorum, was asked twice, and did not deliver: try
+                // the next view.
+                self.start_view_change(now, self.view + 1, out);
+            } else {
+                // Too few asked for this view yet, or a view-change or the NEW-VIEW was lost:
+                // ask again (the new primary resends its NEW-VIEW to whoever asks twice)
+                // rather than run ahead of the others alone, and wait longer.
+                self.asked_again = true;
+                if let Some(c) = self.changes.get(&self.config.id) {
+                    self.broadcast(&Body::ViewChange(Arc::clone(c)), out);
+                }
+                self.attempts = self.attempts.saturating_add(1);
+                self.arm_view_timer(now, out);
+            }
+        } else if stalled || starved {
             self.start_view_change(now, self.view + 1, out);
         } else {
             let next = self.last_progress + self.timeout();
