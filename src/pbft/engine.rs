@@ -1356,10 +1356,9 @@ where
             if let Some(nv) = &self.new_view
                 && nv.view == c.view
                 && c.view == self.view
+                && (nv.changes.iter().any(|x| x.from == c.from) || !self.asked.insert(c.from))
             {
-                if nv.changes.iter().any(|x| x.from == c.from) || !self.asked.insert(c.from) {
-                    Self::send(c.from, Body::NewView(Arc::clone(nv)), out);
-                }
+                Self::send(c.from, Body::NewView(Arc::clone(nv)), out);
             }
             return;
         }
