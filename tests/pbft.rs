@@ -41,6 +41,7 @@ fn mine_pbft_orders_blocks_whose_certificates_verify_and_tampering_is_caught_at_
     assert_eq!(j["consensus"], "pbft");
     assert_eq!(j["blocks_mined"], 20);
     assert_eq!(j["irreversible_height"], 20, "final on commit");
+    assert_eq!(j["signatures"], 60, "a certificate of 2f + 1 = 3 per block");
     let out = chainsmith(&["verify", "--json", chain.to_str().unwrap()]);
     assert!(out.status.success(), "{out:?}");
     assert_eq!(json(&out)["height"], 20);

@@ -13,7 +13,7 @@
 //! - `replay`: besides its honest messages, resends old ones (earlier views, sequence numbers
 //!   below the watermark) to random replicas.
 //! - `twins`: two honest engines sharing one identity and key, each talking to a different
-//!   half of the honest replicas (Bano et al., "Twins: BFT Systems Made Robust", 2022). With
+//!   half of the honest replicas (Bano et al., "Twins: BFT Systems Made Robust", OPODIS 2021). With
 //!   `f + 1` twins replicas the two halves can each gather a quorum and commit different
 //!   blocks, which is how the tool shows that `n = 3f + 1` is tight.
 //!

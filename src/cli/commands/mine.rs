@@ -257,7 +257,10 @@ fn report(args: &MineArgs, path: &Path, state: &ChainState, run: &RunStats) -> R
                 v["hashes"] = run.hashes.into();
                 v["hash_rate"] = rate.into();
             }
-            BlockWork::Signatures => v["signatures"] = run.mined.into(),
+            BlockWork::Signatures => {
+                let per_block = state.spec().consensus.rule().seal_signatures(state.spec());
+                v["signatures"] = (run.mined * per_block).into();
+            }
         }
         if let Some((key, rows)) = &report.producers {
             v[*key] = producers_json(rows);
