@@ -53,10 +53,13 @@ pub enum QuorumError {
 }
 
 /// The smallest quorum that tolerates `f = ⌊(n − 1)/3⌋` Byzantine members among `n`:
-/// `2f + 1` (PBFT, Castro & Liskov 1999 §4).
+/// `2f + 1` when `n = 3f + 1` (PBFT, Castro & Liskov 1999 §4), and `⌈(n + f + 1)/2⌉` in
+/// general, so that any two quorums share `f + 1` members, at least one of them correct
+/// (with `2f + 1` out of 5 or 6, two quorums of 3 could meet only in a faulty member).
 #[must_use]
 pub const fn byzantine_quorum(n: usize) -> usize {
-    2 * (n.saturating_sub(1) / 3) + 1
+    let f = n.saturating_sub(1) / 3;
+    (n + f + 1).div_ceil(2)
 }
 
 /// The smallest majority of `n`: `⌊n/2⌋ + 1` (Paxos, Raft).
@@ -152,11 +155,16 @@ mod tests {
 
     #[test]
     fn quorum_sizes() {
-        // Reference: PBFT §4 — n = 3f + 1 members, quorums of 2f + 1.
+        // Reference: PBFT §4 — n = 3f + 1 members, quorums of 2f + 1; between those sizes
+        // ⌈(n + f + 1)/2⌉, so two quorums meet in f + 1 members.
         assert_eq!(
-            [1, 4, 5, 6, 7, 10].map(byzantine_quorum),
-            [1, 3, 3, 3, 5, 7]
+            [1, 4, 5, 6, 7, 8, 9, 10].map(byzantine_quorum),
+            [1, 3, 4, 4, 5, 6, 6, 7]
         );
+        for n in 1..=100 {
+            let (q, f) = (byzantine_quorum(n), (n - 1) / 3);
+            assert!(2 * q > n + f && q <= n - f, "n = {n}: q = {q}");
+        }
         assert_eq!([1, 2, 3, 4, 5].map(majority), [1, 2, 2, 3, 3]);
     }
 

@@ -114,8 +114,12 @@ impl App for BlockApp {
         }
     }
 
-    fn size(block: &Arc<PbftBlock>) -> usize {
-        block.wire_bytes
+    fn well_formed(block: &Arc<PbftBlock>) -> bool {
+        let b = block.record.to_block();
+        let merkle = b.compute_merkle_root();
+        b.header.block_hash() == block.record.hash
+            && merkle.root == b.header.merkle_root
+            && !merkle.mutated
     }
 
     fn execute(&mut self, e: &Executed<Arc<PbftBlock>>) -> bool {

@@ -51,7 +51,6 @@ struct Recorder {
     last_block_at: Micros,
     follow: Option<NodeId>,
     followed: VecDeque<BlockRecord>,
-    views_asked: u64,
     primaries: BTreeMap<u64, NodeId>,
     stable: u64,
     skipped: u64,
@@ -102,7 +101,6 @@ impl Host<Node> for Recorder {
             return;
         }
         match note {
-            Note::ViewChange { view } => self.views_asked = self.views_asked.max(view),
             Note::View { view } => {
                 self.primaries
                     .insert(view, (view % self.n as u64) as NodeId);
@@ -380,7 +378,7 @@ impl OrderedCluster for Cluster {
             blocks,
             entries: self.observer.entries(),
             protocol: ProtocolReport::Pbft {
-                view_changes: self.host.views_asked,
+                view_changes: self.host.primaries.len().saturating_sub(1) as u64,
                 primaries: self
                     .host
                     .primaries

@@ -108,10 +108,12 @@ pub trait App {
     ) -> Option<(Self::Block, usize)>;
     /// The block's digest (never [`NULL`]).
     fn digest(block: &Self::Block) -> Digest;
+    /// Whether the block is what its digest says: a replica votes for a digest and executes
+    /// the block, so the two must not come apart (a chain block's claimed hash must be its
+    /// header's, and its header's merkle root its transactions').
+    fn well_formed(block: &Self::Block) -> bool;
     /// The client requests it orders.
     fn requests(block: &Self::Block) -> &[Request];
-    /// Its size on the wire.
-    fn size(block: &Self::Block) -> usize;
     /// Executes a committed entry; false when the block does not fit the state (skipped).
     fn execute(&mut self, entry: &Executed<Self::Block>) -> bool;
     /// A digest of everything executed (checkpoints compare it).
@@ -155,6 +157,13 @@ impl PbftConfig {
     #[must_use]
     pub fn f(&self) -> usize {
         (self.n() - 1) / 3
+    }
+
+    /// A quorum: `2f + 1` when `n = 3f + 1`, and in general `⌈(n + f + 1)/2⌉`, so that two
+    /// quorums share at least `f + 1` replicas, one of them correct.
+    #[must_use]
+    pub fn quorum(&self) -> usize {
+        crate::consensus::quorum::byzantine_quorum(self.n())
     }
 
     /// The primary of `view`.
@@ -341,6 +350,8 @@ pub struct Executed<B> {
     pub cert: QuorumCertificate,
     /// Whether it became part of the state (false: a block that no longer fit, skipped).
     pub applied: bool,
+    /// The executing replica's state digest after it (what its checkpoints would carry).
+    pub state: Digest,
 }
 
 /// What travels between replicas.
@@ -764,6 +775,10 @@ where
         self.config.f()
     }
 
+    fn quorum(&self) -> usize {
+        self.config.quorum()
+    }
+
     fn primary(&self, view: u64) -> NodeId {
         self.config.primary(view)
     }
@@ -891,7 +906,7 @@ where
     fn valid_pre(&self, p: &PrePrepare<A::Block>) -> bool {
         p.from == self.primary(p.view)
             && match &p.block {
-                Some(b) => A::digest(b) == p.digest && p.digest != NULL,
+                Some(b) => A::digest(b) == p.digest && p.digest != NULL && A::well_formed(b),
                 None => p.digest == NULL,
             }
             && self.verifies(p.from, &p.bytes(), &p.sig)
@@ -966,7 +981,7 @@ where
 
     fn check_prepared(&mut self, now: Micros, seq: u64, out: &mut Out<A>) {
         let view = self.view;
-        let need = 2 * self.f();
+        let need = self.quorum() - 1;
         let primary = self.primary(view);
         let active = self.active();
         let Some(slot) = self.slots.get_mut(&seq) else {
@@ -1001,9 +1016,9 @@ where
     fn commit_quorum(&self) -> usize {
         #[cfg(test)]
         if self.config.bug == Some(Bug::CommitWith2f) {
-            return 2 * self.f();
+            return self.quorum() - 1;
         }
-        2 * self.f() + 1
+        self.quorum()
     }
 
     fn check_committed(&mut self, now: Micros, seq: u64, out: &mut Out<A>) {
@@ -1066,8 +1081,10 @@ where
             block,
             cert,
             applied: true,
+            state: NULL,
         };
         entry.applied = self.app.execute(&entry);
+        entry.state = self.app.state_digest();
         let entry = Arc::new(entry);
         self.last_exec = seq;
         self.attempts = 0;
@@ -1144,7 +1161,7 @@ where
             .filter(|x| x.digest == c.digest)
             .copied()
             .collect();
-        if matching.len() > 2 * self.f() {
+        if matching.len() >= self.quorum() {
             self.make_stable(now, Arc::new(matching), out);
         } else if matching.len() > self.f() && c.seq > self.last_exec {
             // At least one correct replica executed this far: catch up from it.
@@ -1226,7 +1243,7 @@ where
             }
             seen.push(i);
         }
-        s == seq && seen.len() > 2 * self.f()
+        s == seq && seen.len() >= self.quorum()
     }
 
     fn on_state(
@@ -1243,7 +1260,9 @@ where
                 continue;
             }
             let digest = e.block.as_ref().map_or(NULL, A::digest);
-            if !self.proves(&e.cert, e.seq, digest) {
+            if e.block.as_ref().is_some_and(|b| !A::well_formed(b))
+                || !self.proves(&e.cert, e.seq, digest)
+            {
                 return;
             }
             self.execute(now, e.seq, e.block.clone(), e.cert.clone(), out);
@@ -1269,6 +1288,12 @@ where
         self.passive = false;
         if let Some((_, reqs)) = self.proposed.take() {
             self.requeue(reqs);
+        }
+        if !self.is_primary() {
+            // Requests queued as primary are the new primary's now (clients resend them to
+            // every replica).
+            self.pending.clear();
+            self.queued.clear();
         }
         for slot in self.slots.values_mut() {
             slot.pre = None;
@@ -1304,7 +1329,7 @@ where
         let mut seen = Vec::new();
         pre.view < below
             && self.valid_pre(pre)
-            && p.prepares.len() >= 2 * self.f()
+            && p.prepares.len() + 1 >= self.quorum()
             && p.prepares.iter().all(|v| {
                 let fresh = !seen.contains(&v.from);
                 seen.push(v.from);
@@ -1322,7 +1347,7 @@ where
             return true;
         }
         let mut seen = Vec::new();
-        proof.len() > 2 * self.f()
+        proof.len() >= self.quorum()
             && proof.iter().all(|c| {
                 let fresh = !seen.contains(&c.from);
                 seen.push(c.from);
@@ -1352,10 +1377,12 @@ where
             return;
         }
         if c.view < self.view || (c.view == self.view && !self.changing) {
-            // A replica asking again for the view this one leads lost the NEW-VIEW: resend it.
+            // A replica asking again for the view this one leads lost the NEW-VIEW: resend it
+            // (to a sender the signature proves).
             if let Some(nv) = &self.new_view
                 && nv.view == c.view
                 && c.view == self.view
+                && self.verifies(c.from, &c.bytes(), &c.sig)
                 && (nv.changes.iter().any(|x| x.from == c.from) || !self.asked.insert(c.from))
             {
                 Self::send(c.from, Body::NewView(Arc::clone(nv)), out);
@@ -1422,10 +1449,10 @@ where
             .filter(|c| c.view == self.view)
             .cloned()
             .collect();
-        if changes.len() <= 2 * self.f() {
+        if changes.len() < self.quorum() {
             return;
         }
-        changes.truncate(2 * self.f() + 1);
+        changes.truncate(self.quorum());
         let o = Self::compute_o(&changes);
         let pres = o
             .into_iter()
@@ -1457,7 +1484,7 @@ where
 
     fn valid_new_view(&self, nv: &NewView<A::Block>) -> bool {
         if nv.from != self.primary(nv.view)
-            || nv.changes.len() <= 2 * self.f()
+            || nv.changes.len() < self.quorum()
             || !self.verifies(nv.from, &nv.bytes(), &nv.sig)
         {
             return false;
@@ -1559,7 +1586,7 @@ where
                 .values()
                 .filter(|c| c.view >= self.view)
                 .count();
-            if asking > 2 * self.f() && self.asked_again {
+            if asking >= self.quorum() && self.asked_again {
                 // The new primary had its quorum, was asked twice, and did not deliver: try
                 // the next view.
                 self.start_view_change(now, self.view + 1, out);

@@ -1,7 +1,9 @@
 //! The safety observer of a simulated PBFT run. It judges from outside the engines, by what
 //! the honest replicas commit, with no trust in what an engine says of itself:
 //!
-//! - **agreement**: no two honest replicas execute different digests at one sequence number;
+//! - **agreement**: no two honest replicas execute different digests at one sequence number,
+//!   or the same digest with different outcomes (one applying a block another skips, or
+//!   reaching another state);
 //! - **order**: each honest replica executes sequence numbers one after another, none twice;
 //! - **validity**: every request a committed block orders was submitted by a client, and no
 //!   honest replica applies a request twice;
@@ -23,7 +25,7 @@ use crate::sim::{Micros, NodeId, Observer, Request, Violation};
 pub struct PbftObserver {
     keys: Vec<PubKey>,
     honest: Vec<bool>,
-    decided: BTreeMap<u64, (Digest, NodeId)>,
+    decided: BTreeMap<u64, (Digest, bool, Digest, NodeId)>,
     last: Vec<u64>,
     applied: Vec<HashSet<Request>>,
     submitted: HashSet<Request>,
@@ -77,7 +79,7 @@ impl PbftObserver {
             }
             seen.push(i);
         }
-        let quorum = 2 * ((self.keys.len() - 1) / 3) + 1;
+        let quorum = crate::consensus::quorum::byzantine_quorum(self.keys.len());
         if seen.len() < quorum {
             return Err(format!("{} signatures; {quorum} are needed", seen.len()));
         }
@@ -138,7 +140,7 @@ where
             ));
         }
         match self.decided.get(&e.seq) {
-            Some((d, first)) if *d != digest => {
+            Some((d, _, _, first)) if *d != digest => {
                 return Err(violation(
                     "agreement",
                     vec![*first, node],
@@ -150,9 +152,21 @@ where
                     ),
                 ));
             }
+            Some((_, applied, state, first)) if *applied != e.applied || *state != e.state => {
+                return Err(violation(
+                    "agreement",
+                    vec![*first, node],
+                    format!(
+                        "sequence {}: nodes {first} and {node} executed {} into different states",
+                        e.seq,
+                        short(digest)
+                    ),
+                ));
+            }
             Some(_) => {}
             None => {
-                self.decided.insert(e.seq, (digest, node));
+                self.decided
+                    .insert(e.seq, (digest, e.applied, e.state, node));
                 self.entries += 1;
             }
         }

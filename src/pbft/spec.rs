@@ -196,7 +196,7 @@ mod tests {
         seven.members.extend(["s5", "s6", "s7"].map(String::from));
         assert_eq!((seven.n(), seven.f(), seven.quorum()), (7, 2, 5));
         seven.members.push("s8".into());
-        assert_eq!((seven.n(), seven.f(), seven.quorum()), (8, 2, 5));
+        assert_eq!((seven.n(), seven.f(), seven.quorum()), (8, 2, 6));
     }
 
     fn refused(edit: impl Fn(&mut PbftSpec)) -> String {

@@ -681,3 +681,122 @@ fn check_pbft_catches_the_planted_bug_on_byzantine_schedules_and_passes_without_
     );
     assert!(caught >= 6, "caught on {caught} of 12 schedules");
 }
+
+#[test]
+fn clusters_of_5_and_6_replicas_stay_safe_with_one_equivocating_primary() {
+    // Between 3f + 1 sizes the quorum is ⌈(n + f + 1)/2⌉ (4 of 5, 4 of 6): with 2f + 1 = 3,
+    // two quorums could meet only in the equivocator.
+    for n in [5, 6] {
+        for seed in 0..4 {
+            let mut run = cluster(n, seed, &[(0, Behaviour::Equivocate)], load(40.0), |c| {
+                c.max_batch = 16;
+            });
+            assert!(
+                run.until(4_000 * MS),
+                "n = {n}, seed {seed}: {}",
+                run.sim.violation().unwrap()
+            );
+            assert!(
+                run.host.executed[1] > 10,
+                "n = {n}: {:?}",
+                run.host.executed
+            );
+        }
+    }
+}
+
+#[test]
+fn a_block_that_is_not_what_its_digest_says_is_neither_voted_for_nor_executed() {
+    use crate::chain::record::BlockRecord;
+    use crate::chain::spec::ChainSpec;
+    use crate::chain::state::ChainState;
+    use crate::pbft::blocks::{BlockApp, PbftBlock};
+    use crate::pbft::cluster::node_config;
+    use crate::pbft::engine::{App, commit_bytes};
+    use crate::pbft::spec::PbftSpec;
+    use crate::primitives::seal::{QuorumCertificate, QuorumSignature};
+    let spec = ChainSpec::builtin("pbft-demo").unwrap();
+    let pbft = spec.section::<PbftSpec>().unwrap().clone();
+    let mut base = ChainState::new(spec.clone());
+    let genesis = BlockRecord::new(0, &spec.genesis_block(), Some(&spec));
+    let checked = base.check(genesis).unwrap();
+    base.connect(&checked, spec.genesis.time).unwrap();
+    let k: Vec<KeyPair> = pbft
+        .members
+        .iter()
+        .map(|m| KeyPair::derive(&spec.wallet_seed, m))
+        .collect();
+    let origin = spec.genesis.time;
+    let (good, _) = BlockApp::new(base.clone(), origin)
+        .propose(0, &k[0], 0, 1, &[])
+        .unwrap();
+    let h = BlockApp::digest(&good);
+    // Another header (and so another block) claiming the same hash.
+    let mut other = (*good).clone();
+    other.record.time += 1;
+    let other: Arc<PbftBlock> = Arc::new(other);
+    assert_eq!(BlockApp::digest(&other), h);
+    let replica = |id| {
+        let mut n = PbftNode::new(
+            node_config(&spec, &pbft, id, 0),
+            &Durable::default(),
+            BlockApp::new(base.clone(), origin),
+        );
+        n.start(0, &mut Vec::new());
+        n
+    };
+    let pre = |block: Arc<PbftBlock>| {
+        let mut p = PrePrepare {
+            view: 0,
+            seq: 1,
+            digest: h,
+            block: Some(block),
+            from: 0,
+            sig: SigBytes::from_bytes([0; 64]),
+        };
+        p.sig = k[0].sign(&pre_prepare_bytes(&p));
+        Msg {
+            lane: 0,
+            body: Body::PrePrepare(Arc::new(p)),
+        }
+    };
+    let prepares = |node: &mut PbftNode<BlockApp>, block| {
+        let mut out = Vec::new();
+        node.on_message(1_000, 0, pre(block), &mut out);
+        out.iter()
+            .filter(|o| matches!(o, Output::Send(_, m) if matches!(m.body, Body::Prepare(_))))
+            .count()
+    };
+    assert_eq!(prepares(&mut replica(1), Arc::clone(&good)), 3);
+    assert_eq!(prepares(&mut replica(2), Arc::clone(&other)), 0);
+    // State transfer: a genuine certificate for the hash, shipped with the other block.
+    let cert = QuorumCertificate {
+        view: Some(0),
+        sequence: Some(1),
+        signatures: (0..3)
+            .map(|i| QuorumSignature {
+                signer: k[i].pubkey(),
+                signature: k[i].sign(&commit_bytes(0, 1, h)),
+            })
+            .collect(),
+    };
+    let entry = |block| {
+        Arc::new(Executed {
+            seq: 1,
+            block: Some(block),
+            cert: cert.clone(),
+            applied: true,
+            state: NULL,
+        })
+    };
+    let mut r3 = replica(3);
+    let state = |e| Msg {
+        lane: 0,
+        body: Body::State(Arc::new(vec![e])),
+    };
+    r3.on_message(1_000, 0, state(entry(other)), &mut Vec::new());
+    assert_eq!(r3.last_executed(), 0, "the other block is refused");
+    r3.on_message(1_000, 0, state(entry(good)), &mut Vec::new());
+    assert_eq!(r3.last_executed(), 1, "the certified block is executed");
+    assert_eq!(r3.app().state().tip().unwrap().hash, h);
+}

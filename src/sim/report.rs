@@ -63,7 +63,7 @@ pub enum ProtocolReport {
     },
     /// PBFT.
     Pbft {
-        /// View changes asked for (a replica's VIEW-CHANGE for a view it had not asked for).
+        /// View changes completed: views after the first that a correct replica entered.
         view_changes: u64,
         /// The primary of each view that entered normal operation.
         primaries: Vec<PrimaryRow>,
