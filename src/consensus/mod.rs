@@ -193,6 +193,20 @@ pub struct SpecNames<'s> {
     pub genesis: Vec<(&'s str, &'s [f64])>,
 }
 
+impl<'s> SpecNames<'s> {
+    /// The names of a cluster's members: each produces blocks, holds a wallet and starts
+    /// with `coins` (Raft, PBFT).
+    #[must_use]
+    pub fn members(members: &'s [String], coins: &'s [f64]) -> Self {
+        let names: Vec<&str> = members.iter().map(String::as_str).collect();
+        Self {
+            producers: names.clone(),
+            wallets: names.clone(),
+            genesis: names.into_iter().map(|m| (m, coins)).collect(),
+        }
+    }
+}
+
 /// What a rule's contextual check sees of a block and its chain.
 #[derive(Clone, Copy)]
 pub struct BlockContext<'a> {

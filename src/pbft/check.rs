@@ -4,14 +4,13 @@
 
 use std::str::FromStr;
 
-use crate::chain::spec::{ChainSpec, RuleSection, SpecError};
-use crate::chain::state::ChainState;
+use crate::chain::spec::{ChainSpec, RuleSection};
 use crate::pbft::byzantine::{BEHAVIOURS, Behaviour};
 use crate::pbft::cluster::{Cluster, ClusterRun};
 use crate::pbft::engine::PbftConfig;
 use crate::pbft::spec::{PbftSpec, cluster_spec};
 use crate::sim::SimRng;
-use crate::sim::cluster::{CheckBounds, RunError, ScheduleOutcome, check_cluster};
+use crate::sim::cluster::{CheckBounds, RunError, ScheduleOutcome, check_cluster, genesis_state};
 use crate::sim::scenario::{Scenario, ScenarioError};
 
 /// Builds the cluster a scenario describes over `spec`'s genesis.
@@ -65,16 +64,7 @@ pub(crate) fn build_with(
             ),
         }));
     }
-    let mut base = ChainState::new(spec.clone());
-    let genesis = spec.genesis_block();
-    let record = crate::chain::record::BlockRecord::new(0, &genesis, Some(&spec));
-    let genesis_error = |e: crate::chain::state::BlockError| SpecError::BadField {
-        field: "genesis",
-        reason: e.to_string(),
-    };
-    let checked = base.check(record).map_err(genesis_error)?;
-    base.connect(&checked, spec.genesis.time)
-        .map_err(genesis_error)?;
+    let base = genesis_state(&spec)?;
     let run = ClusterRun {
         spec: spec.clone(),
         seed: scenario.seed,

@@ -17,7 +17,8 @@ use crate::pbft::spec::PbftSpec;
 use crate::primitives::tx::KeyPair;
 use crate::sim::cluster::{BlockSink, OrderedCluster};
 use crate::sim::report::{
-    ByzantineRow, Latency, MessageRow, PrimaryRow, ProtocolReport, Safety, SimReport,
+    ByzantineRow, Latency, MessageRow, PrimaryRow, ProtocolReport, Safety, SimReport, message_rows,
+    per_block,
 };
 use crate::sim::{Faults, Host, MS, Micros, NodeId, SimRng, SimStats, Simulator};
 
@@ -310,20 +311,6 @@ impl OrderedCluster for Cluster {
             .run_until(until, &mut self.observer, &mut self.host, &mut |_| false)
     }
 
-    fn run_blocks(&mut self, blocks: u64, until: Micros) -> bool {
-        self.start();
-        while self.host.blocks < blocks && self.sim.now() < until {
-            let next = (self.sim.now() + 10 * MS).min(until);
-            if !self
-                .sim
-                .run_until(next, &mut self.observer, &mut self.host, &mut |_| false)
-            {
-                return false;
-            }
-        }
-        true
-    }
-
     fn blocks(&self) -> u64 {
         self.host.blocks
     }
@@ -339,33 +326,15 @@ impl OrderedCluster for Cluster {
     fn report(&self) -> SimReport {
         let stats = self.sim.stats();
         let blocks = self.host.blocks;
-        let per_block = |v: u64| {
-            if blocks == 0 {
-                0.0
-            } else {
-                v as f64 / blocks as f64
-            }
-        };
-        let mut messages: Vec<MessageRow> = MSG_KINDS
-            .iter()
-            .enumerate()
-            .filter(|(i, _)| stats.sent[*i] > 0)
-            .map(|(i, kind)| MessageRow {
-                kind,
-                sent: stats.sent[i],
-                bytes: stats.bytes[i],
-                per_block: per_block(stats.sent[i]),
-                bytes_per_block: per_block(stats.bytes[i]),
-            })
-            .collect();
+        let per_block = |v: u64| per_block(v, blocks);
+        let mut messages = message_rows(MSG_KINDS, &stats, blocks);
         // Replies go to clients, not replicas: reported, not counted in the totals.
-        messages.push(MessageRow {
-            kind: "reply (to clients)",
-            sent: stats.replies,
-            bytes: stats.replies * REPLY_BYTES,
-            per_block: per_block(stats.replies),
-            bytes_per_block: per_block(stats.replies * REPLY_BYTES),
-        });
+        messages.push(MessageRow::new(
+            "reply (to clients)",
+            stats.replies,
+            stats.replies * REPLY_BYTES,
+            blocks,
+        ));
         let total_sent: u64 = stats.sent.iter().sum();
         let total_bytes: u64 = stats.bytes.iter().sum();
         SimReport {

@@ -258,18 +258,10 @@ impl Rule for Pbft {
     }
 
     fn names<'s>(&self, spec: &'s ChainSpec) -> SpecNames<'s> {
-        let Some(p) = spec.section::<PbftSpec>() else {
-            return SpecNames::default();
-        };
-        let members: Vec<&str> = p.members.iter().map(String::as_str).collect();
-        SpecNames {
-            producers: members.clone(),
-            wallets: members.clone(),
-            genesis: members
-                .into_iter()
-                .map(|m| (m, p.genesis_coins.as_slice()))
-                .collect(),
-        }
+        spec.section::<PbftSpec>()
+            .map_or_else(SpecNames::default, |p| {
+                SpecNames::members(&p.members, &p.genesis_coins)
+            })
     }
 
     fn validate_spec(&self, spec: &ChainSpec) -> Result<(), SpecError> {

@@ -2,12 +2,11 @@
 //! (`check raft`): safety judged by the observer, liveness by how soon blocks commit again
 //! once every fault has healed.
 
-use crate::chain::spec::{ChainSpec, SpecError};
-use crate::chain::state::ChainState;
+use crate::chain::spec::ChainSpec;
 use crate::raft::cluster::{Cluster, ClusterRun, cluster_spec, node_config};
 use crate::raft::engine::RaftConfig;
 use crate::raft::spec::RaftSpec;
-use crate::sim::cluster::{CheckBounds, RunError, ScheduleOutcome, check_cluster};
+use crate::sim::cluster::{CheckBounds, RunError, ScheduleOutcome, check_cluster, genesis_state};
 use crate::sim::scenario::{Scenario, ScenarioError};
 use crate::sim::{NodeId, SimRng};
 
@@ -40,18 +39,7 @@ pub(crate) fn build_with(
     }
     let names = spec.section::<RaftSpec>().expect("raft").members.clone();
     let faults = scenario.faults(&names)?;
-    let mut base = ChainState::new(spec.clone());
-    let genesis = spec.genesis_block();
-    let record = crate::chain::record::BlockRecord::new(0, &genesis, Some(&spec));
-    let checked = base.check(record).map_err(|e| SpecError::BadField {
-        field: "genesis",
-        reason: e.to_string(),
-    })?;
-    base.connect(&checked, spec.genesis.time)
-        .map_err(|e| SpecError::BadField {
-            field: "genesis",
-            reason: e.to_string(),
-        })?;
+    let base = genesis_state(&spec)?;
     let run = ClusterRun {
         spec: spec.clone(),
         seed: scenario.seed,

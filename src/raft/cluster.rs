@@ -14,7 +14,7 @@ use crate::raft::observer::RaftObserver;
 use crate::raft::spec::RaftSpec;
 use crate::sim::cluster::{BlockSink, OrderedCluster};
 use crate::sim::report::{
-    Latency, LeaderRow, MessageRow, ProtocolReport, Safety, SimReport, name_nodes,
+    Latency, LeaderRow, ProtocolReport, Safety, SimReport, message_rows, name_nodes, per_block,
 };
 use crate::sim::{Faults, Host, MS, Micros, NodeId, SimRng, SimStats, Simulator, Violation};
 
@@ -274,20 +274,6 @@ impl OrderedCluster for Cluster {
             .run_until(until, &mut self.observer, &mut self.host, &mut |_| false)
     }
 
-    fn run_blocks(&mut self, blocks: u64, until: Micros) -> bool {
-        self.start();
-        while self.host.blocks < blocks && self.sim.now() < until {
-            let next = (self.sim.now() + 10 * MS).min(until);
-            if !self
-                .sim
-                .run_until(next, &mut self.observer, &mut self.host, &mut |_| false)
-            {
-                return false;
-            }
-        }
-        true
-    }
-
     fn blocks(&self) -> u64 {
         self.host.blocks
     }
@@ -315,25 +301,8 @@ impl OrderedCluster for Cluster {
     fn report(&self) -> SimReport {
         let stats = self.sim.stats();
         let blocks = self.host.blocks;
-        let per_block = |v: u64| {
-            if blocks == 0 {
-                0.0
-            } else {
-                v as f64 / blocks as f64
-            }
-        };
-        let messages = crate::raft::engine::MSG_KINDS
-            .iter()
-            .enumerate()
-            .filter(|(i, _)| stats.sent[*i] > 0)
-            .map(|(i, kind)| MessageRow {
-                kind,
-                sent: stats.sent[i],
-                bytes: stats.bytes[i],
-                per_block: per_block(stats.sent[i]),
-                bytes_per_block: per_block(stats.bytes[i]),
-            })
-            .collect();
+        let per_block = |v: u64| per_block(v, blocks);
+        let messages = message_rows(crate::raft::engine::MSG_KINDS, &stats, blocks);
         let faults: Vec<String> = (0..self.sim.len())
             .filter_map(|n| {
                 self.sim

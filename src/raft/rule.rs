@@ -140,18 +140,10 @@ impl Rule for Raft {
     }
 
     fn names<'s>(&self, spec: &'s ChainSpec) -> SpecNames<'s> {
-        let Some(r) = spec.section::<RaftSpec>() else {
-            return SpecNames::default();
-        };
-        let members: Vec<&str> = r.members.iter().map(String::as_str).collect();
-        SpecNames {
-            producers: members.clone(),
-            wallets: members.clone(),
-            genesis: members
-                .into_iter()
-                .map(|m| (m, r.genesis_coins.as_slice()))
-                .collect(),
-        }
+        spec.section::<RaftSpec>()
+            .map_or_else(SpecNames::default, |r| {
+                SpecNames::members(&r.members, &r.genesis_coins)
+            })
     }
 
     fn validate_spec(&self, spec: &ChainSpec) -> Result<(), SpecError> {

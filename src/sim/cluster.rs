@@ -27,7 +27,14 @@ pub trait OrderedCluster {
     fn run_until(&mut self, until: Micros) -> bool;
     /// Runs until `blocks` blocks are committed or virtual time `until`; false when a
     /// violation ended it.
-    fn run_blocks(&mut self, blocks: u64, until: Micros) -> bool;
+    fn run_blocks(&mut self, blocks: u64, until: Micros) -> bool {
+        while self.blocks() < blocks && self.now() < until {
+            if !self.run_until((self.now() + 10 * MS).min(until)) {
+                return false;
+            }
+        }
+        true
+    }
     /// Blocks committed (by any correct node).
     fn blocks(&self) -> u64;
     /// When the last new block was committed.
@@ -60,6 +67,24 @@ pub enum RunError {
 pub const DEFAULT_BLOCKS: u64 = 20;
 /// A run asked for blocks gives up after this much virtual time without reaching them.
 pub const BLOCKS_TIMEOUT_S: f64 = 3_600.0;
+
+/// The chain of `spec` holding only its genesis block: what a simulated cluster starts from.
+///
+/// # Errors
+/// [`SpecError`] when the genesis block is invalid.
+pub fn genesis_state(spec: &ChainSpec) -> Result<ChainState, SpecError> {
+    let mut state = ChainState::new(spec.clone());
+    let record = BlockRecord::new(0, &spec.genesis_block(), Some(spec));
+    let invalid = |e: crate::chain::state::BlockError| SpecError::BadField {
+        field: "genesis",
+        reason: e.to_string(),
+    };
+    let checked = state.check(record).map_err(invalid)?;
+    state
+        .connect(&checked, spec.genesis.time)
+        .map_err(invalid)?;
+    Ok(state)
+}
 
 /// Runs `cluster` as `scenario` says: until its blocks are committed (at most
 /// [`BLOCKS_TIMEOUT_S`]) or for its duration ([`DEFAULT_BLOCKS`] blocks when it says neither).

@@ -6,7 +6,7 @@ use std::fmt::Write as _;
 
 use serde::Serialize;
 
-use crate::sim::{Micros, Violation};
+use crate::sim::{Micros, SimStats, Violation};
 
 /// One message kind's line in a report.
 #[derive(Debug, Clone, Serialize)]
@@ -85,6 +85,41 @@ pub struct Latency {
     pub p99: Option<f64>,
     /// Longest.
     pub max: Option<f64>,
+}
+
+/// The rows of `kinds` that were sent at all, with per-block figures over `blocks`.
+#[must_use]
+pub fn message_rows(kinds: &[&'static str], stats: &SimStats, blocks: u64) -> Vec<MessageRow> {
+    kinds
+        .iter()
+        .enumerate()
+        .filter(|(i, _)| stats.sent[*i] > 0)
+        .map(|(i, kind)| MessageRow::new(kind, stats.sent[i], stats.bytes[i], blocks))
+        .collect()
+}
+
+/// `v` per block, 0 with no blocks.
+#[must_use]
+pub fn per_block(v: u64, blocks: u64) -> f64 {
+    if blocks == 0 {
+        0.0
+    } else {
+        v as f64 / blocks as f64
+    }
+}
+
+impl MessageRow {
+    /// A row: `sent` messages of `kind` carrying `bytes`, over `blocks` blocks.
+    #[must_use]
+    pub fn new(kind: &'static str, sent: u64, bytes: u64, blocks: u64) -> Self {
+        Self {
+            kind,
+            sent,
+            bytes,
+            per_block: per_block(sent, blocks),
+            bytes_per_block: per_block(bytes, blocks),
+        }
+    }
 }
 
 impl Latency {
