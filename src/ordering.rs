@@ -4,10 +4,16 @@
 
 use std::collections::BTreeMap;
 
+use rayon::prelude::*;
+use serde::Serialize;
+
 use crate::chain::spec::{ChainSpec, SpecError};
 use crate::sim::NetModel;
-use crate::sim::cluster::{CheckBounds, OrderedCluster, RunError, ScheduleOutcome};
-use crate::sim::scenario::Scenario;
+use crate::sim::cluster::{
+    CheckBounds, OrderedCluster, Recovery, RunError, ScheduleOutcome, run_recovering,
+};
+use crate::sim::report::SimReport;
+use crate::sim::scenario::{CrashSpec, LEADER, Scenario};
 
 /// The ordering rules, by name.
 pub const ORDERING_RULES: &[&str] = &["raft", "pbft"];
@@ -118,4 +124,91 @@ pub fn check_schedule(
         "pbft" => crate::pbft::check::check_schedule(spec, scenario, bounds),
         _ => Err(RunError::Spec(not_ordering(spec))),
     }
+}
+
+/// The faults a cluster of `nodes` survives under `rule`: crashed nodes for the rules that
+/// need a majority, Byzantine ones (which include crashed ones) for PBFT.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct Tolerance {
+    /// Crashed (or cut-off) nodes the cluster keeps ordering through.
+    pub crashed: usize,
+    /// Nodes that may lie.
+    pub byzantine: usize,
+}
+
+/// What `rule` tolerates with `nodes` members.
+#[must_use]
+pub fn tolerates(rule: &str, nodes: usize) -> Tolerance {
+    match rule {
+        "pbft" => {
+            let f = nodes.saturating_sub(1) / 3;
+            Tolerance {
+                crashed: f,
+                byzantine: f,
+            }
+        }
+        _ => Tolerance {
+            crashed: nodes.saturating_sub(1) / 2,
+            byzantine: 0,
+        },
+    }
+}
+
+/// The scenario every rule runs in one comparison when none is given: the leader crashes
+/// at 2 s and comes back at 5 s, under 50 client transactions per second, for 10 s, every
+/// rule cutting a block each 100 ms.
+#[must_use]
+pub fn reference_scenario() -> Scenario {
+    Scenario {
+        nodes: Some(5),
+        duration_s: Some(10.0),
+        load_tps: Some(50.0),
+        crashes: vec![CrashSpec {
+            node: LEADER.into(),
+            at_s: 2.0,
+            restart_s: Some(5.0),
+        }],
+        params: BTreeMap::from([("block_interval_ms".to_owned(), serde_json::json!(100))]),
+        ..Scenario::default()
+    }
+}
+
+/// One rule's run in a comparison.
+#[derive(Debug, Clone, Serialize)]
+pub struct RuleRun {
+    /// What it tolerates at this size.
+    pub tolerates: Tolerance,
+    /// The recovery from the scenario's first crash.
+    pub recovery: Option<Recovery>,
+    /// The full report.
+    pub report: SimReport,
+}
+
+/// Runs `scenario` (for `duration_s`) on each of `rules`' demo specs, in parallel: the same
+/// seed, load and faults for all.
+///
+/// # Errors
+/// The first rule the scenario does not fit, with its [`RunError`].
+pub fn run_rules(
+    rules: &[&'static str],
+    scenario: &Scenario,
+    duration_s: f64,
+) -> Result<Vec<RuleRun>, (&'static str, RunError)> {
+    rules
+        .par_iter()
+        .map(|&rule| {
+            let run = || -> Result<RuleRun, RunError> {
+                let spec = ChainSpec::builtin(&format!("{rule}-demo"))?;
+                let mut cluster = build(&spec, scenario, false)?;
+                let (_, recovery) = run_recovering(cluster.as_mut(), scenario, duration_s);
+                let report = cluster.report();
+                Ok(RuleRun {
+                    tolerates: tolerates(rule, report.nodes.len()),
+                    recovery,
+                    report,
+                })
+            };
+            run().map_err(|e| (rule, e))
+        })
+        .collect()
 }

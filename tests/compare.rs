@@ -224,3 +224,65 @@ fn compare_rejects_a_single_file_and_a_wrong_spec() {
             "unknown consensus rule \"tendermint\" (rules: pow, pos, dpos, poa, raft, pbft)",
         ));
 }
+
+/// `sim --all`: the reference scenario (the leader crashes at 2 s, back at 5 s) on every
+/// ordering rule, one seed: every rule recovers and stays safe, and the chart names them all.
+#[test]
+fn sim_all_runs_one_scenario_on_every_ordering_rule() {
+    let dir = TempDir::new().unwrap();
+    let j = common::json_output(cargo_bin_cmd!("chainsmith").args([
+        "sim",
+        "--all",
+        "--json",
+        "--plot",
+        dir.path().to_str().unwrap(),
+    ]));
+    assert_eq!(j["scenario"]["crashes"][0]["node"], "leader");
+    let rules = j["rules"].as_array().unwrap();
+    let names: Vec<&str> = rules
+        .iter()
+        .map(|r| r["report"]["rule"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, chainsmith::ordering::ORDERING_RULES);
+    let svg = std::fs::read_to_string(dir.path().join("ordering_rules.svg")).unwrap();
+    for r in rules {
+        let rule = r["report"]["rule"].as_str().unwrap();
+        assert!(
+            svg.contains(&format!(">\n{rule}\n<")),
+            "{rule} missing from the chart"
+        );
+        assert_eq!(r["report"]["safety"]["verdict"], "ok", "{rule}");
+        assert_eq!(r["report"]["nodes"].as_array().unwrap().len(), 5, "{rule}");
+        assert_eq!(r["recovery"]["crash_s"], 2.0, "{rule}");
+        // The crash took the leader: a while without one, then blocks again.
+        let leaderless = r["recovery"]["leaderless_s"].as_f64().unwrap();
+        let next = r["recovery"]["next_block_s"].as_f64().unwrap();
+        assert!(leaderless > 0.0 && leaderless < 3.0, "{rule}: {leaderless}");
+        assert!(next >= leaderless.min(0.05) && next < 3.0, "{rule}: {next}");
+        // 10 s at 100 ms a block, less the recovery.
+        let blocks = r["report"]["blocks"].as_u64().unwrap();
+        assert!((50..=100).contains(&blocks), "{rule}: {blocks} blocks");
+        assert!(r["tolerates"]["crashed"].as_u64().unwrap() >= 1, "{rule}");
+    }
+}
+
+#[test]
+fn sim_all_refuses_one_rules_options_and_unknown_nodes() {
+    let out = cargo_bin_cmd!("chainsmith")
+        .args(["sim", "--all", "--election", "100..200"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2), "{out:?}");
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--election"));
+    let out = cargo_bin_cmd!("chainsmith")
+        .args(["sim", "--all", "--crash", "s9@1s"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2), "{out:?}");
+    assert!(String::from_utf8_lossy(&out.stderr).contains("crashes[0].node"));
+    let out = cargo_bin_cmd!("chainsmith")
+        .args(["sim", "--all", "raft"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2), "{out:?}");
+}

@@ -86,6 +86,9 @@ const SIM_EXAMPLES: &str = "Examples:
   chainsmith sim pbft --nodes 7 --byzantine s1:twins --byzantine s2:silent
   chainsmith sim pbft --byzantine s1:twins --byzantine s2:twins --allow-unsafe
                                                         f + 1 twins: honest replicas disagree
+  chainsmith sim --all --plot plots                     every rule, one scenario: the leader
+                                                        crashes at 2 s and is back at 5 s
+  chainsmith sim --all --crash leader@1s --load 100 --duration 5s --json
 Byzantine behaviours: silent, equivocate, forge, slow-primary, replay, twins.";
 
 const CHECK_EXAMPLES: &str = "Examples:
@@ -139,7 +142,16 @@ fn parse_probability(s: &str) -> Result<f64, String> {
 #[derive(Debug, Args)]
 pub(crate) struct SimArgs {
     /// The ordering rule.
-    pub(crate) rule: RuleArg,
+    #[arg(required_unless_present = "all")]
+    pub(crate) rule: Option<RuleArg>,
+    /// Run the same scenario on every ordering rule (their demo specs, one seed) and print
+    /// one table. With no scenario, crash or partition given: the leader crashes at 2 s and
+    /// restarts at 5 s, 50 tx/s, 5 nodes, 10 s.
+    #[arg(long, conflicts_with_all = ["rule", "spec", "blocks", "out", "trace"])]
+    pub(crate) all: bool,
+    /// With --all: write the comparison chart (ordering_rules.svg) into this directory.
+    #[arg(long, value_name = "DIR", requires = "all")]
+    pub(crate) plot: Option<PathBuf>,
     /// Built-in spec name or spec file [default: <rule>-demo].
     #[arg(long, value_name = "NAME|FILE")]
     pub(crate) spec: Option<String>,
@@ -159,7 +171,8 @@ pub(crate) struct SimArgs {
     /// Stop after this much simulated time (2s, 1500ms).
     #[arg(long, value_name = "T", value_parser = parse_time)]
     pub(crate) duration: Option<f64>,
-    /// Crash NODE at T, restarting at T2 if given (repeatable): s1@2s..5s.
+    /// Crash NODE (or `leader`: whoever leads then) at T, restarting at T2 if given
+    /// (repeatable): s1@2s..5s, leader@2s..5s.
     #[arg(long, value_name = "NODE@T[..T2]")]
     pub(crate) crash: Vec<String>,
     /// Partition the nodes into groups from T1 to T2 (repeatable): s1,s2|s3,s4,s5@1s..3s.

@@ -286,3 +286,143 @@ fn stake_shares(path: &Path, pos: &Phase) -> Result<()> {
     root.present()?;
     Ok(())
 }
+
+/// One panel of the ordering rules' chart: a value (or two, side by side) per rule.
+struct Panel {
+    title: &'static str,
+    unit: &'static str,
+    decimals: usize,
+    series: Vec<(&'static str, Vec<Option<f64>>)>,
+}
+
+/// Writes `ordering_rules.svg` into `dir`: small multiples of what `sim --all` measured,
+/// one bar per rule and figure (a missing figure is marked "–" at the axis). Returns the path.
+pub(crate) fn ordering_rules(
+    dir: &Path,
+    scenario: &str,
+    runs: &[chainsmith::ordering::RuleRun],
+) -> Result<std::path::PathBuf> {
+    std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    let path = dir.join("ordering_rules.svg");
+    let rules: Vec<&str> = runs.iter().map(|r| r.report.rule).collect();
+    let pick = |f: &dyn Fn(&chainsmith::ordering::RuleRun) -> Option<f64>| {
+        runs.iter().map(f).collect::<Vec<_>>()
+    };
+    let panels = [
+        Panel {
+            title: "Client latency",
+            decimals: 0,
+            unit: "ms",
+            series: vec![
+                ("p50", pick(&|r| r.report.latency_ms.p50)),
+                ("p99", pick(&|r| r.report.latency_ms.p99)),
+            ],
+        },
+        Panel {
+            title: "Messages per block",
+            decimals: 1,
+            unit: "messages",
+            series: vec![("messages", pick(&|r| Some(r.report.messages_per_block)))],
+        },
+        Panel {
+            title: "After the crash",
+            decimals: 3,
+            unit: "s",
+            series: vec![
+                (
+                    "without a leader",
+                    pick(&|r| r.recovery.map(|c| c.leaderless_s)),
+                ),
+                (
+                    "to the next block",
+                    pick(&|r| r.recovery.and_then(|c| c.next_block_s)),
+                ),
+            ],
+        },
+        Panel {
+            title: "Blocks committed",
+            decimals: 0,
+            unit: "blocks",
+            series: vec![("blocks", pick(&|r| Some(r.report.blocks as f64)))],
+        },
+    ];
+    draw_panels(&path, scenario, &panels, &rules)?;
+    Ok(path)
+}
+
+fn draw_panels(path: &Path, scenario: &str, panels: &[Panel], rules: &[&str]) -> Result<()> {
+    let root = SVGBackend::new(path, (WIDTH + 200, HEIGHT + 260)).into_drawing_area();
+    root.fill(&WHITE)?;
+    let root = root.titled(
+        &format!("Ordering rules on one scenario: {scenario}"),
+        ("sans-serif", 18),
+    )?;
+    for (area, panel) in root.split_evenly((2, 2)).iter().zip(panels) {
+        bars(area, panel, rules).with_context(|| format!("drawing {}", path.display()))?;
+    }
+    root.present()
+        .with_context(|| format!("writing {}", path.display()))?;
+    Ok(())
+}
+
+fn bars(
+    area: &DrawingArea<SVGBackend<'_>, plotters::coord::Shift>,
+    panel: &Panel,
+    rules: &[&str],
+) -> Result<()> {
+    let top = panel
+        .series
+        .iter()
+        .flat_map(|(_, v)| v.iter().flatten())
+        .fold(0.0f64, |a, &b| a.max(b));
+    let top = if top > 0.0 { top * 1.15 } else { 1.0 };
+    let n = rules.len();
+    let mut chart = ChartBuilder::on(area)
+        .caption(panel.title, ("sans-serif", 20))
+        .margin(12)
+        .x_label_area_size(30)
+        .y_label_area_size(60)
+        .build_cartesian_2d(-0.5..n as f64 - 0.5, 0.0..top)?;
+    chart
+        .configure_mesh()
+        .disable_x_mesh()
+        .max_light_lines(0)
+        .x_labels(n)
+        .x_label_formatter(&|x| {
+            let i = x.round();
+            if (x - i).abs() < 0.01 && i >= 0.0 {
+                rules
+                    .get(i as usize)
+                    .map_or_else(String::new, |r| (*r).to_owned())
+            } else {
+                String::new()
+            }
+        })
+        .y_desc(panel.unit)
+        .y_label_formatter(&|y| format!("{y:.0$}", if top < 5.0 { 1 } else { 0 }))
+        .draw()?;
+    let width = 0.7 / panel.series.len() as f64;
+    for (k, (name, values)) in panel.series.iter().enumerate() {
+        let c = colour(k);
+        let left = |i: usize| i as f64 - 0.35 + k as f64 * width;
+        chart
+            .draw_series(values.iter().enumerate().filter_map(|(i, v)| {
+                v.map(|v| Rectangle::new([(left(i), 0.0), (left(i) + width, v)], c.filled()))
+            }))?
+            .label(*name)
+            .legend(move |(x, y)| Rectangle::new([(x, y - 5), (x + 12, y + 5)], c.filled()));
+        chart.draw_series(values.iter().enumerate().map(|(i, v)| {
+            let text = v.map_or_else(|| "–".to_owned(), |v| format!("{v:.0$}", panel.decimals));
+            let y = v.unwrap_or(0.0);
+            Text::new(
+                text,
+                (left(i), y + top * 0.02),
+                ("sans-serif", 12).into_font(),
+            )
+        }))?;
+    }
+    if panel.series.len() > 1 {
+        legend(&mut chart)?;
+    }
+    Ok(())
+}

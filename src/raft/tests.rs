@@ -1037,3 +1037,54 @@ mod cluster {
         caught(62, forget_vote_1, "election safety");
     }
 }
+
+mod leader_crash {
+    use crate::ChainSpec;
+    use crate::sim::cluster::{OrderedCluster, secs};
+    use crate::sim::report::ProtocolReport;
+    use crate::sim::scenario::{CrashSpec, Scenario};
+
+    fn run(crash: Option<&str>, until_s: f64) -> crate::sim::report::SimReport {
+        let spec = ChainSpec::builtin("raft-demo").unwrap();
+        let scenario = Scenario {
+            load_tps: Some(50.0),
+            crashes: crash
+                .map(|node| CrashSpec {
+                    node: node.into(),
+                    at_s: 2.0,
+                    restart_s: Some(5.0),
+                })
+                .into_iter()
+                .collect(),
+            ..Scenario::default()
+        };
+        let mut cluster = crate::raft::check::build(&spec, &scenario, false).unwrap();
+        cluster.run_until(secs(until_s));
+        cluster.report()
+    }
+
+    fn leaders(r: &crate::sim::report::SimReport) -> Vec<String> {
+        match &r.protocol {
+            ProtocolReport::Raft { leaders, .. } => {
+                leaders.iter().map(|l| l.leader.clone()).collect()
+            }
+            ProtocolReport::Pbft { .. } => unreachable!(),
+        }
+    }
+
+    #[test]
+    fn crashing_the_leader_crashes_whoever_leads_then() {
+        let calm = run(None, 2.0);
+        let first = leaders(&calm).last().cloned().expect("a leader by 2 s");
+        let by_role = run(Some("leader"), 6.0);
+        let by_name = run(Some(&first), 6.0);
+        // The same run as naming the node that led at 2 s …
+        assert_eq!(by_role.trace_hash, by_name.trace_hash);
+        // … which is not the node a calm run has leading then.
+        assert_ne!(by_role.trace_hash, run(None, 6.0).trace_hash);
+        let after = leaders(&by_role);
+        assert_eq!(after[0], first);
+        assert!(after.len() >= 2 && after[1] != first, "{after:?}");
+        assert!(by_role.leaderless_s >= 0.1, "{}", by_role.leaderless_s);
+    }
+}

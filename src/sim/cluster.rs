@@ -3,6 +3,8 @@
 //! safety judged by the rule's observer, liveness by how soon blocks commit again once every
 //! fault has healed.
 
+use serde::Serialize;
+
 use crate::chain::produce::{NetworkCost, ProduceEnv, ProduceError, Producer, Step};
 use crate::chain::record::BlockRecord;
 use crate::chain::spec::{ChainSpec, SpecError};
@@ -96,6 +98,55 @@ pub fn run(cluster: &mut dyn OrderedCluster, scenario: &Scenario) -> bool {
             cluster.run_blocks(blocks.unwrap_or(DEFAULT_BLOCKS), secs(BLOCKS_TIMEOUT_S))
         }
     }
+}
+
+/// What a run with a crash showed about the recovery.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+pub struct Recovery {
+    /// When the first crash hit, seconds.
+    pub crash_s: f64,
+    /// From the crash to the first block committed after it, seconds (`None`: none was
+    /// committed before the run ended).
+    pub next_block_s: Option<f64>,
+    /// Seconds without a leader from the crash to the end of the run.
+    pub leaderless_s: f64,
+}
+
+/// Runs `cluster` for `scenario`'s duration, measuring the recovery from its first crash
+/// (`None` when it has none). False when a violation ended the run.
+pub fn run_recovering(
+    cluster: &mut dyn OrderedCluster,
+    scenario: &Scenario,
+    duration_s: f64,
+) -> (bool, Option<Recovery>) {
+    let end = secs(duration_s);
+    let Some(crash_s) = scenario
+        .crashes
+        .iter()
+        .map(|c| c.at_s)
+        .min_by(f64::total_cmp)
+        .filter(|&at| secs(at) < end)
+    else {
+        return (cluster.run_until(end), None);
+    };
+    let crash = secs(crash_s);
+    if !cluster.run_until(crash) {
+        return (false, None);
+    }
+    let (before, leaderless_before) = (cluster.blocks(), cluster.report().leaderless_s);
+    while cluster.blocks() == before && cluster.now() < end {
+        if !cluster.run_until((cluster.now() + MS).min(end)) {
+            return (false, None);
+        }
+    }
+    let next_block_s = (cluster.blocks() > before).then(|| (cluster.now() - crash) as f64 / 1e6);
+    let ok = cluster.run_until(end);
+    let recovery = Recovery {
+        crash_s,
+        next_block_s,
+        leaderless_s: cluster.report().leaderless_s - leaderless_before,
+    };
+    (ok, Some(recovery))
 }
 
 /// Seconds as virtual time.

@@ -214,6 +214,18 @@ pub struct Crash {
     pub restart: Option<Micros>,
 }
 
+/// Whichever node leads at `at` crashes and, when `restart` is given, comes back then: the
+/// same scenario crashes "the leader" under every rule, whoever that is. When several nodes
+/// believe they lead (a deposed leader that has not heard yet), the lowest-numbered crashes;
+/// when none does, nothing crashes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LeaderCrash {
+    /// When the leader crashes.
+    pub at: Micros,
+    /// When it restarts from its disk.
+    pub restart: Option<Micros>,
+}
+
 /// Groups of nodes that cannot reach each other from `from` until `to` (nodes no group names
 /// form one more group).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -244,6 +256,8 @@ pub struct LinkCut {
 pub struct Faults {
     /// Crashes and restarts.
     pub crashes: Vec<Crash>,
+    /// Crashes of whoever leads at the time.
+    pub leader_crashes: Vec<LeaderCrash>,
     /// Partitions.
     pub partitions: Vec<Partition>,
     /// One-way link cuts.
@@ -280,6 +294,8 @@ pub struct SimStats {
     pub latencies: Vec<Micros>,
     /// Replies the nodes sent to clients.
     pub replies: u64,
+    /// The node each leader crash took down, in order (`None`: no node led then).
+    pub crashed_leaders: Vec<Option<NodeId>>,
 }
 
 /// Clients submitting the load.
@@ -307,6 +323,7 @@ enum Event<E: Engine> {
         batch: Vec<Output<E>>,
     },
     Crash(NodeId),
+    CrashLeader(Option<Micros>),
     Restart(NodeId),
     ClientTick,
     ClientSend(Request),
@@ -419,6 +436,9 @@ impl<E: Engine> Simulator<E> {
             if let Some(r) = c.restart {
                 sim.schedule(r, Event::Restart(c.node));
             }
+        }
+        for c in sim.faults.leader_crashes.clone() {
+            sim.schedule(c.at, Event::CrashLeader(c.restart));
         }
         if sim.faults.load_tps > 0.0 {
             let first = sim.client_gap();
@@ -631,18 +651,16 @@ impl<E: Engine> Simulator<E> {
                 self.hash = mix(mix(self.hash, self.now), 0x2000 + node as u64);
                 self.release(node, batch, observer, host);
             }
-            Event::Crash(node) => {
-                self.hash = mix(mix(self.hash, self.now), 0x3000 + node as u64);
-                let slot = &mut self.nodes[node];
-                if slot.engine.take().is_some() {
-                    // Its timers die with it.
-                    for g in &mut slot.timers {
-                        *g += 1;
+            Event::Crash(node) => self.crash(node),
+            Event::CrashLeader(restart) => {
+                let leader = (0..self.nodes.len())
+                    .find(|&n| self.nodes[n].engine.as_ref().is_some_and(E::is_leader));
+                self.stats.crashed_leaders.push(leader);
+                if let Some(node) = leader {
+                    self.crash(node);
+                    if let Some(r) = restart {
+                        self.schedule(r.max(self.now), Event::Restart(node));
                     }
-                    slot.incarnation += 1;
-                    slot.disk_busy_until = 0;
-                    slot.held = 0;
-                    self.set_leader(node, false);
                 }
             }
             Event::Restart(node) => {
@@ -720,6 +738,21 @@ impl<E: Engine> Simulator<E> {
             self.step(node, observer, host, |e, now, out| {
                 e.on_client(now, request, out)
             });
+        }
+    }
+
+    fn crash(&mut self, node: NodeId) {
+        self.hash = mix(mix(self.hash, self.now), 0x3000 + node as u64);
+        let slot = &mut self.nodes[node];
+        if slot.engine.take().is_some() {
+            // Its timers die with it.
+            for g in &mut slot.timers {
+                *g += 1;
+            }
+            slot.incarnation += 1;
+            slot.disk_busy_until = 0;
+            slot.held = 0;
+            self.set_leader(node, false);
         }
     }
 

@@ -7,13 +7,14 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
-use crate::sim::{Crash, Faults, Micros, NetModel, NodeId, Partition, SimRng};
+use crate::sim::{Crash, Faults, LeaderCrash, Micros, NetModel, NodeId, Partition, SimRng};
 
 /// A crash in a scenario.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct CrashSpec {
-    /// The node's name.
+    /// The node's name, or `leader`: whichever node leads at the time (unless a member is
+    /// named `leader`).
     pub node: String,
     /// When it crashes, seconds.
     pub at_s: f64,
@@ -136,6 +137,9 @@ fn time(field: String, s: f64) -> Result<Micros, ScenarioError> {
     Ok((s * 1e6).round() as Micros)
 }
 
+/// The crash target that names whichever node leads at the time.
+pub const LEADER: &str = "leader";
+
 /// Adds a crash of `node` from `at_s` to `restart_s` unless the node is already down then (a
 /// random schedule never overlaps one node's crashes, which a scenario must not).
 pub fn push_crash(crashes: &mut Vec<CrashSpec>, node: String, at_s: f64, restart_s: f64) {
@@ -185,6 +189,7 @@ impl Scenario {
             return Err(err("blocks", format!("{b} is not 1 to {MAX_BLOCKS}")));
         }
         let mut crashes: Vec<Crash> = Vec::new();
+        let mut leader_crashes = Vec::new();
         for (i, c) in self.crashes.iter().enumerate() {
             let at = time(format!("crashes[{i}].at_s"), c.at_s)?;
             let restart = c
@@ -196,6 +201,10 @@ impl Scenario {
                     format!("crashes[{i}].restart_s"),
                     "must be after the crash",
                 ));
+            }
+            if c.node == LEADER && !names.iter().any(|n| n == LEADER) {
+                leader_crashes.push(LeaderCrash { at, restart });
+                continue;
             }
             let id = node(format!("crashes[{i}].node"), &c.node)?;
             let end = restart.unwrap_or(Micros::MAX);
@@ -253,6 +262,7 @@ impl Scenario {
         }
         Ok(Faults {
             crashes,
+            leader_crashes,
             partitions,
             cuts: Vec::new(),
             lossy_until: self
