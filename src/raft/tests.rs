@@ -1068,7 +1068,7 @@ mod leader_crash {
             ProtocolReport::Raft { leaders, .. } => {
                 leaders.iter().map(|l| l.leader.clone()).collect()
             }
-            ProtocolReport::Pbft { .. } => unreachable!(),
+            other => panic!("not a raft report: {other:?}"),
         }
     }
 
