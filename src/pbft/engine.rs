@@ -1604,7 +1604,17 @@ where
         } else if stalled || starved {
             self.start_view_change(now, self.view + 1, out);
         } else {
-            let next = self.last_progress + self.timeout();
+            // Look again when the chain could stall or the oldest request starve; with no
+            // progress for a timeout already (blocks only on demand) and nothing waiting, no
+            // sooner than a timeout from now.
+            let timeout = self.timeout();
+            let mut next = self.last_progress + timeout;
+            if next <= now {
+                next = self
+                    .waiting
+                    .front()
+                    .map_or(now + timeout, |(at, _)| at + timeout);
+            }
             out.push(Output::Timer(VIEW, next.max(now + 1)));
         }
     }
