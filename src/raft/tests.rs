@@ -1045,14 +1045,18 @@ mod leader_crash {
     use crate::sim::scenario::{CrashSpec, Scenario};
 
     fn run(crash: Option<&str>, until_s: f64) -> crate::sim::report::SimReport {
+        run_at(crash, 2.0, until_s)
+    }
+
+    fn run_at(crash: Option<&str>, at_s: f64, until_s: f64) -> crate::sim::report::SimReport {
         let spec = ChainSpec::builtin("raft-demo").unwrap();
         let scenario = Scenario {
             load_tps: Some(50.0),
             crashes: crash
                 .map(|node| CrashSpec {
                     node: node.into(),
-                    at_s: 2.0,
-                    restart_s: Some(5.0),
+                    at_s,
+                    restart_s: Some(at_s + 3.0),
                 })
                 .into_iter()
                 .collect(),
@@ -1086,5 +1090,12 @@ mod leader_crash {
         assert_eq!(after[0], first);
         assert!(after.len() >= 2 && after[1] != first, "{after:?}");
         assert!(by_role.leaderless_s >= 0.1, "{}", by_role.leaderless_s);
+    }
+
+    #[test]
+    fn crashing_the_leader_before_any_is_elected_crashes_nobody() {
+        let calm = run(None, 2.0);
+        let early = run_at(Some("leader"), 0.001, 2.0);
+        assert_eq!(early.trace_hash, calm.trace_hash);
     }
 }
