@@ -278,6 +278,11 @@ impl Cluster {
         self.sim.crash_now(node);
     }
 
+    /// Cuts the link from `from` to `to` from now until `end`.
+    pub fn cut_link(&mut self, from: NodeId, to: NodeId, end: Micros) {
+        self.sim.cut_link(from, to, end);
+    }
+
     /// Runs until `stop` holds (checked after each event) or virtual time `until`; false
     /// when a violation ended it.
     pub fn run_until_with(

@@ -46,10 +46,10 @@ use crate::raft::engine::{self as raft, RaftConfig, RaftNode};
 use crate::sim::{Engine, Message, Micros, NodeId, Output, Request, SimRng};
 
 /// Timer ids (Raft's controller uses 0 to 3).
-const FETCH: u8 = 4;
-const CUT: u8 = 5;
-const HEARTBEAT: u8 = 6;
-const ISR_CHECK: u8 = 7;
+pub(crate) const FETCH: u8 = 4;
+pub(crate) const CUT: u8 = 5;
+pub(crate) const HEARTBEAT: u8 = 6;
+pub(crate) const ISR_CHECK: u8 = 7;
 
 /// At most this many client requests wait at a broker that knows no leader.
 const MAX_WAITING: usize = 10_000;
@@ -699,6 +699,17 @@ impl<A: App> KafkaNode<A> {
     #[must_use]
     pub fn metadata(&self) -> &PartitionState {
         self.raft.app().state()
+    }
+
+    /// Takes `state` as committed metadata (step tests, which run no controller quorum).
+    #[cfg(test)]
+    pub(crate) fn set_metadata(
+        &mut self,
+        now: Micros,
+        state: &PartitionState,
+        out: &mut Vec<Output<Self>>,
+    ) {
+        self.on_metadata(now, state, out);
     }
 
     fn is_replica(&self) -> bool {
