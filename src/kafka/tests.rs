@@ -104,8 +104,13 @@ fn fetch_reply(out: &Out, to: NodeId) -> Option<(FetchResult, u64, usize)> {
     })
 }
 
-/// A leader of epoch `epoch` (ISR `isr`) holding records of the given epochs.
+/// A leader (ISR `isr`) holding records of the given epochs, leading the last of them.
 fn leader_with(epochs: &[u64], isr: &[NodeId], min_insync: usize) -> Node {
+    leader_on(epochs, isr, min_insync, true)
+}
+
+/// As [`leader_with`], with leader epochs on or off.
+fn leader_on(epochs: &[u64], isr: &[NodeId], min_insync: usize, leader_epochs: bool) -> Node {
     let log = epochs
         .iter()
         .enumerate()
@@ -122,7 +127,7 @@ fn leader_with(epochs: &[u64], isr: &[NodeId], min_insync: usize) -> Node {
         log,
         ..Durable::default()
     };
-    let mut n = node(0, min_insync, &disk, true);
+    let mut n = node(0, min_insync, &disk, leader_epochs);
     let epoch = epochs.last().copied().unwrap_or(1);
     n.set_metadata(0, &meta(0, epoch, isr, 1), &mut Vec::new());
     n
@@ -344,6 +349,27 @@ fn truncations(out: &Out) -> Vec<u64> {
             _ => None,
         })
         .collect()
+}
+
+#[test]
+fn kip101_divergence_goes_unseen_without_leader_epochs() {
+    // Reference: KIP-101, "Scenario 2: Replica Divergence on Restart after Multiple
+    // Hard Failures": the follower kept a record of epoch 1 at offset 1 (truncating to its
+    // high watermark of 2), where the leader of epoch 2 wrote another. Old Kafka fetches on
+    // from offset 2, the logs diverged for good; the last fetched epoch catches it.
+    for (epochs, expected) in [(false, FetchResult::Ok), (true, FetchResult::Diverging)] {
+        let mut leader = leader_on(&[1, 2], &[0, 1], 2, epochs);
+        let mut out = Vec::new();
+        leader.on_message(MS, 1, fetch(2, 2, 1, 0), &mut out);
+        assert_eq!(
+            fetch_reply(&out, 1).map(|r| r.0),
+            Some(expected),
+            "epochs {epochs}"
+        );
+        // Without epochs the diverged follower counts as caught up: the HW passes offset 1,
+        // which the two replicas hold differently.
+        assert_eq!(leader.hw(), if epochs { 0 } else { 2 }, "epochs {epochs}");
+    }
 }
 
 #[test]
