@@ -13,13 +13,13 @@ use crate::kafka::engine::{Committed, Durable, KafkaConfig, KafkaNode, NodeSet, 
 use crate::kafka::observer::KafkaObserver;
 use crate::kafka::spec::KafkaSpec;
 use crate::primitives::hash::BlockHash;
-use crate::primitives::tx::{KeyPair, Transaction};
+use crate::primitives::tx::KeyPair;
 use crate::raft::engine::RaftConfig;
 use crate::sim::cluster::{BlockSink, OrderedCluster};
 use crate::sim::report::{
     Latency, LeaderRow, ProtocolReport, Safety, SimReport, message_rows, name_nodes, per_block,
 };
-use crate::sim::{Faults, Host, MS, Micros, NodeId, SimRng, SimStats, Simulator, Violation};
+use crate::sim::{Faults, Host, MS, Micros, NodeId, SimRng, Simulator};
 
 type Node = KafkaNode<BlockApp>;
 type Block = std::sync::Arc<crate::kafka::blocks::KafkaBlock>;
@@ -249,18 +249,6 @@ impl Cluster {
         }
     }
 
-    /// The first violation, if any.
-    #[must_use]
-    pub fn violation(&self) -> Option<&Violation> {
-        self.sim.violation()
-    }
-
-    /// The simulator's counters.
-    #[must_use]
-    pub fn stats(&self) -> SimStats {
-        self.sim.stats()
-    }
-
     /// Committed blocks lost to unclean leader elections.
     #[must_use]
     pub const fn lost_committed(&self) -> u64 {
@@ -444,18 +432,4 @@ pub fn last_seal(state: &ChainState) -> Option<(u64, u64)> {
     state
         .rule_state_as::<crate::kafka::rule::KafkaState>()?
         .last_seal()
-}
-
-/// The seal of a Kafka block: (leader, epoch, offset).
-#[must_use]
-pub fn seal_of(record: &BlockRecord) -> Option<(crate::primitives::tx::PubKey, u64, u64)> {
-    match record.txs.get(1) {
-        Some(Transaction::Kafka {
-            leader,
-            epoch,
-            offset,
-            ..
-        }) => Some((*leader, *epoch, *offset)),
-        _ => None,
-    }
 }

@@ -689,18 +689,6 @@ impl<A: App> KafkaNode<A> {
         &self.app
     }
 
-    /// Its controller quorum member.
-    #[must_use]
-    pub const fn controller(&self) -> &RaftNode<ControllerApp> {
-        &self.raft
-    }
-
-    /// The committed partition metadata it knows.
-    #[must_use]
-    pub fn metadata(&self) -> &PartitionState {
-        self.raft.app().state()
-    }
-
     /// Takes `state` as committed metadata (step tests, which run no controller quorum).
     #[cfg(test)]
     pub(crate) fn set_metadata(
