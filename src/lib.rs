@@ -30,6 +30,7 @@ pub mod consensus;
 pub mod difficulty;
 pub mod dpos;
 pub mod hash;
+pub mod kafka;
 pub mod metrics;
 pub mod ordering;
 pub mod pbft;

@@ -16,7 +16,7 @@ use crate::sim::report::SimReport;
 use crate::sim::scenario::{CrashSpec, LEADER, Scenario};
 
 /// The ordering rules, by name.
-pub const ORDERING_RULES: &[&str] = &["raft", "pbft"];
+pub const ORDERING_RULES: &[&str] = &["raft", "pbft", "kafka"];
 
 /// Whether `rule` is an ordering rule.
 #[must_use]
@@ -47,6 +47,7 @@ pub fn cluster_spec(
     match spec.consensus.name() {
         "raft" => crate::raft::cluster::cluster_spec(spec, nodes, params),
         "pbft" => crate::pbft::spec::cluster_spec(spec, nodes, params),
+        "kafka" => crate::kafka::spec::cluster_spec(spec, nodes, params),
         _ => Err(not_ordering(spec)),
     }
 }
@@ -58,6 +59,8 @@ pub fn members(spec: &ChainSpec) -> Vec<String> {
         r.members.clone()
     } else if let Some(p) = spec.section::<crate::pbft::spec::PbftSpec>() {
         p.members.clone()
+    } else if let Some(k) = spec.section::<crate::kafka::spec::KafkaSpec>() {
+        k.members.clone()
     } else {
         Vec::new()
     }
@@ -70,6 +73,8 @@ pub fn network(spec: &ChainSpec) -> NetModel {
         r.network
     } else if let Some(p) = spec.section::<crate::pbft::spec::PbftSpec>() {
         p.network
+    } else if let Some(k) = spec.section::<crate::kafka::spec::KafkaSpec>() {
+        k.network
     } else {
         NetModel::default()
     }
@@ -87,6 +92,7 @@ pub fn build(
     Ok(match spec.consensus.name() {
         "raft" => Box::new(crate::raft::check::build(spec, scenario, trace)?),
         "pbft" => Box::new(crate::pbft::check::build(spec, scenario, trace)?),
+        "kafka" => Box::new(crate::kafka::check::build(spec, scenario, trace)?),
         _ => return Err(RunError::Spec(not_ordering(spec))),
     })
 }
@@ -122,6 +128,7 @@ pub fn check_schedule(
     match spec.consensus.name() {
         "raft" => crate::raft::check::check_schedule(spec, scenario, bounds),
         "pbft" => crate::pbft::check::check_schedule(spec, scenario, bounds),
+        "kafka" => crate::kafka::check::check_schedule(spec, scenario, bounds),
         _ => Err(RunError::Spec(not_ordering(spec))),
     }
 }

@@ -135,6 +135,24 @@ fn live_compare_measures_both_and_files_give_the_same_counts() {
     assert!((24.0..40.0).contains(&messages), "{pbft}");
     let latency = pbft["commit_latency_ms"].as_f64().unwrap();
     assert!((17.0..=32.0).contains(&latency), "{latency}");
+    // Kafka: final on commit, a certificate of the three replicas' acks per block. A block
+    // costs the records to two followers and their next fetch (four messages), plus the
+    // controller quorum's Raft heartbeats and the brokers' heartbeats to it (twelve per
+    // 100 ms block). Commit: the records to a follower and its next fetch back, 5–10 ms each,
+    // and two 1 ms writes.
+    let kafka = &live["kafka"];
+    assert_eq!(
+        (kafka["blocks"].as_u64(), kafka["height"].as_u64()),
+        (Some(31), Some(30))
+    );
+    assert_eq!(kafka["hashes"], 0.0);
+    assert_eq!(kafka["signatures"], 90);
+    assert_eq!(kafka["irreversible_height"], 30);
+    assert_eq!(kafka["blocks_to_irreversible"], 0.0);
+    let messages = kafka["messages_per_block"].as_f64().unwrap();
+    assert!((12.0..40.0).contains(&messages), "{kafka}");
+    let latency = kafka["commit_latency_ms"].as_f64().unwrap();
+    assert!((12.0..=22.0).contains(&latency), "{latency}");
     for c in ["pow", "pos", "dpos", "poa"] {
         assert!(live[c]["messages_per_block"].is_null(), "{c}");
     }
@@ -221,7 +239,7 @@ fn compare_rejects_a_single_file_and_a_wrong_spec() {
         .assert()
         .code(2)
         .stderr(predicates::str::contains(
-            "unknown consensus rule \"tendermint\" (rules: pow, pos, dpos, poa, raft, pbft)",
+            "unknown consensus rule \"tendermint\" (rules: pow, pos, dpos, poa, raft, pbft, kafka)",
         ));
 }
 

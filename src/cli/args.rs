@@ -33,7 +33,7 @@ pub(crate) enum Command {
     /// CPU time, energy per block and time to finality, mined now on the demo specs or read
     /// from two chain files.
     Compare(CompareArgs),
-    /// Run an ordering protocol's cluster (raft, pbft) in the deterministic simulator, with
+    /// Run an ordering protocol's cluster (raft, pbft, kafka) in the deterministic simulator, with
     /// faults and Byzantine replicas, and report what happened; every node's chain file goes
     /// to --out.
     #[command(after_help = SIM_EXAMPLES)]
@@ -85,6 +85,10 @@ const SIM_EXAMPLES: &str = "Examples:
   chainsmith sim pbft --byzantine s1:equivocate --trace an equivocating primary, replaced
   chainsmith sim pbft --nodes 7 --byzantine s1:twins --byzantine s2:silent
   chainsmith sim pbft --byzantine s1:twins --byzantine s2:twins --allow-unsafe
+
+  chainsmith sim kafka                                  3 brokers, RF 3, min ISR 2, 20 blocks
+  chainsmith sim kafka --crash s1@2s..5s --load 50 --duration 8s --trace
+  chainsmith sim kafka --nodes 5 --scenario unclean.json --unclean-leader-election
                                                         f + 1 twins: honest replicas disagree
   chainsmith sim --all --plot plots                     every rule, one scenario: the leader
                                                         crashes at 2 s and is back at 5 s
@@ -95,6 +99,7 @@ const CHECK_EXAMPLES: &str = "Examples:
   chainsmith check raft                        100 random schedules on 5 nodes
   chainsmith check raft --schedules 10000 --nodes 3 --json
   chainsmith check pbft --schedules 1000       crashes, partitions and up to f Byzantine replicas
+  chainsmith check kafka --schedules 1000      crashes, restarts and partitions of 3 brokers
 A failing schedule is printed as a scenario file; `chainsmith sim raft --scenario FILE` replays it.";
 
 /// Parses a time: `2s`, `2.5s`, `1500ms` or plain seconds.
@@ -207,6 +212,14 @@ pub(crate) struct SimArgs {
     /// break.
     #[arg(long)]
     pub(crate) allow_unsafe: bool,
+    /// kafka: when no in-sync replica is alive, elect an out-of-sync one (committed blocks
+    /// are lost, and counted).
+    #[arg(long)]
+    pub(crate) unclean_leader_election: bool,
+    /// kafka: truncate a follower to its own high watermark, as Kafka did before KIP-101's
+    /// leader epochs.
+    #[arg(long)]
+    pub(crate) no_leader_epochs: bool,
     /// Write every node's chain file into this directory (<node>.jsonl).
     #[arg(long, value_name = "DIR")]
     pub(crate) out: Option<PathBuf>,

@@ -449,6 +449,12 @@ impl<A: App> RaftNode<A> {
         &self.app
     }
 
+    /// Its state machine, to hand it work (an engine hosting this node, as Kafka's brokers
+    /// host the controller quorum, queues the commands its leader is to append).
+    pub const fn app_mut(&mut self) -> &mut A {
+        &mut self.app
+    }
+
     fn term_at(&self, index: u64) -> Option<u64> {
         if index == self.base.0 {
             return Some(self.base.1);

@@ -74,6 +74,35 @@ pub enum ProtocolReport {
         /// The Byzantine replicas.
         byzantine: Vec<ByzantineRow>,
     },
+    /// Kafka.
+    Kafka {
+        /// Partition leader elections committed by the controller.
+        leader_elections: u64,
+        /// Of those, elections of a replica outside the ISR.
+        unclean_elections: u64,
+        /// The leader of each leader epoch (`term` is the epoch).
+        leaders: Vec<LeaderRow>,
+        /// ISR shrinks committed.
+        isr_shrinks: u64,
+        /// ISR expansions committed.
+        isr_expands: u64,
+        /// Client writes refused while the ISR was below `min_insync_replicas`.
+        refused_writes: u64,
+        /// Log truncations (followers matching a new leader).
+        truncations: u64,
+        /// Committed blocks lost to unclean leader elections.
+        lost_committed: u64,
+        /// Controller-quorum (Raft) campaigns.
+        controller_elections: u64,
+        /// The partition's replicas.
+        replicas: u64,
+        /// `min_insync_replicas`.
+        min_insync_replicas: u64,
+        /// Whether leader epochs (KIP-101) were on.
+        leader_epochs: bool,
+        /// Whether unclean leader election was allowed.
+        unclean_leader_election: bool,
+    },
 }
 
 /// Submit-to-reply latency percentiles, milliseconds (`None` with no answers).
@@ -331,6 +360,65 @@ impl SimReport {
                     let _ = writeln!(s, "  byzantine          {}", b.join(", "));
                 }
             }
+            ProtocolReport::Kafka {
+                leader_elections,
+                unclean_elections,
+                leaders,
+                isr_shrinks,
+                isr_expands,
+                refused_writes,
+                truncations,
+                lost_committed,
+                controller_elections,
+                replicas,
+                min_insync_replicas,
+                leader_epochs,
+                unclean_leader_election,
+            } => {
+                let _ = writeln!(
+                    s,
+                    "  blocks committed   {:>10}   ({} replicas, min_insync_replicas {}, leader epochs {}, unclean election {})",
+                    self.blocks,
+                    replicas,
+                    min_insync_replicas,
+                    if *leader_epochs { "on" } else { "off" },
+                    if *unclean_leader_election {
+                        "allowed"
+                    } else {
+                        "off"
+                    }
+                );
+                let leaders: Vec<String> = leaders
+                    .iter()
+                    .map(|l| format!("{}:{}", l.term, l.leader))
+                    .collect();
+                let _ = writeln!(
+                    s,
+                    "  leader elections   {:>10}   ({} unclean; controller campaigns {}) leaders by epoch: {}",
+                    leader_elections,
+                    unclean_elections,
+                    controller_elections,
+                    if leaders.is_empty() {
+                        "none".into()
+                    } else {
+                        leaders.join(" ")
+                    }
+                );
+                let _ = writeln!(
+                    s,
+                    "  ISR changes        {:>10}   ({} shrinks, {} expansions); {} writes refused (ISR below min_insync_replicas), {} truncations",
+                    isr_shrinks + isr_expands,
+                    isr_shrinks,
+                    isr_expands,
+                    refused_writes,
+                    truncations
+                );
+                let _ = writeln!(
+                    s,
+                    "  lost committed     {:>10}   blocks (only an unclean election may lose them)",
+                    lost_committed
+                );
+            }
         }
         let _ = writeln!(s, "  without a leader   {:>10.3} s", self.leaderless_s);
         let ms = |v: Option<f64>| v.map_or_else(|| "–".to_owned(), |v| format!("{v:.1} ms"));
@@ -380,6 +468,9 @@ impl SimReport {
                         }
                         ProtocolReport::Pbft { .. } => {
                             "agreement, order, validity and commit certificates held at every honest replica"
+                        }
+                        ProtocolReport::Kafka { .. } => {
+                            "one leader per epoch, no committed block lost (but as counted), agreement, validity, exactly-once held"
                         }
                     }
                 );

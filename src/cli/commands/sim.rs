@@ -161,6 +161,14 @@ fn scenario(args: &SimArgs, net: NetModel) -> Result<Scenario> {
     if args.allow_unsafe {
         sc.allow_unsafe = true;
     }
+    if args.unclean_leader_election {
+        sc.params
+            .insert("unclean_leader_election".into(), serde_json::json!(true));
+    }
+    if args.no_leader_epochs {
+        sc.params
+            .insert("leader_epochs".into(), serde_json::json!(false));
+    }
     Ok(sc)
 }
 
@@ -237,9 +245,14 @@ fn refuse_other_rules_flags(rule: &str, args: &SimArgs) -> Result<()> {
         ("--byzantine", !args.byzantine.is_empty()),
         ("--allow-unsafe", args.allow_unsafe),
     ];
-    let other = match rule {
-        "raft" => &pbft[..],
-        _ => &raft[..],
+    let kafka = [
+        ("--unclean-leader-election", args.unclean_leader_election),
+        ("--no-leader-epochs", args.no_leader_epochs),
+    ];
+    let other: Vec<&(&str, bool)> = match rule {
+        "raft" => pbft.iter().chain(&kafka).collect(),
+        "kafka" => raft.iter().chain(&pbft).collect(),
+        _ => raft.iter().chain(&kafka).collect(),
     };
     if let Some((flag, _)) = other.iter().find(|(_, given)| *given) {
         bail!("sim {rule}: {flag} is not a {rule} option");
