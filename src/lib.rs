@@ -32,6 +32,7 @@ pub mod dpos;
 pub mod hash;
 pub mod metrics;
 pub mod ordering;
+pub mod paxos;
 pub mod pbft;
 pub mod poa;
 pub mod pos;

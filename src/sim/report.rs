@@ -50,6 +50,15 @@ pub struct ByzantineRow {
     pub behaviour: String,
 }
 
+/// The leader of a Paxos ballot: (round, leader).
+#[derive(Debug, Clone, Serialize)]
+pub struct BallotRow {
+    /// The ballot's round.
+    pub round: u64,
+    /// The member whose ballot it was.
+    pub leader: String,
+}
+
 /// The part of a report only one protocol has.
 #[derive(Debug, Clone, Serialize)]
 #[serde(untagged)]
@@ -73,6 +82,21 @@ pub enum ProtocolReport {
         skipped: u64,
         /// The Byzantine replicas.
         byzantine: Vec<ByzantineRow>,
+    },
+    /// Multi-Paxos.
+    Paxos {
+        /// Phase 1 runs started (ballots tried).
+        campaigns: u64,
+        /// Ballots preempted by a higher one.
+        preemptions: u64,
+        /// The ballots whose phase 1 succeeded, with their leaders.
+        ballots: Vec<BallotRow>,
+        /// Slots a new leader filled with a no-op.
+        noops: u64,
+        /// Whether preempted proposers back off.
+        backoff: bool,
+        /// Proposers preempted one another and no block was chosen.
+        livelock: bool,
     },
 }
 
@@ -331,6 +355,42 @@ impl SimReport {
                     let _ = writeln!(s, "  byzantine          {}", b.join(", "));
                 }
             }
+            ProtocolReport::Paxos {
+                campaigns,
+                preemptions,
+                ballots,
+                noops,
+                backoff,
+                livelock,
+            } => {
+                let _ = writeln!(
+                    s,
+                    "  blocks committed   {:>10}   (slots chosen {}, with {} no-ops filling gaps)",
+                    self.blocks, self.entries, noops
+                );
+                let ballots: Vec<String> = ballots
+                    .iter()
+                    .map(|b| format!("({}, {})", b.round, b.leader))
+                    .collect();
+                let _ = writeln!(
+                    s,
+                    "  ballots            {:>10}   phase 1 runs, {} preempted (back-off {}); leaders by ballot: {}",
+                    campaigns,
+                    preemptions,
+                    if *backoff { "on" } else { "off" },
+                    if ballots.is_empty() {
+                        "none".into()
+                    } else {
+                        ballots.join(" ")
+                    }
+                );
+                if *livelock {
+                    let _ = writeln!(
+                        s,
+                        "  LIVELOCK           no block chosen: the proposers preempted each other {preemptions} times in {campaigns} ballots"
+                    );
+                }
+            }
         }
         let _ = writeln!(s, "  without a leader   {:>10.3} s", self.leaderless_s);
         let ms = |v: Option<f64>| v.map_or_else(|| "–".to_owned(), |v| format!("{v:.1} ms"));
@@ -380,6 +440,9 @@ impl SimReport {
                         }
                         ProtocolReport::Pbft { .. } => {
                             "agreement, order, validity and commit certificates held at every honest replica"
+                        }
+                        ProtocolReport::Paxos { .. } => {
+                            "agreement, order, validity, exactly-once, certificates and acceptor rules held"
                         }
                     }
                 );

@@ -144,6 +144,9 @@ fn scenario(args: &SimArgs, spec: &ChainSpec) -> Result<Scenario> {
         sc.params
             .insert("check_quorum".into(), serde_json::json!(false));
     }
+    if args.no_backoff {
+        sc.params.insert("backoff".into(), serde_json::json!(false));
+    }
     for b in &args.byzantine {
         let (node, behaviour) = b
             .split_once(':')
@@ -230,9 +233,12 @@ fn refuse_other_rules_flags(rule: &str, args: &SimArgs) -> Result<()> {
         ("--byzantine", !args.byzantine.is_empty()),
         ("--allow-unsafe", args.allow_unsafe),
     ];
-    let other = match rule {
-        "raft" => &pbft[..],
-        _ => &raft[..],
+    let paxos = [("--no-backoff", args.no_backoff)];
+    let other: Vec<&(&str, bool)> = match rule {
+        "raft" => pbft.iter().chain(&paxos).collect(),
+        // Paxos elects by timeouts too: `--election` is its option as well.
+        "paxos" => raft[1..].iter().chain(&pbft).collect(),
+        _ => raft.iter().chain(&paxos).collect(),
     };
     if let Some((flag, _)) = other.iter().find(|(_, given)| *given) {
         bail!("sim {rule}: {flag} is not a {rule} option");

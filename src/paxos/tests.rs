@@ -1,0 +1,1 @@
+//! Step-level tests of the Paxos engine.
