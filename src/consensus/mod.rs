@@ -657,7 +657,8 @@ mod tests {
         }
         let err = Consensus::from_name("tendermint").unwrap_err().to_string();
         assert!(
-            err.contains("\"tendermint\"") && err.contains("pow, pos, dpos, poa, raft, pbft"),
+            err.contains("\"tendermint\"")
+                && err.contains("pow, pos, dpos, poa, raft, pbft, paxos"),
             "{err}"
         );
     }

@@ -727,7 +727,7 @@ impl<A: App> PaxosNode<A> {
             let value = match best.remove(&slot) {
                 Some(vote) => {
                     reproposed += 1;
-                    self.own_value_instead(now, vote.value)
+                    self.own_value_instead(now, slot, vote.value)
                 }
                 None => {
                     noops += 1;
@@ -750,12 +750,17 @@ impl<A: App> PaxosNode<A> {
     /// The value a new leader proposes in a slot a promise reported a vote for: that vote's
     /// (the correct rule), or with the planted bug its own.
     #[cfg(test)]
-    fn own_value_instead(&mut self, now: Micros, voted: Option<A::Value>) -> Option<A::Value> {
+    fn own_value_instead(
+        &mut self,
+        now: Micros,
+        slot: u64,
+        voted: Option<A::Value>,
+    ) -> Option<A::Value> {
         if self.config.bug != Some(Bug::IgnoreVotes) {
             return voted;
         }
         let requests: Vec<Request> = self.waiting.iter().copied().collect();
-        let (ballot, slot) = (self.ballot, self.next_slot);
+        let ballot = self.ballot;
         self.app
             .cut(now, &self.config.key, ballot, slot, &requests)
             .map(|(v, _)| v)
@@ -763,7 +768,12 @@ impl<A: App> PaxosNode<A> {
 
     #[cfg(not(test))]
     #[allow(clippy::unused_self)]
-    fn own_value_instead(&mut self, _now: Micros, voted: Option<A::Value>) -> Option<A::Value> {
+    fn own_value_instead(
+        &mut self,
+        _now: Micros,
+        _slot: u64,
+        voted: Option<A::Value>,
+    ) -> Option<A::Value> {
         voted
     }
 

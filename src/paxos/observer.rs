@@ -179,7 +179,7 @@ impl<A: App> Observer<PaxosNode<A>> for PaxosObserver<A> {
                     now,
                     vec![first, node],
                     format!(
-                        "nodes {first} and {node} executed different values in slot {}",
+                        "node {first} and node {node} executed different values in slot {}",
                         c.slot
                     ),
                 ));

@@ -481,3 +481,7 @@ impl RuleState for PaxosState {
         Some(self.height)
     }
 }
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests;
