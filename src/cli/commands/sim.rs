@@ -237,7 +237,11 @@ fn refuse_other_rules_flags(rule: &str, args: &SimArgs) -> Result<()> {
     let other: Vec<&(&str, bool)> = match rule {
         "raft" => pbft.iter().chain(&paxos).collect(),
         // Paxos elects by timeouts too: `--election` is its option as well.
-        "paxos" => raft[1..].iter().chain(&pbft).collect(),
+        "paxos" => raft
+            .iter()
+            .filter(|(flag, _)| *flag != "--election")
+            .chain(&pbft)
+            .collect(),
         _ => raft.iter().chain(&paxos).collect(),
     };
     if let Some((flag, _)) = other.iter().find(|(_, given)| *given) {
