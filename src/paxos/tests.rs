@@ -692,6 +692,56 @@ impl Net {
     }
 }
 
+/// Lamport's duel (§2.4 of the paper), in lockstep: nodes 0 and 1 of three start phase 1 at
+/// once and every message is delivered in the order sent.
+fn two_proposers(backoff: bool) -> Net {
+    let configs = (0..3)
+        .map(|i| PaxosConfig {
+            backoff,
+            ..config(i, 3)
+        })
+        .collect();
+    let mut net = Net::new(configs);
+    net.timer(0, ELECTION);
+    net.timer(1, ELECTION);
+    net
+}
+
+#[test]
+fn two_proposers_without_back_off_preempt_each_other_for_ever() {
+    let mut net = two_proposers(false);
+    // Each one, preempted, at once prepares a ballot above the other's, which preempts that
+    // one in turn: 3 000 deliveries later the duel goes on and nothing is chosen.
+    for _ in 0..3_000 {
+        let (from, to, m) = net.queue.pop_front().expect("the duel never stops");
+        let now = net.now;
+        net.step(to, |n, out| n.on_message(now, from, m, out));
+    }
+    let (a, b) = (net.node(0), net.node(1));
+    assert_eq!((a.role(), b.role()), (Role::Candidate, Role::Candidate));
+    assert!(a.ballot().round > 300 && b.ballot().round > 300);
+    assert!(a.preemptions() > 300 && b.preemptions() > 300);
+    assert!((0..3).all(|i| net.node(i).executed() == 0 && net.node(i).chosen(1).is_none()));
+    assert_eq!(net.violation, None);
+}
+
+#[test]
+fn two_proposers_with_back_off_elect_one_leader_that_gets_values_chosen() {
+    let mut net = two_proposers(true);
+    net.settle();
+    // Node 1's ballot (1, 1) beat node 0's (1, 0); node 0 backs off and follows.
+    assert_eq!(net.node(1).role(), Role::Leader);
+    assert_eq!(net.node(0).role(), Role::Follower);
+    assert_eq!(net.node(0).preemptions(), 1);
+    net.client(1, req(1));
+    net.timer(1, CUT);
+    net.settle();
+    net.timer(1, HEARTBEAT);
+    net.settle();
+    assert!((0..3).all(|i| net.node(i).executed() == 1));
+    assert_eq!(net.violation, None);
+}
+
 /// Three nodes; node 0 leads and gets request 1 chosen in slot 1 but its news of it is lost,
 /// and it crashes; node 1 takes over. Returns the observer's verdict.
 fn lost_news(bug: Option<Bug>) -> (Option<Violation>, Option<Arc<Chosen<Batch>>>) {
