@@ -33,6 +33,7 @@ pub mod hash;
 pub mod kafka;
 pub mod metrics;
 pub mod ordering;
+pub mod paxos;
 pub mod pbft;
 pub mod poa;
 pub mod pos;

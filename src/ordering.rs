@@ -16,7 +16,7 @@ use crate::sim::report::SimReport;
 use crate::sim::scenario::{CrashSpec, LEADER, Scenario};
 
 /// The ordering rules, by name.
-pub const ORDERING_RULES: &[&str] = &["raft", "pbft", "kafka"];
+pub const ORDERING_RULES: &[&str] = &["raft", "pbft", "paxos", "kafka"];
 
 /// Whether `rule` is an ordering rule.
 #[must_use]
@@ -47,6 +47,7 @@ pub fn cluster_spec(
     match spec.consensus.name() {
         "raft" => crate::raft::cluster::cluster_spec(spec, nodes, params),
         "pbft" => crate::pbft::spec::cluster_spec(spec, nodes, params),
+        "paxos" => crate::paxos::spec::cluster_spec(spec, nodes, params),
         "kafka" => crate::kafka::spec::cluster_spec(spec, nodes, params),
         _ => Err(not_ordering(spec)),
     }
@@ -58,6 +59,8 @@ pub fn members(spec: &ChainSpec) -> Vec<String> {
     if let Some(r) = spec.section::<crate::raft::spec::RaftSpec>() {
         r.members.clone()
     } else if let Some(p) = spec.section::<crate::pbft::spec::PbftSpec>() {
+        p.members.clone()
+    } else if let Some(p) = spec.section::<crate::paxos::spec::PaxosSpec>() {
         p.members.clone()
     } else if let Some(k) = spec.section::<crate::kafka::spec::KafkaSpec>() {
         k.members.clone()
@@ -72,6 +75,8 @@ pub fn network(spec: &ChainSpec) -> NetModel {
     if let Some(r) = spec.section::<crate::raft::spec::RaftSpec>() {
         r.network
     } else if let Some(p) = spec.section::<crate::pbft::spec::PbftSpec>() {
+        p.network
+    } else if let Some(p) = spec.section::<crate::paxos::spec::PaxosSpec>() {
         p.network
     } else if let Some(k) = spec.section::<crate::kafka::spec::KafkaSpec>() {
         k.network
@@ -92,6 +97,7 @@ pub fn build(
     Ok(match spec.consensus.name() {
         "raft" => Box::new(crate::raft::check::build(spec, scenario, trace)?),
         "pbft" => Box::new(crate::pbft::check::build(spec, scenario, trace)?),
+        "paxos" => Box::new(crate::paxos::check::build(spec, scenario, trace)?),
         "kafka" => Box::new(crate::kafka::check::build(spec, scenario, trace)?),
         _ => return Err(RunError::Spec(not_ordering(spec))),
     })
@@ -112,6 +118,7 @@ pub fn schedule(spec: &ChainSpec, seed: u64, i: u64, bounds: &CheckBounds) -> Sc
     let names = members(spec);
     match spec.consensus.name() {
         "pbft" => crate::pbft::check::schedule(seed, i, &names, bounds),
+        "paxos" => crate::paxos::check::schedule(seed, i, &names, bounds),
         _ => crate::raft::check::schedule(seed, i, &names, bounds),
     }
 }
@@ -128,6 +135,7 @@ pub fn check_schedule(
     match spec.consensus.name() {
         "raft" => crate::raft::check::check_schedule(spec, scenario, bounds),
         "pbft" => crate::pbft::check::check_schedule(spec, scenario, bounds),
+        "paxos" => crate::paxos::check::check_schedule(spec, scenario, bounds),
         "kafka" => crate::kafka::check::check_schedule(spec, scenario, bounds),
         _ => Err(RunError::Spec(not_ordering(spec))),
     }

@@ -52,7 +52,7 @@ fn live_compare_measures_both_and_files_give_the_same_counts() {
         "--watts-per-core".as_ref(),
         "5".as_ref(),
     ]);
-    for c in ["pow", "pos", "dpos", "poa", "raft", "pbft"] {
+    for c in ["pow", "pos", "dpos", "poa", "raft", "pbft", "paxos"] {
         let v = &live[c];
         for key in [
             "blocks",
@@ -135,6 +135,19 @@ fn live_compare_measures_both_and_files_give_the_same_counts() {
     assert!((24.0..40.0).contains(&messages), "{pbft}");
     let latency = pbft["commit_latency_ms"].as_f64().unwrap();
     assert!((17.0..=32.0).contains(&latency), "{latency}");
+    // Paxos: final once chosen, and its certificate is a majority's 2b signatures, 3 of 5;
+    // a block costs at least a 2a, a 2b and a Chosen per follower. Commit: one round trip
+    // and two 1 ms writes (the leader's own vote, then the acceptor's).
+    let paxos = &live["paxos"];
+    assert_eq!(paxos["hashes"], 0.0);
+    assert_eq!(paxos["signatures"], 90);
+    assert_eq!(paxos["irreversible_height"], 30);
+    assert_eq!(paxos["blocks_to_irreversible"], 0.0);
+    let messages = paxos["messages_per_block"].as_f64().unwrap();
+    assert!((12.0..40.0).contains(&messages), "{paxos}");
+    let latency = paxos["commit_latency_ms"].as_f64().unwrap();
+    assert!((12.0..=22.0).contains(&latency), "{latency}");
+
     // Kafka: final on commit, a certificate of the three replicas' acks per block. A block
     // costs the records to two followers and their next fetch (four messages), plus the
     // controller quorum's Raft heartbeats and the brokers' heartbeats to it (twelve per
@@ -239,7 +252,7 @@ fn compare_rejects_a_single_file_and_a_wrong_spec() {
         .assert()
         .code(2)
         .stderr(predicates::str::contains(
-            "unknown consensus rule \"tendermint\" (rules: pow, pos, dpos, poa, raft, pbft, kafka)",
+            "unknown consensus rule \"tendermint\" (rules: pow, pos, dpos, poa, raft, pbft, paxos, kafka)",
         ));
 }
 

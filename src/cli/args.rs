@@ -33,9 +33,9 @@ pub(crate) enum Command {
     /// CPU time, energy per block and time to finality, mined now on the demo specs or read
     /// from two chain files.
     Compare(CompareArgs),
-    /// Run an ordering protocol's cluster (raft, pbft, kafka) in the deterministic simulator, with
-    /// faults and Byzantine replicas, and report what happened; every node's chain file goes
-    /// to --out.
+    /// Run an ordering protocol's cluster (raft, pbft, paxos, kafka) in the deterministic
+    /// simulator, with faults and Byzantine replicas, and report what happened; every node's
+    /// chain file goes to --out.
     #[command(after_help = SIM_EXAMPLES)]
     Sim(SimArgs),
     /// Run many random fault schedules against an ordering protocol: no safety violation may
@@ -90,6 +90,8 @@ const SIM_EXAMPLES: &str = "Examples:
   chainsmith sim kafka --crash s1@2s..5s --load 50 --duration 8s --trace
   chainsmith sim kafka --nodes 5 --scenario unclean.json --unclean-leader-election
                                                         f + 1 twins: honest replicas disagree
+  chainsmith sim paxos --crash s5@2s..5s --load 50 --duration 8s --trace
+  chainsmith sim paxos --no-backoff --duration 3s       proposers duel: no block is chosen
   chainsmith sim --all --plot plots                     every rule, one scenario: the leader
                                                         crashes at 2 s and is back at 5 s
   chainsmith sim --all --crash leader@1s --load 100 --duration 5s --json
@@ -99,6 +101,7 @@ const CHECK_EXAMPLES: &str = "Examples:
   chainsmith check raft                        100 random schedules on 5 nodes
   chainsmith check raft --schedules 10000 --nodes 3 --json
   chainsmith check pbft --schedules 1000       crashes, partitions and up to f Byzantine replicas
+  chainsmith check paxos --schedules 1000      crashes, restarts, partitions, loss on 5 nodes
   chainsmith check kafka --schedules 1000      crashes, restarts and partitions of 3 brokers
 A failing schedule is printed as a scenario file; `chainsmith sim raft --scenario FILE` replays it.";
 
@@ -195,7 +198,7 @@ pub(crate) struct SimArgs {
     /// Client transactions per second, submitted to random nodes [default: 20].
     #[arg(long, value_name = "TPS")]
     pub(crate) load: Option<f64>,
-    /// raft: election timeout range in milliseconds: 150..300.
+    /// raft, paxos: election timeout range in milliseconds: 150..300.
     #[arg(long, value_name = "MIN..MAX", value_parser = parse_range)]
     pub(crate) election: Option<(f64, f64)>,
     /// raft: turn pre-vote off.
@@ -204,6 +207,10 @@ pub(crate) struct SimArgs {
     /// raft: turn check-quorum off.
     #[arg(long)]
     pub(crate) no_check_quorum: bool,
+    /// paxos: preempted proposers retry at once with a higher ballot instead of backing off
+    /// (they duel: no block is chosen).
+    #[arg(long)]
+    pub(crate) no_backoff: bool,
     /// pbft: replica NODE behaves as BEHAVIOUR (repeatable): silent, equivocate, forge,
     /// slow-primary, replay, twins.
     #[arg(long, value_name = "NODE:BEHAVIOUR")]

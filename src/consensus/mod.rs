@@ -53,6 +53,7 @@ pub static RULES: &[&dyn Rule] = &[
     &crate::poa::Poa,
     &crate::raft::Raft,
     &crate::pbft::Pbft,
+    &crate::paxos::Paxos,
     &crate::kafka::Kafka,
     #[cfg(test)]
     &test_rule::QuorumDemo,
@@ -657,7 +658,8 @@ mod tests {
         }
         let err = Consensus::from_name("tendermint").unwrap_err().to_string();
         assert!(
-            err.contains("\"tendermint\"") && err.contains("pow, pos, dpos, poa, raft, pbft"),
+            err.contains("\"tendermint\"")
+                && err.contains("pow, pos, dpos, poa, raft, pbft, paxos"),
             "{err}"
         );
     }

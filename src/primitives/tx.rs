@@ -446,6 +446,20 @@ pub enum Transaction {
         /// The client requests the block's transfers answer.
         requests: Vec<ClientRequest>,
     },
+    /// Paxos: the second transaction of every block, naming the leader that first proposed
+    /// it, the round of that leader's ballot (the ballot is (round, the leader's member
+    /// index)), the slot the block fills, and the client requests its transfers answer (one
+    /// transfer each, in order).
+    Paxos {
+        /// The proposer.
+        leader: PubKey,
+        /// The round of the ballot it was proposed in.
+        round: u64,
+        /// The Multi-Paxos slot.
+        slot: u64,
+        /// The client requests the block's transfers answer.
+        requests: Vec<ClientRequest>,
+    },
     /// Kafka: the second transaction of every block, naming the partition leader that
     /// appended it, the leader epoch it was appended in, its offset in the partition's log,
     /// and the client requests its transfers answer (one transfer each, in order).
@@ -517,6 +531,7 @@ const TAG_PRODUCER: u8 = 5;
 const TAG_VOTE: u8 = 6;
 const TAG_RAFT: u8 = 7;
 const TAG_PBFT: u8 = 8;
+const TAG_PAXOS: u8 = 9;
 const TAG_KAFKA: u8 = 11;
 
 impl Transaction {
@@ -620,6 +635,23 @@ impl Transaction {
                 }
                 out
             }
+            Self::Paxos {
+                leader,
+                round,
+                slot,
+                requests,
+            } => {
+                let mut out = vec![TAG_PAXOS];
+                out.extend_from_slice(&leader.to_bytes());
+                out.extend_from_slice(&round.to_le_bytes());
+                out.extend_from_slice(&slot.to_le_bytes());
+                push_compact_size(&mut out, requests.len());
+                for r in requests {
+                    out.extend_from_slice(&r.client.to_le_bytes());
+                    out.extend_from_slice(&r.serial.to_le_bytes());
+                }
+                out
+            }
             Self::Kafka {
                 leader,
                 epoch,
@@ -692,6 +724,7 @@ impl Transaction {
             | Self::Vote { .. }
             | Self::Raft { .. }
             | Self::Pbft { .. }
+            | Self::Paxos { .. } => &[],
             | Self::Kafka { .. } => &[],
             Self::Coinbase { outputs, .. }
             | Self::Transfer { outputs, .. }
@@ -755,6 +788,7 @@ impl Transaction {
             Self::Producer { .. } => "producer",
             Self::Raft { .. } => "raft",
             Self::Pbft { .. } => "pbft",
+            Self::Paxos { .. } => "paxos",
             Self::Kafka { .. } => "kafka",
             Self::Vote { .. } => "vote",
         }

@@ -50,6 +50,15 @@ pub struct ByzantineRow {
     pub behaviour: String,
 }
 
+/// The leader of a Paxos ballot: (round, leader).
+#[derive(Debug, Clone, Serialize)]
+pub struct BallotRow {
+    /// The ballot's round.
+    pub round: u64,
+    /// The member whose ballot it was.
+    pub leader: String,
+}
+
 /// The part of a report only one protocol has.
 #[derive(Debug, Clone, Serialize)]
 #[serde(untagged)]
@@ -73,6 +82,21 @@ pub enum ProtocolReport {
         skipped: u64,
         /// The Byzantine replicas.
         byzantine: Vec<ByzantineRow>,
+    },
+    /// Multi-Paxos.
+    Paxos {
+        /// Phase 1 runs started (ballots tried).
+        campaigns: u64,
+        /// Ballots preempted by a higher one.
+        preemptions: u64,
+        /// The ballots whose phase 1 succeeded, with their leaders.
+        ballots: Vec<BallotRow>,
+        /// Slots a new leader filled with a no-op.
+        noops: u64,
+        /// Whether preempted proposers back off.
+        backoff: bool,
+        /// Proposers preempted one another and no block was chosen.
+        livelock: bool,
     },
     /// Kafka.
     Kafka {
@@ -360,6 +384,42 @@ impl SimReport {
                     let _ = writeln!(s, "  byzantine          {}", b.join(", "));
                 }
             }
+            ProtocolReport::Paxos {
+                campaigns,
+                preemptions,
+                ballots,
+                noops,
+                backoff,
+                livelock,
+            } => {
+                let _ = writeln!(
+                    s,
+                    "  blocks committed   {:>10}   (slots chosen {}, with {} no-ops filling gaps)",
+                    self.blocks, self.entries, noops
+                );
+                let ballots: Vec<String> = ballots
+                    .iter()
+                    .map(|b| format!("({}, {})", b.round, b.leader))
+                    .collect();
+                let _ = writeln!(
+                    s,
+                    "  ballots            {:>10}   phase 1 runs, {} preempted (back-off {}); leaders by ballot: {}",
+                    campaigns,
+                    preemptions,
+                    if *backoff { "on" } else { "off" },
+                    if ballots.is_empty() {
+                        "none".into()
+                    } else {
+                        ballots.join(" ")
+                    }
+                );
+                if *livelock {
+                    let _ = writeln!(
+                        s,
+                        "  LIVELOCK           no block chosen: the proposers preempted each other {preemptions} times in {campaigns} ballots"
+                    );
+                }
+            }
             ProtocolReport::Kafka {
                 leader_elections,
                 unclean_elections,
@@ -468,6 +528,9 @@ impl SimReport {
                         }
                         ProtocolReport::Pbft { .. } => {
                             "agreement, order, validity and commit certificates held at every honest replica"
+                        }
+                        ProtocolReport::Paxos { .. } => {
+                            "agreement, order, validity, exactly-once, certificates and acceptor rules held"
                         }
                         ProtocolReport::Kafka { .. } => {
                             "one leader per epoch, no committed block lost (but as counted), agreement, validity, exactly-once held"

@@ -151,6 +151,9 @@ fn scenario(args: &SimArgs, net: NetModel) -> Result<Scenario> {
         sc.params
             .insert("check_quorum".into(), serde_json::json!(false));
     }
+    if args.no_backoff {
+        sc.params.insert("backoff".into(), serde_json::json!(false));
+    }
     for b in &args.byzantine {
         let (node, behaviour) = b
             .split_once(':')
@@ -236,25 +239,26 @@ impl ChainFiles {
 
 /// Refuses flags of another rule than `rule`.
 fn refuse_other_rules_flags(rule: &str, args: &SimArgs) -> Result<()> {
-    let raft = [
-        ("--election", args.election.is_some()),
-        ("--no-pre-vote", args.no_pre_vote),
-        ("--no-check-quorum", args.no_check_quorum),
+    // Each rule's own flags: the flag, whether it was given, the rules it belongs to.
+    let flags: [(&str, bool, &[&str]); 8] = [
+        // Paxos elects by timeouts too: `--election` is its option as well.
+        ("--election", args.election.is_some(), &["raft", "paxos"]),
+        ("--no-pre-vote", args.no_pre_vote, &["raft"]),
+        ("--no-check-quorum", args.no_check_quorum, &["raft"]),
+        ("--byzantine", !args.byzantine.is_empty(), &["pbft"]),
+        ("--allow-unsafe", args.allow_unsafe, &["pbft"]),
+        ("--no-backoff", args.no_backoff, &["paxos"]),
+        (
+            "--unclean-leader-election",
+            args.unclean_leader_election,
+            &["kafka"],
+        ),
+        ("--no-leader-epochs", args.no_leader_epochs, &["kafka"]),
     ];
-    let pbft = [
-        ("--byzantine", !args.byzantine.is_empty()),
-        ("--allow-unsafe", args.allow_unsafe),
-    ];
-    let kafka = [
-        ("--unclean-leader-election", args.unclean_leader_election),
-        ("--no-leader-epochs", args.no_leader_epochs),
-    ];
-    let other: Vec<&(&str, bool)> = match rule {
-        "raft" => pbft.iter().chain(&kafka).collect(),
-        "kafka" => raft.iter().chain(&pbft).collect(),
-        _ => raft.iter().chain(&kafka).collect(),
-    };
-    if let Some((flag, _)) = other.iter().find(|(_, given)| *given) {
+    if let Some((flag, _, _)) = flags
+        .iter()
+        .find(|(_, given, rules)| *given && !rules.contains(&rule))
+    {
         bail!("sim {rule}: {flag} is not a {rule} option");
     }
     Ok(())
