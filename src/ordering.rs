@@ -10,7 +10,7 @@ use crate::sim::cluster::{CheckBounds, OrderedCluster, RunError, ScheduleOutcome
 use crate::sim::scenario::Scenario;
 
 /// The ordering rules, by name.
-pub const ORDERING_RULES: &[&str] = &["raft", "pbft"];
+pub const ORDERING_RULES: &[&str] = &["raft", "pbft", "zab"];
 
 /// Whether `rule` is an ordering rule.
 #[must_use]
@@ -41,6 +41,7 @@ pub fn cluster_spec(
     match spec.consensus.name() {
         "raft" => crate::raft::cluster::cluster_spec(spec, nodes, params),
         "pbft" => crate::pbft::spec::cluster_spec(spec, nodes, params),
+        "zab" => crate::zab::spec::cluster_spec(spec, nodes, params),
         _ => Err(not_ordering(spec)),
     }
 }
@@ -52,6 +53,8 @@ pub fn members(spec: &ChainSpec) -> Vec<String> {
         r.members.clone()
     } else if let Some(p) = spec.section::<crate::pbft::spec::PbftSpec>() {
         p.members.clone()
+    } else if let Some(z) = spec.section::<crate::zab::spec::ZabSpec>() {
+        z.members.clone()
     } else {
         Vec::new()
     }
@@ -64,6 +67,8 @@ pub fn network(spec: &ChainSpec) -> NetModel {
         r.network
     } else if let Some(p) = spec.section::<crate::pbft::spec::PbftSpec>() {
         p.network
+    } else if let Some(z) = spec.section::<crate::zab::spec::ZabSpec>() {
+        z.network
     } else {
         NetModel::default()
     }
@@ -81,6 +86,7 @@ pub fn build(
     Ok(match spec.consensus.name() {
         "raft" => Box::new(crate::raft::check::build(spec, scenario, trace)?),
         "pbft" => Box::new(crate::pbft::check::build(spec, scenario, trace)?),
+        "zab" => Box::new(crate::zab::check::build(spec, scenario, trace)?),
         _ => return Err(RunError::Spec(not_ordering(spec))),
     })
 }
@@ -116,6 +122,7 @@ pub fn check_schedule(
     match spec.consensus.name() {
         "raft" => crate::raft::check::check_schedule(spec, scenario, bounds),
         "pbft" => crate::pbft::check::check_schedule(spec, scenario, bounds),
+        "zab" => crate::zab::check::check_schedule(spec, scenario, bounds),
         _ => Err(RunError::Spec(not_ordering(spec))),
     }
 }

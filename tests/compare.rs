@@ -221,6 +221,6 @@ fn compare_rejects_a_single_file_and_a_wrong_spec() {
         .assert()
         .code(2)
         .stderr(predicates::str::contains(
-            "unknown consensus rule \"tendermint\" (rules: pow, pos, dpos, poa, raft, pbft)",
+            "unknown consensus rule \"tendermint\" (rules: pow, pos, dpos, poa, raft, pbft, zab)",
         ));
 }

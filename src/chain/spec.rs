@@ -33,13 +33,14 @@ pub const MAX_GENESIS_TIME: u32 = 3_500_000_000;
 pub const MAX_RETARGET_INTERVAL: u32 = 100_000;
 
 /// The built-in specs: name and JSON text.
-pub const BUILTIN_SPECS: [(&str, &str); 7] = [
+pub const BUILTIN_SPECS: [(&str, &str); 8] = [
     ("pow-demo", include_str!("../../chains/pow-demo.json")),
     ("pos-demo", include_str!("../../chains/pos-demo.json")),
     ("dpos-demo", include_str!("../../chains/dpos-demo.json")),
     ("poa-demo", include_str!("../../chains/poa-demo.json")),
     ("raft-demo", include_str!("../../chains/raft-demo.json")),
     ("pbft-demo", include_str!("../../chains/pbft-demo.json")),
+    ("zab-demo", include_str!("../../chains/zab-demo.json")),
     ("regtest", include_str!("../../chains/regtest.json")),
 ];
 

@@ -53,6 +53,7 @@ pub static RULES: &[&dyn Rule] = &[
     &crate::poa::Poa,
     &crate::raft::Raft,
     &crate::pbft::Pbft,
+    &crate::zab::Zab,
     #[cfg(test)]
     &test_rule::QuorumDemo,
 ];

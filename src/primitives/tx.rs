@@ -446,6 +446,19 @@ pub enum Transaction {
         /// The client requests the block's transfers answer.
         requests: Vec<ClientRequest>,
     },
+    /// ZAB: the second transaction of every block, naming the leader that proposed it and its
+    /// zxid (the leader's epoch and the proposal's counter in it), and the client requests
+    /// its transfers answer (one transfer each, in order).
+    Zab {
+        /// The leader of `epoch`.
+        leader: PubKey,
+        /// The zxid's epoch.
+        epoch: u64,
+        /// The zxid's counter within the epoch.
+        counter: u64,
+        /// The client requests the block's transfers answer.
+        requests: Vec<ClientRequest>,
+    },
 }
 
 /// A client request's identity in an ordered log: the client and its serial number. A
@@ -504,6 +517,7 @@ const TAG_PRODUCER: u8 = 5;
 const TAG_VOTE: u8 = 6;
 const TAG_RAFT: u8 = 7;
 const TAG_PBFT: u8 = 8;
+const TAG_ZAB: u8 = 10;
 
 impl Transaction {
     /// Returns the consensus encoding, the bytes hashed into the txid.
@@ -606,6 +620,23 @@ impl Transaction {
                 }
                 out
             }
+            Self::Zab {
+                leader,
+                epoch,
+                counter,
+                requests,
+            } => {
+                let mut out = vec![TAG_ZAB];
+                out.extend_from_slice(&leader.to_bytes());
+                out.extend_from_slice(&epoch.to_le_bytes());
+                out.extend_from_slice(&counter.to_le_bytes());
+                push_compact_size(&mut out, requests.len());
+                for r in requests {
+                    out.extend_from_slice(&r.client.to_le_bytes());
+                    out.extend_from_slice(&r.serial.to_le_bytes());
+                }
+                out
+            }
             Self::Vote {
                 voter,
                 seq,
@@ -660,7 +691,8 @@ impl Transaction {
             | Self::Producer { .. }
             | Self::Vote { .. }
             | Self::Raft { .. }
-            | Self::Pbft { .. } => &[],
+            | Self::Pbft { .. }
+            | Self::Zab { .. } => &[],
             Self::Coinbase { outputs, .. }
             | Self::Transfer { outputs, .. }
             | Self::Coinstake { outputs, .. } => outputs,
@@ -723,6 +755,7 @@ impl Transaction {
             Self::Producer { .. } => "producer",
             Self::Raft { .. } => "raft",
             Self::Pbft { .. } => "pbft",
+            Self::Zab { .. } => "zab",
             Self::Vote { .. } => "vote",
         }
     }

@@ -41,6 +41,15 @@ pub struct PrimaryRow {
     pub primary: String,
 }
 
+/// The leader of an epoch that was established (a quorum acknowledged its NEWLEADER).
+#[derive(Debug, Clone, Serialize)]
+pub struct EpochRow {
+    /// The epoch.
+    pub epoch: u64,
+    /// Its leader.
+    pub leader: String,
+}
+
 /// A replica that does not follow the protocol.
 #[derive(Debug, Clone, Serialize)]
 pub struct ByzantineRow {
@@ -73,6 +82,19 @@ pub enum ProtocolReport {
         skipped: u64,
         /// The Byzantine replicas.
         byzantine: Vec<ByzantineRow>,
+    },
+    /// ZAB.
+    Zab {
+        /// Times a server started looking for a leader.
+        elections: u64,
+        /// The leader of each established epoch.
+        epochs: Vec<EpochRow>,
+        /// Followers synchronized by a DIFF.
+        diffs: u64,
+        /// … by a TRUNC (then a DIFF).
+        truncs: u64,
+        /// … by a SNAP.
+        snaps: u64,
     },
 }
 
@@ -331,6 +353,33 @@ impl SimReport {
                     let _ = writeln!(s, "  byzantine          {}", b.join(", "));
                 }
             }
+            ProtocolReport::Zab {
+                elections,
+                epochs,
+                diffs,
+                truncs,
+                snaps,
+            } => {
+                let _ = writeln!(
+                    s,
+                    "  blocks committed   {:>10}   (transactions delivered in zxid order; followers synced by {diffs} DIFF, {truncs} TRUNC, {snaps} SNAP)",
+                    self.blocks
+                );
+                let epochs: Vec<String> = epochs
+                    .iter()
+                    .map(|e| format!("{}:{}", e.epoch, e.leader))
+                    .collect();
+                let _ = writeln!(
+                    s,
+                    "  elections          {:>10}   leaders by epoch: {}",
+                    elections,
+                    if epochs.is_empty() {
+                        "none".into()
+                    } else {
+                        epochs.join(" ")
+                    }
+                );
+            }
         }
         let _ = writeln!(s, "  without a leader   {:>10.3} s", self.leaderless_s);
         let ms = |v: Option<f64>| v.map_or_else(|| "–".to_owned(), |v| format!("{v:.1} ms"));
@@ -380,6 +429,9 @@ impl SimReport {
                         }
                         ProtocolReport::Pbft { .. } => {
                             "agreement, order, validity and commit certificates held at every honest replica"
+                        }
+                        ProtocolReport::Zab { .. } => {
+                            "agreement, total and primary order, integrity, one leader per epoch, NEWLEADER before broadcast held"
                         }
                     }
                 );
