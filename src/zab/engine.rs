@@ -39,6 +39,7 @@ const ELECTION: u8 = 0;
 const TICK: u8 = 1;
 const CUT: u8 = 2;
 const LIMIT: u8 = 3;
+const FINALIZE: u8 = 4;
 
 /// At most this many client requests wait at a server that knows no leader.
 const MAX_WAITING: usize = 10_000;
@@ -880,8 +881,12 @@ impl<A: App> ZabNode<A> {
         }
         self.votes.insert(from, vote);
         let agree = self.votes.values().filter(|v| **v == self.vote).count();
-        if agree >= self.quorum() {
+        if agree == self.config.members {
             self.decide(now, out);
+        } else if agree >= self.quorum() {
+            // A quorum agrees: wait a tick for a better vote before deciding
+            // (ZooKeeper's finalizeWait).
+            out.push(Output::Timer(FINALIZE, now + self.config.tick));
         }
     }
 
@@ -1731,6 +1736,12 @@ impl<A: App> Engine for ZabNode<A> {
 
     fn on_timer(&mut self, now: Micros, id: u8, out: &mut Vec<Output<Self>>) {
         match (id, self.role) {
+            (FINALIZE, Role::Looking) => {
+                let agree = self.votes.values().filter(|v| **v == self.vote).count();
+                if agree >= self.quorum() {
+                    self.decide(now, out);
+                }
+            }
             (ELECTION, Role::Looking) => {
                 self.send_votes(out);
                 self.arm_election(now, out);
