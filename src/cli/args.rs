@@ -33,7 +33,7 @@ pub(crate) enum Command {
     /// CPU time, energy per block and time to finality, mined now on the demo specs or read
     /// from two chain files.
     Compare(CompareArgs),
-    /// Run an ordering protocol's cluster (raft, pbft) in the deterministic simulator, with
+    /// Run an ordering protocol's cluster (raft, pbft, zab) in the deterministic simulator, with
     /// faults and Byzantine replicas, and report what happened; every node's chain file goes
     /// to --out.
     #[command(after_help = SIM_EXAMPLES)]
@@ -86,12 +86,15 @@ const SIM_EXAMPLES: &str = "Examples:
   chainsmith sim pbft --nodes 7 --byzantine s1:twins --byzantine s2:silent
   chainsmith sim pbft --byzantine s1:twins --byzantine s2:twins --allow-unsafe
                                                         f + 1 twins: honest replicas disagree
+  chainsmith sim zab --crash s5@2s..5s --load 50 --duration 8s --trace
+                                                        the leader crashes: re-election, DIFF/TRUNC
 Byzantine behaviours: silent, equivocate, forge, slow-primary, replay, twins.";
 
 const CHECK_EXAMPLES: &str = "Examples:
   chainsmith check raft                        100 random schedules on 5 nodes
   chainsmith check raft --schedules 10000 --nodes 3 --json
   chainsmith check pbft --schedules 1000       crashes, partitions and up to f Byzantine replicas
+  chainsmith check zab --schedules 1000        crashes, partitions, loss over FIFO links
 A failing schedule is printed as a scenario file; `chainsmith sim raft --scenario FILE` replays it.";
 
 /// Parses a time: `2s`, `2.5s`, `1500ms` or plain seconds.
@@ -177,7 +180,8 @@ pub(crate) struct SimArgs {
     /// Client transactions per second, submitted to random nodes [default: 20].
     #[arg(long, value_name = "TPS")]
     pub(crate) load: Option<f64>,
-    /// raft: election timeout range in milliseconds: 150..300.
+    /// raft: election timeout range in milliseconds: 150..300 (zab: a looking server's vote
+    /// resend timeout, 100..200).
     #[arg(long, value_name = "MIN..MAX", value_parser = parse_range)]
     pub(crate) election: Option<(f64, f64)>,
     /// raft: turn pre-vote off.
@@ -198,7 +202,7 @@ pub(crate) struct SimArgs {
     #[arg(long, value_name = "DIR")]
     pub(crate) out: Option<PathBuf>,
     /// Print a timeline: role changes, votes, appends, commits (raft); views, proposals,
-    /// checkpoints (pbft).
+    /// checkpoints (pbft); elections, epochs, DIFF/TRUNC/SNAP, proposals, deliveries (zab).
     #[arg(long)]
     pub(crate) trace: bool,
     /// Print one JSON object on stdout.

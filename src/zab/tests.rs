@@ -1164,3 +1164,186 @@ fn fifo_links_deliver_in_send_order_retransmit_losses_and_report_broken_connecti
         "the messages sent while the link was cut are lost"
     );
 }
+
+mod chain {
+    use crate::chain::record::BlockRecord;
+    use crate::chain::spec::ChainSpec;
+    use crate::chain::state::ChainState;
+    use crate::primitives::hash::BlockHash;
+    use crate::primitives::seal::QuorumSignature;
+    use crate::primitives::tx::{KeyPair, Transaction};
+    use crate::sim::cluster::genesis_state;
+    use crate::zab::cluster::mine_cluster;
+    use crate::zab::engine::Zxid;
+    use crate::zab::rule::sign_ack;
+
+    fn key(spec: &ChainSpec, name: &str) -> KeyPair {
+        KeyPair::derive(&spec.wallet_seed, name)
+    }
+
+    /// The first `n` blocks a fault-free zab-demo ensemble delivers at its first server.
+    fn blocks(spec: &ChainSpec, n: usize) -> Vec<BlockRecord> {
+        let genesis = genesis_state(spec).unwrap();
+        let mut cluster = mine_cluster(
+            spec,
+            &genesis,
+            spec.genesis.time,
+            crate::sim::Faults {
+                load_tps: 20.0,
+                ..crate::sim::Faults::default()
+            },
+        );
+        cluster.follow_first_correct();
+        let mut out = Vec::new();
+        while out.len() < n {
+            assert!(cluster.run_until(cluster.now() + 10 * crate::sim::MS));
+            while let Some(b) = cluster.next_followed_block() {
+                out.push(b);
+            }
+        }
+        out.truncate(n);
+        out
+    }
+
+    fn connect(state: &mut ChainState, record: BlockRecord) -> Result<(), String> {
+        let time = record.time;
+        let checked = state.check(record).map_err(|e| e.to_string())?;
+        state.connect(&checked, time).map_err(|e| e.to_string())
+    }
+
+    /// `record` with its `zab` transaction's zxid set to `zxid`, its hash recomputed, and
+    /// signed by `signers`.
+    fn resealed(
+        spec: &ChainSpec,
+        record: &BlockRecord,
+        zxid: Zxid,
+        signers: &[&str],
+    ) -> BlockRecord {
+        let mut block = record.to_block();
+        if let Some(Transaction::Zab { epoch, counter, .. }) = block.txs.get_mut(1) {
+            (*epoch, *counter) = (zxid.epoch, zxid.counter);
+        }
+        block.header.merkle_root = block.compute_merkle_root().root;
+        let mut out = BlockRecord::new(record.height, &block, None);
+        let mut cert = record.certificate.clone().unwrap();
+        cert.signatures = signers
+            .iter()
+            .map(|s| sign_ack(&key(spec, s), zxid, out.hash))
+            .collect();
+        out.certificate = Some(cert);
+        out
+    }
+
+    #[test]
+    fn verify_rejects_bad_certificates_and_zxids_that_do_not_rise() {
+        let spec = ChainSpec::builtin("zab-demo").unwrap();
+        let chain = blocks(&spec, 3);
+        let mut state = genesis_state(&spec).unwrap();
+        for b in &chain[..2] {
+            connect(&mut state, b.clone()).unwrap();
+        }
+        let good = chain[2].clone();
+        let zxid = crate::zab::cluster::seal_of(&good).unwrap().1;
+        let leader_name = spec
+            .section::<crate::zab::spec::ZabSpec>()
+            .unwrap()
+            .members
+            .iter()
+            .find(|m| key(&spec, m).pubkey() == crate::zab::cluster::seal_of(&good).unwrap().0)
+            .unwrap()
+            .clone();
+        let others: Vec<&str> = ["s1", "s2", "s3", "s4", "s5"]
+            .into_iter()
+            .filter(|m| *m != leader_name)
+            .collect();
+        let certificate = good.certificate.clone().unwrap();
+        assert!(certificate.signatures.len() >= 3);
+        assert!(
+            certificate
+                .signatures
+                .iter()
+                .any(|s| s.signer == key(&spec, &leader_name).pubkey()),
+            "the leader signs its own blocks"
+        );
+        let with = |sigs: Vec<QuorumSignature>| {
+            let mut r = good.clone();
+            r.certificate.as_mut().unwrap().signatures = sigs;
+            r
+        };
+        let leader_sig = sign_ack(&key(&spec, &leader_name), zxid, good.hash);
+        let sig = |name: &str| sign_ack(&key(&spec, name), zxid, good.hash);
+        let cases: Vec<(BlockRecord, &str)> = vec![
+            (
+                with(vec![leader_sig, sig(others[0])]),
+                "2 signatures; 3 are needed",
+            ),
+            (
+                with(vec![leader_sig, sig(others[0]), sig(others[0])]),
+                "signed twice",
+            ),
+            (
+                with(vec![leader_sig, sig(others[0]), sig("mallory")]),
+                "is not a member",
+            ),
+            (
+                with(vec![
+                    leader_sig,
+                    sig(others[0]),
+                    sign_ack(
+                        &key(&spec, others[1]),
+                        zxid,
+                        BlockHash::from_byte_array([9; 32]),
+                    ),
+                ]),
+                "signature over the ack (zxid, block hash)",
+            ),
+            (
+                with(vec![
+                    leader_sig,
+                    sig(others[0]),
+                    sign_ack(
+                        &key(&spec, others[1]),
+                        Zxid::new(zxid.epoch, zxid.counter + 1),
+                        good.hash,
+                    ),
+                ]),
+                "signature over the ack (zxid, block hash)",
+            ),
+            (
+                with(vec![sig(others[0]), sig(others[1]), sig(others[2])]),
+                "lacks the leader's signature",
+            ),
+            (
+                resealed(
+                    &spec,
+                    &good,
+                    Zxid::new(zxid.epoch, zxid.counter - 1),
+                    &[&leader_name, others[0], others[1]],
+                ),
+                "does not follow the previous block's zxid",
+            ),
+            (
+                resealed(
+                    &spec,
+                    &good,
+                    Zxid::new(zxid.epoch, zxid.counter + 1),
+                    &[&leader_name, others[0], others[1]],
+                ),
+                "does not follow the previous block's zxid",
+            ),
+        ];
+        for (record, why) in cases {
+            let err = connect(&mut state.clone(), record).unwrap_err();
+            assert!(err.contains(why), "{why}: {err}");
+        }
+        // A new epoch starts from counter 1, and a quorum with its leader certifies it.
+        let next = resealed(
+            &spec,
+            &good,
+            Zxid::new(zxid.epoch + 1, 1),
+            &[&leader_name, others[0], others[1]],
+        );
+        connect(&mut state.clone(), next).unwrap();
+        connect(&mut state, good).unwrap();
+    }
+}

@@ -232,7 +232,9 @@ fn refuse_other_rules_flags(rule: &str, args: &SimArgs) -> Result<()> {
     ];
     let other = match rule {
         "raft" => &pbft[..],
-        _ => &raft[..],
+        "pbft" => &raft[..],
+        // zab has an election timeout (its vote resend timeout) but neither switch.
+        _ => &[&raft[1..], &pbft[..]].concat()[..],
     };
     if let Some((flag, _)) = other.iter().find(|(_, given)| *given) {
         bail!("sim {rule}: {flag} is not a {rule} option");
