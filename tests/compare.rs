@@ -52,7 +52,7 @@ fn live_compare_measures_both_and_files_give_the_same_counts() {
         "--watts-per-core".as_ref(),
         "5".as_ref(),
     ]);
-    for c in ["pow", "pos", "dpos", "poa", "raft", "pbft"] {
+    for c in ["pow", "pos", "dpos", "poa", "raft", "pbft", "zab"] {
         let v = &live[c];
         for key in [
             "blocks",
@@ -135,6 +135,18 @@ fn live_compare_measures_both_and_files_give_the_same_counts() {
     assert!((24.0..40.0).contains(&messages), "{pbft}");
     let latency = pbft["commit_latency_ms"].as_f64().unwrap();
     assert!((17.0..=32.0).contains(&latency), "{latency}");
+    // ZAB: final on commit; its certificate is a majority's ACK signatures, the leader's
+    // among them (3 of 5). Per follower and block a PROPOSAL, an ACK and a COMMIT, plus the
+    // leader's pings; commit after one round trip and two 1 ms writes.
+    let zab = &live["zab"];
+    assert_eq!(zab["hashes"], 0.0);
+    assert_eq!(zab["signatures"], 90);
+    assert_eq!(zab["irreversible_height"], 30);
+    assert_eq!(zab["blocks_to_irreversible"], 0.0);
+    let messages = zab["messages_per_block"].as_f64().unwrap();
+    assert!(messages >= 12.0, "{zab}");
+    let latency = zab["commit_latency_ms"].as_f64().unwrap();
+    assert!((12.0..=22.0).contains(&latency), "{latency}");
     for c in ["pow", "pos", "dpos", "poa"] {
         assert!(live[c]["messages_per_block"].is_null(), "{c}");
     }
