@@ -568,8 +568,8 @@ struct Leading<V> {
     infos: BTreeMap<NodeId, u64>,
     /// Each follower's session (its election round when it joined).
     sessions: HashMap<NodeId, u64>,
-    /// The leader's last zxid when it synchronized each follower.
-    sync_points: HashMap<NodeId, Zxid>,
+    /// The leader's last zxid and last delivered zxid when it synchronized each follower.
+    sync_points: HashMap<NodeId, (Zxid, Zxid)>,
     /// Followers that acknowledged the epoch, with their last zxid.
     epoch_acks: BTreeMap<NodeId, Zxid>,
     /// Whether a quorum acknowledged the epoch (synchronization started).
@@ -1082,7 +1082,9 @@ impl<A: App> ZabNode<A> {
         out.push(Output::Send(follower, Msg::NewLeader { epoch, endorse }));
         self.leading.forwarding.insert(follower);
         self.leading.acked.insert(follower, Zxid::default());
-        self.leading.sync_points.insert(follower, my_last);
+        self.leading
+            .sync_points
+            .insert(follower, (my_last, self.delivered));
     }
 
     fn handle_ack_newleader(
@@ -1110,19 +1112,25 @@ impl<A: App> ZabNode<A> {
             }
         }
         // It holds the leader's history as of its sync.
-        if let Some(z) = self.leading.sync_points.get(&from).copied() {
-            let acked = self.leading.acked.entry(from).or_default();
-            *acked = (*acked).max(z);
-        }
+        let (synced, committed) = self
+            .leading
+            .sync_points
+            .get(&from)
+            .copied()
+            .unwrap_or_default();
+        let acked = self.leading.acked.entry(from).or_default();
+        *acked = (*acked).max(synced);
         self.leading.newleader_acks.insert(from);
         if self.leading.established {
-            // Transactions committed since its sync had their certificates in COMMITs.
+            // What was committed since its sync: the history the leader certified when it was
+            // established (COMMITs carried the certificates of later ones, sent again here).
+            let certs = self.certs_after(committed);
             out.push(Output::Send(
                 from,
                 Msg::UpToDate {
                     epoch,
                     commit: self.delivered,
-                    certs: Vec::new(),
+                    certs,
                 },
             ));
             self.try_commit(out);
@@ -1131,15 +1139,11 @@ impl<A: App> ZabNode<A> {
         }
     }
 
-    /// Certificates of committed transactions after `after` not yet in a follower's hands:
-    /// those the leader committed at establishment.
+    /// Certificates of the transactions committed after `after`.
     fn certs_after(&self, after: Zxid) -> Vec<(Zxid, Cert<A::Endorsement>)> {
-        let Some(epoch) = self.leading.epoch else {
-            return Vec::new();
-        };
         self.log
             .iter()
-            .filter(|t| t.zxid > after && t.zxid.epoch < epoch && t.zxid <= self.delivered)
+            .filter(|t| t.zxid > after && t.zxid <= self.delivered)
             .filter_map(|t| self.certs.get(&t.zxid).map(|c| (t.zxid, c.clone())))
             .collect()
     }

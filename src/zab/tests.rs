@@ -924,6 +924,34 @@ fn trunc_discards_a_proposal_only_a_minority_saw_and_it_is_never_delivered() {
 }
 
 #[test]
+fn a_proposal_a_quorum_logged_outlives_its_leader_and_every_follower_delivers_it() {
+    let mut s = Script::new(5, |_| None);
+    s.settle();
+    s.step(4, |n, out| n.on_client(0, request(1), out));
+    s.settle();
+    // (1, 2) reaches every follower, but the leader crashes before any ACK arrives.
+    s.step(4, |n, out| n.on_client(0, request(2), out));
+    s.queue
+        .retain(|(_, _, m)| matches!(m, Msg::Proposal { .. }));
+    s.settle_until(|s| s.queue.iter().all(|(_, to, _)| *to == 4));
+    s.crash(4);
+    assert!(!s.observer.was_delivered(Zxid::new(1, 2)));
+    for f in 0..4 {
+        s.step(f, |n, out| n.on_disconnect(0, 4, out));
+    }
+    s.settle();
+    // s4 leads epoch 2; its history ends with (1, 2), which it commits once a quorum has
+    // acknowledged NEWLEADER; the follower that acknowledged later gets the certificate with
+    // its UPTODATE.
+    assert_eq!(s.node(3).established_epoch(), Some(2));
+    for id in 0..4 {
+        assert_eq!(s.node(id).delivered(), Zxid::new(1, 2), "node {id}");
+    }
+    assert_eq!(s.observer.sequence(), [Zxid::new(1, 1), Zxid::new(1, 2)]);
+    assert!(s.violation.is_none(), "{:?}", s.violation);
+}
+
+#[test]
 fn a_follower_beyond_the_committed_log_is_synchronized_by_snap() {
     let mut s = Script::new(3, |_| None);
     s.settle();
