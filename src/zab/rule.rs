@@ -18,7 +18,7 @@ use crate::chain::ledger::LedgerDelta;
 use crate::chain::produce::{ProduceError, ProduceOptions, Producer};
 use crate::chain::spec::{ChainSpec, SectionDef, SpecError};
 use crate::chain::state::BlockError;
-use crate::consensus::quorum::check_signatures;
+use crate::consensus::quorum::{QuorumError, check_signatures};
 use crate::consensus::{
     BlockContext, BlockProducer, BlockWork, Connected, ProducerRow, Rule, RuleError, RuleInfo,
     RuleReport, RuleState, SpecNames, TimeRule, check_miner_listed, check_no_puzzle, name_in,
@@ -344,13 +344,24 @@ impl ZabState {
             return Err(ZabError::NotMember(*leader).into());
         }
         let zxid = Zxid::new(*epoch, *counter);
-        check_signatures(
-            qc,
-            &ack_bytes(zxid, block.hash),
-            ACK_OVER,
-            &self.members,
-            self.quorum,
-        )?;
+        // `check_seal` verified every signature over this zxid and hash and refused a repeated
+        // signer; here the signers must be servers of the ensemble, a majority of them.
+        for (index, s) in qc.signatures.iter().enumerate() {
+            if !self.members.contains(&s.signer) {
+                return Err(QuorumError::NotMember {
+                    index,
+                    signer: s.signer,
+                }
+                .into());
+            }
+        }
+        if qc.signatures.len() < self.quorum {
+            return Err(QuorumError::TooFewSigners {
+                signers: qc.signatures.len(),
+                threshold: self.quorum,
+            }
+            .into());
+        }
         let previous = self.last.map_or_else(Zxid::default, |(z, _)| z);
         let follows = if zxid.epoch == previous.epoch {
             zxid.counter == previous.counter + 1
