@@ -41,6 +41,7 @@ pub mod pow;
 pub mod primitives;
 pub mod raft;
 pub mod sim;
+pub mod zab;
 
 pub use chain::spec::ChainSpec;
 pub use chain::state::ChainState;

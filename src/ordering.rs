@@ -16,7 +16,7 @@ use crate::sim::report::SimReport;
 use crate::sim::scenario::{CrashSpec, LEADER, Scenario};
 
 /// The ordering rules, by name.
-pub const ORDERING_RULES: &[&str] = &["raft", "pbft", "paxos", "kafka"];
+pub const ORDERING_RULES: &[&str] = &["raft", "pbft", "paxos", "zab", "kafka"];
 
 /// Whether `rule` is an ordering rule.
 #[must_use]
@@ -48,6 +48,7 @@ pub fn cluster_spec(
         "raft" => crate::raft::cluster::cluster_spec(spec, nodes, params),
         "pbft" => crate::pbft::spec::cluster_spec(spec, nodes, params),
         "paxos" => crate::paxos::spec::cluster_spec(spec, nodes, params),
+        "zab" => crate::zab::spec::cluster_spec(spec, nodes, params),
         "kafka" => crate::kafka::spec::cluster_spec(spec, nodes, params),
         _ => Err(not_ordering(spec)),
     }
@@ -62,6 +63,8 @@ pub fn members(spec: &ChainSpec) -> Vec<String> {
         p.members.clone()
     } else if let Some(p) = spec.section::<crate::paxos::spec::PaxosSpec>() {
         p.members.clone()
+    } else if let Some(z) = spec.section::<crate::zab::spec::ZabSpec>() {
+        z.members.clone()
     } else if let Some(k) = spec.section::<crate::kafka::spec::KafkaSpec>() {
         k.members.clone()
     } else {
@@ -78,6 +81,8 @@ pub fn network(spec: &ChainSpec) -> NetModel {
         p.network
     } else if let Some(p) = spec.section::<crate::paxos::spec::PaxosSpec>() {
         p.network
+    } else if let Some(z) = spec.section::<crate::zab::spec::ZabSpec>() {
+        z.network
     } else if let Some(k) = spec.section::<crate::kafka::spec::KafkaSpec>() {
         k.network
     } else {
@@ -98,6 +103,7 @@ pub fn build(
         "raft" => Box::new(crate::raft::check::build(spec, scenario, trace)?),
         "pbft" => Box::new(crate::pbft::check::build(spec, scenario, trace)?),
         "paxos" => Box::new(crate::paxos::check::build(spec, scenario, trace)?),
+        "zab" => Box::new(crate::zab::check::build(spec, scenario, trace)?),
         "kafka" => Box::new(crate::kafka::check::build(spec, scenario, trace)?),
         _ => return Err(RunError::Spec(not_ordering(spec))),
     })
@@ -136,6 +142,7 @@ pub fn check_schedule(
         "raft" => crate::raft::check::check_schedule(spec, scenario, bounds),
         "pbft" => crate::pbft::check::check_schedule(spec, scenario, bounds),
         "paxos" => crate::paxos::check::check_schedule(spec, scenario, bounds),
+        "zab" => crate::zab::check::check_schedule(spec, scenario, bounds),
         "kafka" => crate::kafka::check::check_schedule(spec, scenario, bounds),
         _ => Err(RunError::Spec(not_ordering(spec))),
     }

@@ -52,7 +52,9 @@ fn live_compare_measures_both_and_files_give_the_same_counts() {
         "--watts-per-core".as_ref(),
         "5".as_ref(),
     ]);
-    for c in ["pow", "pos", "dpos", "poa", "raft", "pbft", "paxos"] {
+    for c in [
+        "pow", "pos", "dpos", "poa", "raft", "pbft", "paxos", "zab", "kafka",
+    ] {
         let v = &live[c];
         for key in [
             "blocks",
@@ -146,6 +148,19 @@ fn live_compare_measures_both_and_files_give_the_same_counts() {
     let messages = paxos["messages_per_block"].as_f64().unwrap();
     assert!((12.0..40.0).contains(&messages), "{paxos}");
     let latency = paxos["commit_latency_ms"].as_f64().unwrap();
+    assert!((12.0..=22.0).contains(&latency), "{latency}");
+
+    // ZAB: final on commit; its certificate is a majority's ACK signatures, the leader's
+    // among them (3 of 5). Per follower and block a PROPOSAL, an ACK and a COMMIT, plus the
+    // leader's pings; commit after one round trip and two 1 ms writes.
+    let zab = &live["zab"];
+    assert_eq!(zab["hashes"], 0.0);
+    assert_eq!(zab["signatures"], 90);
+    assert_eq!(zab["irreversible_height"], 30);
+    assert_eq!(zab["blocks_to_irreversible"], 0.0);
+    let messages = zab["messages_per_block"].as_f64().unwrap();
+    assert!(messages >= 12.0, "{zab}");
+    let latency = zab["commit_latency_ms"].as_f64().unwrap();
     assert!((12.0..=22.0).contains(&latency), "{latency}");
 
     // Kafka: final on commit, a certificate of the three replicas' acks per block. A block
@@ -252,7 +267,7 @@ fn compare_rejects_a_single_file_and_a_wrong_spec() {
         .assert()
         .code(2)
         .stderr(predicates::str::contains(
-            "unknown consensus rule \"tendermint\" (rules: pow, pos, dpos, poa, raft, pbft, paxos, kafka)",
+            "unknown consensus rule \"tendermint\" (rules: pow, pos, dpos, poa, raft, pbft, paxos, zab, kafka)",
         ));
 }
 

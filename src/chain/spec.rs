@@ -33,7 +33,7 @@ pub const MAX_GENESIS_TIME: u32 = 3_500_000_000;
 pub const MAX_RETARGET_INTERVAL: u32 = 100_000;
 
 /// The built-in specs: name and JSON text.
-pub const BUILTIN_SPECS: [(&str, &str); 9] = [
+pub const BUILTIN_SPECS: [(&str, &str); 10] = [
     ("pow-demo", include_str!("../../chains/pow-demo.json")),
     ("pos-demo", include_str!("../../chains/pos-demo.json")),
     ("dpos-demo", include_str!("../../chains/dpos-demo.json")),
@@ -41,6 +41,7 @@ pub const BUILTIN_SPECS: [(&str, &str); 9] = [
     ("raft-demo", include_str!("../../chains/raft-demo.json")),
     ("pbft-demo", include_str!("../../chains/pbft-demo.json")),
     ("paxos-demo", include_str!("../../chains/paxos-demo.json")),
+    ("zab-demo", include_str!("../../chains/zab-demo.json")),
     ("kafka-demo", include_str!("../../chains/kafka-demo.json")),
     ("regtest", include_str!("../../chains/regtest.json")),
 ];

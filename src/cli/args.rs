@@ -33,7 +33,7 @@ pub(crate) enum Command {
     /// CPU time, energy per block and time to finality, mined now on the demo specs or read
     /// from two chain files.
     Compare(CompareArgs),
-    /// Run an ordering protocol's cluster (raft, pbft, paxos, kafka) in the deterministic
+    /// Run an ordering protocol's cluster (raft, pbft, paxos, zab, kafka) in the deterministic
     /// simulator, with faults and Byzantine replicas, and report what happened; every node's
     /// chain file goes to --out.
     #[command(after_help = SIM_EXAMPLES)]
@@ -92,6 +92,8 @@ const SIM_EXAMPLES: &str = "Examples:
                                                         f + 1 twins: honest replicas disagree
   chainsmith sim paxos --crash s5@2s..5s --load 50 --duration 8s --trace
   chainsmith sim paxos --no-backoff --duration 3s       proposers duel: no block is chosen
+  chainsmith sim zab --crash s5@2s..5s --load 50 --duration 8s --trace
+                                                        the leader crashes: re-election, DIFF/TRUNC
   chainsmith sim --all --plot plots                     every rule, one scenario: the leader
                                                         crashes at 2 s and is back at 5 s
   chainsmith sim --all --crash leader@1s --load 100 --duration 5s --json
@@ -102,6 +104,7 @@ const CHECK_EXAMPLES: &str = "Examples:
   chainsmith check raft --schedules 10000 --nodes 3 --json
   chainsmith check pbft --schedules 1000       crashes, partitions and up to f Byzantine replicas
   chainsmith check paxos --schedules 1000      crashes, restarts, partitions, loss on 5 nodes
+  chainsmith check zab --schedules 1000        crashes, partitions, loss over FIFO links
   chainsmith check kafka --schedules 1000      crashes, restarts and partitions of 3 brokers
 A failing schedule is printed as a scenario file; `chainsmith sim raft --scenario FILE` replays it.";
 
@@ -198,7 +201,8 @@ pub(crate) struct SimArgs {
     /// Client transactions per second, submitted to random nodes [default: 20].
     #[arg(long, value_name = "TPS")]
     pub(crate) load: Option<f64>,
-    /// raft, paxos: election timeout range in milliseconds: 150..300.
+    /// raft, paxos: election timeout range in milliseconds: 150..300 (zab: a looking
+    /// server's vote resend timeout, 100..200).
     #[arg(long, value_name = "MIN..MAX", value_parser = parse_range)]
     pub(crate) election: Option<(f64, f64)>,
     /// raft: turn pre-vote off.
@@ -231,7 +235,7 @@ pub(crate) struct SimArgs {
     #[arg(long, value_name = "DIR")]
     pub(crate) out: Option<PathBuf>,
     /// Print a timeline: role changes, votes, appends, commits (raft); views, proposals,
-    /// checkpoints (pbft).
+    /// checkpoints (pbft); elections, epochs, DIFF/TRUNC/SNAP, proposals, deliveries (zab).
     #[arg(long)]
     pub(crate) trace: bool,
     /// Print one JSON object on stdout.

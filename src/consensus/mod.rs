@@ -54,6 +54,7 @@ pub static RULES: &[&dyn Rule] = &[
     &crate::raft::Raft,
     &crate::pbft::Pbft,
     &crate::paxos::Paxos,
+    &crate::zab::Zab,
     &crate::kafka::Kafka,
     #[cfg(test)]
     &test_rule::QuorumDemo,

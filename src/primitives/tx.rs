@@ -460,6 +460,19 @@ pub enum Transaction {
         /// The client requests the block's transfers answer.
         requests: Vec<ClientRequest>,
     },
+    /// ZAB: the second transaction of every block, naming the leader that proposed it and its
+    /// zxid (the leader's epoch and the proposal's counter in it), and the client requests
+    /// its transfers answer (one transfer each, in order).
+    Zab {
+        /// The leader of `epoch`.
+        leader: PubKey,
+        /// The zxid's epoch.
+        epoch: u64,
+        /// The zxid's counter within the epoch.
+        counter: u64,
+        /// The client requests the block's transfers answer.
+        requests: Vec<ClientRequest>,
+    },
     /// Kafka: the second transaction of every block, naming the partition leader that
     /// appended it, the leader epoch it was appended in, its offset in the partition's log,
     /// and the client requests its transfers answer (one transfer each, in order).
@@ -532,6 +545,7 @@ const TAG_VOTE: u8 = 6;
 const TAG_RAFT: u8 = 7;
 const TAG_PBFT: u8 = 8;
 const TAG_PAXOS: u8 = 9;
+const TAG_ZAB: u8 = 10;
 const TAG_KAFKA: u8 = 11;
 
 impl Transaction {
@@ -652,6 +666,23 @@ impl Transaction {
                 }
                 out
             }
+            Self::Zab {
+                leader,
+                epoch,
+                counter,
+                requests,
+            } => {
+                let mut out = vec![TAG_ZAB];
+                out.extend_from_slice(&leader.to_bytes());
+                out.extend_from_slice(&epoch.to_le_bytes());
+                out.extend_from_slice(&counter.to_le_bytes());
+                push_compact_size(&mut out, requests.len());
+                for r in requests {
+                    out.extend_from_slice(&r.client.to_le_bytes());
+                    out.extend_from_slice(&r.serial.to_le_bytes());
+                }
+                out
+            }
             Self::Kafka {
                 leader,
                 epoch,
@@ -725,7 +756,8 @@ impl Transaction {
             | Self::Raft { .. }
             | Self::Pbft { .. }
             | Self::Paxos { .. } => &[],
-            | Self::Kafka { .. } => &[],
+            Self::Zab { .. } => &[],
+            Self::Kafka { .. } => &[],
             Self::Coinbase { outputs, .. }
             | Self::Transfer { outputs, .. }
             | Self::Coinstake { outputs, .. } => outputs,
@@ -789,6 +821,7 @@ impl Transaction {
             Self::Raft { .. } => "raft",
             Self::Pbft { .. } => "pbft",
             Self::Paxos { .. } => "paxos",
+            Self::Zab { .. } => "zab",
             Self::Kafka { .. } => "kafka",
             Self::Vote { .. } => "vote",
         }

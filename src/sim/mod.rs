@@ -100,6 +100,10 @@ pub trait Engine {
     fn is_leader(&self) -> bool;
     /// Applies one write to durable storage.
     fn persist(disk: &mut Self::Disk, write: &Self::Persist);
+    /// The connection to `peer` broke (FIFO links only, [`Simulator::fifo_links`]): a message
+    /// on it was lost, so nothing sent on it since arrives. Engines on plain datagram links
+    /// never hear this.
+    fn on_disconnect(&mut self, _now: Micros, _peer: NodeId, _out: &mut Vec<Output<Self>>) {}
 }
 
 /// A safety property broken during a run.
@@ -311,7 +315,11 @@ enum Event<E: Engine> {
         from: NodeId,
         to: NodeId,
         msg: E::Msg,
+        /// FIFO links: the connection's generation when it was sent.
+        conn: u64,
     },
+    /// FIFO links: the broken connection between two nodes is noticed at both ends.
+    Disconnect(NodeId, NodeId),
     Timer {
         node: NodeId,
         id: u8,
@@ -368,7 +376,21 @@ pub struct Simulator<E: Engine> {
     waiting: HashMap<Request, (Micros, u128)>,
     replies_needed: u32,
     retry_all: bool,
+    fifo: Option<Fifo>,
     violation: Option<Violation>,
+}
+
+/// Per-link FIFO delivery, as TCP gives it ([`Simulator::fifo_links`]). A connection joins
+/// each pair of nodes; it carries messages in send order, and a lost message breaks it: what
+/// is still in flight on it and what is sent on it until both ends have noticed is lost too,
+/// then a fresh connection starts.
+struct Fifo {
+    /// Per directed link, when its last message is due.
+    due: Vec<Micros>,
+    /// Per pair of nodes, the connection's generation (it grows when the connection breaks).
+    generation: Vec<u64>,
+    /// Per pair, whether the connection is broken and its ends not yet told.
+    broken: Vec<bool>,
 }
 
 const fn mix(h: u64, v: u64) -> u64 {
@@ -429,6 +451,7 @@ impl<E: Engine> Simulator<E> {
             waiting: HashMap::new(),
             replies_needed: 1,
             retry_all: false,
+            fifo: None,
             violation: None,
         };
         for c in sim.faults.crashes.clone() {
@@ -453,6 +476,48 @@ impl<E: Engine> Simulator<E> {
     pub fn byzantine_clients(&mut self, replies: u32) {
         self.replies_needed = replies.clamp(1, 128);
         self.retry_all = true;
+    }
+
+    /// Links as TCP connections: messages from one node to another arrive in the order they
+    /// were sent, never twice (duplication is off); a packet lost at random is retransmitted
+    /// (late, and holding up what follows). A message that cannot get through — the link is
+    /// cut or partitioned, the receiver is down, or it restarted since the connection was
+    /// made — breaks the connection between the two: nothing else sent on it arrives until
+    /// both ends have been told ([`Engine::on_disconnect`], one delay later), and then a new
+    /// connection starts. A crash by itself tells no one. Off by default; a run that never
+    /// calls this is unchanged.
+    pub fn fifo_links(&mut self) {
+        let n = self.nodes.len();
+        self.fifo = Some(Fifo {
+            due: vec![0; n * n],
+            generation: vec![0; n * n],
+            broken: vec![false; n * n],
+        });
+    }
+
+    /// FIFO links: breaks the connection between `a` and `b` (once) and tells both ends one
+    /// delay later.
+    fn break_connection(&mut self, a: NodeId, b: NodeId) {
+        let n = self.nodes.len();
+        let pair = a.min(b) * n + a.max(b);
+        let Some(fifo) = self.fifo.as_mut() else {
+            return;
+        };
+        if fifo.broken[pair] {
+            return;
+        }
+        fifo.broken[pair] = true;
+        fifo.generation[pair] += 1;
+        let d = self.delay();
+        self.schedule(self.now + d, Event::Disconnect(a, b));
+    }
+
+    fn connection(&self, a: NodeId, b: NodeId) -> (usize, u64, bool) {
+        let n = self.nodes.len();
+        let pair = a.min(b) * n + a.max(b);
+        self.fifo.as_ref().map_or((pair, 0, false), |f| {
+            (pair, f.generation[pair], f.broken[pair])
+        })
     }
 
     /// Starts every node (call once, before running).
@@ -610,13 +675,27 @@ impl<E: Engine> Simulator<E> {
 
     fn handle(&mut self, event: Event<E>, observer: &mut dyn Observer<E>, host: &mut dyn Host<E>) {
         match event {
-            Event::Deliver { from, to, msg } => {
+            Event::Deliver {
+                from,
+                to,
+                msg,
+                conn,
+            } => {
                 self.hash = mix(
                     mix(self.hash, self.now),
                     (from * 64 + to) as u64 ^ (msg.kind() as u64) << 32,
                 );
+                if self.fifo.is_some() {
+                    let (_, generation, _) = self.connection(from, to);
+                    if generation != conn {
+                        // Sent on a connection that broke since.
+                        self.stats.dropped += 1;
+                        return;
+                    }
+                }
                 if self.nodes[to].engine.is_none() || !self.reachable(from, to) {
                     self.stats.dropped += 1;
+                    self.break_connection(from, to);
                     return;
                 }
                 self.step(to, observer, host, |e, now, out| {
@@ -651,6 +730,18 @@ impl<E: Engine> Simulator<E> {
                 self.hash = mix(mix(self.hash, self.now), 0x2000 + node as u64);
                 self.release(node, batch, observer, host);
             }
+            Event::Disconnect(a, b) => {
+                self.hash = mix(mix(self.hash, self.now), 0x6000 + (a * 64 + b) as u64);
+                let (pair, _, _) = self.connection(a, b);
+                if let Some(f) = self.fifo.as_mut() {
+                    f.broken[pair] = false;
+                }
+                for (node, peer) in [(a, b), (b, a)] {
+                    self.step(node, observer, host, |e, now, out| {
+                        e.on_disconnect(now, peer, out);
+                    });
+                }
+            }
             Event::Crash(node) => self.crash(node),
             Event::CrashLeader(restart) => {
                 let leader = (0..self.nodes.len())
@@ -667,6 +758,13 @@ impl<E: Engine> Simulator<E> {
                 self.hash = mix(mix(self.hash, self.now), 0x4000 + node as u64);
                 if self.nodes[node].engine.is_some() {
                     return;
+                }
+                // A restarted process has no connections: what its peers still send on the
+                // old ones is refused, and they learn the connections are gone.
+                if self.fifo.is_some() {
+                    for peer in (0..self.nodes.len()).filter(|p| *p != node) {
+                        self.break_connection(node, peer);
+                    }
                 }
                 let rng = self.rng.fork();
                 let engine = (self.boot)(node, &self.nodes[node].disk, rng);
@@ -854,6 +952,38 @@ impl<E: Engine> Simulator<E> {
         }
     }
 
+    /// Sends on a FIFO link: due no earlier than the link's last message (ties keep send
+    /// order). A packet lost at random is resent after a retransmission timeout of twice
+    /// the longest delay, holding up what follows it; a message to a node it cannot reach
+    /// is lost with everything after it on the connection.
+    fn send_fifo(&mut self, from: NodeId, to: NodeId, msg: E::Msg) {
+        let (_, conn, broken) = self.connection(from, to);
+        if broken || !self.reachable(from, to) {
+            self.stats.dropped += 1;
+            self.break_connection(from, to);
+            return;
+        }
+        let mut d = self.delay();
+        let rto = to_us(2.0 * self.net.delay_ms.1).max(1);
+        while self.lossy() && self.rng.chance(self.net.drop) {
+            self.stats.dropped += 1;
+            d += rto + self.delay();
+        }
+        let n = self.nodes.len();
+        let fifo = self.fifo.as_mut().expect("fifo links");
+        let at = (self.now + d).max(fifo.due[from * n + to]);
+        fifo.due[from * n + to] = at;
+        self.schedule(
+            at,
+            Event::Deliver {
+                from,
+                to,
+                msg,
+                conn,
+            },
+        );
+    }
+
     fn emit(
         &mut self,
         node: NodeId,
@@ -867,6 +997,10 @@ impl<E: Engine> Simulator<E> {
                 let kind = msg.kind();
                 self.stats.sent[kind] += 1;
                 self.stats.bytes[kind] += msg.wire_bytes() as u64;
+                if self.fifo.is_some() {
+                    self.send_fifo(node, to, msg);
+                    return;
+                }
                 if !self.reachable(node, to) || (self.lossy() && self.rng.chance(self.net.drop)) {
                     self.stats.dropped += 1;
                     return;
@@ -879,6 +1013,7 @@ impl<E: Engine> Simulator<E> {
                             from: node,
                             to,
                             msg: msg.clone(),
+                            conn: 0,
                         },
                     );
                 }
@@ -889,6 +1024,7 @@ impl<E: Engine> Simulator<E> {
                         from: node,
                         to,
                         msg,
+                        conn: 0,
                     },
                 );
             }

@@ -41,6 +41,15 @@ pub struct PrimaryRow {
     pub primary: String,
 }
 
+/// The leader of an epoch that was established (a quorum acknowledged its NEWLEADER).
+#[derive(Debug, Clone, Serialize)]
+pub struct EpochRow {
+    /// The epoch.
+    pub epoch: u64,
+    /// Its leader.
+    pub leader: String,
+}
+
 /// A replica that does not follow the protocol.
 #[derive(Debug, Clone, Serialize)]
 pub struct ByzantineRow {
@@ -97,6 +106,19 @@ pub enum ProtocolReport {
         backoff: bool,
         /// Proposers preempted one another and no block was chosen.
         livelock: bool,
+    },
+    /// ZAB.
+    Zab {
+        /// Times a server started looking for a leader.
+        elections: u64,
+        /// The leader of each established epoch.
+        epochs: Vec<EpochRow>,
+        /// Followers synchronized by a DIFF.
+        diffs: u64,
+        /// … by a TRUNC (then a DIFF).
+        truncs: u64,
+        /// … by a SNAP.
+        snaps: u64,
     },
     /// Kafka.
     Kafka {
@@ -420,6 +442,33 @@ impl SimReport {
                     );
                 }
             }
+            ProtocolReport::Zab {
+                elections,
+                epochs,
+                diffs,
+                truncs,
+                snaps,
+            } => {
+                let _ = writeln!(
+                    s,
+                    "  blocks committed   {:>10}   (transactions delivered in zxid order; followers synced by {diffs} DIFF, {truncs} TRUNC, {snaps} SNAP)",
+                    self.blocks
+                );
+                let epochs: Vec<String> = epochs
+                    .iter()
+                    .map(|e| format!("{}:{}", e.epoch, e.leader))
+                    .collect();
+                let _ = writeln!(
+                    s,
+                    "  elections          {:>10}   leaders by epoch: {}",
+                    elections,
+                    if epochs.is_empty() {
+                        "none".into()
+                    } else {
+                        epochs.join(" ")
+                    }
+                );
+            }
             ProtocolReport::Kafka {
                 leader_elections,
                 unclean_elections,
@@ -531,6 +580,9 @@ impl SimReport {
                         }
                         ProtocolReport::Paxos { .. } => {
                             "agreement, order, validity, exactly-once, certificates and acceptor rules held"
+                        }
+                        ProtocolReport::Zab { .. } => {
+                            "agreement, total and primary order, integrity, one leader per epoch, NEWLEADER before broadcast held"
                         }
                         ProtocolReport::Kafka { .. } => {
                             "one leader per epoch, no committed block lost (but as counted), agreement, validity, exactly-once held"

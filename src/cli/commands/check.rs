@@ -143,6 +143,12 @@ pub(crate) fn run(args: &CheckArgs) -> Result<ExitCode> {
             },
             bounds.faulty_s
         )?;
+        if summary.rule == "zab" {
+            writeln!(
+                out,
+                "  links are FIFO, as TCP: lost packets are resent, duplicates dropped; a message that cannot get through (cut, partition, receiver down) breaks the connection"
+            )?;
+        }
         if let (Some(p50), Some(max)) = (summary.recovery_p50_s, summary.recovery_max_s) {
             writeln!(
                 out,

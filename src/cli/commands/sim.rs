@@ -241,8 +241,13 @@ impl ChainFiles {
 fn refuse_other_rules_flags(rule: &str, args: &SimArgs) -> Result<()> {
     // Each rule's own flags: the flag, whether it was given, the rules it belongs to.
     let flags: [(&str, bool, &[&str]); 8] = [
-        // Paxos elects by timeouts too: `--election` is its option as well.
-        ("--election", args.election.is_some(), &["raft", "paxos"]),
+        // Paxos elects by timeouts too, and zab resends its votes on one: `--election` is
+        // their option as well.
+        (
+            "--election",
+            args.election.is_some(),
+            &["raft", "paxos", "zab"],
+        ),
         ("--no-pre-vote", args.no_pre_vote, &["raft"]),
         ("--no-check-quorum", args.no_check_quorum, &["raft"]),
         ("--byzantine", !args.byzantine.is_empty(), &["pbft"]),

@@ -1,0 +1,73 @@
+//! Running scenarios on a simulated ZAB ensemble (`sim zab`) and random fault schedules
+//! (`check zab`): safety judged by the observer, liveness by how soon blocks commit again
+//! once every fault has healed.
+
+use crate::chain::spec::ChainSpec;
+use crate::sim::NodeId;
+use crate::sim::cluster::{CheckBounds, RunError, ScheduleOutcome, check_cluster, genesis_state};
+use crate::sim::scenario::{Scenario, ScenarioError};
+use crate::zab::cluster::{Cluster, ClusterRun, node_config};
+use crate::zab::engine::ZabConfig;
+use crate::zab::spec::{ZabSpec, cluster_spec};
+
+/// Builds the ensemble a scenario describes over `spec`'s genesis.
+///
+/// # Errors
+/// [`RunError`] naming the field.
+pub fn build(spec: &ChainSpec, scenario: &Scenario, trace: bool) -> Result<Cluster, RunError> {
+    build_with(spec, scenario, trace, node_config)
+}
+
+pub(crate) fn build_with(
+    spec: &ChainSpec,
+    scenario: &Scenario,
+    trace: bool,
+    config: fn(&ZabSpec, NodeId) -> ZabConfig,
+) -> Result<Cluster, RunError> {
+    if !scenario.byzantine.is_empty() {
+        return Err(RunError::Scenario(ScenarioError {
+            field: "byzantine".into(),
+            reason: "zab tolerates crashed servers, not Byzantine ones (run pbft)".into(),
+        }));
+    }
+    let mut spec = cluster_spec(spec, scenario.nodes, &scenario.params)?;
+    if let Some(net) = scenario.network {
+        let mut zab = spec.section::<ZabSpec>().expect("zab").clone();
+        zab.network = net;
+        zab.validate()?;
+        spec.section = Some(crate::chain::spec::RuleSection::new(zab));
+    }
+    let names = spec.section::<ZabSpec>().expect("zab").members.clone();
+    let faults = scenario.faults(&names)?;
+    let base = genesis_state(&spec)?;
+    let run = ClusterRun {
+        spec: spec.clone(),
+        seed: scenario.seed,
+        faults,
+        trace,
+        origin: spec.genesis.time,
+    };
+    Ok(Cluster::with_config(&run, &base, config))
+}
+
+/// Runs one schedule and judges safety and liveness.
+///
+/// # Errors
+/// [`RunError`] when the schedule does not fit the spec.
+pub fn check_schedule(
+    spec: &ChainSpec,
+    scenario: &Scenario,
+    bounds: &CheckBounds,
+) -> Result<ScheduleOutcome, RunError> {
+    check_schedule_with(spec, scenario, bounds, node_config)
+}
+
+pub(crate) fn check_schedule_with(
+    spec: &ChainSpec,
+    scenario: &Scenario,
+    bounds: &CheckBounds,
+    config: fn(&ZabSpec, NodeId) -> ZabConfig,
+) -> Result<ScheduleOutcome, RunError> {
+    let mut cluster = build_with(spec, scenario, false, config)?;
+    Ok(check_cluster(&mut cluster, scenario, bounds))
+}
