@@ -309,7 +309,35 @@ fn sim_all_runs_one_scenario_on_every_ordering_rule() {
         let blocks = r["report"]["blocks"].as_u64().unwrap();
         assert!((50..=100).contains(&blocks), "{rule}: {blocks} blocks");
         assert!(r["tolerates"]["crashed"].as_u64().unwrap() >= 1, "{rule}");
+        // The crash named the node that led.
+        let crashed = &r["report"]["leader_crashes"][0];
+        assert_eq!(crashed["at_s"], 2.0, "{rule}");
+        assert!(crashed["node"].is_string(), "{rule}: {crashed}");
     }
+    assert_eq!(j["skipped"].as_array().unwrap().len(), 0);
+}
+
+/// A scenario that does not fit every rule runs the others and says why it skipped one.
+#[test]
+fn sim_all_skips_a_rule_the_scenario_does_not_fit() {
+    let j = common::json_output(cargo_bin_cmd!("chainsmith").args([
+        "sim",
+        "--all",
+        "--nodes",
+        "3",
+        "--duration",
+        "4s",
+        "--json",
+    ]));
+    let ran: Vec<&str> = j["rules"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["report"]["rule"].as_str().unwrap())
+        .collect();
+    assert_eq!(ran, ["raft", "paxos", "zab", "kafka"]);
+    assert_eq!(j["skipped"][0]["rule"], "pbft");
+    assert!(j["skipped"][0]["why"].as_str().unwrap().contains("nodes"));
 }
 
 #[test]

@@ -17,7 +17,8 @@ use crate::primitives::tx::KeyPair;
 use crate::raft::engine::RaftConfig;
 use crate::sim::cluster::{BlockSink, OrderedCluster};
 use crate::sim::report::{
-    Latency, LeaderRow, ProtocolReport, Safety, SimReport, message_rows, name_nodes, per_block,
+    Latency, LeaderCrashRow, LeaderRow, ProtocolReport, Safety, SimReport, message_rows,
+    name_nodes, per_block,
 };
 use crate::sim::{Faults, Host, MS, Micros, NodeId, SimRng, Simulator};
 
@@ -345,16 +346,18 @@ impl OrderedCluster for Cluster {
         let mut previous: Option<Meta> = None;
         for m in self.host.metadata.values() {
             let prev_epoch = previous.map(|p| p.epoch);
-            if prev_epoch != Some(m.epoch) {
-                if let Some(l) = m.leader {
-                    elections += 1;
-                    unclean += u64::from(m.unclean);
-                    leaders.push(LeaderRow {
-                        term: m.epoch,
-                        leader: self.names[l].clone(),
-                    });
-                }
-            } else if let Some(p) = previous {
+            if prev_epoch != Some(m.epoch)
+                && let Some(l) = m.leader
+            {
+                elections += 1;
+                unclean += u64::from(m.unclean);
+                leaders.push(LeaderRow {
+                    term: m.epoch,
+                    leader: self.names[l].clone(),
+                });
+            }
+            // A new leader's metadata may shrink the ISR too (the dead leader leaves it).
+            if let Some(p) = previous {
                 let (before, after) = (p.isr.0.count_ones(), m.isr.0.count_ones());
                 if after < before {
                     shrinks += 1;
@@ -391,6 +394,7 @@ impl OrderedCluster for Cluster {
                 unclean_leader_election: self.kafka.unclean_leader_election,
             },
             leaderless_s: stats.leaderless_us as f64 / 1e6,
+            leader_crashes: LeaderCrashRow::of(&stats, &self.names),
             requests: stats.submitted,
             answered: stats.latencies.len() as u64,
             retries: stats.retries,

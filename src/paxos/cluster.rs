@@ -16,7 +16,8 @@ use crate::paxos::spec::PaxosSpec;
 use crate::primitives::tx::KeyPair;
 use crate::sim::cluster::{BlockSink, OrderedCluster};
 use crate::sim::report::{
-    BallotRow, Latency, ProtocolReport, Safety, SimReport, message_rows, name_nodes, per_block,
+    BallotRow, Latency, LeaderCrashRow, ProtocolReport, Safety, SimReport, message_rows,
+    name_nodes, per_block,
 };
 use crate::sim::{Faults, Host, MS, Micros, NodeId, SimRng, SimStats, Simulator, Violation};
 
@@ -321,6 +322,7 @@ impl OrderedCluster for Cluster {
                 livelock: self.observer.chosen_count() == 0 && self.host.preemptions > 0,
             },
             leaderless_s: stats.leaderless_us as f64 / 1e6,
+            leader_crashes: LeaderCrashRow::of(&stats, &self.names),
             requests: stats.submitted,
             answered: stats.latencies.len() as u64,
             retries: stats.retries,

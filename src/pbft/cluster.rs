@@ -17,8 +17,8 @@ use crate::pbft::spec::PbftSpec;
 use crate::primitives::tx::KeyPair;
 use crate::sim::cluster::{BlockSink, OrderedCluster};
 use crate::sim::report::{
-    ByzantineRow, Latency, MessageRow, PrimaryRow, ProtocolReport, Safety, SimReport, message_rows,
-    per_block,
+    ByzantineRow, Latency, LeaderCrashRow, MessageRow, PrimaryRow, ProtocolReport, Safety,
+    SimReport, message_rows, per_block,
 };
 use crate::sim::{Faults, Host, MS, Micros, NodeId, SimRng, SimStats, Simulator};
 
@@ -369,6 +369,7 @@ impl OrderedCluster for Cluster {
                     .collect(),
             },
             leaderless_s: stats.leaderless_us as f64 / 1e6,
+            leader_crashes: LeaderCrashRow::of(&stats, &self.names),
             requests: stats.submitted,
             answered: stats.latencies.len() as u64,
             retries: stats.retries,

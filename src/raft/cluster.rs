@@ -14,7 +14,8 @@ use crate::raft::observer::RaftObserver;
 use crate::raft::spec::RaftSpec;
 use crate::sim::cluster::{BlockSink, OrderedCluster};
 use crate::sim::report::{
-    Latency, LeaderRow, ProtocolReport, Safety, SimReport, message_rows, name_nodes, per_block,
+    Latency, LeaderCrashRow, LeaderRow, ProtocolReport, Safety, SimReport, message_rows,
+    name_nodes, per_block,
 };
 use crate::sim::{Faults, Host, MS, Micros, NodeId, SimRng, SimStats, Simulator, Violation};
 
@@ -335,6 +336,7 @@ impl OrderedCluster for Cluster {
                     .collect(),
             },
             leaderless_s: stats.leaderless_us as f64 / 1e6,
+            leader_crashes: LeaderCrashRow::of(&stats, &self.names),
             requests: stats.submitted,
             answered: stats.latencies.len() as u64,
             retries: stats.retries,

@@ -1093,6 +1093,43 @@ mod leader_crash {
     }
 
     #[test]
+    fn of_two_nodes_that_believe_they_lead_the_crash_takes_the_newer() {
+        let first = leaders(&run(None, 1.0))
+            .last()
+            .cloned()
+            .expect("a leader by 1 s");
+        let names: Vec<String> = (1..=5).map(|i| format!("s{i}")).collect();
+        let spec = ChainSpec::builtin("raft-demo").unwrap();
+        // Without check-quorum the cut-off leader keeps believing it leads.
+        let scenario = Scenario {
+            load_tps: Some(50.0),
+            partitions: vec![crate::sim::scenario::PartitionSpec {
+                groups: vec![
+                    vec![first.clone()],
+                    names.iter().filter(|n| **n != first).cloned().collect(),
+                ],
+                from_s: 1.0,
+                to_s: 5.0,
+            }],
+            crashes: vec![CrashSpec {
+                node: "leader".into(),
+                at_s: 3.0,
+                restart_s: None,
+            }],
+            params: [("check_quorum".to_owned(), serde_json::json!(false))].into(),
+            ..Scenario::default()
+        };
+        let mut cluster = crate::raft::check::build(&spec, &scenario, false).unwrap();
+        cluster.run_until(secs(3.5));
+        let report = cluster.report();
+        let after = leaders(&report);
+        assert_eq!(after[0], first);
+        assert!(after.len() >= 2, "{after:?}");
+        let crashed = report.leader_crashes[0].node.clone();
+        assert_eq!(crashed.as_ref(), Some(&after[1]), "{after:?}");
+    }
+
+    #[test]
     fn crashing_the_leader_before_any_is_elected_crashes_nobody() {
         let calm = run(None, 2.0);
         let early = run_at(Some("leader"), 0.001, 2.0);

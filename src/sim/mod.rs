@@ -220,8 +220,8 @@ pub struct Crash {
 
 /// Whichever node leads at `at` crashes and, when `restart` is given, comes back then: the
 /// same scenario crashes "the leader" under every rule, whoever that is. When several nodes
-/// believe they lead (a deposed leader that has not heard yet), the lowest-numbered crashes;
-/// when none does, nothing crashes.
+/// believe they lead (a deposed leader that has not heard yet), the one that took the lead
+/// last crashes; when none does, nothing crashes (and the report says so).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct LeaderCrash {
     /// When the leader crashes.
@@ -298,8 +298,9 @@ pub struct SimStats {
     pub latencies: Vec<Micros>,
     /// Replies the nodes sent to clients.
     pub replies: u64,
-    /// The node each leader crash took down, in order (`None`: no node led then).
-    pub crashed_leaders: Vec<Option<NodeId>>,
+    /// Each leader crash, in order: when, and the node it took down (`None`: no node led
+    /// then).
+    pub crashed_leaders: Vec<(Micros, Option<NodeId>)>,
 }
 
 /// Clients submitting the load.
@@ -350,6 +351,8 @@ struct Slot<E: Engine> {
     /// behind it, so they take effect in the order the engine produced them.
     held: usize,
     leader: bool,
+    /// When it last began to lead.
+    leading_since: Micros,
 }
 
 /// Builds an engine for a node from its disk and its RNG (first boot: an empty disk).
@@ -424,6 +427,7 @@ impl<E: Engine> Simulator<E> {
                     disk_busy_until: 0,
                     held: 0,
                     leader: false,
+                    leading_since: 0,
                 }
             })
             .collect();
@@ -745,8 +749,9 @@ impl<E: Engine> Simulator<E> {
             Event::Crash(node) => self.crash(node),
             Event::CrashLeader(restart) => {
                 let leader = (0..self.nodes.len())
-                    .find(|&n| self.nodes[n].engine.as_ref().is_some_and(E::is_leader));
-                self.stats.crashed_leaders.push(leader);
+                    .filter(|&n| self.nodes[n].engine.as_ref().is_some_and(E::is_leader))
+                    .max_by_key(|&n| (self.nodes[n].leading_since, std::cmp::Reverse(n)));
+                self.stats.crashed_leaders.push((self.now, leader));
                 if let Some(node) = leader {
                     self.crash(node);
                     if let Some(r) = restart {
@@ -861,6 +866,7 @@ impl<E: Engine> Simulator<E> {
         }
         slot.leader = leader;
         if leader {
+            slot.leading_since = self.now;
             self.leaders += 1;
             if let Some(since) = self.leaderless_since.take() {
                 self.stats.leaderless_us += self.now - since;

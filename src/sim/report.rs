@@ -32,6 +32,30 @@ pub struct LeaderRow {
     pub leader: String,
 }
 
+/// A crash of whoever led (`--crash leader@T`).
+#[derive(Debug, Clone, Serialize)]
+pub struct LeaderCrashRow {
+    /// When, seconds of virtual time.
+    pub at_s: f64,
+    /// The node that led and crashed (`None`: no node led then, nothing crashed).
+    pub node: Option<String>,
+}
+
+impl LeaderCrashRow {
+    /// The leader crashes of a run so far, nodes named as in `names`.
+    #[must_use]
+    pub fn of(stats: &SimStats, names: &[String]) -> Vec<Self> {
+        stats
+            .crashed_leaders
+            .iter()
+            .map(|(at, node)| Self {
+                at_s: *at as f64 / 1e6,
+                node: node.map(|n| names[n].clone()),
+            })
+            .collect()
+    }
+}
+
 /// The primary of a view that entered normal operation.
 #[derive(Debug, Clone, Serialize)]
 pub struct PrimaryRow {
@@ -291,6 +315,9 @@ pub struct SimReport {
     pub protocol: ProtocolReport,
     /// Seconds during which no live node led.
     pub leaderless_s: f64,
+    /// The crashes of whoever led (none unless the scenario crashes `leader`).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub leader_crashes: Vec<LeaderCrashRow>,
     /// Client requests submitted.
     pub requests: u64,
     /// Requests answered.
@@ -530,6 +557,17 @@ impl SimReport {
             }
         }
         let _ = writeln!(s, "  without a leader   {:>10.3} s", self.leaderless_s);
+        if !self.leader_crashes.is_empty() {
+            let crashes: Vec<String> = self
+                .leader_crashes
+                .iter()
+                .map(|c| match &c.node {
+                    Some(n) => format!("{} at {:.3} s", n, c.at_s),
+                    None => format!("none at {:.3} s (no node led)", c.at_s),
+                })
+                .collect();
+            let _ = writeln!(s, "  leader crashed     {}", crashes.join(", "));
+        }
         let ms = |v: Option<f64>| v.map_or_else(|| "–".to_owned(), |v| format!("{v:.1} ms"));
         let _ = writeln!(
             s,

@@ -11,7 +11,8 @@ use crate::chain::state::ChainState;
 use crate::primitives::tx::{KeyPair, Transaction};
 use crate::sim::cluster::{BlockSink, OrderedCluster};
 use crate::sim::report::{
-    EpochRow, Latency, ProtocolReport, Safety, SimReport, message_rows, name_nodes, per_block,
+    EpochRow, Latency, LeaderCrashRow, ProtocolReport, Safety, SimReport, message_rows, name_nodes,
+    per_block,
 };
 use crate::sim::{Faults, Host, MS, Micros, NodeId, SimRng, SimStats, Simulator, Violation};
 use crate::zab::blocks::{BlockApp, ZabBlock, certified};
@@ -329,6 +330,7 @@ impl OrderedCluster for Cluster {
                 snaps: self.host.syncs[2],
             },
             leaderless_s: stats.leaderless_us as f64 / 1e6,
+            leader_crashes: LeaderCrashRow::of(&stats, &self.names),
             requests: stats.submitted,
             answered: stats.latencies.len() as u64,
             retries: stats.retries,

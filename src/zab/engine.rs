@@ -1104,11 +1104,7 @@ impl<A: App> ZabNode<A> {
         self.leading.heard.insert(from);
         for (z, e) in endorsements {
             if self.position(z).is_some() && z > self.delivered {
-                self.leading
-                    .endorsements
-                    .entry(z)
-                    .or_default()
-                    .push((from, e));
+                endorse_once(self.leading.endorsements.entry(z).or_default(), from, e);
             }
         }
         // It holds the leader's history as of its sync.
@@ -1283,11 +1279,11 @@ impl<A: App> ZabNode<A> {
         }
         self.leading.heard.insert(from);
         if zxid > self.delivered && self.position(zxid).is_some() {
-            self.leading
-                .endorsements
-                .entry(zxid)
-                .or_default()
-                .push((from, endorsement));
+            endorse_once(
+                self.leading.endorsements.entry(zxid).or_default(),
+                from,
+                endorsement,
+            );
         }
         let acked = self.leading.acked.entry(from).or_default();
         *acked = (*acked).max(zxid);
@@ -1849,5 +1845,27 @@ impl<A: App> Engine for ZabNode<A> {
                 }
             }
         }
+    }
+}
+
+/// Adds `from`'s endorsement unless it already gave one: a follower that rejoins and
+/// acknowledges again must not sign a certificate twice.
+fn endorse_once<V>(list: &mut Vec<(NodeId, V)>, from: NodeId, endorsement: V) {
+    if list.iter().all(|(n, _)| *n != from) {
+        list.push((from, endorsement));
+    }
+}
+
+#[cfg(test)]
+mod endorsement_tests {
+    use super::endorse_once;
+
+    #[test]
+    fn a_rejoining_follower_endorses_a_transaction_once() {
+        let mut list = Vec::new();
+        endorse_once(&mut list, 1, 'a');
+        endorse_once(&mut list, 2, 'b');
+        endorse_once(&mut list, 1, 'c');
+        assert_eq!(list, [(1, 'a'), (2, 'b')]);
     }
 }

@@ -166,9 +166,13 @@ pub(crate) fn run(args: &CheckArgs) -> Result<ExitCode> {
         )?;
         for f in summary.failures.iter().take(3) {
             writeln!(out, "schedule {} failed: {}", f.schedule, f.problem)?;
+            let spec = args
+                .spec
+                .as_deref()
+                .map_or_else(String::new, |s| format!(" --spec {s}"));
             writeln!(
                 out,
-                "  replay: save this as a file and run `chainsmith sim {} --scenario FILE`",
+                "  replay: save this as a file and run `chainsmith sim {}{spec} --scenario FILE`",
                 summary.rule
             )?;
             writeln!(out, "{}", serde_json::to_string_pretty(&f.scenario)?)?;

@@ -330,17 +330,33 @@ fn run_all(args: &SimArgs) -> Result<ExitCode> {
     }
     let duration = *sc.duration_s.get_or_insert(10.0);
     sc.blocks = None;
-    let runs = run_rules(ORDERING_RULES, &sc, duration)
-        .map_err(|(rule, e)| anyhow::anyhow!("sim --all: {rule}: {e}"))?;
+    let outcomes = run_rules(ORDERING_RULES, &sc, duration);
+    let mut runs = Vec::new();
+    let mut skipped = Vec::new();
+    for (rule, outcome) in outcomes {
+        match outcome {
+            Ok(run) => runs.push(run),
+            Err(e) => skipped.push((rule, e.to_string())),
+        }
+    }
+    if runs.is_empty() {
+        let (rule, e) = &skipped[0];
+        bail!("sim --all: the scenario fits no rule; {rule}: {e}");
+    }
     let mut out = std::io::stdout().lock();
     if args.json {
+        let skipped: Vec<_> = skipped
+            .iter()
+            .map(|(rule, why)| serde_json::json!({"rule": rule, "why": why}))
+            .collect();
         let value = serde_json::json!({
             "scenario": sc,
             "rules": runs,
+            "skipped": skipped,
         });
         writeln!(out, "{value}")?;
     } else {
-        write!(out, "{}", comparison_table(&sc, &runs))?;
+        write!(out, "{}", comparison_table(&sc, &runs, &skipped))?;
     }
     if let Some(dir) = &args.plot {
         let path = crate::cli::plot::ordering_rules(dir, &describe(&sc), &runs)?;
@@ -400,7 +416,7 @@ pub(crate) fn describe(sc: &Scenario) -> String {
     parts.join("; ")
 }
 
-fn comparison_table(sc: &Scenario, runs: &[RuleRun]) -> String {
+fn comparison_table(sc: &Scenario, runs: &[RuleRun], skipped: &[(&str, String)]) -> String {
     use std::fmt::Write as _;
     let ms = |v: Option<f64>| v.map_or_else(|| "–".to_owned(), |v| format!("{v:.1}"));
     let s_ = |v: Option<f64>| v.map_or_else(|| "–".to_owned(), |v| format!("{v:.3}"));
@@ -445,6 +461,25 @@ fn comparison_table(sc: &Scenario, runs: &[RuleRun]) -> String {
                 Safety::Violated { property, .. } => format!("VIOLATED: {property}"),
             }
         );
+    }
+    for (rule, why) in skipped {
+        let _ = writeln!(s, "{rule:<6} not run: {why}");
+    }
+    let crashed: Vec<String> = runs
+        .iter()
+        .filter(|r| !r.report.leader_crashes.is_empty())
+        .map(|r| {
+            let nodes: Vec<&str> = r
+                .report
+                .leader_crashes
+                .iter()
+                .map(|c| c.node.as_deref().unwrap_or("none"))
+                .collect();
+            format!("{} {}", r.report.rule, nodes.join(","))
+        })
+        .collect();
+    if !crashed.is_empty() {
+        let _ = writeln!(s, "leader crashed: {}", crashed.join("; "));
     }
     let _ = writeln!(
         s,
