@@ -10,8 +10,8 @@ pub const DEMO_FEE: Amount = Amount::from_base_units(10_000);
 
 /// Builds up to `count` transfers for the block at `height`, each spending one spendable
 /// output owned by one of `keys` (mature, large enough to pay the fee, and not in `exclude`,
-/// e.g. the output a coinstake spends), sending half to another wallet and the rest, less
-/// [`DEMO_FEE`], back as change. Deterministic: the same state, keys and height always give the
+/// e.g. the output a coinstake spends), sending half to another wallet (to itself when it is
+/// the only one) and the rest, less [`DEMO_FEE`], back as change. Deterministic: the same state, keys and height always give the
 /// same transfers.
 #[must_use]
 pub fn demo_transfers(
@@ -21,7 +21,7 @@ pub fn demo_transfers(
     height: u32,
     exclude: &[OutPoint],
 ) -> Vec<Transaction> {
-    if keys.len() < 2 || count == 0 {
+    if keys.is_empty() || count == 0 {
         return Vec::new();
     }
     let maturity = state.spec().coinbase_maturity;
@@ -40,7 +40,8 @@ pub fn demo_transfers(
         let Some(owner) = keys.iter().position(|k| k.pubkey() == utxo.owner) else {
             continue;
         };
-        let step = 1 + (height as usize + out.len()) % (keys.len() - 1);
+        // Another wallet, in turn; a chain with one wallet pays itself.
+        let step = 1 + (height as usize + out.len()) % (keys.len() - 1).max(1);
         let recipient = &keys[(owner + step) % keys.len()];
         let value = utxo.value.to_base_units();
         let pay = value / 2;

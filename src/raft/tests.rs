@@ -1130,6 +1130,27 @@ mod leader_crash {
     }
 
     #[test]
+    fn a_cluster_of_one_answers_its_clients() {
+        // Its one wallet pays itself: every request gets a transfer, and a reply.
+        let spec = ChainSpec::builtin("raft-demo").unwrap();
+        let scenario = Scenario {
+            nodes: Some(1),
+            load_tps: Some(50.0),
+            ..Scenario::default()
+        };
+        let mut cluster = crate::raft::check::build(&spec, &scenario, false).unwrap();
+        cluster.run_until(secs(3.0));
+        let r = cluster.report();
+        assert!(
+            r.answered * 10 >= r.requests * 9,
+            "{} of {}",
+            r.answered,
+            r.requests
+        );
+        assert!(r.blocks <= 30, "{} blocks in 3 s", r.blocks);
+    }
+
+    #[test]
     fn crashing_the_leader_before_any_is_elected_crashes_nobody() {
         let calm = run(None, 2.0);
         let early = run_at(Some("leader"), 0.001, 2.0);
