@@ -124,8 +124,7 @@ pub fn schedule(spec: &ChainSpec, seed: u64, i: u64, bounds: &CheckBounds) -> Sc
     let names = members(spec);
     match spec.consensus.name() {
         "pbft" => crate::pbft::check::schedule(seed, i, &names, bounds),
-        "paxos" => crate::paxos::check::schedule(seed, i, &names, bounds),
-        _ => crate::raft::check::schedule(seed, i, &names, bounds),
+        _ => crate::sim::cluster::random_schedule(seed, i, &names, bounds),
     }
 }
 

@@ -87,6 +87,13 @@ pub trait ClusterSection: SpecSection + Clone {
     const MAX_MEMBERS: usize;
     /// The members (wallet names), in order.
     fn members_mut(&mut self) -> &mut Vec<String>;
+    /// The network the simulator gives the cluster.
+    fn network_mut(&mut self) -> &mut crate::sim::NetModel;
+    /// Checks the section's fields, naming the one out of range.
+    ///
+    /// # Errors
+    /// [`SpecError`] naming the field.
+    fn check_fields(&self) -> Result<(), SpecError>;
 }
 
 /// A rule's section of a spec, kept typed for its rule and as canonical JSON (the typed

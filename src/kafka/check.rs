@@ -5,10 +5,13 @@
 use crate::chain::spec::ChainSpec;
 use crate::kafka::cluster::{Cluster, ClusterRun, node_config};
 use crate::kafka::engine::KafkaConfig;
-use crate::kafka::spec::{KafkaSpec, cluster_spec};
-use crate::sim::cluster::{CheckBounds, RunError, ScheduleOutcome, check_cluster, genesis_state};
-use crate::sim::scenario::{Scenario, ScenarioError};
-use crate::sim::{NodeId, SimRng};
+use crate::kafka::spec::KafkaSpec;
+use crate::sim::NodeId;
+use crate::sim::cluster::{
+    CheckBounds, RunError, ScheduleOutcome, check_cluster, crash_faults_only, genesis_state,
+    scenario_spec,
+};
+use crate::sim::scenario::Scenario;
 
 /// Builds the cluster a scenario describes over `spec`'s genesis.
 ///
@@ -24,20 +27,8 @@ pub(crate) fn build_with(
     trace: bool,
     config: fn(&KafkaSpec, NodeId) -> KafkaConfig,
 ) -> Result<Cluster, RunError> {
-    if !scenario.byzantine.is_empty() {
-        return Err(RunError::Scenario(ScenarioError {
-            field: "byzantine".into(),
-            reason: "kafka tolerates crashed brokers, not Byzantine ones (run pbft)".into(),
-        }));
-    }
-    let mut spec = cluster_spec(spec, scenario.nodes, &scenario.params)?;
-    if let Some(net) = scenario.network {
-        let mut kafka = spec.section::<KafkaSpec>().expect("kafka").clone();
-        kafka.network = net;
-        kafka.validate()?;
-        spec.section = Some(crate::chain::spec::RuleSection::new(kafka));
-    }
-    let names = spec.section::<KafkaSpec>().expect("kafka").members.clone();
+    crash_faults_only(scenario, "kafka tolerates crashed brokers")?;
+    let (spec, names) = scenario_spec::<KafkaSpec>(spec, scenario)?;
     let faults = scenario.faults(&names)?;
     let base = genesis_state(&spec)?;
     let run = ClusterRun {
@@ -48,20 +39,6 @@ pub(crate) fn build_with(
         origin: spec.genesis.time,
     };
     Ok(Cluster::with_config(&run, &base, config))
-}
-
-/// Draws schedule `i` of a campaign seeded `seed` for the brokers `names`: crashes,
-/// restarts, partitions, loss, duplication and delay, as for Raft.
-#[must_use]
-pub fn schedule(seed: u64, i: u64, names: &[String], bounds: &CheckBounds) -> Scenario {
-    let mut rng = SimRng::new(seed ^ i.wrapping_mul(0x9e37_79b9_7f4a_7c15));
-    Scenario::random(
-        &mut rng,
-        names,
-        bounds.faulty_s,
-        bounds.calm_s,
-        bounds.load_tps,
-    )
 }
 
 /// Runs one schedule and judges safety and liveness.

@@ -219,6 +219,14 @@ impl ClusterSection for KafkaSpec {
     fn members_mut(&mut self) -> &mut Vec<String> {
         &mut self.members
     }
+
+    fn network_mut(&mut self) -> &mut NetModel {
+        &mut self.network
+    }
+
+    fn check_fields(&self) -> Result<(), SpecError> {
+        self.validate()
+    }
 }
 
 /// `spec` (a valid Kafka spec) with `nodes` brokers and `params` merged into its `kafka`

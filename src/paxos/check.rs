@@ -5,10 +5,13 @@
 use crate::chain::spec::ChainSpec;
 use crate::paxos::cluster::{Cluster, ClusterRun, node_config};
 use crate::paxos::engine::PaxosConfig;
-use crate::paxos::spec::{PaxosSpec, cluster_spec};
-use crate::sim::cluster::{CheckBounds, RunError, ScheduleOutcome, check_cluster, genesis_state};
-use crate::sim::scenario::{Scenario, ScenarioError};
-use crate::sim::{NodeId, SimRng};
+use crate::paxos::spec::PaxosSpec;
+use crate::sim::NodeId;
+use crate::sim::cluster::{
+    CheckBounds, RunError, ScheduleOutcome, check_cluster, crash_faults_only, genesis_state,
+    scenario_spec,
+};
+use crate::sim::scenario::Scenario;
 
 /// How each node of a cluster is configured: from the spec, its id and the chain's last slot.
 pub(crate) type ConfigFn = fn(&ChainSpec, NodeId, u64) -> PaxosConfig;
@@ -27,20 +30,8 @@ pub(crate) fn build_with(
     trace: bool,
     config: ConfigFn,
 ) -> Result<Cluster, RunError> {
-    if !scenario.byzantine.is_empty() {
-        return Err(RunError::Scenario(ScenarioError {
-            field: "byzantine".into(),
-            reason: "paxos tolerates crashed nodes, not Byzantine ones (run pbft)".into(),
-        }));
-    }
-    let mut spec = cluster_spec(spec, scenario.nodes, &scenario.params)?;
-    if let Some(net) = scenario.network {
-        let mut p = spec.section::<PaxosSpec>().expect("paxos").clone();
-        p.network = net;
-        p.validate()?;
-        spec.section = Some(crate::chain::spec::RuleSection::new(p));
-    }
-    let names = spec.section::<PaxosSpec>().expect("paxos").members.clone();
+    crash_faults_only(scenario, "paxos tolerates crashed nodes")?;
+    let (spec, names) = scenario_spec::<PaxosSpec>(spec, scenario)?;
     let faults = scenario.faults(&names)?;
     let base = genesis_state(&spec)?;
     let run = ClusterRun {
@@ -51,19 +42,6 @@ pub(crate) fn build_with(
         origin: spec.genesis.time,
     };
     Ok(Cluster::with_config(&run, &base, config))
-}
-
-/// Draws schedule `i` of a campaign seeded `seed` for the members `names`.
-#[must_use]
-pub fn schedule(seed: u64, i: u64, names: &[String], bounds: &CheckBounds) -> Scenario {
-    let mut rng = SimRng::new(seed ^ i.wrapping_mul(0x9e37_79b9_7f4a_7c15));
-    Scenario::random(
-        &mut rng,
-        names,
-        bounds.faulty_s,
-        bounds.calm_s,
-        bounds.load_tps,
-    )
 }
 
 /// Runs one schedule and judges safety and liveness.

@@ -149,6 +149,14 @@ impl ClusterSection for PaxosSpec {
     fn members_mut(&mut self) -> &mut Vec<String> {
         &mut self.members
     }
+
+    fn network_mut(&mut self) -> &mut NetModel {
+        &mut self.network
+    }
+
+    fn check_fields(&self) -> Result<(), SpecError> {
+        self.validate()
+    }
 }
 
 /// `spec` (a valid Paxos spec) with `nodes` members and `params` merged into its `paxos`

@@ -907,7 +907,7 @@ mod cluster {
         let bounds = CheckBounds::default();
         let names: Vec<String> = (1..=5).map(|i| format!("s{i}")).collect();
         for i in 0..3 {
-            let sc = crate::paxos::check::schedule(7, i, &names, &bounds);
+            let sc = crate::sim::cluster::random_schedule(7, i, &names, &bounds);
             let o = crate::paxos::check::check_schedule(&spec, &sc, &bounds).unwrap();
             assert_eq!(o.violation, None, "schedule {i}");
             assert!(o.recovery_s.is_some(), "schedule {i}");
@@ -918,11 +918,12 @@ mod cluster {
 /// `check paxos` finds the planted bug among random fault schedules, on its own.
 mod check_catches {
     use crate::ChainSpec;
-    use crate::paxos::check::{check_schedule, check_schedule_with, schedule};
+    use crate::paxos::check::{check_schedule, check_schedule_with};
     use crate::paxos::cluster::node_config;
     use crate::paxos::engine::{Bug, PaxosConfig};
     use crate::sim::NodeId;
     use crate::sim::cluster::CheckBounds;
+    use crate::sim::cluster::random_schedule as schedule;
 
     fn ignore_votes(spec: &ChainSpec, id: NodeId, base: u64) -> PaxosConfig {
         PaxosConfig {

@@ -4,13 +4,15 @@
 
 use std::str::FromStr;
 
-use crate::chain::spec::{ChainSpec, RuleSection};
+use crate::chain::spec::ChainSpec;
 use crate::pbft::byzantine::{BEHAVIOURS, Behaviour};
 use crate::pbft::cluster::{Cluster, ClusterRun};
 use crate::pbft::engine::PbftConfig;
-use crate::pbft::spec::{PbftSpec, cluster_spec};
+use crate::pbft::spec::PbftSpec;
 use crate::sim::SimRng;
-use crate::sim::cluster::{CheckBounds, RunError, ScheduleOutcome, check_cluster, genesis_state};
+use crate::sim::cluster::{
+    CheckBounds, RunError, ScheduleOutcome, check_cluster, genesis_state, scenario_spec,
+};
 use crate::sim::scenario::{Scenario, ScenarioError};
 
 /// Builds the cluster a scenario describes over `spec`'s genesis.
@@ -28,14 +30,8 @@ pub(crate) fn build_with(
     trace: bool,
     tweak: fn(&mut PbftConfig),
 ) -> Result<Cluster, RunError> {
-    let mut spec = cluster_spec(spec, scenario.nodes, &scenario.params)?;
-    let mut pbft = spec.section::<PbftSpec>().expect("pbft").clone();
-    if let Some(net) = scenario.network {
-        pbft.network = net;
-        pbft.validate()?;
-        spec.section = Some(RuleSection::new(pbft.clone()));
-    }
-    let names = pbft.members.clone();
+    let (spec, names) = scenario_spec::<PbftSpec>(spec, scenario)?;
+    let pbft = spec.section::<PbftSpec>().expect("pbft");
     let faults = scenario.faults(&names)?;
     let mut byzantine = Vec::new();
     for (node, behaviour) in &scenario.byzantine {

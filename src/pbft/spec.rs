@@ -156,6 +156,14 @@ impl ClusterSection for PbftSpec {
     fn members_mut(&mut self) -> &mut Vec<String> {
         &mut self.members
     }
+
+    fn network_mut(&mut self) -> &mut NetModel {
+        &mut self.network
+    }
+
+    fn check_fields(&self) -> Result<(), SpecError> {
+        self.validate()
+    }
 }
 
 /// `spec` (a valid PBFT spec) with `nodes` replicas — the first of its own, then `s5`, `s6`…

@@ -3,12 +3,15 @@
 //! once every fault has healed.
 
 use crate::chain::spec::ChainSpec;
-use crate::raft::cluster::{Cluster, ClusterRun, cluster_spec, node_config};
+use crate::raft::cluster::{Cluster, ClusterRun, node_config};
 use crate::raft::engine::RaftConfig;
 use crate::raft::spec::RaftSpec;
-use crate::sim::cluster::{CheckBounds, RunError, ScheduleOutcome, check_cluster, genesis_state};
-use crate::sim::scenario::{Scenario, ScenarioError};
-use crate::sim::{NodeId, SimRng};
+use crate::sim::NodeId;
+use crate::sim::cluster::{
+    CheckBounds, RunError, ScheduleOutcome, check_cluster, crash_faults_only, genesis_state,
+    scenario_spec,
+};
+use crate::sim::scenario::Scenario;
 
 /// Builds the cluster a scenario describes over `spec`'s genesis.
 ///
@@ -24,20 +27,8 @@ pub(crate) fn build_with(
     trace: bool,
     config: fn(&RaftSpec, NodeId) -> RaftConfig,
 ) -> Result<Cluster, RunError> {
-    if !scenario.byzantine.is_empty() {
-        return Err(RunError::Scenario(ScenarioError {
-            field: "byzantine".into(),
-            reason: "raft tolerates crashed nodes, not Byzantine ones (run pbft)".into(),
-        }));
-    }
-    let mut spec = cluster_spec(spec, scenario.nodes, &scenario.params)?;
-    if let Some(net) = scenario.network {
-        let mut raft = spec.section::<RaftSpec>().expect("raft").clone();
-        raft.network = net;
-        raft.validate()?;
-        spec.section = Some(crate::chain::spec::RuleSection::new(raft));
-    }
-    let names = spec.section::<RaftSpec>().expect("raft").members.clone();
+    crash_faults_only(scenario, "raft tolerates crashed nodes")?;
+    let (spec, names) = scenario_spec::<RaftSpec>(spec, scenario)?;
     let faults = scenario.faults(&names)?;
     let base = genesis_state(&spec)?;
     let run = ClusterRun {
@@ -48,19 +39,6 @@ pub(crate) fn build_with(
         origin: spec.genesis.time,
     };
     Ok(Cluster::with_config(&run, &base, config))
-}
-
-/// Draws schedule `i` of a campaign seeded `seed` for the members `names`.
-#[must_use]
-pub fn schedule(seed: u64, i: u64, names: &[String], bounds: &CheckBounds) -> Scenario {
-    let mut rng = SimRng::new(seed ^ i.wrapping_mul(0x9e37_79b9_7f4a_7c15));
-    Scenario::random(
-        &mut rng,
-        names,
-        bounds.faulty_s,
-        bounds.calm_s,
-        bounds.load_tps,
-    )
 }
 
 /// Runs one schedule and judges safety and liveness.

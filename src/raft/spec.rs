@@ -157,4 +157,12 @@ impl ClusterSection for RaftSpec {
     fn members_mut(&mut self) -> &mut Vec<String> {
         &mut self.members
     }
+
+    fn network_mut(&mut self) -> &mut NetModel {
+        &mut self.network
+    }
+
+    fn check_fields(&self) -> Result<(), SpecError> {
+        self.validate()
+    }
 }

@@ -7,12 +7,12 @@ use serde::Serialize;
 
 use crate::chain::produce::{NetworkCost, ProduceEnv, ProduceError, Producer, Step};
 use crate::chain::record::BlockRecord;
-use crate::chain::spec::{ChainSpec, SpecError};
+use crate::chain::spec::{ChainSpec, ClusterSection, RuleSection, SpecError};
 use crate::chain::state::ChainState;
 use crate::consensus::RuleError;
 use crate::sim::report::{Safety, SimReport};
 use crate::sim::scenario::{Scenario, ScenarioError};
-use crate::sim::{Faults, MS, Micros, NodeId};
+use crate::sim::{Faults, MS, Micros, NodeId, SimRng};
 
 /// Where each node's newly committed blocks go (its chain file), in commit order.
 pub type BlockSink = Box<dyn FnMut(NodeId, &BlockRecord) + Send>;
@@ -98,6 +98,59 @@ pub fn run(cluster: &mut dyn OrderedCluster, scenario: &Scenario) -> bool {
             cluster.run_blocks(blocks.unwrap_or(DEFAULT_BLOCKS), secs(BLOCKS_TIMEOUT_S))
         }
     }
+}
+
+/// `spec` as `scenario` runs it: the scenario's nodes and parameters merged into the rule's
+/// section `S` ([`crate::chain::spec::cluster_spec`]) and its network, if it names one, in
+/// place of the spec's; with the members' names.
+///
+/// # Errors
+/// [`RunError`] naming the field.
+pub fn scenario_spec<S: ClusterSection>(
+    spec: &ChainSpec,
+    scenario: &Scenario,
+) -> Result<(ChainSpec, Vec<String>), RunError> {
+    let mut spec = crate::chain::spec::cluster_spec::<S>(spec, scenario.nodes, &scenario.params)?;
+    let mut section = spec
+        .section::<S>()
+        .expect("cluster_spec keeps the rule's section")
+        .clone();
+    if let Some(net) = scenario.network {
+        *section.network_mut() = net;
+        section.check_fields()?;
+        spec.section = Some(RuleSection::new(section.clone()));
+    }
+    let names = section.members_mut().clone();
+    Ok((spec, names))
+}
+
+/// Refuses a scenario with Byzantine nodes for a rule that tolerates crashes only (`what`:
+/// `raft tolerates crashed nodes`…).
+///
+/// # Errors
+/// [`RunError`] naming the `byzantine` field.
+pub fn crash_faults_only(scenario: &Scenario, what: &str) -> Result<(), RunError> {
+    if scenario.byzantine.is_empty() {
+        return Ok(());
+    }
+    Err(RunError::Scenario(ScenarioError {
+        field: "byzantine".into(),
+        reason: format!("{what}, not Byzantine ones (run pbft)"),
+    }))
+}
+
+/// Draws schedule `i` of a `check` campaign seeded `seed` for the members `names`
+/// ([`Scenario::random`] within `bounds`).
+#[must_use]
+pub fn random_schedule(seed: u64, i: u64, names: &[String], bounds: &CheckBounds) -> Scenario {
+    let mut rng = SimRng::new(seed ^ i.wrapping_mul(0x9e37_79b9_7f4a_7c15));
+    Scenario::random(
+        &mut rng,
+        names,
+        bounds.faulty_s,
+        bounds.calm_s,
+        bounds.load_tps,
+    )
 }
 
 /// What a run with a crash showed about the recovery.

@@ -4,11 +4,14 @@
 
 use crate::chain::spec::ChainSpec;
 use crate::sim::NodeId;
-use crate::sim::cluster::{CheckBounds, RunError, ScheduleOutcome, check_cluster, genesis_state};
-use crate::sim::scenario::{Scenario, ScenarioError};
+use crate::sim::cluster::{
+    CheckBounds, RunError, ScheduleOutcome, check_cluster, crash_faults_only, genesis_state,
+    scenario_spec,
+};
+use crate::sim::scenario::Scenario;
 use crate::zab::cluster::{Cluster, ClusterRun, node_config};
 use crate::zab::engine::ZabConfig;
-use crate::zab::spec::{ZabSpec, cluster_spec};
+use crate::zab::spec::ZabSpec;
 
 /// Builds the ensemble a scenario describes over `spec`'s genesis.
 ///
@@ -24,20 +27,8 @@ pub(crate) fn build_with(
     trace: bool,
     config: fn(&ZabSpec, NodeId) -> ZabConfig,
 ) -> Result<Cluster, RunError> {
-    if !scenario.byzantine.is_empty() {
-        return Err(RunError::Scenario(ScenarioError {
-            field: "byzantine".into(),
-            reason: "zab tolerates crashed servers, not Byzantine ones (run pbft)".into(),
-        }));
-    }
-    let mut spec = cluster_spec(spec, scenario.nodes, &scenario.params)?;
-    if let Some(net) = scenario.network {
-        let mut zab = spec.section::<ZabSpec>().expect("zab").clone();
-        zab.network = net;
-        zab.validate()?;
-        spec.section = Some(crate::chain::spec::RuleSection::new(zab));
-    }
-    let names = spec.section::<ZabSpec>().expect("zab").members.clone();
+    crash_faults_only(scenario, "zab tolerates crashed servers")?;
+    let (spec, names) = scenario_spec::<ZabSpec>(spec, scenario)?;
     let faults = scenario.faults(&names)?;
     let base = genesis_state(&spec)?;
     let run = ClusterRun {
