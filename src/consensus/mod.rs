@@ -302,6 +302,34 @@ pub struct RuleReport {
     pub producers: Option<(&'static str, Vec<ProducerRow>)>,
 }
 
+impl RuleReport {
+    /// The report of a rule whose members take turns at nothing: each member's blocks,
+    /// under `label` (`leaders`, `primaries`).
+    #[must_use]
+    pub fn blocks_by_member(
+        label: &'static str,
+        members: &[PubKey],
+        names: &HashMap<PubKey, String>,
+        blocks: &HashMap<PubKey, u64>,
+    ) -> Self {
+        let rows = members
+            .iter()
+            .map(|k| ProducerRow {
+                key: *k,
+                name: name_in(names, k),
+                blocks: blocks.get(k).copied().unwrap_or(0),
+                missed: None,
+                coins: None,
+                coin_days: None,
+                interest: None,
+            })
+            .collect();
+        Self {
+            producers: Some((label, rows)),
+        }
+    }
+}
+
 /// Copies a rule state behind a box; implemented for every `Clone` state.
 pub trait CloneState {
     /// A copy of the state.

@@ -21,8 +21,8 @@ use crate::chain::spec::{ChainSpec, SectionDef, SpecError};
 use crate::chain::state::{BlockError, ChainState};
 use crate::consensus::quorum::check_signatures;
 use crate::consensus::{
-    BlockContext, BlockProducer, BlockWork, Connected, ProducerRow, Rule, RuleError, RuleInfo,
-    RuleReport, RuleState, SpecNames, TimeRule, check_miner_listed, check_no_puzzle, name_in,
+    BlockContext, BlockProducer, BlockWork, Connected, Rule, RuleError, RuleInfo, RuleReport,
+    RuleState, SpecNames, TimeRule, check_miner_listed, check_no_puzzle,
 };
 use crate::kafka::spec::KafkaSpec;
 use crate::primitives::block::Block;
@@ -440,22 +440,7 @@ impl RuleState for KafkaState {
     }
 
     fn report(&self) -> RuleReport {
-        let rows = self
-            .replicas
-            .iter()
-            .map(|k| ProducerRow {
-                key: *k,
-                name: name_in(&self.names, k),
-                blocks: self.blocks.get(k).copied().unwrap_or(0),
-                missed: None,
-                coins: None,
-                coin_days: None,
-                interest: None,
-            })
-            .collect();
-        RuleReport {
-            producers: Some(("leaders", rows)),
-        }
+        RuleReport::blocks_by_member("leaders", &self.replicas, &self.names, &self.blocks)
     }
 
     fn irreversible_height(&self) -> Option<u32> {

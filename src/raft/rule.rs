@@ -17,9 +17,8 @@ use crate::chain::produce::{ProduceError, ProduceOptions, Producer};
 use crate::chain::spec::{ChainSpec, SectionDef, SpecError};
 use crate::chain::state::BlockError;
 use crate::consensus::{
-    BlockContext, BlockProducer, BlockWork, Connected, ProducerRow, Rule, RuleError, RuleInfo,
-    RuleReport, RuleState, SpecNames, TimeRule, check_miner_listed, check_no_puzzle,
-    check_producer_signature, name_in,
+    BlockContext, BlockProducer, BlockWork, Connected, Rule, RuleError, RuleInfo, RuleReport,
+    RuleState, SpecNames, TimeRule, check_miner_listed, check_no_puzzle, check_producer_signature,
 };
 use crate::primitives::block::Block;
 use crate::primitives::hash::BlockHash;
@@ -346,22 +345,7 @@ impl RuleState for RaftState {
     }
 
     fn report(&self) -> RuleReport {
-        let rows = self
-            .members
-            .iter()
-            .map(|k| ProducerRow {
-                key: *k,
-                name: name_in(&self.names, k),
-                blocks: self.blocks.get(k).copied().unwrap_or(0),
-                missed: None,
-                coins: None,
-                coin_days: None,
-                interest: None,
-            })
-            .collect();
-        RuleReport {
-            producers: Some(("leaders", rows)),
-        }
+        RuleReport::blocks_by_member("leaders", &self.members, &self.names, &self.blocks)
     }
 
     fn irreversible_height(&self) -> Option<u32> {
