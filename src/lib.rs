@@ -32,6 +32,7 @@ pub mod dpos;
 pub mod hash;
 pub mod kafka;
 pub mod metrics;
+pub mod node;
 pub mod ordering;
 pub mod paxos;
 pub mod pbft;

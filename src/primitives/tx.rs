@@ -256,6 +256,16 @@ impl KeyPair {
         }
     }
 
+    /// The key pair of `name` whose secret key is `secret` (a node's identity key, read from
+    /// its key file).
+    #[must_use]
+    pub fn from_secret(name: &str, secret: [u8; 32]) -> Self {
+        Self {
+            name: name.to_owned(),
+            signing: SigningKey::from_bytes(&secret),
+        }
+    }
+
     /// Returns the wallet name.
     #[must_use]
     pub fn name(&self) -> &str {

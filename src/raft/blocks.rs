@@ -4,6 +4,8 @@
 
 use std::sync::Arc;
 
+use serde::{Deserialize, Serialize};
+
 use crate::chain::produce::seal_block;
 use crate::chain::record::BlockRecord;
 use crate::chain::state::ChainState;
@@ -14,7 +16,7 @@ use crate::raft::engine::{App, CommandSize, Entry};
 use crate::sim::{Micros, Request};
 
 /// A block in the log, with its size on the wire.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct RaftBlock {
     /// The block.
     pub record: BlockRecord,

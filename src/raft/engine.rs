@@ -16,6 +16,8 @@ use std::collections::{HashSet, VecDeque};
 use std::fmt;
 use std::sync::Arc;
 
+use serde::{Deserialize, Serialize};
+
 use crate::sim::{Engine, Message, Micros, NodeId, Output, Request, SimRng};
 
 /// Timer ids.
@@ -69,7 +71,7 @@ pub enum Bug {
 }
 
 /// A log entry: its term, its index and its command (`None`: the leader's no-op).
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Entry<C> {
     /// The leader's term when it was appended.
     pub term: u64,
@@ -105,7 +107,7 @@ impl<C> Default for Durable<C> {
 }
 
 /// One write to disk.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub enum Persist<C> {
     /// The term and vote.
     Hard {
@@ -121,7 +123,7 @@ pub enum Persist<C> {
 }
 
 /// Raft's messages.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub enum Msg<C> {
     /// `RequestVote` (or its pre-vote, which changes no one's term).
     Vote {
