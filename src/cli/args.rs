@@ -102,6 +102,9 @@ pub(crate) struct NodeArgs {
     /// Accept `client fault …` commands (tests and demos).
     #[arg(long)]
     pub(crate) allow_faults: bool,
+    /// Stop by itself after this long (test and demo clusters): 10m, 90s.
+    #[arg(long, value_name = "T", value_parser = parse_time)]
+    pub(crate) lifetime: Option<f64>,
     /// Log lines as text or JSON.
     #[arg(long, value_enum, default_value_t = LogFormat::Text)]
     pub(crate) log_format: LogFormat,
@@ -241,6 +244,9 @@ pub(crate) enum ClusterCommand {
         /// The cluster directory.
         #[arg(long, value_name = "DIR", default_value = "chainsmith-cluster")]
         dir: PathBuf,
+        /// The node stops by itself after this long.
+        #[arg(long, value_name = "T", value_parser = parse_time)]
+        lifetime: Option<f64>,
     },
 }
 
@@ -271,6 +277,9 @@ pub(crate) struct UpArgs {
     /// How long to wait for a leader (30s).
     #[arg(long, value_name = "T", value_parser = parse_time, default_value = "30s")]
     pub(crate) wait: f64,
+    /// Each node stops by itself after this long (tests, unattended demos).
+    #[arg(long, value_name = "T", value_parser = parse_time)]
+    pub(crate) lifetime: Option<f64>,
 }
 
 const ELECTIONS_EXAMPLES: &str = "Examples:

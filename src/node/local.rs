@@ -163,6 +163,7 @@ pub fn start(
     id: usize,
     exe: &Path,
     byzantine: Option<&str>,
+    lifetime: Option<Duration>,
 ) -> Result<i32, String> {
     let name = &cluster.members[id].name;
     if let Some(pid) = running(cluster, id) {
@@ -186,6 +187,9 @@ pub fn start(
         .arg("--allow-faults");
     if let Some(kind) = byzantine {
         cmd.arg("--byzantine").arg(kind);
+    }
+    if let Some(l) = lifetime {
+        cmd.arg("--lifetime").arg(format!("{}ms", l.as_millis()));
     }
     let child = cmd
         .stdin(Stdio::null())

@@ -22,7 +22,7 @@ use std::time::{Duration, Instant};
 use tokio::io::AsyncReadExt;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::mpsc as tmpsc;
-use tracing::{debug, error, info, warn};
+use tracing::{Instrument, debug, error, info, warn};
 
 use crate::chain::record::BlockRecord;
 use crate::chain::store::{ChainLock, ChainWriter, LineReader};
@@ -55,6 +55,8 @@ pub struct NodeOptions {
     pub byzantine: Option<String>,
     /// Accept `client fault …` commands.
     pub allow_faults: bool,
+    /// Stop by itself after this long (test and demo clusters).
+    pub lifetime: Option<Duration>,
 }
 
 /// Why a node could not run.
@@ -246,6 +248,7 @@ struct Host<E: NodeEngine> {
     watchers: Vec<tmpsc::UnboundedSender<ClientReply>>,
     started: Instant,
     allow_faults: bool,
+    lifetime: Option<Duration>,
     byzantine: Option<String>,
     rule: String,
     last_status: Option<EngineStatus>,
@@ -518,6 +521,10 @@ impl<E: NodeEngine> Host<E> {
         self.outputs(&mut out);
         self.flush()?;
         while !stop.load(Ordering::Relaxed) {
+            if self.lifetime.is_some_and(|l| self.started.elapsed() >= l) {
+                info!("its lifetime is over: stopping");
+                break;
+            }
             let next = self.timers.iter().flatten().min().copied();
             // Wake at least every 100 ms to see `stop`.
             let wait = next.map_or(100_000, |t| t.saturating_sub(self.now()).min(100_000));
@@ -568,6 +575,8 @@ fn run_engine<E: NodeEngine>(
 ) -> Result<(), NodeError> {
     let key = cluster.node_key(id)?;
     let name = cluster.members[id].name.clone();
+    let span = tracing::info_span!("node", name = %name);
+    let _entered = span.enter();
     let dir = cluster.node_dir(id);
     std::fs::create_dir_all(&dir)
         .map_err(|e| NodeError::Usage(format!("{}: {e}", dir.display())))?;
@@ -636,14 +645,14 @@ fn run_engine<E: NodeEngine>(
         let _guard = runtime.enter();
         let listener = TcpListener::from_std(listener)
             .map_err(|e| NodeError::Usage(format!("{name}: {address}: {e}")))?;
-        runtime.spawn(accept(listener, shared.clone()));
+        runtime.spawn(accept(listener, shared.clone()).instrument(span.clone()));
         for peer in 0..n {
             if peer == id {
                 links.push(None);
                 continue;
             }
             let (ltx, lrx) = tmpsc::channel(LINK_QUEUE);
-            runtime.spawn(outbound(peer, lrx, shared.clone()));
+            runtime.spawn(outbound(peer, lrx, shared.clone()).instrument(span.clone()));
             links.push(Some(ltx));
         }
     }
@@ -662,6 +671,7 @@ fn run_engine<E: NodeEngine>(
         watchers: Vec::new(),
         started: Instant::now(),
         allow_faults: opts.allow_faults,
+        lifetime: opts.lifetime,
         byzantine: opts.byzantine.clone(),
         rule: cluster.rule.clone(),
         last_status: None,
@@ -684,11 +694,14 @@ async fn accept(listener: TcpListener, shared: Arc<Shared>) {
         match listener.accept().await {
             Ok((stream, from)) => {
                 let shared = shared.clone();
-                tokio::spawn(async move {
-                    let _ = stream.set_nodelay(true);
-                    serve(stream, from, shared).await;
-                    drop(permit);
-                });
+                tokio::spawn(
+                    async move {
+                        let _ = stream.set_nodelay(true);
+                        serve(stream, from, shared).await;
+                        drop(permit);
+                    }
+                    .in_current_span(),
+                );
             }
             Err(e) => {
                 warn!("accept: {e}");

@@ -30,11 +30,22 @@ pub(crate) fn run(a: &ClusterArgs) -> Result<ExitCode> {
             println!("killed {name} (SIGKILL)");
             Ok(ExitCode::SUCCESS)
         }
-        ClusterCommand::Start { name, dir } => {
+        ClusterCommand::Start {
+            name,
+            dir,
+            lifetime,
+        } => {
             let cluster = local::load(dir).map_err(anyhow::Error::msg)?;
             let id = cluster.index(name)?;
             let exe = std::env::current_exe().context("finding this program")?;
-            let pid = local::start(&cluster, id, &exe, None).map_err(anyhow::Error::msg)?;
+            let pid = local::start(
+                &cluster,
+                id,
+                &exe,
+                None,
+                lifetime.map(Duration::from_secs_f64),
+            )
+            .map_err(anyhow::Error::msg)?;
             println!(
                 "started {name} (pid {pid}), logging to {}",
                 cluster.node_dir(id).join("node.log").display()
@@ -115,7 +126,14 @@ fn up(a: &UpArgs) -> Result<ExitCode> {
             .iter()
             .find(|(n, _)| *n == m.name)
             .map(|(_, k)| k.as_str());
-        let pid = local::start(&cluster, id, &exe, mode).map_err(anyhow::Error::msg)?;
+        let pid = local::start(
+            &cluster,
+            id,
+            &exe,
+            mode,
+            a.lifetime.map(Duration::from_secs_f64),
+        )
+        .map_err(anyhow::Error::msg)?;
         started.push(format!(
             "{} {} (pid {pid}{})",
             m.name,

@@ -4,6 +4,7 @@ use std::io::IsTerminal;
 use std::process::ExitCode;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
 
 use anyhow::{Context, Result};
 use chainsmith::node::config::Cluster;
@@ -33,6 +34,7 @@ pub(crate) fn run(a: &NodeArgs) -> Result<ExitCode> {
     let opts = NodeOptions {
         byzantine: a.byzantine.clone(),
         allow_faults: a.allow_faults,
+        lifetime: a.lifetime.map(Duration::from_secs_f64),
     };
     match chainsmith::node::run::run(&cluster, id, &opts, stop) {
         Ok(()) => Ok(ExitCode::SUCCESS),
