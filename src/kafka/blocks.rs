@@ -5,6 +5,7 @@
 //! The leader keeps one block in flight: the next block's demo transfers spend outputs of
 //! the chain as committed, so it is cut once the previous one has committed.
 
+use serde::{Deserialize, Serialize};
 use std::sync::Arc;
 
 use crate::chain::record::BlockRecord;
@@ -17,7 +18,7 @@ use crate::primitives::tx::{KeyPair, Transaction};
 use crate::sim::{Micros, Request};
 
 /// A block in the log (no certificate yet), with its size on the wire.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct KafkaBlock {
     /// The block.
     pub record: BlockRecord,

@@ -184,6 +184,36 @@ pub fn node_config(kafka: &KafkaSpec, id: NodeId) -> KafkaConfig {
     }
 }
 
+/// What every broker holds before its first start over `base`: the log starts after the
+/// chain's last block, epochs after its last epoch.
+pub(crate) fn initial_disk(base: &ChainState) -> Durable<Block> {
+    match last_seal(base) {
+        Some((epoch, offset)) => Durable {
+            base: offset + 1,
+            base_epoch: epoch,
+            hw: offset + 1,
+            ..Durable::default()
+        },
+        None => Durable::default(),
+    }
+}
+
+/// A broker over the chain `state` (the block at offset `start` next), sealing with `key`,
+/// restarted from `disk`: as the simulator and a real node both build it.
+pub(crate) fn boot_node(
+    config: KafkaConfig,
+    state: &ChainState,
+    key: KeyPair,
+    origin: u32,
+    start: u64,
+    disk: &Durable<Block>,
+    rng: SimRng,
+) -> Node {
+    let unclean = config.unclean;
+    let app = BlockApp::new(state.clone(), key, origin, start, unclean);
+    KafkaNode::new(config, disk, rng, app)
+}
+
 impl Cluster {
     /// A cluster over `base`, a chain of `run.spec` (its genesis, or a Kafka chain to
     /// continue: the log starts after its last block, epochs after its last epoch).
@@ -205,15 +235,7 @@ impl Cluster {
             .clone();
         let names = kafka.members.clone();
         let n = names.len();
-        let disk = match last_seal(base) {
-            Some((epoch, offset)) => Durable {
-                base: offset + 1,
-                base_epoch: epoch,
-                hw: offset + 1,
-                ..Durable::default()
-            },
-            None => Durable::default(),
-        };
+        let disk = initial_disk(base);
         let keys: Vec<KeyPair> = names
             .iter()
             .map(|m| KeyPair::derive(&run.spec.wallet_seed, m))
@@ -223,8 +245,8 @@ impl Cluster {
         let (start, unclean) = (disk.base, kafka.unclean_leader_election);
         let spec = kafka.clone();
         let boot = Box::new(move |id: NodeId, disk: &Durable<Block>, rng: SimRng| {
-            let app = BlockApp::new(state.clone(), keys[id].clone(), origin, start, unclean);
-            KafkaNode::new(config(&spec, id), disk, rng, app)
+            let config = config(&spec, id);
+            boot_node(config, &state, keys[id].clone(), origin, start, disk, rng)
         });
         let sim = Simulator::new(n, run.seed, kafka.network, run.faults.clone(), &disk, boot);
         Self {

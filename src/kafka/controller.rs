@@ -9,6 +9,7 @@
 //! broker session expires ([`elect`]), and the ISR changes the partition leader asks for
 //! (`AlterIsr`, as KIP-497 routes them through the controller).
 
+use serde::{Deserialize, Serialize};
 use std::collections::VecDeque;
 use std::sync::Arc;
 
@@ -16,7 +17,7 @@ use crate::raft::engine::{App, CommandSize, Entry};
 use crate::sim::{Micros, NodeId, Request};
 
 /// The partition's metadata, as the controller commits it.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PartitionState {
     /// The leader (`None`: offline, no eligible replica alive).
     pub leader: Option<NodeId>,
@@ -46,7 +47,7 @@ impl PartitionState {
 }
 
 /// A metadata change: `next` replaces the state if its version is still `expect`.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct MetaCmd {
     /// The version the change was decided on.
     pub expect: u64,

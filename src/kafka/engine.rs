@@ -36,6 +36,7 @@
 //! those of the ISR members that stored it, at least `min_insync_replicas` of them: the
 //! certificate a chain block carries.
 
+use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, HashSet, VecDeque};
 use std::fmt;
 use std::sync::Arc;
@@ -109,7 +110,7 @@ pub enum Bug {
 
 /// A record of the partition's log: the leader epoch it was appended in, its offset and its
 /// data (a block).
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Record<D> {
     /// The leader epoch that appended it.
     pub epoch: u64,
@@ -162,7 +163,7 @@ impl<D> Default for Durable<D> {
 }
 
 /// One write to disk.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub enum Persist<D> {
     /// The controller quorum member's write.
     Controller(raft::Persist<MetaCmd>),
@@ -177,7 +178,7 @@ pub enum Persist<D> {
 }
 
 /// How a leader answers a fetch.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub enum FetchResult {
     /// Records (perhaps none) from the fetch offset.
     Ok,
@@ -194,7 +195,7 @@ pub enum FetchResult {
 }
 
 /// A broker's messages.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub enum Msg<D> {
     /// The controller quorum's Raft messages.
     Controller(raft::Msg<MetaCmd>),
@@ -638,6 +639,12 @@ impl<A: App> KafkaNode<A> {
     #[must_use]
     pub const fn role(&self) -> Role {
         self.role
+    }
+
+    /// Its controller quorum member.
+    #[must_use]
+    pub const fn controller(&self) -> &RaftNode<ControllerApp> {
+        &self.raft
     }
 
     /// The leader epoch it acts in.

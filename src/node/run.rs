@@ -87,9 +87,13 @@ pub fn run(
     opts: &NodeOptions,
     stop: Arc<AtomicBool>,
 ) -> Result<(), NodeError> {
-    use crate::node::rules::RaftEngine;
+    use crate::node::rules::{KafkaEngine, PaxosEngine, PbftEngine, RaftEngine, ZabEngine};
     match cluster.rule.as_str() {
         "raft" => run_engine::<RaftEngine>(cluster, id, opts, stop),
+        "pbft" => run_engine::<PbftEngine>(cluster, id, opts, stop),
+        "paxos" => run_engine::<PaxosEngine>(cluster, id, opts, stop),
+        "zab" => run_engine::<ZabEngine>(cluster, id, opts, stop),
+        "kafka" => run_engine::<KafkaEngine>(cluster, id, opts, stop),
         other => Err(NodeError::Usage(format!("no node engine for rule {other}"))),
     }
 }

@@ -3,6 +3,7 @@
 //! chosen slot by attaching the certificate of the majority's 2b signatures and checking and
 //! connecting the block as `verify` does. A no-op slot executes as nothing.
 
+use serde::{Deserialize, Serialize};
 use std::sync::Arc;
 
 use crate::chain::record::BlockRecord;
@@ -14,7 +15,7 @@ use crate::primitives::tx::{KeyPair, Transaction};
 use crate::sim::{Micros, Request};
 
 /// A proposed block (no certificate yet), with its size on the wire.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct PaxosBlock {
     /// The block.
     pub record: BlockRecord,

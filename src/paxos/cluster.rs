@@ -155,6 +155,18 @@ pub fn node_config(spec: &ChainSpec, id: NodeId, base: u64) -> PaxosConfig {
     }
 }
 
+/// A node over the chain `state`, restarted from `disk`: as the simulator and a real node
+/// both build it.
+pub(crate) fn boot_node(
+    config: PaxosConfig,
+    state: &ChainState,
+    origin: u32,
+    disk: &Durable<Arc<PaxosBlock>>,
+    rng: SimRng,
+) -> Node {
+    PaxosNode::new(config, disk, rng, BlockApp::new(state.clone(), origin))
+}
+
 impl Cluster {
     /// A cluster over `base`, a chain of `run.spec` (its genesis, or a Paxos chain to
     /// continue: slots start after its last block's).
@@ -183,8 +195,7 @@ impl Cluster {
         let configs: Vec<PaxosConfig> = (0..n).map(|id| config(&spec, id, last)).collect();
         let keys = configs[0].keys.as_ref().clone();
         let boot = Box::new(move |id: NodeId, disk: &Durable<_>, rng: SimRng| {
-            let app = BlockApp::new(state.clone(), origin);
-            PaxosNode::new(configs[id].clone(), disk, rng, app)
+            boot_node(configs[id].clone(), &state, origin, disk, rng)
         });
         let sim = Simulator::new(
             n,

@@ -33,6 +33,7 @@
 //!
 //! What the slots carry is the [`App`]'s: the chain's blocks, or plain batches in tests.
 
+use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, HashSet, VecDeque};
 use std::fmt;
 use std::sync::Arc;
@@ -60,7 +61,9 @@ pub type Digest = BlockHash;
 pub const NOOP: Digest = BlockHash::from_byte_array([0; 32]);
 
 /// A ballot: (round, proposer), compared round first.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default, Serialize, Deserialize,
+)]
 pub struct Ballot {
     /// The round.
     pub round: u64,
@@ -173,7 +176,7 @@ pub enum Bug {
 }
 
 /// An acceptor's last vote in a slot: `(maxVBal, maxVal)`.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Vote<V> {
     /// The ballot it voted in.
     pub ballot: Ballot,
@@ -182,7 +185,7 @@ pub struct Vote<V> {
 }
 
 /// A chosen slot, with the signatures of the majority that chose it.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Chosen<V> {
     /// The slot.
     pub slot: u64,
@@ -216,7 +219,7 @@ impl<V> Default for Durable<V> {
 }
 
 /// One write to disk.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub enum Persist<V> {
     /// A promise.
     Promise(Ballot),
@@ -227,7 +230,7 @@ pub enum Persist<V> {
 }
 
 /// How a `Chosen` message carries the value.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub enum Carried<V> {
     /// The value itself (`None`: a no-op), for a learner that may not hold it.
     Value(Option<V>),
@@ -236,7 +239,7 @@ pub enum Carried<V> {
 }
 
 /// Paxos's messages.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub enum Msg<V> {
     /// 1a: prepare ballot `ballot` for every slot from `from` on.
     Prepare {

@@ -4,6 +4,7 @@
 //! connecting the block as `verify` does. A block that does not connect (its parent was
 //! replaced by a view change's no-op) is skipped, alike at every correct replica.
 
+use serde::{Deserialize, Serialize};
 use std::sync::Arc;
 
 use crate::chain::record::BlockRecord;
@@ -15,7 +16,7 @@ use crate::primitives::tx::{KeyPair, Transaction};
 use crate::sim::{Micros, Request};
 
 /// A proposed block (no certificate yet), with its size on the wire.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct PbftBlock {
     /// The block.
     pub record: BlockRecord,

@@ -188,6 +188,30 @@ pub fn node_config(spec: &ChainSpec, pbft: &PbftSpec, id: NodeId, base: u64) -> 
     }
 }
 
+/// The sequence number of `base`'s last block (0 for a chain without PBFT blocks): the
+/// replicas' sequence numbers go on after it.
+pub(crate) fn base_sequence(base: &ChainState) -> u64 {
+    base.rule_state_as::<crate::pbft::rule::PbftState>()
+        .and_then(crate::pbft::rule::PbftState::last_sequence)
+        .unwrap_or(0)
+}
+
+/// A replica over the chain `state`, behaving as `behaviour`, restarted from `disk`: as
+/// the simulator and a real node both build it.
+pub(crate) fn boot_replica(
+    config: PbftConfig,
+    state: &ChainState,
+    origin: u32,
+    behaviour: Behaviour,
+    twins: &[bool],
+    disk: &Durable<Arc<PbftBlock>>,
+    rng: SimRng,
+) -> Node {
+    let app = BlockApp::new(state.clone(), origin);
+    let node = PbftNode::new(config, disk, app.clone());
+    Replica::new(behaviour, node, disk, &app, twins, rng)
+}
+
 impl Cluster {
     /// A cluster over `base`, a chain of `run.spec` (its genesis, or a PBFT chain to
     /// continue: sequence numbers go on after its last block's).
@@ -210,10 +234,7 @@ impl Cluster {
             .clone();
         let names = pbft.members.clone();
         let n = names.len();
-        let base_seq = base
-            .rule_state_as::<crate::pbft::rule::PbftState>()
-            .and_then(crate::pbft::rule::PbftState::last_sequence)
-            .unwrap_or(0);
+        let base_seq = base_sequence(base);
         let mut behaviours = vec![Behaviour::Honest; n];
         for (i, b) in &run.byzantine {
             behaviours[*i] = *b;
@@ -225,11 +246,9 @@ impl Cluster {
         let origin = run.origin;
         let boot_pbft = pbft.clone();
         let boot = Box::new(move |id: NodeId, disk: &Durable<_>, rng: SimRng| {
-            let app = BlockApp::new(state.clone(), origin);
             let mut config = node_config(&spec, &boot_pbft, id, base_seq);
             tweak(&mut config);
-            let node = PbftNode::new(config, disk, app.clone());
-            Replica::new(behaviours[id], node, disk, &app, &twins, rng)
+            boot_replica(config, &state, origin, behaviours[id], &twins, disk, rng)
         });
         let mut sim = Simulator::new(
             n,

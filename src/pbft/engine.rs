@@ -39,6 +39,7 @@
 //! until then it only catches up, so it never sends a prepare or commit that contradicts one
 //! it sent before the crash.
 
+use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 use std::fmt;
 use std::sync::Arc;
@@ -182,7 +183,7 @@ pub enum Bug {
 }
 
 /// A pre-prepare: the primary of `view` assigns `seq` to the block with `digest`.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct PrePrepare<B> {
     /// The view.
     pub view: u64,
@@ -209,7 +210,7 @@ impl<B> PrePrepare<B> {
 }
 
 /// A PREPARE or a COMMIT.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone, Copy, Serialize, Deserialize)]
 pub struct Vote {
     /// The view.
     pub view: u64,
@@ -246,7 +247,7 @@ impl Vote {
 }
 
 /// A CHECKPOINT: the sender executed up to `seq` and reached state `digest`.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone, Copy, Serialize, Deserialize)]
 pub struct Checkpoint {
     /// The sequence number.
     pub seq: u64,
@@ -269,7 +270,7 @@ impl Checkpoint {
 }
 
 /// A prepared certificate: a pre-prepare and `2f` matching prepares from different backups.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Prepared<B> {
     /// The pre-prepare.
     pub pre: Arc<PrePrepare<B>>,
@@ -278,7 +279,7 @@ pub struct Prepared<B> {
 }
 
 /// A VIEW-CHANGE to `view`.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct ViewChange<B> {
     /// The view asked for.
     pub view: u64,
@@ -309,7 +310,7 @@ impl<B> ViewChange<B> {
 }
 
 /// A NEW-VIEW: the view-changes that justify `view` and the pre-prepares they imply.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct NewView<B> {
     /// The new view.
     pub view: u64,
@@ -340,7 +341,7 @@ impl<B> NewView<B> {
 }
 
 /// An executed sequence number: its block (`None` for a no-op) and its commit certificate.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Executed<B> {
     /// The sequence number.
     pub seq: u64,
@@ -355,7 +356,7 @@ pub struct Executed<B> {
 }
 
 /// What travels between replicas.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub enum Body<B> {
     /// A client request relayed to the primary.
     Request(Request),
@@ -380,7 +381,7 @@ pub enum Body<B> {
 /// A message: its body, and the connection it travels on (`lane`, 0 for every honest
 /// replica; a Twins pair tells its two halves apart by it). The lane is transport, not
 /// content: no signature covers it and no honest replica reads it.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Msg<B> {
     /// The connection.
     pub lane: u8,
@@ -495,7 +496,7 @@ impl<B> Default for Durable<B> {
 }
 
 /// One write to disk.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub enum Persist<B> {
     /// The view.
     View(u64),

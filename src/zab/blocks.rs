@@ -3,6 +3,7 @@
 //! its zxid and hash, and delivers a committed block with the quorum's signatures as its
 //! certificate, checking and connecting it as `verify` does.
 
+use serde::{Deserialize, Serialize};
 use std::sync::Arc;
 
 use crate::chain::produce::unsigned_block;
@@ -15,7 +16,7 @@ use crate::zab::engine::{App, CommandSize, EndorsementSize, Txn, Zxid};
 use crate::zab::rule::sign_ack;
 
 /// A proposed block (no certificate yet), with its size on the wire.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ZabBlock {
     /// The block.
     pub record: crate::chain::record::BlockRecord,

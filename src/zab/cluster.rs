@@ -8,6 +8,7 @@ use std::collections::{BTreeMap, HashMap, VecDeque};
 use crate::chain::record::BlockRecord;
 use crate::chain::spec::ChainSpec;
 use crate::chain::state::ChainState;
+use crate::primitives::seal::QuorumSignature;
 use crate::primitives::tx::{KeyPair, Transaction};
 use crate::sim::cluster::{BlockSink, OrderedCluster};
 use crate::sim::report::{
@@ -156,6 +157,33 @@ pub fn node_config(zab: &ZabSpec, id: NodeId) -> ZabConfig {
     }
 }
 
+/// What every server holds before its first start over `base`: its history starts after
+/// the chain's last block.
+pub(crate) fn initial_disk(
+    base: &ChainState,
+) -> Durable<std::sync::Arc<ZabBlock>, QuorumSignature> {
+    let start = last_zxid(base).unwrap_or_default();
+    Durable {
+        accepted_epoch: start.epoch,
+        current_epoch: start.epoch,
+        base: start,
+        ..Durable::default()
+    }
+}
+
+/// A server over the chain `state`, sealing with `key`, restarted from `disk`: as the
+/// simulator and a real node both build it.
+pub(crate) fn boot_node(
+    config: ZabConfig,
+    state: &ChainState,
+    key: KeyPair,
+    origin: u32,
+    disk: &Durable<std::sync::Arc<ZabBlock>, QuorumSignature>,
+    rng: SimRng,
+) -> Node {
+    ZabNode::new(config, disk, rng, BlockApp::new(state.clone(), key, origin))
+}
+
 impl Cluster {
     /// An ensemble over `base`, a chain of `run.spec` (its genesis, or a ZAB chain to
     /// continue: every server starts with its history after the last block).
@@ -177,13 +205,8 @@ impl Cluster {
             .clone();
         let names = zab.members.clone();
         let n = names.len();
-        let start = last_zxid(base).unwrap_or_default();
-        let disk = Durable {
-            accepted_epoch: start.epoch,
-            current_epoch: start.epoch,
-            base: start,
-            ..Durable::default()
-        };
+        let disk = initial_disk(base);
+        let start = disk.base;
         let keys: Vec<KeyPair> = names
             .iter()
             .map(|m| KeyPair::derive(&run.spec.wallet_seed, m))
@@ -192,8 +215,14 @@ impl Cluster {
         let origin = run.origin;
         let net = zab.network;
         let boot = Box::new(move |id: NodeId, disk: &Durable<_, _>, rng: SimRng| {
-            let app = BlockApp::new(state.clone(), keys[id].clone(), origin);
-            ZabNode::new(config(&zab, id), disk, rng, app)
+            boot_node(
+                config(&zab, id),
+                &state,
+                keys[id].clone(),
+                origin,
+                disk,
+                rng,
+            )
         });
         let mut sim = Simulator::new(n, run.seed, net, run.faults.clone(), &disk, boot);
         sim.fifo_links();

@@ -28,6 +28,7 @@
 //! blocks: an ed25519 signature over zxid and block hash), and a commit carries the quorum's
 //! endorsements, so every server delivers each transaction with its certificate.
 
+use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 use std::fmt;
 use std::sync::Arc;
@@ -46,7 +47,9 @@ const MAX_WAITING: usize = 10_000;
 
 /// A ZooKeeper transaction id: the epoch of the leader that proposed it and its counter in
 /// that epoch (from 1). Ordered by epoch, then counter.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default, Serialize, Deserialize,
+)]
 pub struct Zxid {
     /// The proposing leader's epoch.
     pub epoch: u64,
@@ -106,7 +109,7 @@ pub enum Bug {
 }
 
 /// A transaction: its zxid and what it carries.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Txn<C> {
     /// Its zxid.
     pub zxid: Zxid,
@@ -149,7 +152,7 @@ impl<C, V> Default for Durable<C, V> {
 }
 
 /// One write to disk.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub enum Persist<C, V> {
     /// `acceptedEpoch`.
     AcceptedEpoch(u64),
@@ -166,7 +169,7 @@ pub enum Persist<C, V> {
 }
 
 /// A server's state as election messages report it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Role {
     /// Electing a leader.
     Looking,
@@ -200,7 +203,7 @@ pub enum Phase {
 }
 
 /// A vote: the server voted for and its credentials.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Vote {
     /// The proposed leader.
     pub leader: NodeId,
@@ -218,7 +221,7 @@ impl Vote {
 }
 
 /// How a leader brings a follower's history to its own.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub enum SyncMode {
     /// Send the proposals it misses.
     Diff,
@@ -229,7 +232,7 @@ pub enum SyncMode {
 }
 
 /// ZAB's messages.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub enum Msg<C, V> {
     /// Fast leader election's notification.
     Notification {
