@@ -101,33 +101,54 @@ fn status(
             .collect();
         println!("{}", serde_json::to_string(&v)?);
     } else {
-        println!(
-            "{:<6} {:<10} {:>10} {:<6} {:>7}  {:<16} LINKS",
-            "NODE", "ROLE", "TERM", "LEADER", "HEIGHT", "TIP"
-        );
+        let mut table =
+            vec![["NODE", "ROLE", "TERM", "LEADER", "HEIGHT", "TIP", "LINKS"].map(String::from)];
         for (i, r) in &rows {
-            match r {
+            table.push(match r {
                 Ok(s) => {
                     let up = s.peers.iter().filter(|p| p.outbound && p.inbound).count();
                     let mut links = format!("{up}/{} up", s.peers.len());
                     if !s.faults.is_empty() {
                         links.push_str(&format!("; faults: {}", s.faults.join("; ")));
                     }
-                    if let Some(b) = &s.byzantine {
-                        links.push_str(&format!("; byzantine: {b}"));
-                    }
-                    println!(
-                        "{:<6} {:<10} {:>10} {:<6} {:>7}  {:<16} {links}",
-                        s.name,
-                        s.role,
+                    [
+                        s.name.clone(),
+                        s.role.clone(),
                         format!("{} {}", s.term_name, s.term),
-                        s.leader.as_deref().unwrap_or("-"),
-                        s.height,
-                        &s.tip.to_string()[..16],
-                    );
+                        s.leader.clone().unwrap_or_else(|| "-".into()),
+                        s.height.to_string(),
+                        s.tip.to_string()[..16].to_owned(),
+                        links,
+                    ]
                 }
-                Err(e) => println!("{:<6} unreachable: {e}", cluster.members[*i].name),
-            }
+                Err(e) => [
+                    cluster.members[*i].name.clone(),
+                    format!("unreachable: {e}"),
+                    String::new(),
+                    String::new(),
+                    String::new(),
+                    String::new(),
+                    String::new(),
+                ],
+            });
+        }
+        let widths: Vec<usize> = (0..7)
+            .map(|c| {
+                table
+                    .iter()
+                    .filter(|row| !row[1].starts_with("unreachable") || c != 1)
+                    .map(|row| row[c].chars().count())
+                    .max()
+                    .unwrap_or(0)
+            })
+            .collect();
+        for row in &table {
+            let line: Vec<String> = row
+                .iter()
+                .zip(&widths)
+                .map(|(cell, w)| format!("{cell:<w$}"))
+                .collect();
+            println!("{}", line.join("  ").trim_end());
         }
     }
     Ok(if answered == 0 {
