@@ -45,6 +45,8 @@ const LINK_QUEUE: usize = 16_384;
 const MAX_CONNECTIONS: usize = 512;
 /// Requests waiting for their commit at one node beyond which submissions are refused.
 const MAX_WAITING: usize = 1_000_000;
+/// How often requests of clients that went away are forgotten.
+const PRUNE: Duration = Duration::from_secs(1);
 /// How long a handshake may take.
 const HANDSHAKE: Duration = Duration::from_secs(5);
 
@@ -249,6 +251,7 @@ struct Host<E: NodeEngine> {
     again: VecDeque<NodeId>,
     waiting: HashMap<Request, Vec<tmpsc::UnboundedSender<ClientReply>>>,
     waiting_count: usize,
+    pruned: Instant,
     watchers: Vec<tmpsc::UnboundedSender<ClientReply>>,
     started: Instant,
     allow_faults: bool,
@@ -517,7 +520,19 @@ impl<E: NodeEngine> Host<E> {
         Ok(())
     }
 
-    /// Steps the engine until `stop` or a stop input.
+    /// Forgets the waiting requests of clients that went away (a request the cluster lost
+    /// would otherwise hold its place forever).
+    fn prune(&mut self) {
+        self.waiting.retain(|_, txs| {
+            txs.retain(|t| !t.is_closed());
+            !txs.is_empty()
+        });
+        self.waiting_count = self.waiting.values().map(Vec::len).sum();
+        self.watchers.retain(|w| !w.is_closed());
+        self.pruned = Instant::now();
+    }
+
+    /// Steps the engine until `stop` is set.
     fn run(&mut self, inputs: &Receiver<Input>, stop: &AtomicBool) -> Result<(), NodeError> {
         let mut out = Vec::new();
         let now = self.now();
@@ -561,6 +576,9 @@ impl<E: NodeEngine> Host<E> {
                 self.outputs(&mut out);
             }
             self.flush()?;
+            if self.pruned.elapsed() >= PRUNE {
+                self.prune();
+            }
         }
         // Whatever was stepped is durable and out; the links close with the runtime.
         self.flush()?;
@@ -672,6 +690,7 @@ fn run_engine<E: NodeEngine>(
         again: VecDeque::new(),
         waiting: HashMap::new(),
         waiting_count: 0,
+        pruned: Instant::now(),
         watchers: Vec::new(),
         started: Instant::now(),
         allow_faults: opts.allow_faults,
@@ -860,6 +879,11 @@ async fn outbound(peer: NodeId, mut queue: tmpsc::Receiver<Vec<u8>>, shared: Arc
                 pump(peer, stream, &mut queue, &shared).await;
                 shared.set_link(peer, true, false);
                 info!(peer = %name, "link to {name} down");
+                if shared.fifo {
+                    // What was queued for the broken connection is lost with it: the peer
+                    // must not get what followed a lost message without it.
+                    while queue.try_recv().is_ok() {}
+                }
                 shared.send(Input::Disconnected(peer));
             }
             Err(e) => {
