@@ -529,15 +529,13 @@ class Chainsmith:
 
     @staticmethod
     def leader_of(nodes):
-        """The leader's name: the node whose role is leader, if the others that answer agree."""
-        live = [n for n in nodes if "error" not in n]
-        leaders = [n["name"] for n in live if str(n.get("role", "")).lower() == "leader"]
-        if len(leaders) != 1:
+        """The leader's name: the answering node whose role is leader (the highest term's, if a
+        deposed one still says so). Only `role` and `term` are read: `leader` may be a name or
+        an index."""
+        live = [n for n in nodes if "error" not in n and str(n.get("role", "")).lower() == "leader"]
+        if not live:
             return None
-        named = {n.get("leader") for n in live if n.get("leader") not in (None, "")}
-        if named and named != {leaders[0]}:
-            return None
-        return leaders[0]
+        return max(live, key=lambda n: int(n.get("term") or 0))["name"]
 
     def names(self):
         return [n["name"] for n in self.status()]
