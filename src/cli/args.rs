@@ -46,6 +46,231 @@ pub(crate) enum Command {
     /// the leader crashes, for each range of election timeouts; a table, JSON and a CDF chart.
     #[command(after_help = ELECTIONS_EXAMPLES)]
     Elections(ElectionsArgs),
+    /// Run one node of a real cluster over TCP (raft, pbft, paxos, zab, kafka): the cluster
+    /// file names the rule, every member's address and node key, and the data directory.
+    #[command(after_help = NODE_EXAMPLES)]
+    Node(NodeArgs),
+    /// Talk to a running cluster: submit transactions, see each node's role and height,
+    /// follow committed blocks, inject link faults.
+    #[command(after_help = CLIENT_EXAMPLES)]
+    Client(ClientArgs),
+    /// Start, stop, kill and restart a local cluster's node processes on 127.0.0.1.
+    #[command(after_help = CLUSTER_EXAMPLES)]
+    Cluster(ClusterArgs),
+}
+
+const NODE_EXAMPLES: &str = "Examples:
+  chainsmith node --config cluster.toml --id s1
+  chainsmith node --config cluster.toml --id s4 --byzantine equivocate --log-format json
+
+Stops on SIGTERM or Ctrl-C after syncing what it did; restarted (even after kill -9), it
+rejoins from its write-ahead log and chain file (DATA_DIR/NAME/) and catches up.";
+
+const CLIENT_EXAMPLES: &str = "Examples:
+  chainsmith client --config c/cluster.toml status
+  chainsmith client --config c/cluster.toml submit --count 200 --concurrency 16
+  chainsmith client --config c/cluster.toml watch --from 1
+  chainsmith client --config c/cluster.toml fault partition s1,s2 s3,s4,s5
+  chainsmith client --config c/cluster.toml fault heal";
+
+const CLUSTER_EXAMPLES: &str = "Examples:
+  chainsmith cluster up --rule raft --nodes 5 --dir c
+  chainsmith cluster up --rule pbft --nodes 4 --dir p --byzantine s4:equivocate
+  chainsmith cluster kill s1 --dir c          kill -9, for demos
+  chainsmith cluster start s1 --dir c
+  chainsmith cluster down --dir c";
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub(crate) enum LogFormat {
+    /// One human-readable line per event.
+    Text,
+    /// One JSON object per line.
+    Json,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct NodeArgs {
+    /// The cluster file.
+    #[arg(long, value_name = "FILE")]
+    pub(crate) config: PathBuf,
+    /// This node's name in the cluster file.
+    #[arg(long, value_name = "NAME")]
+    pub(crate) id: String,
+    /// pbft: misbehave as MODE (silent, equivocate, forge, slow-primary, replay).
+    #[arg(long, value_name = "MODE")]
+    pub(crate) byzantine: Option<String>,
+    /// Accept `client fault …` commands (tests and demos).
+    #[arg(long)]
+    pub(crate) allow_faults: bool,
+    /// Log lines as text or JSON.
+    #[arg(long, value_enum, default_value_t = LogFormat::Text)]
+    pub(crate) log_format: LogFormat,
+    /// The least important events logged: error, warn, info, debug (each engine step's
+    /// notes), trace.
+    #[arg(long, value_name = "LEVEL", default_value = "info")]
+    pub(crate) log_level: String,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct ClientArgs {
+    /// The cluster file.
+    #[arg(long, value_name = "FILE")]
+    pub(crate) config: PathBuf,
+    #[command(subcommand)]
+    pub(crate) command: ClientCommand,
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum ClientCommand {
+    /// Submit transactions round-robin to the nodes (a follower forwards them to its leader)
+    /// and wait until each is committed.
+    Submit(SubmitArgs),
+    /// Each node's role, term, leader, height and links.
+    Status {
+        /// Only this node.
+        #[arg(long, value_name = "NAME")]
+        node: Option<String>,
+        /// Print JSON (an array, one object per node).
+        #[arg(long)]
+        json: bool,
+    },
+    /// Print committed blocks as a node commits them.
+    Watch {
+        /// The node to follow [default: the first that answers].
+        #[arg(long, value_name = "NAME")]
+        node: Option<String>,
+        /// Start at this height [default: the node's next block].
+        #[arg(long, value_name = "H")]
+        from: Option<u32>,
+        /// Stop after this many blocks.
+        #[arg(long, value_name = "N")]
+        count: Option<u64>,
+        /// One JSON object per block.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Inject link faults (nodes started with --allow-faults, as `cluster up` starts them).
+    #[command(subcommand)]
+    Fault(FaultCommand),
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct SubmitArgs {
+    /// Transactions to submit.
+    #[arg(long, default_value_t = 1, value_name = "N", value_parser = clap::value_parser!(u64).range(1..=10_000_000))]
+    pub(crate) count: u64,
+    /// Only to this node.
+    #[arg(long, value_name = "NAME")]
+    pub(crate) node: Option<String>,
+    /// Transactions in flight at once (1: each waits for the one before).
+    #[arg(long, default_value_t = 1, value_name = "K", value_parser = clap::value_parser!(u64).range(1..=100_000))]
+    pub(crate) concurrency: u64,
+    /// Give up on transactions not committed after this long (10s, 500ms).
+    #[arg(long, value_name = "T", value_parser = parse_time, default_value = "10s")]
+    pub(crate) timeout: f64,
+    /// Resend a transaction to the next node after it waited this long.
+    #[arg(long, value_name = "T", value_parser = parse_time, default_value = "1s")]
+    pub(crate) retry: f64,
+    /// The client id [default: random].
+    #[arg(long, value_name = "ID")]
+    pub(crate) client: Option<u32>,
+    /// Print one JSON object.
+    #[arg(long)]
+    pub(crate) json: bool,
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum FaultCommand {
+    /// Cut every link between the groups (both ways): s1,s2 s3,s4,s5.
+    Partition {
+        /// Two or more groups of node names, comma-separated.
+        #[arg(required = true, num_args = 2.., value_name = "A,B")]
+        groups: Vec<String>,
+    },
+    /// Lose each message to and from other nodes with probability P.
+    Drop {
+        /// The probability, 0 to 1.
+        #[arg(value_name = "P")]
+        probability: f64,
+        /// The nodes told (repeatable) [default: all].
+        #[arg(long, value_name = "NAME")]
+        node: Vec<String>,
+    },
+    /// Delay each message the nodes send by MS milliseconds.
+    Delay {
+        /// Milliseconds.
+        #[arg(value_name = "MS")]
+        ms: u64,
+        /// The nodes told (repeatable) [default: all].
+        #[arg(long, value_name = "NAME")]
+        node: Vec<String>,
+    },
+    /// Remove every fault on every node.
+    Heal,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct ClusterArgs {
+    #[command(subcommand)]
+    pub(crate) command: ClusterCommand,
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum ClusterCommand {
+    /// Write DIR/cluster.toml (a new cluster) and start every node; wait for a leader. In a
+    /// directory that already holds a cluster, start its nodes that are not running.
+    Up(UpArgs),
+    /// Stop every node (SIGTERM, then SIGKILL after 10 s).
+    Down {
+        /// The cluster directory.
+        #[arg(long, value_name = "DIR", default_value = "chainsmith-cluster")]
+        dir: PathBuf,
+    },
+    /// Kill a node with SIGKILL (kill -9): no chance to flush anything.
+    Kill {
+        /// The node.
+        name: String,
+        /// The cluster directory.
+        #[arg(long, value_name = "DIR", default_value = "chainsmith-cluster")]
+        dir: PathBuf,
+    },
+    /// Start a node that is not running.
+    Start {
+        /// The node.
+        name: String,
+        /// The cluster directory.
+        #[arg(long, value_name = "DIR", default_value = "chainsmith-cluster")]
+        dir: PathBuf,
+    },
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct UpArgs {
+    /// The ordering rule (raft, pbft, paxos, zab, kafka) [default: raft].
+    #[arg(long, value_name = "RULE")]
+    pub(crate) rule: Option<String>,
+    /// Nodes: s1, s2, … [default: 3].
+    #[arg(long, value_name = "N")]
+    pub(crate) nodes: Option<usize>,
+    /// The cluster directory.
+    #[arg(long, value_name = "DIR", default_value = "chainsmith-cluster")]
+    pub(crate) dir: PathBuf,
+    /// The first node's port; the others follow [default: free ports].
+    #[arg(long, value_name = "PORT")]
+    pub(crate) base_port: Option<u16>,
+    /// Built-in spec name or spec file [default: <rule>-demo].
+    #[arg(long, value_name = "NAME|FILE")]
+    pub(crate) spec: Option<String>,
+    /// A parameter of the rule's spec section, as TOML (repeatable):
+    /// heartbeat_ms=50, election_timeout_ms=[250,500].
+    #[arg(long, value_name = "KEY=VALUE")]
+    pub(crate) param: Vec<String>,
+    /// Start NAME in a Byzantine mode (pbft; repeatable): s4:equivocate.
+    #[arg(long, value_name = "NAME:MODE")]
+    pub(crate) byzantine: Vec<String>,
+    /// How long to wait for a leader (30s).
+    #[arg(long, value_name = "T", value_parser = parse_time, default_value = "30s")]
+    pub(crate) wait: f64,
 }
 
 const ELECTIONS_EXAMPLES: &str = "Examples:

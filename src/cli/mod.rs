@@ -39,6 +39,9 @@ pub(crate) fn run(cli: Cli) -> Result<ExitCode> {
         Command::Sim(a) => commands::sim::run(&a),
         Command::Check(a) => commands::check::run(&a),
         Command::Elections(a) => commands::elections::run(&a),
+        Command::Node(a) => commands::node::run(&a),
+        Command::Client(a) => commands::client::run(&a),
+        Command::Cluster(a) => commands::cluster::run(&a),
     }
 }
 

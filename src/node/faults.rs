@@ -106,12 +106,12 @@ impl LinkFaults {
         if !cut.is_empty() {
             out.push(format!("cut from {}", cut.join(",")));
         }
-        for i in 0..names.len() {
+        for (i, name) in names.iter().enumerate() {
             if self.drop[i] > 0.0 && !self.cut[i] {
-                out.push(format!("drop {} to/from {}", self.drop[i], names[i]));
+                out.push(format!("drop {} to/from {name}", self.drop[i]));
             }
             if self.delay_ms[i] > 0 {
-                out.push(format!("delay {} ms to {}", self.delay_ms[i], names[i]));
+                out.push(format!("delay {} ms to {name}", self.delay_ms[i]));
             }
         }
         out

@@ -2,10 +2,13 @@
 
 pub(crate) mod bench;
 pub(crate) mod check;
+pub(crate) mod client;
+pub(crate) mod cluster;
 pub(crate) mod compare;
 pub(crate) mod elections;
 pub(crate) mod header;
 pub(crate) mod mine;
+pub(crate) mod node;
 pub(crate) mod show;
 pub(crate) mod sim;
 pub(crate) mod verify;
