@@ -12,7 +12,7 @@ Both clusters run three members on 127.0.0.1 with the same heartbeat and electio
         etcd:  leader from POST /v3/maintenance/status (the v3 JSON gateway), probe = one
                POST /v3/kv/put on a fresh connection.
         ours:  leader from `client status --json`, `cluster kill NAME`, probe = one
-               `client submit --count 1 --timeout 1 --node NAME` that exits 0 (its
+               `client submit --count 1 --timeout 0.25s --node NAME` that exits 0 (its
                process start is part of the probe: see "probe_ms" in the JSON, the same
                probe timed on a healthy cluster).
   (b) closed-loop load: K concurrent writers of small writes (16-byte keys, 16-byte values)
@@ -23,6 +23,9 @@ Both clusters run three members on 127.0.0.1 with the same heartbeat and electio
                The first --warmup seconds are not counted.
         ours:  `client submit --count N --concurrency K --node LEADER --json`, N sized from a
                short calibration run (also the warm-up) to last about --seconds.
+
+The loads run first, on the fresh cluster, then the trials; before each load and each trial
+the script waits until one leader has held for a while with every member on one term.
 
 Prints one markdown table (etcd vs chainsmith, ratio, the issue's goal met or not) and, with
 --json FILE, writes every raw number (each trial, each percentile, versions, the machine).
@@ -95,28 +98,6 @@ def free_ports(n):
         for s in socks:
             s.close()
     return ports
-
-
-def free_port_run(n, lo=20000, hi=60000):
-    """A base port P such that P..P+n-1 are all free on 127.0.0.1."""
-    import random
-
-    rng = random.Random(os.getpid() ^ int(time.time()))
-    for _ in range(200):
-        base = rng.randrange(lo, hi - n)
-        socks = []
-        try:
-            for p in range(base, base + n):
-                s = socket.socket()
-                socks.append(s)
-                s.bind(("127.0.0.1", p))
-            return base
-        except OSError:
-            continue
-        finally:
-            for s in socks:
-                s.close()
-    raise BenchError(f"no run of {n} free ports found")
 
 
 # --------------------------------------------------------------------------------------------
@@ -312,8 +293,11 @@ class Etcd:
 def etcd_recovery(cl, trials, args, probe_timeout_s):
     rows = []
     for t in range(trials):
+        settle(cl.leader, lambda: {cl.status(n)["raftTerm"] for n in cl.procs}, "etcd", {}, quiet_s=1.0)
         wait_until(lambda: cl.leader() is not None, 30, "an etcd leader")
         leader = cl.leader()
+        if leader is None:
+            raise BenchError(f"etcd trial {t}: the leader went away before the kill")
         survivors = [n for n in cl.names if n != leader]
         key = f"recovery/{t}"
         attempt = lambda n: cl.put(n, key, "x", probe_timeout_s)  # noqa: E731
@@ -427,6 +411,26 @@ def etcd_load(cl, k, args):
     }
 
 
+def settle(leader, terms, what, res, quiet_s=2.0, timeout=30.0):
+    """Waits until one leader has held for quiet_s with every live member on one term; after
+    timeout it goes on, noting it in res["unsettled"]."""
+    t0 = now()
+    since, last = None, None
+    while now() - t0 < timeout:
+        try:
+            ld, ts = leader(), terms()
+        except Exception:  # noqa: BLE001
+            ld, ts = None, set()
+        cur = (ld, tuple(sorted(map(str, ts)))) if ld is not None and len(ts) == 1 else None
+        if cur is None or cur != last:
+            since, last = now(), cur
+        elif now() - since >= quiet_s:
+            return
+        time.sleep(0.1)
+    log(f"  {what}: no steady leader for {quiet_s:g} s within {timeout:g} s; measuring anyway")
+    res.setdefault("unsettled", []).append(round(now() - t0, 1))
+
+
 def probe_timeout(args, probe_ms):
     """--probe-timeout, or 4 healthy probes' time when that is longer (a slow client start)."""
     if probe_ms is None:
@@ -458,16 +462,16 @@ def run_etcd(root, args, res):
         res["probe_ms"] = probe_baseline(lambda n: cl.put(n, "probe", "x", 5.0),
                                          [n for n in cl.names if n != ld])
         res["probe_timeout_s"] = probe_timeout(args, res["probe_ms"])
-        if args.trials > 0:
-            rows = etcd_recovery(cl, args.trials, args, res["probe_timeout_s"])
-            res["recovery"] = summarize_recovery(rows)
         res["load"] = []
         for k in args.concurrency:
-            wait_until(lambda: cl.leader() is not None, 30, "an etcd leader")
+            settle(cl.leader, lambda: {cl.status(n)["raftTerm"] for n in cl.procs}, "etcd", res)
             r = etcd_load(cl, k, args)
             log(f"  etcd K={k}: {r['per_s']:.0f} writes/s, p50 {fmt(r['latency_ms']['p50'])} ms, "
                 f"p99 {fmt(r['latency_ms']['p99'])} ms ({r['errors']} errors, client CPU {r['client_cpu_s']:.1f} s)")
             res["load"].append(r)
+        if args.trials > 0:
+            rows = etcd_recovery(cl, args.trials, args, res["probe_timeout_s"])
+            res["recovery"] = summarize_recovery(rows)
     finally:
         cl.down()
     return res
@@ -500,10 +504,10 @@ class Chainsmith:
             raise BenchError(f"`{' '.join(cmd)}` exited {p.returncode}: {p.stderr.strip()[-800:]}")
         return p
 
-    def up(self):
-        base = free_port_run(4 * self.members + 4)
-        argv = ["cluster", "up", "--rule", "raft", "--nodes", str(self.members), "--dir", self.dir,
-                "--base-port", str(base)]
+    def up(self, base_port=None):
+        argv = ["cluster", "up", "--rule", "raft", "--nodes", str(self.members), "--dir", self.dir]
+        if base_port:  # else `cluster up` picks free ports itself
+            argv += ["--base-port", str(base_port)]
         for prm in self.params:
             argv += ["--param", prm]
         self.is_up = True  # `down` in any case from here on
@@ -546,13 +550,13 @@ class Chainsmith:
         if node:
             argv += ["--node", node]
         if timeout is not None:
-            argv += ["--timeout", str(timeout)]
+            argv += ["--timeout", f"{timeout:g}s"]
         return subprocess.run(argv, capture_output=True, text=True, timeout=proc_timeout)
 
     def probe(self, node, probe_timeout):
         """One write through the client on `node`; True when it committed (exit 0)."""
         argv = [self.bin, "client", "--config", self.config, "submit", "--count", "1", "--node", node,
-                "--timeout", str(max(1, int(round(probe_timeout + 0.4999)))), "--json"]
+                "--timeout", f"{probe_timeout:g}s", "--json"]
         p = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         try:
             return p.wait(timeout=probe_timeout) == 0
@@ -571,9 +575,13 @@ class Chainsmith:
 def ours_recovery(cs, trials, args, probe_timeout_s, poll_ms):
     rows = []
     for t in range(trials):
+        settle(lambda: cs.leader_of(cs.status()), lambda: {n.get("term") for n in cs.status() if "error" not in n},
+               "chainsmith", {}, quiet_s=1.0)
         wait_until(lambda: cs.leader_of(cs.status()) is not None, 30, "a chainsmith leader", interval=0.1)
         nodes = cs.status()
         leader = cs.leader_of(nodes)
+        if leader is None:
+            raise BenchError(f"chainsmith trial {t}: the leader went away before the kill")
         survivors = [n["name"] for n in nodes if n["name"] != leader]
         killed_at = now()
         cs.kill(leader)
@@ -618,7 +626,7 @@ def ours_load(cs, k, args):
         r = json.loads(p.stdout)
     except ValueError:
         raise BenchError(f"client submit: exit {p.returncode}: {p.stdout[:300]} {p.stderr[-500:]}")
-    lat = r.get("latency_ms", {})
+    lat = r.get("latency_ms") or {}
     return {
         "concurrency": k,
         "leader": leader,
@@ -641,7 +649,7 @@ def run_ours(root, args, res):
     res.update({"system": "chainsmith", "version": cs.version(), "members": args.members, "params": cs.params})
     try:
         log(f"chainsmith {res['version']}: cluster up, {args.members} nodes in {cs.dir} ({' '.join(cs.params)})")
-        cs.up()
+        cs.up(args.base_port)
         nodes = cs.status()
         ld = cs.leader_of(nodes)
         ru0 = resource.getrusage(resource.RUSAGE_CHILDREN)
@@ -653,16 +661,17 @@ def run_ours(root, args, res):
         res["poll_ms"] = max(args.poll_ms, 4 * res["probe_cpu_ms"])
         if res["poll_ms"] > args.poll_ms:
             log(f"  probe interval raised to {res['poll_ms']:.1f} ms: one probe costs {res['probe_cpu_ms']:.1f} ms of CPU")
-        if args.trials > 0:
-            rows = ours_recovery(cs, args.trials, args, res["probe_timeout_s"], res["poll_ms"])
-            res["recovery"] = summarize_recovery(rows)
         res["load"] = []
         for k in args.concurrency:
-            wait_until(lambda: cs.leader_of(cs.status()) is not None, 30, "a chainsmith leader", interval=0.1)
+            settle(lambda: cs.leader_of(cs.status()), lambda: {n.get("term") for n in cs.status() if "error" not in n},
+                   "chainsmith", res)
             r = ours_load(cs, k, args)
             log(f"  chainsmith K={k}: {fmt(r['per_s'])} writes/s, p50 {fmt(r['latency_ms']['p50'])} ms, "
                 f"p99 {fmt(r['latency_ms']['p99'])} ms ({r['committed']}/{r['submitted']} committed)")
             res["load"].append(r)
+        if args.trials > 0:
+            rows = ours_recovery(cs, args.trials, args, res["probe_timeout_s"], res["poll_ms"])
+            res["recovery"] = summarize_recovery(rows)
     finally:
         cs.down()
     return res
@@ -763,6 +772,8 @@ def parse_args(argv):
                     help="high end of ours' election_timeout_ms range (default 2 × --election-ms "
                          "- heartbeat, etcd's own randomization [E, 2E) in heartbeat ticks)")
     ap.add_argument("--block-interval-ms", type=int, default=1, help="ours' block_interval_ms")
+    ap.add_argument("--base-port", type=int, default=None,
+                    help="ours' first node port (default: `cluster up` picks free ports)")
     ap.add_argument("--param", action="append", default=[], help="extra `--param k=v` for ours' cluster up")
     ap.add_argument("--poll-ms", type=float, default=5.0, help="recovery: a new probe every this often")
     ap.add_argument("--probe-timeout", type=float, default=0.25, help="recovery: seconds one probe may take")
@@ -826,14 +837,14 @@ def main(argv=None):
         if want_etcd:
             try:
                 run_etcd(root, args, out.setdefault("etcd", {}))
-            except (BenchError, subprocess.SubprocessError, OSError) as e:
+            except Exception as e:  # noqa: BLE001 — keep the other system's numbers
                 log(f"etcd: {e}")
                 out["etcd"]["error"] = str(e)
                 rc = 1
         if want_ours:
             try:
                 run_ours(root, args, out.setdefault("chainsmith", {}))
-            except (BenchError, subprocess.SubprocessError, OSError) as e:
+            except Exception as e:  # noqa: BLE001 — keep the other system's numbers
                 log(f"chainsmith: {e}")
                 out["chainsmith"]["error"] = str(e)
                 rc = 1
