@@ -290,8 +290,7 @@ class Etcd:
         return out.splitlines()[0].replace("etcd Version:", "").strip() if out else "?"
 
 
-def etcd_recovery(cl, trials, args, probe_timeout_s):
-    rows = []
+def etcd_recovery(cl, trials, args, probe_timeout_s, rows):
     for t in range(trials):
         settle(cl.leader, lambda: {cl.status(n)["raftTerm"] for n in cl.procs}, "etcd", {}, quiet_s=1.0)
         wait_until(lambda: cl.leader() is not None, 30, "an etcd leader")
@@ -470,8 +469,11 @@ def run_etcd(root, args, res):
                 f"p99 {fmt(r['latency_ms']['p99'])} ms ({r['errors']} errors, client CPU {r['client_cpu_s']:.1f} s)")
             res["load"].append(r)
         if args.trials > 0:
-            rows = etcd_recovery(cl, args.trials, args, res["probe_timeout_s"])
-            res["recovery"] = summarize_recovery(rows)
+            rows = res.setdefault("recovery", {}).setdefault("trials", [])
+            try:
+                etcd_recovery(cl, args.trials, args, res["probe_timeout_s"], rows)
+            finally:
+                res["recovery"] = summarize_recovery(rows)
     finally:
         cl.down()
     return res
@@ -572,8 +574,7 @@ class Chainsmith:
         return (v[0] if v else "chainsmith") + (f" ({rev.stdout.strip()})" if rev.returncode == 0 else "")
 
 
-def ours_recovery(cs, trials, args, probe_timeout_s, poll_ms):
-    rows = []
+def ours_recovery(cs, trials, args, probe_timeout_s, poll_ms, rows):
     for t in range(trials):
         settle(lambda: cs.leader_of(cs.status()), lambda: {n.get("term") for n in cs.status() if "error" not in n},
                "chainsmith", {}, quiet_s=1.0)
@@ -670,8 +671,11 @@ def run_ours(root, args, res):
                 f"p99 {fmt(r['latency_ms']['p99'])} ms ({r['committed']}/{r['submitted']} committed)")
             res["load"].append(r)
         if args.trials > 0:
-            rows = ours_recovery(cs, args.trials, args, res["probe_timeout_s"], res["poll_ms"])
-            res["recovery"] = summarize_recovery(rows)
+            rows = res.setdefault("recovery", {}).setdefault("trials", [])
+            try:
+                ours_recovery(cs, args.trials, args, res["probe_timeout_s"], res["poll_ms"], rows)
+            finally:
+                res["recovery"] = summarize_recovery(rows)
     finally:
         cs.down()
     return res
@@ -684,6 +688,8 @@ def run_ours(root, args, res):
 
 def summarize_recovery(rows):
     ms = [r["ms"] for r in rows]
+    if not ms:
+        return {"trials": rows}
     return {"trials": rows, "median_ms": statistics.median(ms), "max_ms": max(ms), "min_ms": min(ms),
             "mean_ms": statistics.fmean(ms)}
 
@@ -722,8 +728,8 @@ def table(etcd, ours, concurrency):
             ok = ("met" if met else "missed") + (f" (≤ {goal:g}×)" if lower_better else f" (≥ {goal:g}×)")
         lines.append(f"| {label} | {fmt(e)} | {fmt(o)} | {fmt(ratio, 2) if ratio is not None else '—'} | {ok} |")
 
-    trials = get(etcd, "recovery", "trials") or get(ours, "recovery", "trials") or []
-    n = len(trials)
+    ne, no = len(get(etcd, "recovery", "trials") or []), len(get(ours, "recovery", "trials") or [])
+    n = f"{ne}" if (ne == no or not ours) else (f"{no}" if not etcd else f"{ne} / {no}")
     row(f"leader kill -9 → write ok, median ms ({n} trials)", get(etcd, "recovery", "median_ms"),
         get(ours, "recovery", "median_ms"), 1.0, True)
     row("leader kill -9 → write ok, max ms", get(etcd, "recovery", "max_ms"), get(ours, "recovery", "max_ms"),
