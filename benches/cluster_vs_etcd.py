@@ -6,7 +6,8 @@ Both clusters run three members on 127.0.0.1 with the same heartbeat and electio
 
   (a) recovery: the time from `kill -9` of the leader until a write succeeds again on a
       surviving member, over --trials trials (median and max). Probes start every --poll-ms
-      (5 ms), each with its own --probe-timeout, at most --max-inflight at once, spread over
+      (5 ms; ours: no faster than a quarter of a core of client processes allows, ~23 ms),
+      each with its own --probe-timeout, at most --max-inflight at once, spread over
       the survivors; the first probe that succeeds ends the trial. After each trial the killed
       member is restarted and the script waits until it has caught up.
         etcd:  leader from POST /v3/maintenance/status (the v3 JSON gateway), probe = one
