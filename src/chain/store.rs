@@ -274,9 +274,27 @@ impl ChainWriter {
     /// # Errors
     /// I/O errors from the write or the sync.
     pub fn append(&mut self, record: &BlockRecord) -> io::Result<()> {
+        self.append_unsynced(record)?;
+        self.sync()
+    }
+
+    /// Appends `record` as one line (one `write`) without syncing: a writer that appends
+    /// several blocks at once syncs them together with [`ChainWriter::sync`] before it
+    /// reports any of them.
+    ///
+    /// # Errors
+    /// I/O errors from the write.
+    pub fn append_unsynced(&mut self, record: &BlockRecord) -> io::Result<()> {
         let mut line = record.to_json_line().into_bytes();
         line.push(b'\n');
-        self.file.write_all(&line)?;
+        self.file.write_all(&line)
+    }
+
+    /// Syncs what was appended to disk.
+    ///
+    /// # Errors
+    /// I/O errors from the sync.
+    pub fn sync(&mut self) -> io::Result<()> {
         self.file.sync_data()
     }
 }

@@ -423,14 +423,26 @@ impl<E: NodeEngine> Host<E> {
         self.wal
             .sync()
             .map_err(|e| NodeError::Usage(format!("write-ahead log: {e}")))?;
+        let mut appended = Vec::new();
         for h in std::mem::take(&mut self.held) {
             match h {
                 Held::Send(to, msg) => self.send(to, &msg),
                 Held::Commit(c) => {
-                    if let Some(record) = E::block(&c) {
-                        self.commit(&record)?;
+                    if let Some(record) = E::block(&c)
+                        && self.commit(&record)?
+                    {
+                        appended.push(record);
                     }
                 }
+            }
+        }
+        if !appended.is_empty() {
+            // One sync for the turn's blocks, then their answers.
+            self.chain.writer.sync().map_err(|e| {
+                NodeError::Usage(format!("{}: {e}", self.chain.writer.path().display()))
+            })?;
+            for record in &appended {
+                self.answer(record);
             }
         }
         let status = self.engine.status();
@@ -468,7 +480,9 @@ impl<E: NodeEngine> Host<E> {
         }
     }
 
-    fn commit(&mut self, record: &BlockRecord) -> Result<(), NodeError> {
+    /// Appends a committed block to the chain file (unsynced); false when it is not the next
+    /// block (a replay after restart, or a divergence, logged).
+    fn commit(&mut self, record: &BlockRecord) -> Result<bool, NodeError> {
         let next = self.chain.hashes.len();
         let height = record.height as usize;
         if height < next {
@@ -480,7 +494,7 @@ impl<E: NodeEngine> Host<E> {
                 error!("safety: {why}");
                 self.diverged.get_or_insert(why);
             }
-            return Ok(());
+            return Ok(false);
         }
         if height > next || record.prev_hash != self.chain.hashes[next - 1] {
             let why = format!(
@@ -490,9 +504,9 @@ impl<E: NodeEngine> Host<E> {
             );
             error!("safety: {why}");
             self.diverged.get_or_insert(why);
-            return Ok(());
+            return Ok(false);
         }
-        self.chain.writer.append(record).map_err(|e| {
+        self.chain.writer.append_unsynced(record).map_err(|e| {
             NodeError::Usage(format!("{}: {e}", self.chain.writer.path().display()))
         })?;
         self.chain.remember(record);
@@ -503,6 +517,11 @@ impl<E: NodeEngine> Host<E> {
             "committed block {}",
             record.height
         );
+        Ok(true)
+    }
+
+    /// Answers the clients waiting for the requests of a block now synced, and the watchers.
+    fn answer(&mut self, record: &BlockRecord) {
         for r in requests_of(record) {
             if let Some(txs) = self.waiting.remove(r) {
                 self.waiting_count -= txs.len();
@@ -517,7 +536,6 @@ impl<E: NodeEngine> Host<E> {
         let summary = BlockSummary::of(record);
         self.watchers
             .retain(|w| w.send(ClientReply::Block(summary.clone())).is_ok());
-        Ok(())
     }
 
     /// Forgets the waiting requests of clients that went away (a request the cluster lost
