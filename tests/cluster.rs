@@ -538,3 +538,43 @@ fn paxos_zab_and_kafka_clusters_commit_and_survive_kill_9_of_their_leader() {
         assert_eq!(request_counts(&longest, 32).len(), 10, "{rule}");
     }
 }
+
+#[test]
+fn a_large_submission_commits_once_and_leaves_the_node_serving() {
+    let c = Local::up("raft", 3, &[]);
+    let leader = c.leader(&[], Duration::from_secs(10));
+    // 5 000 transactions in one window to the leader: it takes them over several turns, in
+    // batches, sending heartbeats in between; whatever a leader change loses, the client
+    // resends, and each commits once.
+    let (ok, r) = c.submit(&[
+        "--node",
+        &leader,
+        "--count",
+        "5000",
+        "--concurrency",
+        "5000",
+        "--client",
+        "41",
+        "--timeout",
+        "120s",
+    ]);
+    assert!(ok, "{r}");
+    // The node still takes and commits new work at once.
+    let (ok, r) = c.submit(&[
+        "--node",
+        &leader,
+        "--count",
+        "3",
+        "--client",
+        "42",
+        "--timeout",
+        "10s",
+    ]);
+    assert!(ok, "{r}");
+    let down = cmd(&["cluster", "down", "--dir", c.dir()]);
+    assert!(down.status.success());
+    let longest = judge(&names(3).iter().map(|n| c.chain(n)).collect::<Vec<_>>());
+    let counts = request_counts(&longest, 41);
+    assert_eq!(counts.len(), 5000);
+    assert!(counts.values().all(|n| *n == 1));
+}

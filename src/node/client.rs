@@ -61,11 +61,7 @@ async fn open(cluster: &Cluster, id: NodeId, address: SocketAddr) -> Result<Conn
         Ok(c) => c,
         Err(_) => {
             return Err(match wire::decode::<ClientReply>(&frame) {
-                Ok(ClientReply::Refused(why)) => format!(
-                    "{}: refused: {why} (its cluster file differs from {})",
-                    member.name,
-                    cluster.path.display()
-                ),
+                Ok(ClientReply::Refused(why)) => format!("{}: refused: {why}", member.name),
                 _ => format!("{}: not a chainsmith node", member.name),
             });
         }
@@ -248,7 +244,8 @@ pub struct SubmitReport {
     pub latency_ms: Option<LatencyMs>,
     /// Resends (a node went away or was slow).
     pub resent: u64,
-    /// Nodes that could not be reached or broke, with why.
+    /// Nodes that could not be reached, broke or refused at some point, with the last
+    /// reason.
     pub unreachable: Vec<String>,
     /// The lowest and highest block heights the commits landed in.
     pub heights: Option<(u32, u32)>,
@@ -256,52 +253,64 @@ pub struct SubmitReport {
 
 enum Event {
     Reply(NodeId, ClientReply),
-    Closed(NodeId, String),
+    Closed(NodeId, u64, String),
+}
+
+/// Opens connection `generation` to member `id` for `submit`; its replies go to `events`.
+async fn attach(
+    cluster: &Cluster,
+    id: NodeId,
+    generation: u64,
+    events: &mpsc::UnboundedSender<Event>,
+) -> Result<OwnedWriteHalf, String> {
+    let Conn { mut r, w } = Conn::to(cluster, id).await?;
+    let events = events.clone();
+    tokio::spawn(async move {
+        loop {
+            let event = match wire::read_msg::<ClientReply, _>(&mut r, wire::MAX_PEER_FRAME).await {
+                Ok(Some(reply)) => Event::Reply(id, reply),
+                Ok(None) => Event::Closed(id, generation, "closed the connection".into()),
+                Err(e) => Event::Closed(id, generation, e.to_string()),
+            };
+            let last = matches!(event, Event::Closed(..));
+            if events.send(event).is_err() || last {
+                return;
+            }
+        }
+    });
+    Ok(w)
 }
 
 /// Submits `opts.count` requests, at most `opts.concurrency` in flight; returns when all are
-/// committed or the time is up.
+/// committed or the time is up. Nodes that cannot be reached, or whose connection breaks, are
+/// tried again every `opts.retry`.
 ///
 /// # Errors
-/// No node could be reached.
+/// No node could be reached at the start.
 pub async fn submit(cluster: &Cluster, opts: &SubmitOptions) -> Result<SubmitReport, String> {
     let targets: Vec<NodeId> = match opts.node {
         Some(n) => vec![n],
         None => (0..cluster.members.len()).collect(),
     };
     let (tx, mut rx) = mpsc::unbounded_channel::<Event>();
-    let mut writers: HashMap<NodeId, OwnedWriteHalf> = HashMap::new();
-    let mut unreachable = Vec::new();
+    let mut writers: HashMap<NodeId, (u64, OwnedWriteHalf)> = HashMap::new();
+    let mut generation = 0u64;
+    // Why each node was last unreachable.
+    let mut unreachable: std::collections::BTreeMap<NodeId, String> = Default::default();
     for &id in &targets {
-        match Conn::to(cluster, id).await {
-            Ok(Conn { mut r, w }) => {
-                writers.insert(id, w);
-                let tx = tx.clone();
-                tokio::spawn(async move {
-                    loop {
-                        match wire::read_msg::<ClientReply, _>(&mut r, wire::MAX_PEER_FRAME).await {
-                            Ok(Some(reply)) => {
-                                if tx.send(Event::Reply(id, reply)).is_err() {
-                                    return;
-                                }
-                            }
-                            Ok(None) => {
-                                let _ = tx.send(Event::Closed(id, "closed".into()));
-                                return;
-                            }
-                            Err(e) => {
-                                let _ = tx.send(Event::Closed(id, e.to_string()));
-                                return;
-                            }
-                        }
-                    }
-                });
+        generation += 1;
+        match attach(cluster, id, generation, &tx).await {
+            Ok(w) => {
+                writers.insert(id, (generation, w));
             }
-            Err(e) => unreachable.push(e),
+            Err(e) => {
+                unreachable.insert(id, e);
+            }
         }
     }
     if writers.is_empty() {
-        return Err(format!("no node answered: {}", unreachable.join("; ")));
+        let why: Vec<String> = unreachable.into_values().collect();
+        return Err(format!("no node answered: {}", why.join("; ")));
     }
     let start = Instant::now();
     let deadline = start + opts.timeout;
@@ -312,47 +321,61 @@ pub async fn submit(cluster: &Cluster, opts: &SubmitOptions) -> Result<SubmitRep
     let mut latencies = Vec::new();
     let mut heights: Option<(u32, u32)> = None;
     let mut resent = 0u64;
+    let mut reconnected = Instant::now();
     let concurrency = opts.concurrency.max(1);
     let request = |serial| Request {
         client: opts.client,
         serial,
     };
     loop {
-        // Fill the window, round-robin over the live nodes.
-        let mut batch: HashMap<NodeId, Vec<Request>> = HashMap::new();
-        while flight.len() < concurrency && next_serial <= opts.count && !writers.is_empty() {
-            let live: Vec<NodeId> = targets
-                .iter()
-                .copied()
-                .filter(|n| writers.contains_key(n))
-                .collect();
-            let node = live[next_node % live.len()];
-            next_node += 1;
-            let now = Instant::now();
-            flight.insert(next_serial, (now, now, node));
-            batch.entry(node).or_default().push(request(next_serial));
-            next_serial += 1;
+        // Try the nodes that went away again, once a retry interval.
+        if writers.len() < targets.len() && reconnected.elapsed() >= opts.retry {
+            reconnected = Instant::now();
+            for &id in &targets {
+                if writers.contains_key(&id) {
+                    continue;
+                }
+                generation += 1;
+                match attach(cluster, id, generation, &tx).await {
+                    Ok(w) => {
+                        writers.insert(id, (generation, w));
+                    }
+                    Err(e) => {
+                        unreachable.insert(id, e);
+                    }
+                }
+            }
         }
-        // Resend what waited too long, to the next live node.
-        let now = Instant::now();
         let live: Vec<NodeId> = targets
             .iter()
             .copied()
             .filter(|n| writers.contains_key(n))
             .collect();
-        for (serial, (_, last, node)) in &mut flight {
-            if (now.duration_since(*last) >= opts.retry || !writers.contains_key(node))
-                && !live.is_empty()
-            {
-                *node = live[next_node % live.len()];
+        let mut batch: HashMap<NodeId, Vec<Request>> = HashMap::new();
+        if !live.is_empty() {
+            // Fill the window, round-robin over the live nodes.
+            while flight.len() < concurrency && next_serial <= opts.count {
+                let node = live[next_node % live.len()];
                 next_node += 1;
-                *last = now;
-                resent += 1;
-                batch.entry(*node).or_default().push(request(*serial));
+                let now = Instant::now();
+                flight.insert(next_serial, (now, now, node));
+                batch.entry(node).or_default().push(request(next_serial));
+                next_serial += 1;
+            }
+            // Resend what waited too long, or whose node went away, to the next live node.
+            let now = Instant::now();
+            for (serial, (_, last, node)) in &mut flight {
+                if now.duration_since(*last) >= opts.retry || !writers.contains_key(node) {
+                    *node = live[next_node % live.len()];
+                    next_node += 1;
+                    *last = now;
+                    resent += 1;
+                    batch.entry(*node).or_default().push(request(*serial));
+                }
             }
         }
         for (node, reqs) in batch {
-            if let Some(w) = writers.get_mut(&node)
+            if let Some((_, w)) = writers.get_mut(&node)
                 && wire::write_msg(w, &ClientCmd::Submit(reqs)).await.is_err()
             {
                 writers.remove(&node);
@@ -361,33 +384,43 @@ pub async fn submit(cluster: &Cluster, opts: &SubmitOptions) -> Result<SubmitRep
         if flight.is_empty() && next_serial > opts.count {
             break;
         }
-        if writers.is_empty() || Instant::now() >= deadline {
+        if Instant::now() >= deadline {
             break;
         }
         let wait = (deadline - Instant::now())
             .min(opts.retry / 2)
             .max(Duration::from_millis(1));
-        match tokio::time::timeout(wait, rx.recv()).await {
-            Ok(Some(Event::Reply(_, ClientReply::Committed { request, height }))) => {
-                if request.client == opts.client
-                    && let Some((first, _, _)) = flight.remove(&request.serial)
-                {
-                    latencies.push(u64::try_from(first.elapsed().as_micros()).unwrap_or(u64::MAX));
-                    heights = Some(heights.map_or((height, height), |(lo, hi)| {
-                        (lo.min(height), hi.max(height))
-                    }));
+        let mut events = Vec::new();
+        if let Ok(Some(e)) = tokio::time::timeout(wait, rx.recv()).await {
+            events.push(e);
+            while let Ok(e) = rx.try_recv() {
+                events.push(e);
+            }
+        }
+        for event in events {
+            match event {
+                Event::Reply(_, ClientReply::Committed { request, height }) => {
+                    if request.client == opts.client
+                        && let Some((first, _, _)) = flight.remove(&request.serial)
+                    {
+                        latencies
+                            .push(u64::try_from(first.elapsed().as_micros()).unwrap_or(u64::MAX));
+                        heights = Some(heights.map_or((height, height), |(lo, hi)| {
+                            (lo.min(height), hi.max(height))
+                        }));
+                    }
+                }
+                Event::Reply(node, ClientReply::Refused(why)) => {
+                    unreachable.insert(node, format!("refused: {why}"));
+                }
+                Event::Reply(..) => {}
+                Event::Closed(node, g, why) => {
+                    if writers.get(&node).is_some_and(|(wg, _)| *wg == g) {
+                        writers.remove(&node);
+                        unreachable.insert(node, why);
+                    }
                 }
             }
-            Ok(Some(Event::Reply(node, ClientReply::Refused(why)))) => {
-                unreachable.push(format!("{}: refused: {why}", cluster.members[node].name));
-                writers.remove(&node);
-            }
-            Ok(Some(Event::Reply(..))) => {}
-            Ok(Some(Event::Closed(node, why))) => {
-                unreachable.push(format!("{}: {why}", cluster.members[node].name));
-                writers.remove(&node);
-            }
-            Ok(None) | Err(_) => {}
         }
     }
     let seconds = start.elapsed().as_secs_f64();
@@ -400,7 +433,10 @@ pub async fn submit(cluster: &Cluster, opts: &SubmitOptions) -> Result<SubmitRep
         per_s: committed as f64 / seconds.max(1e-9),
         latency_ms: LatencyMs::of(latencies),
         resent,
-        unreachable,
+        unreachable: unreachable
+            .into_iter()
+            .map(|(id, why)| format!("{}: {why}", cluster.members[id].name))
+            .collect(),
         heights,
     })
 }

@@ -172,6 +172,15 @@ impl Cluster {
         }
         let mut seen: BTreeMap<&str, usize> = BTreeMap::new();
         for (i, n) in f.node.iter().enumerate() {
+            // A name is a directory under data_dir and a column in tables: no paths, no
+            // control characters.
+            let plain = |c: char| c.is_ascii_alphanumeric() || c == '-' || c == '_';
+            if n.name.is_empty() || n.name.len() > 64 || !n.name.chars().all(plain) {
+                return Err(format!(
+                    "node[{i}].name: {:?} is not a node name (1 to 64 letters, digits, '-' or '_')",
+                    n.name
+                ));
+            }
             if let Some(first) = seen.insert(n.name.as_str(), i) {
                 return Err(format!(
                     "node[{i}].name: {:?} is named twice (node[{first}] and node[{i}])",
@@ -201,6 +210,9 @@ impl Cluster {
                     n.address
                 )
             })?;
+            if address.port() == 0 {
+                return Err(format!("node[{i}].address: {address} has no port"));
+            }
             if let Some(first) = addresses.insert(address, i) {
                 return Err(format!(
                     "node[{i}].address: {address} is node[{first}]'s address too"
@@ -370,6 +382,14 @@ address = "127.0.0.1:7103"
             ),
             (THREE.replace("[params]", "[params\n"), "line "),
             (format!("{THREE}\nport = 1\n"), "unknown field"),
+            (
+                THREE.replace("\"b\"", "\"../../etc\""),
+                "node[1].name: \"../../etc\" is not a node name",
+            ),
+            (
+                THREE.replace("\"b\"", "\"\""),
+                "node[1].name: \"\" is not a node name",
+            ),
         ] {
             let err = load(&text).unwrap_err().to_string();
             assert!(err.contains(expect), "{err} lacks {expect}");

@@ -204,15 +204,24 @@ pub fn start(
     Ok(pid)
 }
 
-/// Sends `signal` to member `id`'s process; false when it does not run.
-fn signal(cluster: &Cluster, id: usize, signal: Signal) -> bool {
-    running(cluster, id).is_some_and(|pid| kill(Pid::from_raw(pid), signal).is_ok())
+/// Sends `signal` to member `id`'s process; its pid, or `None` when it does not run.
+fn signal(cluster: &Cluster, id: usize, signal: Signal) -> Option<i32> {
+    running(cluster, id).filter(|pid| kill(Pid::from_raw(*pid), signal).is_ok())
 }
 
-/// Waits until member `id`'s process is gone, at most `limit`.
-fn wait_gone(cluster: &Cluster, id: usize, limit: Duration) -> bool {
+/// Whether process `pid` has exited (gone, or a zombie: its files and locks are released).
+fn exited(pid: i32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat")).map_or(true, |stat| {
+        stat.rsplit(')')
+            .next()
+            .is_some_and(|rest| matches!(rest.trim_start().chars().next(), Some('Z' | 'X')))
+    })
+}
+
+/// Waits until process `pid` has exited, at most `limit`.
+fn wait_gone(pid: i32, limit: Duration) -> bool {
     let end = Instant::now() + limit;
-    while running(cluster, id).is_some() {
+    while !exited(pid) {
         if Instant::now() >= end {
             return false;
         }
@@ -227,10 +236,10 @@ fn wait_gone(cluster: &Cluster, id: usize, limit: Duration) -> bool {
 /// It does not run, or does not die.
 pub fn kill9(cluster: &Cluster, id: usize) -> Result<(), String> {
     let name = &cluster.members[id].name;
-    if !signal(cluster, id, Signal::SIGKILL) {
+    let Some(pid) = signal(cluster, id, Signal::SIGKILL) else {
         return Err(format!("{name} is not running"));
-    }
-    if !wait_gone(cluster, id, Duration::from_secs(5)) {
+    };
+    if !wait_gone(pid, Duration::from_secs(5)) {
         return Err(format!("{name} is still running after SIGKILL"));
     }
     let _ = std::fs::remove_file(pid_path(cluster, id));
@@ -241,13 +250,13 @@ pub fn kill9(cluster: &Cluster, id: usize) -> Result<(), String> {
 #[must_use]
 pub fn down(cluster: &Cluster, grace: Duration) -> Vec<String> {
     let mut stopped = Vec::new();
-    let ids: Vec<usize> = (0..cluster.members.len())
-        .filter(|i| signal(cluster, *i, Signal::SIGTERM))
+    let signalled: Vec<(usize, i32)> = (0..cluster.members.len())
+        .filter_map(|i| signal(cluster, i, Signal::SIGTERM).map(|pid| (i, pid)))
         .collect();
-    for id in ids {
-        if !wait_gone(cluster, id, grace) {
-            signal(cluster, id, Signal::SIGKILL);
-            wait_gone(cluster, id, Duration::from_secs(5));
+    for (id, pid) in signalled {
+        if !wait_gone(pid, grace) {
+            let _ = kill(Pid::from_raw(pid), Signal::SIGKILL);
+            wait_gone(pid, Duration::from_secs(5));
         }
         let _ = std::fs::remove_file(pid_path(cluster, id));
         stopped.push(cluster.members[id].name.clone());

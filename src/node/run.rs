@@ -41,14 +41,60 @@ use crate::sim::{Micros, NodeId, Output, Request, SimRng};
 const BATCH: usize = 1024;
 /// Messages waiting for one outbound link beyond which new ones are dropped.
 const LINK_QUEUE: usize = 16_384;
-/// Connections a node serves at once (peers and clients).
+/// Connections a node handshakes at once.
 const MAX_CONNECTIONS: usize = 512;
+/// Client connections a node serves at once: idle clients cannot crowd out its peers' links.
+const MAX_CLIENTS: usize = 256;
 /// Requests waiting for their commit at one node beyond which submissions are refused.
 const MAX_WAITING: usize = 1_000_000;
+/// Client requests handed to the engine in one turn: a large submission is stepped over
+/// several turns, so that heartbeats and votes go out between them.
+const REQUESTS_PER_TURN: usize = 1024;
+/// How long a request may wait for its commit at a node before it is forgotten.
+const WAITING_LIMIT: Duration = Duration::from_secs(60);
 /// How often requests of clients that went away are forgotten.
 const PRUNE: Duration = Duration::from_secs(1);
 /// How long a handshake may take.
 const HANDSHAKE: Duration = Duration::from_secs(5);
+/// Replies waiting to be written to one client beyond which the client is cut off (it does
+/// not read what it asked for): room for a full submission's answers twice over.
+const CLIENT_REPLIES: usize = 2 * wire::MAX_SUBMIT;
+/// Commands from one client connection the engine has not yet taken.
+const CLIENT_INFLIGHT: usize = 64;
+/// Frames from one peer link the engine has not yet taken.
+const PEER_INFLIGHT: usize = 1024;
+
+/// Where the engine thread sends one client's replies: bounded; a client that lets
+/// [`CLIENT_REPLIES`] pile up is cut off rather than growing the node's memory.
+#[derive(Clone)]
+struct ReplyTx {
+    tx: tmpsc::Sender<ClientReply>,
+    overrun: Arc<AtomicBool>,
+}
+
+impl ReplyTx {
+    /// Queues `reply`; false when the client is gone or was cut off.
+    fn send(&self, reply: ClientReply) -> bool {
+        match self.tx.try_send(reply) {
+            Ok(()) => true,
+            Err(tmpsc::error::TrySendError::Full(_)) => {
+                self.overrun.store(true, Ordering::Relaxed);
+                false
+            }
+            Err(tmpsc::error::TrySendError::Closed(_)) => false,
+        }
+    }
+
+    /// Whether the client is gone or was cut off.
+    fn is_closed(&self) -> bool {
+        self.tx.is_closed() || self.overrun.load(Ordering::Relaxed)
+    }
+
+    /// Replies that still fit before the client is cut off.
+    fn room(&self) -> usize {
+        self.tx.capacity()
+    }
+}
 
 /// How a node process is started.
 #[derive(Debug, Clone, Default)]
@@ -102,8 +148,8 @@ pub fn run(
 
 /// What the network tasks hand the engine thread.
 enum Input {
-    Peer(NodeId, Vec<u8>),
-    Client(ClientCmd, tmpsc::UnboundedSender<ClientReply>),
+    Peer(NodeId, Vec<u8>, tokio::sync::OwnedSemaphorePermit),
+    Client(ClientCmd, ReplyTx, tokio::sync::OwnedSemaphorePermit),
     Disconnected(NodeId),
 }
 
@@ -249,10 +295,11 @@ struct Host<E: NodeEngine> {
     timers: Vec<Option<Micros>>,
     held: Vec<Held<E>>,
     again: VecDeque<NodeId>,
-    waiting: HashMap<Request, Vec<tmpsc::UnboundedSender<ClientReply>>>,
+    waiting: HashMap<Request, (Instant, Vec<ReplyTx>)>,
+    queued: VecDeque<Request>,
     waiting_count: usize,
     pruned: Instant,
-    watchers: Vec<tmpsc::UnboundedSender<ClientReply>>,
+    watchers: Vec<ReplyTx>,
     started: Instant,
     allow_faults: bool,
     lifetime: Option<Duration>,
@@ -296,22 +343,18 @@ impl<E: NodeEngine> Host<E> {
     fn input(&mut self, input: Input, out: &mut Vec<Output<E>>) {
         let now = self.now();
         match input {
-            Input::Peer(from, bytes) => match wire::decode::<E::Msg>(&bytes) {
+            // The permit (the link's flow control) is released once the input is stepped.
+            Input::Peer(from, bytes, _permit) => match wire::decode::<E::Msg>(&bytes) {
                 Ok(msg) => self.engine.on_message(now, from, msg, out),
                 Err(e) => warn!(peer = %self.shared.names[from], "undecodable message: {e}"),
             },
             Input::Disconnected(peer) => self.engine.on_disconnect(now, peer, out),
-            Input::Client(cmd, tx) => self.client(cmd, tx, out),
+            Input::Client(cmd, tx, _permit) => self.client(cmd, tx),
         }
         self.outputs(out);
     }
 
-    fn client(
-        &mut self,
-        cmd: ClientCmd,
-        tx: tmpsc::UnboundedSender<ClientReply>,
-        out: &mut Vec<Output<E>>,
-    ) {
+    fn client(&mut self, cmd: ClientCmd, tx: ReplyTx) {
         match cmd {
             ClientCmd::Submit(requests) => {
                 if self.waiting_count + requests.len() > MAX_WAITING {
@@ -321,7 +364,6 @@ impl<E: NodeEngine> Host<E> {
                     )));
                     return;
                 }
-                let now = self.now();
                 for r in requests {
                     if let Some(height) = self.chain.committed.get(&r) {
                         let _ = tx.send(ClientReply::Committed {
@@ -330,19 +372,40 @@ impl<E: NodeEngine> Host<E> {
                         });
                         continue;
                     }
-                    self.waiting.entry(r).or_default().push(tx.clone());
+                    self.waiting
+                        .entry(r)
+                        .or_insert_with(|| (Instant::now(), Vec::new()))
+                        .1
+                        .push(tx.clone());
                     self.waiting_count += 1;
-                    self.engine.on_client(now, r, out);
+                    self.queued.push_back(r);
                 }
             }
             ClientCmd::Status => {
                 let _ = tx.send(ClientReply::Status(Box::new(self.status())));
             }
             ClientCmd::Watch { from } => {
+                let len = self.chain.summaries.len();
+                let backlog = len.saturating_sub(from as usize);
+                let most = tx.room().saturating_sub(1024);
+                if backlog > most {
+                    let _ = tx.send(ClientReply::Refused(format!(
+                        "watch from {from}: {backlog} blocks of history, the most is {most}; watch from height {} or later",
+                        len.saturating_sub(most)
+                    )));
+                    return;
+                }
                 for s in self.chain.summaries.iter().skip(from as usize) {
                     let _ = tx.send(ClientReply::Block(s.clone()));
                 }
-                self.watchers.push(tx);
+                // One watch per connection: a repeated watch only replays history.
+                if !self
+                    .watchers
+                    .iter()
+                    .any(|w| Arc::ptr_eq(&w.overrun, &tx.overrun))
+                {
+                    self.watchers.push(tx);
+                }
             }
             ClientCmd::Fault(cmd) => {
                 if !self.allow_faults {
@@ -523,7 +586,7 @@ impl<E: NodeEngine> Host<E> {
     /// Answers the clients waiting for the requests of a block now synced, and the watchers.
     fn answer(&mut self, record: &BlockRecord) {
         for r in requests_of(record) {
-            if let Some(txs) = self.waiting.remove(r) {
+            if let Some((_, txs)) = self.waiting.remove(r) {
                 self.waiting_count -= txs.len();
                 for tx in txs {
                     let _ = tx.send(ClientReply::Committed {
@@ -535,17 +598,18 @@ impl<E: NodeEngine> Host<E> {
         }
         let summary = BlockSummary::of(record);
         self.watchers
-            .retain(|w| w.send(ClientReply::Block(summary.clone())).is_ok());
+            .retain(|w| w.send(ClientReply::Block(summary.clone())));
     }
 
-    /// Forgets the waiting requests of clients that went away (a request the cluster lost
-    /// would otherwise hold its place forever).
+    /// Forgets the waiting requests of clients that went away, and requests waiting longer
+    /// than [`WAITING_LIMIT`] (a request the cluster lost would otherwise hold its place
+    /// forever; a client that still waits resends it).
     fn prune(&mut self) {
-        self.waiting.retain(|_, txs| {
+        self.waiting.retain(|_, (since, txs)| {
             txs.retain(|t| !t.is_closed());
-            !txs.is_empty()
+            !txs.is_empty() && since.elapsed() < WAITING_LIMIT
         });
-        self.waiting_count = self.waiting.values().map(Vec::len).sum();
+        self.waiting_count = self.waiting.values().map(|(_, txs)| txs.len()).sum();
         self.watchers.retain(|w| !w.is_closed());
         self.pruned = Instant::now();
     }
@@ -563,8 +627,12 @@ impl<E: NodeEngine> Host<E> {
                 break;
             }
             let next = self.timers.iter().flatten().min().copied();
-            // Wake at least every 100 ms to see `stop`.
-            let wait = next.map_or(100_000, |t| t.saturating_sub(self.now()).min(100_000));
+            // Wake at least every 100 ms to see `stop`, at once while requests wait.
+            let wait = if self.queued.is_empty() {
+                next.map_or(100_000, |t| t.saturating_sub(self.now()).min(100_000))
+            } else {
+                0
+            };
             let first = match inputs.recv_timeout(Duration::from_micros(wait)) {
                 Ok(i) => Some(i),
                 Err(RecvTimeoutError::Timeout) => None,
@@ -578,6 +646,17 @@ impl<E: NodeEngine> Host<E> {
                         Err(_) => break,
                     }
                 }
+            }
+            let take = self.queued.len().min(REQUESTS_PER_TURN);
+            let requests: Vec<Request> = self
+                .queued
+                .drain(..take)
+                .filter(|r| !self.chain.committed.contains_key(r))
+                .collect();
+            if !requests.is_empty() {
+                let now = self.now();
+                self.engine.on_clients(now, requests, &mut out);
+                self.outputs(&mut out);
             }
             while let Some(peer) = self.again.pop_front() {
                 let now = self.now();
@@ -707,6 +786,7 @@ fn run_engine<E: NodeEngine>(
         held: Vec::new(),
         again: VecDeque::new(),
         waiting: HashMap::new(),
+        queued: VecDeque::new(),
         waiting_count: 0,
         pruned: Instant::now(),
         watchers: Vec::new(),
@@ -725,9 +805,11 @@ fn run_engine<E: NodeEngine>(
     result
 }
 
-/// Accepts connections, at most [`MAX_CONNECTIONS`] at once.
+/// Accepts connections, at most [`MAX_CONNECTIONS`] handshaking and [`MAX_CLIENTS`] clients
+/// at once.
 async fn accept(listener: TcpListener, shared: Arc<Shared>) {
     let slots = Arc::new(tokio::sync::Semaphore::new(MAX_CONNECTIONS));
+    let clients = Arc::new(tokio::sync::Semaphore::new(MAX_CLIENTS));
     loop {
         let Ok(permit) = slots.clone().acquire_owned().await else {
             return;
@@ -735,11 +817,11 @@ async fn accept(listener: TcpListener, shared: Arc<Shared>) {
         match listener.accept().await {
             Ok((stream, from)) => {
                 let shared = shared.clone();
+                let clients = clients.clone();
                 tokio::spawn(
                     async move {
                         let _ = stream.set_nodelay(true);
-                        serve(stream, from, shared).await;
-                        drop(permit);
+                        serve(stream, from, shared, permit, clients).await;
                     }
                     .in_current_span(),
                 );
@@ -753,7 +835,13 @@ async fn accept(listener: TcpListener, shared: Arc<Shared>) {
 }
 
 /// One accepted connection: the handshake, then a peer's messages or a client's commands.
-async fn serve(stream: TcpStream, from: SocketAddr, shared: Arc<Shared>) {
+async fn serve(
+    stream: TcpStream,
+    from: SocketAddr,
+    shared: Arc<Shared>,
+    handshake: tokio::sync::OwnedSemaphorePermit,
+    clients: Arc<tokio::sync::Semaphore>,
+) {
     let (mut r, mut w) = stream.into_split();
     let hello = tokio::time::timeout(
         HANDSHAKE,
@@ -777,7 +865,13 @@ async fn serve(stream: TcpStream, from: SocketAddr, shared: Arc<Shared>) {
     };
     if cluster != shared.cluster_id {
         warn!(%from, "refused a connection: it runs another cluster (its cluster file differs from ours)");
-        let _ = wire::write_msg(&mut w, &ClientReply::Refused("another cluster".into())).await;
+        let _ = wire::write_msg(
+            &mut w,
+            &ClientReply::Refused(
+                "it belongs to another cluster (the cluster files differ)".into(),
+            ),
+        )
+        .await;
         return;
     }
     let me = &shared.names[shared.me];
@@ -813,12 +907,18 @@ async fn serve(stream: TcpStream, from: SocketAddr, shared: Arc<Shared>) {
                 warn!(%from, "refused a link claiming to be {name}: its signature does not verify with {name}'s node key");
                 return;
             }
+            drop(handshake);
             info!(peer = %name, %from, "link from {name} up");
             shared.set_link(peer, false, true);
             let mut rng = SimRng::new(u64::from_le_bytes(
                 my_nonce[..8].try_into().unwrap_or([0; 8]),
             ));
+            // Flow control: a peer that sends faster than the engine steps waits.
+            let inflight = Arc::new(tokio::sync::Semaphore::new(PEER_INFLIGHT));
             loop {
+                let Ok(permit) = inflight.clone().acquire_owned().await else {
+                    break;
+                };
                 match wire::read_frame(&mut r, wire::MAX_PEER_FRAME).await {
                     Ok(Some(bytes)) => {
                         if shared.loses(peer, &mut rng) {
@@ -827,7 +927,7 @@ async fn serve(stream: TcpStream, from: SocketAddr, shared: Arc<Shared>) {
                             }
                             continue;
                         }
-                        shared.send(Input::Peer(peer, bytes));
+                        shared.send(Input::Peer(peer, bytes, permit));
                     }
                     Ok(None) => break,
                     Err(e) => {
@@ -840,16 +940,62 @@ async fn serve(stream: TcpStream, from: SocketAddr, shared: Arc<Shared>) {
             info!(peer = %name, "link from {name} down");
         }
         Hello::Client { .. } => {
-            let (tx, mut rx) = tmpsc::unbounded_channel::<ClientReply>();
-            let writer = tokio::spawn(async move {
+            drop(handshake);
+            let Ok(_slot) = clients.try_acquire_owned() else {
+                warn!(%from, "refused a client: {MAX_CLIENTS} clients are connected");
+                let _ = wire::write_msg(
+                    &mut w,
+                    &ClientReply::Refused(format!(
+                        "{MAX_CLIENTS} clients are connected; try later"
+                    )),
+                )
+                .await;
+                return;
+            };
+            let (tx, mut rx) = tmpsc::channel::<ClientReply>(CLIENT_REPLIES);
+            let tx = ReplyTx {
+                tx,
+                overrun: Arc::new(AtomicBool::new(false)),
+            };
+            let overrun = tx.overrun.clone();
+            let mut writer = tokio::spawn(async move {
                 while let Some(reply) = rx.recv().await {
+                    if overrun.load(Ordering::Relaxed) {
+                        return;
+                    }
                     if wire::write_msg(&mut w, &reply).await.is_err() {
                         return;
                     }
                 }
             });
+            // Flow control: a client that sends faster than the engine answers waits.
+            let inflight = Arc::new(tokio::sync::Semaphore::new(CLIENT_INFLIGHT));
+            // A client cut off is dropped at once, with the replies queued for it, even while
+            // the writer waits on a client that does not read.
+            let flag = tx.overrun.clone();
+            let cut = async move {
+                while !flag.load(Ordering::Relaxed) {
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+                warn!(%from, "client cut off: it let {CLIENT_REPLIES} replies pile up unread");
+            };
+            tokio::pin!(cut);
             loop {
-                match wire::read_msg::<ClientCmd, _>(&mut r, wire::MAX_CLIENT_FRAME).await {
+                let permit = tokio::select! {
+                    p = inflight.clone().acquire_owned() => match p {
+                        Ok(p) => p,
+                        Err(_) => break,
+                    },
+                    // The writer ended: the client is gone.
+                    _ = &mut writer => break,
+                    () = &mut cut => break,
+                };
+                let cmd = tokio::select! {
+                    c = wire::read_msg::<ClientCmd, _>(&mut r, wire::MAX_CLIENT_FRAME) => c,
+                    _ = &mut writer => break,
+                    () = &mut cut => break,
+                };
+                match cmd {
                     Ok(Some(ClientCmd::Submit(reqs))) if reqs.len() > wire::MAX_SUBMIT => {
                         let _ = tx.send(ClientReply::Refused(format!(
                             "{} requests in one submission, the most is {}",
@@ -857,7 +1003,7 @@ async fn serve(stream: TcpStream, from: SocketAddr, shared: Arc<Shared>) {
                             wire::MAX_SUBMIT
                         )));
                     }
-                    Ok(Some(cmd)) => shared.send(Input::Client(cmd, tx.clone())),
+                    Ok(Some(cmd)) => shared.send(Input::Client(cmd, tx.clone(), permit)),
                     Ok(None) => break,
                     Err(e) => {
                         warn!(%from, "client connection closed: {e}");

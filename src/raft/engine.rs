@@ -1081,6 +1081,10 @@ impl<A: App> Engine for RaftNode<A> {
         self.accept_requests(now, [request], out);
     }
 
+    fn on_clients(&mut self, now: Micros, requests: Vec<Request>, out: &mut Vec<Output<Self>>) {
+        self.accept_requests(now, requests, out);
+    }
+
     fn is_leader(&self) -> bool {
         self.role == Role::Leader
     }

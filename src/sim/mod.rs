@@ -96,6 +96,14 @@ pub trait Engine {
     fn on_timer(&mut self, now: Micros, id: u8, out: &mut Vec<Output<Self>>);
     /// A client's request arrived.
     fn on_client(&mut self, now: Micros, request: Request, out: &mut Vec<Output<Self>>);
+    /// Several clients' requests arrived at once (a real node hands over what its clients
+    /// sent since its last turn): by default one [`Engine::on_client`] each; an engine that
+    /// cuts a block as soon as enough requests wait takes them as one batch.
+    fn on_clients(&mut self, now: Micros, requests: Vec<Request>, out: &mut Vec<Output<Self>>) {
+        for r in requests {
+            self.on_client(now, r, out);
+        }
+    }
     /// Whether the engine believes it leads (for time-without-a-leader).
     fn is_leader(&self) -> bool;
     /// Applies one write to durable storage.

@@ -30,6 +30,12 @@ pub(crate) fn run(a: &ClientArgs) -> Result<ExitCode> {
 
 fn submit(cluster: &Cluster, rt: &tokio::runtime::Runtime, s: &SubmitArgs) -> Result<ExitCode> {
     let node = s.node.as_deref().map(|n| cluster.index(n)).transpose()?;
+    if s.retry < 0.01 {
+        bail!(
+            "--retry {}s: at least 10ms (each retry resends every waiting transaction)",
+            s.retry
+        );
+    }
     let opts = SubmitOptions {
         count: s.count,
         node,
@@ -213,6 +219,15 @@ fn fault(cluster: &Cluster, rt: &tokio::runtime::Runtime, f: &FaultCommand) -> R
                         .collect::<Result<Vec<_>>>()
                 })
                 .collect::<Result<_>>()?;
+            let mut seen = std::collections::HashSet::new();
+            for i in groups.iter().flatten() {
+                if !seen.insert(*i) {
+                    bail!(
+                        "{} is named twice in the partition",
+                        cluster.members[*i].name
+                    );
+                }
+            }
             let mut orders = Vec::new();
             for (gi, g) in groups.iter().enumerate() {
                 let others: Vec<String> = groups
@@ -222,9 +237,6 @@ fn fault(cluster: &Cluster, rt: &tokio::runtime::Runtime, f: &FaultCommand) -> R
                     .flat_map(|(_, o)| o.iter().map(|i| cluster.members[*i].name.clone()))
                     .collect();
                 for i in g {
-                    if others.contains(&cluster.members[*i].name) {
-                        bail!("{} is in two groups", cluster.members[*i].name);
-                    }
                     orders.push((*i, FaultCmd::Cut(others.clone())));
                 }
             }
@@ -246,6 +258,9 @@ fn fault(cluster: &Cluster, rt: &tokio::runtime::Runtime, f: &FaultCommand) -> R
                     )
                 })
                 .collect()
+        }
+        FaultCommand::Delay { ms, .. } if *ms > 60_000 => {
+            bail!("delay {ms}: at most 60000 ms")
         }
         FaultCommand::Delay { ms, node } => pick(node)?
             .into_iter()

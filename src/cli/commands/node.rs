@@ -39,7 +39,6 @@ pub(crate) fn run(a: &NodeArgs) -> Result<ExitCode> {
     match chainsmith::node::run::run(&cluster, id, &opts, stop) {
         Ok(()) => Ok(ExitCode::SUCCESS),
         Err(e) => {
-            tracing::error!("{e}");
             eprintln!("chainsmith: error: {e}");
             Ok(ExitCode::from(match e {
                 NodeError::Usage(_) => EXIT_USAGE,
