@@ -778,7 +778,7 @@ def parse_args(argv):
     ap.add_argument("--ours-election-hi", type=int, default=None,
                     help="high end of ours' election_timeout_ms range (default 2 × --election-ms "
                          "- heartbeat, etcd's own randomization [E, 2E) in heartbeat ticks)")
-    ap.add_argument("--block-interval-ms", type=int, default=1, help="ours' block_interval_ms")
+    ap.add_argument("--block-interval-ms", type=int, default=10, help="ours' block_interval_ms (1 makes ~700 empty blocks a second)")
     ap.add_argument("--base-port", type=int, default=None,
                     help="ours' first node port (default: `cluster up` picks free ports)")
     ap.add_argument("--param", action="append", default=[], help="extra `--param k=v` for ours' cluster up")
