@@ -281,6 +281,40 @@ async fn attach(
     Ok(w)
 }
 
+/// A submission's connections: the write half of each live one, with its generation (a
+/// stale connection's close must not drop a newer one), and why each node was last
+/// unreachable.
+struct Links {
+    writers: HashMap<NodeId, (u64, OwnedWriteHalf)>,
+    generation: u64,
+    unreachable: std::collections::BTreeMap<NodeId, String>,
+}
+
+impl Links {
+    /// Connects to each of `targets` without a live connection.
+    async fn attach_missing(
+        &mut self,
+        cluster: &Cluster,
+        targets: &[NodeId],
+        events: &mpsc::UnboundedSender<Event>,
+    ) {
+        for &id in targets {
+            if self.writers.contains_key(&id) {
+                continue;
+            }
+            self.generation += 1;
+            match attach(cluster, id, self.generation, events).await {
+                Ok(w) => {
+                    self.writers.insert(id, (self.generation, w));
+                }
+                Err(e) => {
+                    self.unreachable.insert(id, e);
+                }
+            }
+        }
+    }
+}
+
 /// Submits `opts.count` requests, at most `opts.concurrency` in flight; returns when all are
 /// committed or the time is up. Nodes that cannot be reached, or whose connection breaks, are
 /// tried again every `opts.retry`.
@@ -293,23 +327,14 @@ pub async fn submit(cluster: &Cluster, opts: &SubmitOptions) -> Result<SubmitRep
         None => (0..cluster.members.len()).collect(),
     };
     let (tx, mut rx) = mpsc::unbounded_channel::<Event>();
-    let mut writers: HashMap<NodeId, (u64, OwnedWriteHalf)> = HashMap::new();
-    let mut generation = 0u64;
-    // Why each node was last unreachable.
-    let mut unreachable: std::collections::BTreeMap<NodeId, String> = Default::default();
-    for &id in &targets {
-        generation += 1;
-        match attach(cluster, id, generation, &tx).await {
-            Ok(w) => {
-                writers.insert(id, (generation, w));
-            }
-            Err(e) => {
-                unreachable.insert(id, e);
-            }
-        }
-    }
-    if writers.is_empty() {
-        let why: Vec<String> = unreachable.into_values().collect();
+    let mut links = Links {
+        writers: HashMap::new(),
+        generation: 0,
+        unreachable: std::collections::BTreeMap::new(),
+    };
+    links.attach_missing(cluster, &targets, &tx).await;
+    if links.writers.is_empty() {
+        let why: Vec<String> = links.unreachable.into_values().collect();
         return Err(format!("no node answered: {}", why.join("; ")));
     }
     let start = Instant::now();
@@ -329,27 +354,14 @@ pub async fn submit(cluster: &Cluster, opts: &SubmitOptions) -> Result<SubmitRep
     };
     loop {
         // Try the nodes that went away again, once a retry interval.
-        if writers.len() < targets.len() && reconnected.elapsed() >= opts.retry {
+        if links.writers.len() < targets.len() && reconnected.elapsed() >= opts.retry {
             reconnected = Instant::now();
-            for &id in &targets {
-                if writers.contains_key(&id) {
-                    continue;
-                }
-                generation += 1;
-                match attach(cluster, id, generation, &tx).await {
-                    Ok(w) => {
-                        writers.insert(id, (generation, w));
-                    }
-                    Err(e) => {
-                        unreachable.insert(id, e);
-                    }
-                }
-            }
+            links.attach_missing(cluster, &targets, &tx).await;
         }
         let live: Vec<NodeId> = targets
             .iter()
             .copied()
-            .filter(|n| writers.contains_key(n))
+            .filter(|n| links.writers.contains_key(n))
             .collect();
         let mut batch: HashMap<NodeId, Vec<Request>> = HashMap::new();
         if !live.is_empty() {
@@ -365,7 +377,7 @@ pub async fn submit(cluster: &Cluster, opts: &SubmitOptions) -> Result<SubmitRep
             // Resend what waited too long, or whose node went away, to the next live node.
             let now = Instant::now();
             for (serial, (_, last, node)) in &mut flight {
-                if now.duration_since(*last) >= opts.retry || !writers.contains_key(node) {
+                if now.duration_since(*last) >= opts.retry || !links.writers.contains_key(node) {
                     *node = live[next_node % live.len()];
                     next_node += 1;
                     *last = now;
@@ -375,10 +387,10 @@ pub async fn submit(cluster: &Cluster, opts: &SubmitOptions) -> Result<SubmitRep
             }
         }
         for (node, reqs) in batch {
-            if let Some((_, w)) = writers.get_mut(&node)
+            if let Some((_, w)) = links.writers.get_mut(&node)
                 && wire::write_msg(w, &ClientCmd::Submit(reqs)).await.is_err()
             {
-                writers.remove(&node);
+                links.writers.remove(&node);
             }
         }
         if flight.is_empty() && next_serial > opts.count {
@@ -411,13 +423,13 @@ pub async fn submit(cluster: &Cluster, opts: &SubmitOptions) -> Result<SubmitRep
                     }
                 }
                 Event::Reply(node, ClientReply::Refused(why)) => {
-                    unreachable.insert(node, format!("refused: {why}"));
+                    links.unreachable.insert(node, format!("refused: {why}"));
                 }
                 Event::Reply(..) => {}
                 Event::Closed(node, g, why) => {
-                    if writers.get(&node).is_some_and(|(wg, _)| *wg == g) {
-                        writers.remove(&node);
-                        unreachable.insert(node, why);
+                    if links.writers.get(&node).is_some_and(|(wg, _)| *wg == g) {
+                        links.writers.remove(&node);
+                        links.unreachable.insert(node, why);
                     }
                 }
             }
@@ -433,7 +445,8 @@ pub async fn submit(cluster: &Cluster, opts: &SubmitOptions) -> Result<SubmitRep
         per_s: committed as f64 / seconds.max(1e-9),
         latency_ms: LatencyMs::of(latencies),
         resent,
-        unreachable: unreachable
+        unreachable: links
+            .unreachable
             .into_iter()
             .map(|(id, why)| format!("{}: {why}", cluster.members[id].name))
             .collect(),
