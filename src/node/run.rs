@@ -938,6 +938,10 @@ async fn serve(
             }
             shared.set_link(peer, false, false);
             info!(peer = %name, "link from {name} down");
+            if shared.fifo {
+                // Both ends of a FIFO link learn that it broke, as in the simulator.
+                shared.send(Input::Disconnected(peer));
+            }
         }
         Hello::Client { .. } => {
             drop(handshake);
