@@ -65,7 +65,6 @@ pub struct Wal {
     file: File,
     path: PathBuf,
     pending: Vec<u8>,
-    records: u64,
 }
 
 fn checksum(payload: &[u8]) -> [u8; 4] {
@@ -141,7 +140,6 @@ impl Wal {
                 file,
                 path: path.to_owned(),
                 pending: Vec::new(),
-                records,
             },
             Recovered {
                 records,
@@ -157,13 +155,6 @@ impl Wal {
         self.pending.extend_from_slice(&len.to_le_bytes());
         self.pending.extend_from_slice(&checksum(&payload));
         self.pending.extend_from_slice(&payload);
-        self.records += 1;
-    }
-
-    /// Whether writes wait for [`Wal::sync`].
-    #[must_use]
-    pub fn dirty(&self) -> bool {
-        !self.pending.is_empty()
     }
 
     /// Writes the buffered records and syncs them to disk.
@@ -182,12 +173,6 @@ impl Wal {
         self.file.sync_data().map_err(io)?;
         self.pending.clear();
         Ok(())
-    }
-
-    /// Records in the log.
-    #[must_use]
-    pub const fn records(&self) -> u64 {
-        self.records
     }
 }
 
