@@ -274,7 +274,7 @@ pub(crate) struct UpArgs {
     /// Start NAME in a Byzantine mode (pbft; repeatable): s4:equivocate.
     #[arg(long, value_name = "NAME:MODE")]
     pub(crate) byzantine: Vec<String>,
-    /// How long to wait for a leader (30s).
+    /// How long to wait for a leader.
     #[arg(long, value_name = "T", value_parser = parse_time, default_value = "30s")]
     pub(crate) wait: f64,
     /// Each node stops by itself after this long (tests, unattended demos).

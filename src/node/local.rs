@@ -90,6 +90,13 @@ fn free_ports(n: usize) -> Result<Vec<u16>, String> {
 /// # Errors
 /// I/O, or an invalid configuration (the file is checked by loading it back).
 pub fn write_config(opts: &UpOptions) -> Result<Cluster, String> {
+    if !crate::ordering::is_ordering(&opts.rule) {
+        return Err(format!(
+            "--rule {}: not an ordering rule ({})",
+            opts.rule,
+            crate::ordering::ORDERING_RULES.join(", ")
+        ));
+    }
     if !(1..=101).contains(&opts.nodes) {
         return Err(format!(
             "--nodes {}: a cluster has 1 to 101 nodes",
@@ -151,7 +158,11 @@ pub fn write_config(opts: &UpOptions) -> Result<Cluster, String> {
     }
     let path = config_path(dir);
     std::fs::write(&path, text).map_err(|e| format!("{}: {e}", path.display()))?;
-    Cluster::load(&path).map_err(|e| e.to_string())
+    Cluster::load(&path).map_err(|e| {
+        // A file that does not load is no cluster: leave the directory free for a retry.
+        let _ = std::fs::remove_file(&path);
+        e.to_string()
+    })
 }
 
 /// Starts member `id`'s process with `exe` (this program).
