@@ -841,19 +841,14 @@ def main(argv=None):
     }
     rc = 0
     try:
-        if want_etcd:
+        for system, wanted, run in (("etcd", want_etcd, run_etcd), ("chainsmith", want_ours, run_ours)):
+            if not wanted:
+                continue
             try:
-                run_etcd(root, args, out.setdefault("etcd", {}))
+                run(root, args, out.setdefault(system, {}))
             except Exception as e:  # noqa: BLE001 — keep the other system's numbers
-                log(f"etcd: {e}")
-                out["etcd"]["error"] = str(e)
-                rc = 1
-        if want_ours:
-            try:
-                run_ours(root, args, out.setdefault("chainsmith", {}))
-            except Exception as e:  # noqa: BLE001 — keep the other system's numbers
-                log(f"chainsmith: {e}")
-                out["chainsmith"]["error"] = str(e)
+                log(f"{system}: {e}")
+                out[system]["error"] = str(e)
                 rc = 1
     except KeyboardInterrupt:
         log("interrupted")
