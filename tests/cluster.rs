@@ -578,3 +578,48 @@ fn a_large_submission_commits_once_and_leaves_the_node_serving() {
     assert_eq!(counts.len(), 5000);
     assert!(counts.values().all(|n| *n == 1));
 }
+
+#[test]
+fn a_client_that_asks_for_status_without_reading_is_cut_off() {
+    use chainsmith::node::config::Cluster;
+    use chainsmith::node::wire::{ClientCmd, Hello, encode};
+
+    let c = Local::up("raft", 3, &[]);
+    let cluster = Cluster::load(Path::new(&c.config())).unwrap();
+    let mut s = TcpStream::connect(cluster.members[0].address).unwrap();
+    let frame = |payload: Vec<u8>| {
+        let mut f = (payload.len() as u32).to_be_bytes().to_vec();
+        f.extend(payload);
+        f
+    };
+    s.write_all(&frame(encode(&Hello::Client {
+        cluster: cluster.id(),
+        nonce: [3; 32],
+    })))
+    .unwrap();
+    // 100 000 status requests (each answer about a kilobyte), never reading an answer.
+    let status = frame(encode(&ClientCmd::Status));
+    let burst: Vec<u8> = status.repeat(1000);
+    s.set_write_timeout(Some(Duration::from_secs(10))).unwrap();
+    let mut sent = 0;
+    for _ in 0..100 {
+        if s.write_all(&burst).is_err() {
+            break;
+        }
+        sent += 1000;
+    }
+    // Still not reading: the node must not be holding the answers for it.
+    std::thread::sleep(Duration::from_secs(2));
+    let pid = std::fs::read_to_string(c.dir.path().join("s1").join("node.pid")).unwrap();
+    let rss_kb: u64 = std::fs::read_to_string(format!("/proc/{}/status", pid.trim()))
+        .unwrap()
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap();
+    eprintln!("node s1: {rss_kb} kB after {sent} unread status requests");
+    assert!(rss_kb < 60_000, "the node holds {rss_kb} kB");
+    drop(s);
+    let (ok, r) = c.submit(&["--node", "s1", "--count", "3"]);
+    assert!(ok, "{r}");
+}

@@ -52,6 +52,8 @@ const MAX_WAITING: usize = 1_000_000;
 const REQUESTS_PER_TURN: usize = 1024;
 /// How long a request may wait for its commit at a node before it is forgotten.
 const WAITING_LIMIT: Duration = Duration::from_secs(60);
+/// Replies a client may leave unread when it asks for a status (each about a kilobyte).
+const STATUS_BACKLOG: usize = 64;
 /// How often requests of clients that went away are forgotten.
 const PRUNE: Duration = Duration::from_secs(1);
 /// How long a handshake may take.
@@ -78,11 +80,16 @@ impl ReplyTx {
         match self.tx.try_send(reply) {
             Ok(()) => true,
             Err(tmpsc::error::TrySendError::Full(_)) => {
-                self.overrun.store(true, Ordering::Relaxed);
+                self.cut_off();
                 false
             }
             Err(tmpsc::error::TrySendError::Closed(_)) => false,
         }
+    }
+
+    /// Cuts the client off: its connection is closed and its queued replies dropped.
+    fn cut_off(&self) {
+        self.overrun.store(true, Ordering::Relaxed);
     }
 
     /// Whether the client is gone or was cut off.
@@ -382,6 +389,12 @@ impl<E: NodeEngine> Host<E> {
                 }
             }
             ClientCmd::Status => {
+                // A status is about a kilobyte: a client that asks again and again without
+                // reading is cut off once a few of them wait, not once the queue is full.
+                if tx.room() + STATUS_BACKLOG < CLIENT_REPLIES {
+                    tx.cut_off();
+                    return;
+                }
                 let _ = tx.send(ClientReply::Status(Box::new(self.status())));
             }
             ClientCmd::Watch { from } => {
