@@ -13,7 +13,7 @@ use crate::primitives::hash::{BlockHash, Hash256, MerkleRoot};
 use crate::primitives::header::Header;
 use crate::primitives::pow_units::CompactTarget;
 use crate::primitives::seal::{QuorumCertificate, Seal};
-use crate::primitives::tx::{SigBytes, Transaction};
+use crate::primitives::tx::{ClientRequest, SigBytes, Transaction};
 
 /// The chain-file format whose transaction signatures are bound to their chain (see
 /// [`SigDomain`](crate::primitives::tx::SigDomain)); new chains are written in it.
@@ -124,6 +124,22 @@ impl BlockRecord {
                 expected: "one seal",
                 found: "a signature and a quorum certificate",
             }),
+        }
+    }
+
+    /// The client requests an ordering rule's block answers: its seal's list (the second
+    /// transaction); none for other rules' blocks.
+    #[must_use]
+    pub fn requests(&self) -> &[ClientRequest] {
+        match self.txs.get(1) {
+            Some(
+                Transaction::Raft { requests, .. }
+                | Transaction::Pbft { requests, .. }
+                | Transaction::Paxos { requests, .. }
+                | Transaction::Zab { requests, .. }
+                | Transaction::Kafka { requests, .. },
+            ) => requests,
+            _ => &[],
         }
     }
 

@@ -14,7 +14,7 @@ use crate::chain::wallet::demo_transfers;
 use crate::kafka::engine::{App, DataSize, Record};
 use crate::kafka::rule::{certify, sign_ack, unsealed_block};
 use crate::primitives::seal::QuorumSignature;
-use crate::primitives::tx::{KeyPair, Transaction};
+use crate::primitives::tx::KeyPair;
 use crate::sim::{Micros, Request};
 
 /// A block in the log (no certificate yet), with its size on the wire.
@@ -121,10 +121,7 @@ impl App for BlockApp {
     }
 
     fn requests(data: &Arc<KafkaBlock>) -> &[Request] {
-        match data.record.txs.get(1) {
-            Some(Transaction::Kafka { requests, .. }) => requests,
-            _ => &[],
-        }
+        data.record.requests()
     }
 
     fn digest(data: &Arc<KafkaBlock>) -> u64 {

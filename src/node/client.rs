@@ -73,8 +73,7 @@ async fn open(cluster: &Cluster, id: NodeId, address: SocketAddr) -> Result<Conn
         &challenge.nonce,
         &member.name,
     );
-    if challenge.name != member.name || !wire::verify(&member.public_key, &t, &challenge.signature)
-    {
+    if challenge.name != member.name || !member.public_key.verifies(&t, &challenge.signature) {
         return Err(format!(
             "{}: {address} did not prove it is {} (wrong node key)",
             member.name, member.name

@@ -20,8 +20,7 @@ use serde::de::DeserializeOwned;
 use crate::chain::record::BlockRecord;
 use crate::chain::spec::ChainSpec;
 use crate::chain::state::ChainState;
-use crate::primitives::tx::Transaction;
-use crate::sim::{Engine, NodeId, Request, SimRng};
+use crate::sim::{Engine, NodeId, SimRng};
 
 pub mod client;
 pub mod config;
@@ -84,20 +83,5 @@ pub trait NodeEngine:
     /// truncated).
     fn describe_write(_write: &Self::Persist) -> Option<String> {
         None
-    }
-}
-
-/// The client requests a block answers (its seal's list; none for other rules' blocks).
-#[must_use]
-pub fn requests_of(record: &BlockRecord) -> &[Request] {
-    match record.txs.get(1) {
-        Some(
-            Transaction::Raft { requests, .. }
-            | Transaction::Pbft { requests, .. }
-            | Transaction::Paxos { requests, .. }
-            | Transaction::Zab { requests, .. }
-            | Transaction::Kafka { requests, .. },
-        ) => requests,
-        _ => &[],
     }
 }

@@ -317,7 +317,6 @@ mod tests {
 
     use super::*;
     use crate::chain::spec::{ChainSpec, ClusterSection};
-    use crate::node::requests_of;
     use crate::node::wire::{decode, encode};
     use crate::sim::{Micros, NodeId, Output, Request};
 
@@ -406,7 +405,7 @@ mod tests {
             self.nodes[id]
                 .blocks
                 .iter()
-                .any(|b| requests_of(b).contains(&request))
+                .any(|b| b.requests().contains(&request))
         }
     }
 
@@ -474,7 +473,7 @@ mod tests {
                     "{record:?}"
                 );
                 assert!(
-                    requests_of(record).contains(&request),
+                    record.requests().contains(&request),
                     "a block without the only request: {record:?}"
                 );
             }

@@ -32,7 +32,7 @@ use crate::node::wal::Wal;
 use crate::node::wire::{
     self, Auth, BlockSummary, Challenge, ClientCmd, ClientReply, Hello, NodeStatus, PeerLink, Side,
 };
-use crate::node::{BootContext, EngineStatus, NodeEngine, requests_of};
+use crate::node::{BootContext, EngineStatus, NodeEngine};
 use crate::primitives::hash::BlockHash;
 use crate::primitives::tx::KeyPair;
 use crate::sim::{Micros, NodeId, Output, Request, SimRng};
@@ -276,7 +276,7 @@ impl Chain {
     fn remember(&mut self, record: &BlockRecord) {
         self.hashes.push(record.hash);
         self.summaries.push(BlockSummary::of(record));
-        for r in requests_of(record) {
+        for r in record.requests() {
             self.committed.insert(*r, record.height);
         }
     }
@@ -589,7 +589,7 @@ impl<E: NodeEngine> Host<E> {
         info!(
             height = record.height,
             hash = %record.hash,
-            requests = requests_of(record).len(),
+            requests = record.requests().len(),
             "committed block {}",
             record.height
         );
@@ -598,7 +598,7 @@ impl<E: NodeEngine> Host<E> {
 
     /// Answers the clients waiting for the requests of a block now synced, and the watchers.
     fn answer(&mut self, record: &BlockRecord) {
-        for r in requests_of(record) {
+        for r in record.requests() {
             if let Some((_, txs)) = self.waiting.remove(r) {
                 self.waiting_count -= txs.len();
                 for tx in txs {
@@ -892,10 +892,13 @@ async fn serve(
     let challenge = Challenge {
         name: me.clone(),
         nonce: my_nonce,
-        signature: wire::sign(
-            &shared.key,
-            &wire::transcript(Side::Acceptor, &cluster, &opener_nonce, &my_nonce, me),
-        ),
+        signature: shared.key.sign(&wire::transcript(
+            Side::Acceptor,
+            &cluster,
+            &opener_nonce,
+            &my_nonce,
+            me,
+        )),
     };
     if wire::write_msg(&mut w, &challenge).await.is_err() {
         return;
@@ -911,9 +914,7 @@ async fn serve(
                 wire::read_msg::<Auth, _>(&mut r, wire::MAX_HELLO_FRAME),
             )
             .await;
-            let signed = matches!(&auth, Ok(Ok(Some(a))) if wire::verify(
-                &shared.members[peer].public_key,
-                &wire::transcript(Side::Opener, &cluster, &opener_nonce, &my_nonce, &name),
+            let signed = matches!(&auth, Ok(Ok(Some(a))) if shared.members[peer].public_key.verifies(&wire::transcript(Side::Opener, &cluster, &opener_nonce, &my_nonce, &name),
                 &a.signature,
             ));
             if !signed || peer == shared.me {
@@ -1116,7 +1117,9 @@ async fn connect(peer: NodeId, address: SocketAddr, shared: &Shared) -> Result<T
         peer_name,
     );
     if challenge.name != *peer_name
-        || !wire::verify(&shared.members[peer].public_key, &t, &challenge.signature)
+        || !shared.members[peer]
+            .public_key
+            .verifies(&t, &challenge.signature)
     {
         warn!(peer = %peer_name, "{address} did not prove it is {peer_name}: link refused");
         return Err("the acceptor's signature does not verify".into());
@@ -1131,7 +1134,7 @@ async fn connect(peer: NodeId, address: SocketAddr, shared: &Shared) -> Result<T
     wire::write_msg(
         &mut stream,
         &Auth {
-            signature: wire::sign(&shared.key, &t),
+            signature: shared.key.sign(&t),
         },
     )
     .await

@@ -16,7 +16,7 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
 use crate::chain::record::BlockRecord;
 use crate::primitives::hash::BlockHash;
-use crate::primitives::tx::{KeyPair, PubKey, SigBytes};
+use crate::primitives::tx::SigBytes;
 use crate::sim::Request;
 
 /// The longest frame between members: a few `AppendEntries` of full blocks fit many times.
@@ -214,18 +214,6 @@ pub fn transcript(
     t
 }
 
-/// Signs a transcript.
-#[must_use]
-pub fn sign(key: &KeyPair, transcript: &[u8]) -> SigBytes {
-    key.sign(transcript)
-}
-
-/// Checks a transcript's signature.
-#[must_use]
-pub fn verify(key: &PubKey, transcript: &[u8], signature: &SigBytes) -> bool {
-    key.verifies(transcript, signature)
-}
-
 /// The per-link faults a node can be told to inject.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub enum FaultCmd {
@@ -333,7 +321,7 @@ impl BlockSummary {
             hash: record.hash,
             time: record.time,
             txs: record.txs.len(),
-            requests: crate::node::requests_of(record).len(),
+            requests: record.requests().len(),
         }
     }
 }
@@ -361,6 +349,7 @@ pub enum ClientReply {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::primitives::tx::KeyPair;
 
     #[tokio::test]
     async fn frames_round_trip_and_refuse_oversized_or_truncated_input() {
@@ -397,15 +386,15 @@ mod tests {
         let key = KeyPair::from_secret("s1", [7; 32]);
         let (c, a, b) = ([1; 32], [2; 32], [3; 32]);
         let t = transcript(Side::Opener, &c, &a, &b, "s1");
-        let sig = sign(&key, &t);
-        assert!(verify(&key.pubkey(), &t, &sig));
+        let sig = key.sign(&t);
+        assert!(key.pubkey().verifies(&t, &sig));
         for other in [
             transcript(Side::Acceptor, &c, &a, &b, "s1"),
             transcript(Side::Opener, &[9; 32], &a, &b, "s1"),
             transcript(Side::Opener, &c, &b, &a, "s1"),
             transcript(Side::Opener, &c, &a, &b, "s2"),
         ] {
-            assert!(!verify(&key.pubkey(), &other, &sig));
+            assert!(!key.pubkey().verifies(&other, &sig));
         }
     }
 }

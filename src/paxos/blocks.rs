@@ -11,7 +11,7 @@ use crate::chain::state::ChainState;
 use crate::chain::wallet::demo_transfers;
 use crate::paxos::engine::{App, Ballot, Chosen, Digest, ValueSize};
 use crate::paxos::rule::{certify, unsealed_block};
-use crate::primitives::tx::{KeyPair, Transaction};
+use crate::primitives::tx::KeyPair;
 use crate::sim::{Micros, Request};
 
 /// A proposed block (no certificate yet), with its size on the wire.
@@ -119,10 +119,7 @@ impl App for BlockApp {
     }
 
     fn requests(value: &Arc<PaxosBlock>) -> &[Request] {
-        match value.record.txs.get(1) {
-            Some(Transaction::Paxos { requests, .. }) => requests,
-            _ => &[],
-        }
+        value.record.requests()
     }
 
     fn execute(&mut self, chosen: &Chosen<Arc<PaxosBlock>>) {

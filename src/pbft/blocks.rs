@@ -12,7 +12,7 @@ use crate::chain::state::ChainState;
 use crate::chain::wallet::demo_transfers;
 use crate::pbft::engine::{App, BlockSize, Digest, Executed};
 use crate::pbft::rule::{certify, unsealed_block};
-use crate::primitives::tx::{KeyPair, Transaction};
+use crate::primitives::tx::KeyPair;
 use crate::sim::{Micros, Request};
 
 /// A proposed block (no certificate yet), with its size on the wire.
@@ -109,10 +109,7 @@ impl App for BlockApp {
     }
 
     fn requests(block: &Arc<PbftBlock>) -> &[Request] {
-        match block.record.txs.get(1) {
-            Some(Transaction::Pbft { requests, .. }) => requests,
-            _ => &[],
-        }
+        block.record.requests()
     }
 
     fn well_formed(block: &Arc<PbftBlock>) -> bool {

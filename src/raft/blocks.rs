@@ -130,10 +130,7 @@ impl App for BlockApp {
     }
 
     fn requests(command: &Arc<RaftBlock>) -> &[Request] {
-        match command.record.txs.get(1) {
-            Some(Transaction::Raft { requests, .. }) => requests,
-            _ => &[],
-        }
+        command.record.requests()
     }
 
     fn digest(command: &Arc<RaftBlock>) -> u64 {

@@ -140,10 +140,7 @@ impl App for BlockApp {
     }
 
     fn requests(command: &Arc<ZabBlock>) -> &[Request] {
-        match command.record.txs.get(1) {
-            Some(Transaction::Zab { requests, .. }) => requests,
-            _ => &[],
-        }
+        command.record.requests()
     }
 
     fn digest(command: &Arc<ZabBlock>) -> u64 {
