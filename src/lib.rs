@@ -37,6 +37,7 @@ pub mod ordering;
 pub mod paxos;
 pub mod pbft;
 pub mod poa;
+pub mod pool;
 pub mod pos;
 pub mod pow;
 pub mod primitives;

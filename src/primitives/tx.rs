@@ -565,6 +565,22 @@ impl Transaction {
         self.encode(true)
     }
 
+    /// A coinbase's encoding cut around its 8-byte extra-nonce: the bytes before it and the
+    /// bytes after it (Stratum's coinb1 and coinb2), so that
+    /// `before ‖ extra_nonce.to_le_bytes() ‖ after` is [`Transaction::to_bytes`]. `None` for
+    /// every other kind.
+    #[must_use]
+    pub fn split_at_extra_nonce(&self) -> Option<(Vec<u8>, Vec<u8>)> {
+        let Self::Coinbase { .. } = self else {
+            return None;
+        };
+        // tag (1) ‖ height (4) ‖ extra_nonce (8) ‖ outputs
+        let mut bytes = self.to_bytes();
+        let after = bytes.split_off(1 + 4 + 8);
+        bytes.truncate(1 + 4);
+        Some((bytes, after))
+    }
+
     fn encode(&self, with_signatures: bool) -> Vec<u8> {
         match self {
             Self::Genesis { raw } => raw.0.clone(),
@@ -884,6 +900,29 @@ mod tests {
         assert!(Amount::from_coins_f64(-1.0).is_err());
         assert!(Amount::from_coins_f64(0.123_456_789).is_err());
         assert!(Amount::from_coins_f64(21_000_001.0).is_err());
+    }
+
+    #[test]
+    fn coinbase_splits_around_its_extra_nonce() {
+        let coinbase = Transaction::Coinbase {
+            height: 0x0102_0304,
+            extra_nonce: 0x1122_3344_5566_7788,
+            outputs: vec![TxOut {
+                value: Amount::from_base_units(7),
+                to: KeyPair::derive("seed", "alice").pubkey(),
+            }],
+        };
+        let (before, after) = coinbase.split_at_extra_nonce().unwrap();
+        assert_eq!(before, [TAG_COINBASE, 4, 3, 2, 1]);
+        let mut whole = before;
+        whole.extend_from_slice(&0x1122_3344_5566_7788u64.to_le_bytes());
+        whole.extend_from_slice(&after);
+        assert_eq!(whole, coinbase.to_bytes());
+        let transfer = Transaction::Transfer {
+            inputs: Vec::new(),
+            outputs: Vec::new(),
+        };
+        assert_eq!(transfer.split_at_extra_nonce(), None);
     }
 
     #[test]
