@@ -57,7 +57,24 @@ pub(crate) enum Command {
     /// Start, stop, kill and restart a local cluster's node processes on 127.0.0.1.
     #[command(after_help = CLUSTER_EXAMPLES)]
     Cluster(ClusterArgs),
+    /// Run a Stratum V1 mining pool over a proof-of-work chain file: miners (ours with
+    /// `mine pow --pool`, cpuminer, cgminer, ASICs) connect, get jobs, submit shares; a share
+    /// that meets the chain's target is a block, checked, appended and synced, its reward
+    /// split among the last N shares (PPLNS).
+    #[command(after_help = POOL_EXAMPLES)]
+    Pool(PoolArgs),
 }
+
+const POOL_EXAMPLES: &str = "Examples:
+  chainsmith pool
+  chainsmith pool --listen 0.0.0.0:3333 --vardiff --shares-per-minute 20
+  chainsmith pool --chain chains/pool.jsonl --share-difficulty 0.001 --json-log
+  chainsmith mine pow --pool stratum+tcp://127.0.0.1:3333 --user alice.rig1
+  cpuminer -a sha256d -o stratum+tcp://127.0.0.1:3333 -u alice.rig1 -p x
+
+Users are NAME[.WORKER]: NAME is a 64-hex-digit public key, or a wallet name whose key is
+derived from the chain's wallet seed (a demo: anyone with the spec can derive it). Ctrl-C
+stops the pool (exit 130) with every block found already synced.";
 
 const NODE_EXAMPLES: &str = "Examples:
   chainsmith node --config cluster.toml --id s1
@@ -112,6 +129,89 @@ pub(crate) struct NodeArgs {
     /// notes), trace.
     #[arg(long, value_name = "LEVEL", default_value = "info")]
     pub(crate) log_level: String,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct PoolArgs {
+    /// Built-in spec name or a spec JSON file, for a new chain file [default: pow-demo].
+    #[arg(long, value_name = "NAME|FILE")]
+    pub(crate) spec: Option<String>,
+    /// Chain file to create or continue [default: chains/<spec name>.jsonl].
+    #[arg(long, value_name = "FILE")]
+    pub(crate) chain: Option<PathBuf>,
+    /// Address to listen on.
+    #[arg(long, value_name = "IP:PORT", default_value = "127.0.0.1:3333")]
+    pub(crate) listen: std::net::SocketAddr,
+    /// Share difficulty a connection starts at (difficulty 1 = target 0x00000000ffff…)
+    /// [default: a quarter of the chain's difficulty, at most 1].
+    #[arg(long, value_name = "D", value_parser = parse_difficulty)]
+    pub(crate) share_difficulty: Option<f64>,
+    /// Retarget each connection's share difficulty toward --shares-per-minute.
+    #[arg(long)]
+    pub(crate) vardiff: bool,
+    /// Vardiff's wanted shares per minute per connection.
+    #[arg(long, value_name = "N", default_value_t = 20.0, value_parser = parse_positive)]
+    pub(crate) shares_per_minute: f64,
+    /// Shares in the PPLNS window: a block's reward is split among the last N.
+    #[arg(long, value_name = "N", default_value_t = 1000, value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
+    pub(crate) pplns_window: u32,
+    /// Who the coinbase pays before any share: a wallet name of the spec or a public key
+    /// [default: the spec's miner].
+    #[arg(long, value_name = "NAME|KEY")]
+    pub(crate) operator: Option<String>,
+    /// Demo transfers between the spec's wallets per block (at most 10 000).
+    #[arg(long, default_value_t = 2, value_name = "N", value_parser = parse_tx_per_block)]
+    pub(crate) tx_per_block: usize,
+    /// A fresh job (new time, current PPLNS split) this often on the same block.
+    #[arg(long, value_name = "T", default_value = "30s", value_parser = parse_time)]
+    pub(crate) job_interval: f64,
+    /// Per-worker statistics this often.
+    #[arg(long, value_name = "T", default_value = "60s", value_parser = parse_time)]
+    pub(crate) stats_interval: f64,
+    /// Connections served at once; more are closed at once.
+    #[arg(long, value_name = "N", default_value_t = 4096, value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
+    pub(crate) max_connections: u32,
+    /// Time a connection has to subscribe and authorize.
+    #[arg(long, value_name = "T", default_value = "15s", value_parser = parse_time)]
+    pub(crate) handshake_timeout: f64,
+    /// Time an authorized connection may say nothing.
+    #[arg(long, value_name = "T", default_value = "600s", value_parser = parse_time)]
+    pub(crate) idle_timeout: f64,
+    /// Submissions per second one connection may make.
+    #[arg(long, value_name = "N", default_value_t = 1000.0, value_parser = parse_positive)]
+    pub(crate) max_submit_rate: f64,
+    /// Stop after this many blocks (exit 0).
+    #[arg(long, value_name = "N")]
+    pub(crate) blocks: Option<u64>,
+    /// Stop by itself after this long (tests and demos; exit 0): 90s.
+    #[arg(long, value_name = "T", value_parser = parse_time)]
+    pub(crate) lifetime: Option<f64>,
+    /// Events as JSON lines on stdout (every share, job, block, statistics) instead of text
+    /// lines on stderr.
+    #[arg(long)]
+    pub(crate) json_log: bool,
+    /// Only blocks, statistics and errors in the text log.
+    #[arg(long, short)]
+    pub(crate) quiet: bool,
+}
+
+fn parse_positive(s: &str) -> Result<f64, String> {
+    match s.parse::<f64>() {
+        Ok(v) if v.is_finite() && v > 0.0 => Ok(v),
+        _ => Err(format!("{s:?} is not a positive number")),
+    }
+}
+
+fn parse_difficulty(s: &str) -> Result<f64, String> {
+    let d = parse_positive(s)?;
+    let (lo, hi) = (
+        chainsmith::pool::stratum::MIN_DIFFICULTY,
+        chainsmith::pool::stratum::MAX_DIFFICULTY,
+    );
+    if !(lo..=hi).contains(&d) {
+        return Err(format!("{s:?} is outside {lo:e}..={hi:e}"));
+    }
+    Ok(d)
 }
 
 #[derive(Debug, Args)]

@@ -6,15 +6,20 @@ use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use anyhow::{Context, Result};
+use anyhow::{Context, Result, bail};
+use chainsmith::ChainSpec;
 use chainsmith::ChainState;
 use chainsmith::chain::produce::{
     Equivocation, NetworkCost, ProduceOptions, Run, RunOutcome, TimeSource, produce_blocks,
 };
 use chainsmith::chain::record::BlockRecord;
+use chainsmith::chain::state::BlockError;
+use chainsmith::chain::store::ChainLock;
 use chainsmith::chain::store::ChainWriter;
+use chainsmith::chain::verify::LineErrorKind;
 use chainsmith::hash::search::{SearchControl, SearchOptions};
 
+use crate::cli::commands::{builtin_lookalike, named, replay_file};
 use crate::cli::format::si;
 use crate::cli::progress::Progress;
 use crate::cli::unix_now;
@@ -119,11 +124,72 @@ pub(crate) fn mine_blocks(
     })
 }
 
-/// Creates `path` with the genesis block of `spec` (the caller holds its lock).
-pub(crate) fn create_chain(
+/// A chain file opened for writing, with the lock that makes this run its only writer.
+pub(crate) struct OpenChain {
+    /// The chain's state after every block in the file.
+    pub(crate) state: ChainState,
+    /// The appender.
+    pub(crate) writer: ChainWriter,
+    /// Held for the whole run.
+    pub(crate) lock: ChainLock,
+}
+
+/// Locks `path` and continues it (replayed and verified; with `spec_given`, its spec must be
+/// `spec`) or creates it with `spec`'s genesis block. `None` when the file is invalid: the
+/// reason is printed, and the caller exits 1.
+pub(crate) fn open_chain(
     path: &Path,
-    spec: chainsmith::ChainSpec,
-) -> Result<(ChainState, ChainWriter)> {
+    spec: ChainSpec,
+    spec_given: bool,
+    pool: &rayon::ThreadPool,
+    quiet: bool,
+) -> Result<Option<OpenChain>> {
+    let lock = ChainLock::acquire(path)?;
+    if !std::fs::metadata(path).is_ok_and(|m| m.len() > 0) {
+        let (state, writer) = create_chain(path, spec)?;
+        return Ok(Some(OpenChain {
+            state,
+            writer,
+            lock,
+        }));
+    }
+    let replay = replay_file(path, pool, quiet, unix_now(), &mut ())?;
+    if let Some(err) = &replay.error {
+        eprintln!("chainsmith: {}: {}", path.display(), named(&replay, err));
+        if matches!(
+            err.kind,
+            LineErrorKind::Block(BlockError::TimeTooNew { .. })
+        ) {
+            eprintln!(
+                "chainsmith: the chain is ahead of this machine's clock; check the clock (nothing was changed)"
+            );
+        }
+        return Ok(None);
+    }
+    let state = replay.state.context("a valid chain has a state")?;
+    if let Some(w) = builtin_lookalike(state.spec()) {
+        eprintln!("chainsmith: warning: {}: {w}", path.display());
+    }
+    if spec_given && state.spec() != &spec {
+        bail!(
+            "{} was made with spec {:?} ({}), not the spec given with --spec ({})",
+            path.display(),
+            state.spec().name,
+            state.spec().spec_hash(),
+            spec.spec_hash()
+        );
+    }
+    let writer = ChainWriter::open_append(path)
+        .with_context(|| format!("opening {} for appending", path.display()))?;
+    Ok(Some(OpenChain {
+        state,
+        writer,
+        lock,
+    }))
+}
+
+/// Creates `path` with the genesis block of `spec` (the caller holds its lock).
+pub(crate) fn create_chain(path: &Path, spec: ChainSpec) -> Result<(ChainState, ChainWriter)> {
     let genesis = spec.genesis_block();
     let record = BlockRecord::new(0, &genesis, Some(&spec));
     let mut state = ChainState::new(spec);

@@ -42,6 +42,7 @@ pub(crate) fn run(cli: Cli) -> Result<ExitCode> {
         Command::Node(a) => commands::node::run(&a),
         Command::Client(a) => commands::client::run(&a),
         Command::Cluster(a) => commands::cluster::run(&a),
+        Command::Pool(a) => commands::pool::run(&a),
     }
 }
 

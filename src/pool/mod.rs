@@ -8,5 +8,7 @@
 
 pub mod job;
 pub mod pplns;
+pub mod server;
+pub mod stats;
 pub mod stratum;
 pub mod vardiff;

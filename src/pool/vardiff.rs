@@ -42,6 +42,12 @@ impl Vardiff {
         }
     }
 
+    /// The configuration.
+    #[must_use]
+    pub const fn config(&self) -> VardiffConfig {
+        self.config
+    }
+
     /// The current difficulty.
     #[must_use]
     pub const fn difficulty(&self) -> f64 {

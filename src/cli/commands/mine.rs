@@ -9,9 +9,6 @@ use std::time::Instant;
 
 use anyhow::{Context, Result, bail};
 use chainsmith::chain::produce::{Equivocation, ProduceOptions};
-use chainsmith::chain::state::BlockError;
-use chainsmith::chain::store::{ChainLock, ChainWriter};
-use chainsmith::chain::verify::LineErrorKind;
 use chainsmith::consensus::{BlockWork, RuleReport, name_in};
 use chainsmith::hash::Backend;
 use chainsmith::hash::search::{SearchControl, SearchMode, SearchOptions};
@@ -20,13 +17,10 @@ use chainsmith::{ChainSpec, ChainState};
 use serde_json::json;
 
 use crate::cli::args::MineArgs;
-use crate::cli::commands::{builtin_lookalike, named, replay_file};
 use crate::cli::format::{producers_json, si};
-use crate::cli::miner::{MineJob, MineOutcome, create_chain, mine_blocks};
+use crate::cli::miner::{MineJob, MineOutcome, OpenChain, mine_blocks, open_chain};
 use crate::cli::progress::Progress;
-use crate::cli::{
-    EXIT_INTERRUPTED, EXIT_INVALID, choose_backend, resolve_spec, thread_pool, unix_now,
-};
+use crate::cli::{EXIT_INTERRUPTED, EXIT_INVALID, choose_backend, resolve_spec, thread_pool};
 
 pub(crate) fn run(args: &MineArgs) -> Result<ExitCode> {
     let consensus = args.consensus.0;
@@ -52,50 +46,22 @@ pub(crate) fn run(args: &MineArgs) -> Result<ExitCode> {
 
     // Checked before a new chain file is created; an existing chain's own spec decides below.
     produce_options(args, &spec)?;
-    // One writer per chain file, for the whole run.
-    let _lock = ChainLock::acquire(&path)?;
-    let existing = std::fs::metadata(&path).is_ok_and(|m| m.len() > 0);
-    let (mut state, mut writer) = if existing {
-        let replay = replay_file(&path, &pool, args.quiet, unix_now(), &mut ())?;
-        if let Some(err) = &replay.error {
-            eprintln!("chainsmith: {}: {}", path.display(), named(&replay, err));
-            if matches!(
-                err.kind,
-                LineErrorKind::Block(BlockError::TimeTooNew { .. })
-            ) {
-                eprintln!(
-                    "chainsmith: the chain is ahead of this machine's clock; check the clock (nothing was changed)"
-                );
-            }
-            return Ok(ExitCode::from(EXIT_INVALID));
-        }
-        let state = replay.state.context("a valid chain has a state")?;
-        if let Some(w) = builtin_lookalike(state.spec()) {
-            eprintln!("chainsmith: warning: {}: {w}", path.display());
-        }
-        if state.consensus() != consensus {
-            bail!(
-                "{} is a {} chain: continue it with `chainsmith mine {}`",
-                path.display(),
-                state.consensus(),
-                state.consensus()
-            );
-        }
-        if args.spec.is_some() && state.spec() != &spec {
-            bail!(
-                "{} was made with spec {:?} ({}), not the spec given with --spec ({})",
-                path.display(),
-                state.spec().name,
-                state.spec().spec_hash(),
-                spec.spec_hash()
-            );
-        }
-        let writer = ChainWriter::open_append(&path)
-            .with_context(|| format!("opening {} for appending", path.display()))?;
-        (state, writer)
-    } else {
-        create_chain(&path, spec)?
+    let Some(OpenChain {
+        mut state,
+        mut writer,
+        lock: _lock,
+    }) = open_chain(&path, spec, args.spec.is_some(), &pool, args.quiet)?
+    else {
+        return Ok(ExitCode::from(EXIT_INVALID));
     };
+    if state.consensus() != consensus {
+        bail!(
+            "{} is a {} chain: continue it with `chainsmith mine {}`",
+            path.display(),
+            state.consensus(),
+            state.consensus()
+        );
+    }
 
     let produce = produce_options(args, state.spec())?;
     let control = Arc::new(SearchControl::default());
