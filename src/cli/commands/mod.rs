@@ -9,6 +9,7 @@ pub(crate) mod elections;
 pub(crate) mod header;
 pub(crate) mod mine;
 pub(crate) mod node;
+pub(crate) mod pool_client;
 pub(crate) mod show;
 pub(crate) mod sim;
 pub(crate) mod verify;
