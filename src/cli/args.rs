@@ -685,6 +685,26 @@ pub(crate) struct MineArgs {
     /// No progress bar.
     #[arg(long, short)]
     pub(crate) quiet: bool,
+    /// pow: mine for a Stratum V1 pool at stratum+tcp://HOST:PORT instead of onto a chain
+    /// file (`--quiet` then silences the per-share lines).
+    #[arg(long, value_name = "URL")]
+    pub(crate) pool: Option<String>,
+    /// With --pool: the worker to authorize as, NAME[.WORKER].
+    #[arg(long, value_name = "NAME[.WORKER]")]
+    pub(crate) user: Option<String>,
+    /// With --pool: the password to authorize with [default: x].
+    #[arg(long, value_name = "PASSWORD")]
+    pub(crate) password: Option<String>,
+    /// With --pool: stop after this many seconds (exit 0).
+    #[arg(long, value_name = "SECONDS")]
+    pub(crate) time_limit: Option<u64>,
+    /// With --pool: reconnections tried after a failed one before giving up (-1: forever)
+    /// [default: -1].
+    #[arg(long, value_name = "N", allow_negative_numbers = true)]
+    pub(crate) retries: Option<i64>,
+    /// With --pool: seconds to wait before each reconnection [default: 5].
+    #[arg(long, value_name = "SECONDS")]
+    pub(crate) retry_pause: Option<u64>,
 }
 
 #[derive(Debug, Args)]

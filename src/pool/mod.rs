@@ -4,8 +4,10 @@
 //! [`stratum`] is the wire format and the byte orders existing miners expect; [`job`] cuts the
 //! next block of a chain into a job and checks shares against it; [`pplns`] splits a block's
 //! reward among the last N shares in its coinbase; [`vardiff`] retargets each connection's
-//! share difficulty.
+//! share difficulty; [`client`] is the other side, a miner that mines for a pool with the
+//! parallel nonce search.
 
+pub mod client;
 pub mod job;
 pub mod pplns;
 pub mod server;

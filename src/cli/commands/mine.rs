@@ -23,6 +23,9 @@ use crate::cli::progress::Progress;
 use crate::cli::{EXIT_INTERRUPTED, EXIT_INVALID, choose_backend, resolve_spec, thread_pool};
 
 pub(crate) fn run(args: &MineArgs) -> Result<ExitCode> {
+    if crate::cli::commands::pool_client::wanted(args) {
+        return crate::cli::commands::pool_client::run(args);
+    }
     let consensus = args.consensus.0;
     let rule = consensus.rule();
     let blocks = args.blocks.unwrap_or_else(|| rule.info().demo_blocks);

@@ -10,6 +10,7 @@ pub(crate) mod header;
 pub(crate) mod mine;
 pub(crate) mod node;
 pub(crate) mod pool;
+pub(crate) mod pool_client;
 pub(crate) mod show;
 pub(crate) mod sim;
 pub(crate) mod verify;
