@@ -395,7 +395,7 @@ fn hostile_peers_are_cut_off_and_the_pool_keeps_serving() {
         ],
     );
     let mut good = Raw::connect(pool.port);
-    let mut miner = good.handshake("alice.good");
+    let miner = good.handshake("alice.good");
 
     // Silent: closed after the handshake timeout.
     let mut silent = Raw::connect(pool.port);
@@ -640,4 +640,271 @@ fn five_hundred_connections_submitting_shares() {
     assert_eq!(pool.interrupt().code(), Some(130));
     let shares = pool.events("share");
     assert_eq!(shares.iter().filter(|s| s["seq"].is_u64()).count(), total);
+}
+
+/// A spec for quick pooled blocks: difficulty 2^-16 (65 536 hashes a block, fast even in a
+/// debug build), coinbases mature after one block so that demo transfers give the jobs a real
+/// merkle branch, no retargeting.
+fn quick_spec(dir: &Path) -> PathBuf {
+    use chainsmith::primitives::hash::BlockHash;
+    let mut spec: Value = serde_json::from_str(include_str!("../chains/pow-demo.json")).unwrap();
+    spec["name"] = json!("pool-quick");
+    spec["genesis"]["bits"] = json!("1f00ffff");
+    spec["coinbase_maturity"] = json!(1);
+    spec["retarget"] = json!({"rule": "none"});
+    let target = chainsmith::CompactTarget::from_consensus(0x1f00_ffff)
+        .to_target()
+        .unwrap();
+    let raw = hex::decode(spec["genesis"]["coinbase_hex"].as_str().unwrap()).unwrap();
+    let root = BlockHash::hash(&raw).to_byte_array();
+    let header = |nonce: u32| chainsmith::Header {
+        version: 1,
+        prev_hash: BlockHash::ZERO,
+        merkle_root: chainsmith::primitives::hash::MerkleRoot::from_byte_array(root),
+        time: u32::try_from(spec["genesis"]["time"].as_u64().unwrap()).unwrap(),
+        bits: chainsmith::CompactTarget::from_consensus(0x1f00_ffff),
+        nonce,
+    };
+    let nonce = (0..)
+        .find(|n| target.is_met_by(header(*n).block_hash()))
+        .unwrap();
+    spec["genesis"]["nonce"] = json!(nonce);
+    let path = dir.join("pool-quick.json");
+    std::fs::write(&path, spec.to_string()).unwrap();
+    path
+}
+
+/// Three of our miner processes on one pool: the chain verifies, every block's coinbase pays
+/// the PPLNS split recomputed here from the pool's share log, and each miner's count of
+/// accepted shares is the pool's.
+#[test]
+fn three_miners_one_pool_pplns() {
+    let dir = tempfile::tempdir().unwrap();
+    let spec = quick_spec(dir.path());
+    let window = 24u64;
+    let mut pool = Pool::start(
+        dir.path(),
+        &[
+            "--spec",
+            spec.to_str().unwrap(),
+            "--share-difficulty",
+            "9.5367431640625e-7",
+            "--pplns-window",
+            &window.to_string(),
+            "--blocks",
+            "8",
+            "--job-interval",
+            "200ms",
+        ],
+    );
+    let users = ["alice.r1", "bob.r2", "carol.r3"];
+    let miners: Vec<Child> = users
+        .iter()
+        .map(|u| {
+            Command::new(EXE)
+                .args([
+                    "mine",
+                    "pow",
+                    "--pool",
+                    &pool.url(),
+                    "--user",
+                    u,
+                    "--threads",
+                    "1",
+                    "--json",
+                    "--quiet",
+                    "--retry-pause",
+                    "1",
+                ])
+                .stdout(Stdio::piped())
+                .stderr(Stdio::piped())
+                .spawn()
+                .unwrap()
+        })
+        .collect();
+    let end = Instant::now() + Duration::from_secs(120);
+    let status = loop {
+        if let Some(s) = pool.child.try_wait().unwrap() {
+            break s;
+        }
+        assert!(Instant::now() < end, "8 blocks within two minutes");
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert!(status.success(), "--blocks 8 ends the pool with exit 0");
+    let mut accepted_by_miner = std::collections::HashMap::new();
+    for (user, m) in users.iter().zip(miners) {
+        Command::new("kill")
+            .args(["-INT", &m.id().to_string()])
+            .status()
+            .unwrap();
+        let out = m.wait_with_output().unwrap();
+        assert_eq!(
+            out.status.code(),
+            Some(130),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let summary: Value = serde_json::from_slice(&out.stdout).unwrap();
+        accepted_by_miner.insert(*user, summary["accepted"].as_u64().unwrap());
+    }
+    let (ok, out) = verify(&pool.chain);
+    assert!(ok, "{out}");
+    let blocks = chain_lines(&pool.chain);
+    assert_eq!(blocks.len(), 9, "genesis and 8 blocks");
+
+    // The share log, in acceptance order.
+    let shares: Vec<(u64, String, u128)> = pool
+        .events("share")
+        .iter()
+        .filter(|s| s["seq"].is_u64())
+        .map(|s| {
+            (
+                s["seq"].as_u64().unwrap(),
+                s["worker"].as_str().unwrap().to_owned(),
+                s["work"].as_str().unwrap().parse().unwrap(),
+            )
+        })
+        .collect();
+    for (i, s) in shares.iter().enumerate() {
+        assert_eq!(s.0, i as u64, "shares are numbered in order");
+    }
+    for user in users {
+        let pool_count = shares.iter().filter(|s| s.1 == user).count() as u64;
+        let miner_count = accepted_by_miner[user];
+        assert!(pool_count > 0, "{user} had shares accepted");
+        // A share accepted as the pool stopped may not have reached its miner.
+        assert!(
+            (pool_count - miner_count) <= 1 && miner_count <= pool_count,
+            "{user}: pool {pool_count}, miner {miner_count}"
+        );
+    }
+    let seed = "chainsmith pow-demo";
+    let payee = |worker: &str| {
+        chainsmith::primitives::tx::KeyPair::derive(seed, worker.split('.').next().unwrap())
+            .pubkey()
+            .to_string()
+    };
+    let jobs = pool.events("job");
+    let mut multi_payee_blocks = 0;
+    let mut branch_blocks = 0;
+    for b in pool
+        .events("block")
+        .iter()
+        .filter(|b| b["accepted"] == true)
+    {
+        let job = jobs.iter().find(|j| j["job"] == b["job"]).unwrap();
+        let height = b["height"].as_u64().unwrap() as usize;
+        let line = &blocks[height];
+        assert_eq!(line["hash"], b["hash"]);
+        branch_blocks += usize::from(line["txs"].as_array().unwrap().len() > 1);
+        let paid: Vec<(String, u64)> = line["txs"][0]["outputs"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|o| {
+                (
+                    o["to"].as_str().unwrap().to_owned(),
+                    (o["value"].as_f64().unwrap() * 1e8).round() as u64,
+                )
+            })
+            .collect();
+        let reward: u64 = paid.iter().map(|p| p.1).sum();
+        // The rule, recomputed: the last `window` shares before the job, weighted by work.
+        let before = job["shares_before"].as_u64().unwrap() as usize;
+        let from = before.saturating_sub(window as usize);
+        let mut weights: std::collections::BTreeMap<String, u128> =
+            std::collections::BTreeMap::new();
+        for s in &shares[from..before] {
+            *weights.entry(payee(&s.1)).or_default() += s.2;
+        }
+        let expected: Vec<(String, u64)> = if weights.is_empty() {
+            vec![(
+                chainsmith::primitives::tx::KeyPair::derive(seed, "miner")
+                    .pubkey()
+                    .to_string(),
+                reward,
+            )]
+        } else {
+            let total: u128 = weights.values().sum();
+            let mut parts: std::collections::BTreeMap<String, u64> = weights
+                .iter()
+                .map(|(k, w)| (k.clone(), (u128::from(reward) * w / total) as u64))
+                .collect();
+            let heaviest = weights
+                .iter()
+                .rev()
+                .max_by_key(|(_, w)| **w)
+                .unwrap()
+                .0
+                .clone();
+            let left = reward - parts.values().sum::<u64>();
+            *parts.get_mut(&heaviest).unwrap() += left;
+            parts.into_iter().filter(|p| p.1 > 0).collect()
+        };
+        assert_eq!(
+            paid, expected,
+            "block {height}: coinbase against the PPLNS split of shares {from}..{before}"
+        );
+        multi_payee_blocks += usize::from(paid.len() > 1);
+    }
+    assert!(multi_payee_blocks > 0, "some block split its reward");
+    assert!(
+        branch_blocks > 0,
+        "some block had transfers after its coinbase"
+    );
+}
+
+/// Bad command lines: one line naming what is wrong, exit 2, nothing written.
+#[test]
+fn pool_usage_errors_exit_2() {
+    let dir = tempfile::tempdir().unwrap();
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let busy = taken.local_addr().unwrap().to_string();
+    let chain = dir.path().join("c.jsonl");
+    let c = chain.to_str().unwrap();
+    for (args, want) in [
+        (
+            vec!["pool", "--spec", "pos-demo", "--chain", c],
+            "proof-of-work",
+        ),
+        (vec!["pool", "--listen", &busy, "--chain", c], "--listen"),
+        (
+            vec!["pool", "--listen", "nowhere", "--chain", c],
+            "--listen",
+        ),
+        (
+            vec!["pool", "--share-difficulty", "0", "--chain", c],
+            "--share-difficulty",
+        ),
+        (
+            vec!["pool", "--share-difficulty=-1", "--chain", c],
+            "--share-difficulty",
+        ),
+        (
+            vec![
+                "pool",
+                "--operator",
+                "not a name!",
+                "--listen",
+                "127.0.0.1:0",
+                "--chain",
+                c,
+            ],
+            "--operator",
+        ),
+        (
+            vec!["pool", "--pplns-window", "0", "--chain", c],
+            "--pplns-window",
+        ),
+    ] {
+        let o = Command::new(EXE).args(&args).output().unwrap();
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert_eq!(o.status.code(), Some(2), "{args:?}: {err}");
+        // The first line says it (clap adds a pointer to --help after its own errors).
+        assert!(
+            err.lines().next().unwrap().contains(want),
+            "{args:?}: {err}"
+        );
+    }
+    assert!(!chain.exists(), "no chain file was created");
 }

@@ -719,10 +719,10 @@ impl<'a> Connection<'a> {
                     After::Continue
                 }
             };
-            if !out.is_empty() {
-                if let Err(e) = write_all(&mut write, out.as_bytes()).await {
-                    return e;
-                }
+            if !out.is_empty()
+                && let Err(e) = write_all(&mut write, out.as_bytes()).await
+            {
+                return e;
             }
             if let After::Close(reason) = after {
                 let _ = write.shutdown().await;
@@ -765,8 +765,12 @@ impl<'a> Connection<'a> {
                 truncate(other)
             ))),
         };
-        out.push_str(&response(&msg.id, result.as_ref().map(Clone::clone)));
-        if method == "mining.subscribe" && result.is_ok() {
+        let subscribed = method == "mining.subscribe" && result.is_ok();
+        out.push_str(&match result {
+            Ok(v) => response(&msg.id, Ok(v)),
+            Err(e) => response(&msg.id, Err(&e)),
+        });
+        if subscribed {
             let job = Arc::clone(&self.shared.jobs.borrow());
             self.send_job(job, None, out);
         }
@@ -1114,10 +1118,10 @@ pub fn payee_of(user: &str, wallet_seed: &str) -> Result<PubKey, String> {
             truncate(user)
         ));
     }
-    if name.len() == 64 {
-        if let Ok(bytes) = <[u8; 32]>::try_from(hex::decode(name).unwrap_or_default()) {
-            return Ok(PubKey::from_bytes(bytes));
-        }
+    if name.len() == 64
+        && let Ok(bytes) = <[u8; 32]>::try_from(hex::decode(name).unwrap_or_default())
+    {
+        return Ok(PubKey::from_bytes(bytes));
     }
     Ok(KeyPair::derive(wallet_seed, name).pubkey())
 }

@@ -32,6 +32,10 @@ pub(crate) fn run(a: &PoolArgs) -> Result<ExitCode> {
         .chain
         .clone()
         .unwrap_or_else(|| PathBuf::from("chains").join(format!("{}.jsonl", spec.name)));
+    if let Some(name) = &a.operator {
+        // Checked before a chain file is created; the chain's own seed derives the key below.
+        payee_of(name, &spec.wallet_seed).map_err(|e| anyhow::anyhow!("--operator: {e}"))?;
+    }
     let listener = std::net::TcpListener::bind(a.listen)
         .with_context(|| format!("--listen {}: cannot listen there", a.listen))?;
     let workers = thread_pool(None)?;
