@@ -22,6 +22,22 @@ pub(crate) fn utc(secs: u32) -> String {
     )
 }
 
+/// Formats a share difficulty as miners show it: six decimals below 1000 (trailing zeros
+/// dropped), an SI prefix above.
+pub(crate) fn difficulty(d: f64) -> String {
+    if d >= 1000.0 {
+        si(d)
+    } else {
+        let fixed = format!("{d:.6}");
+        let trimmed = fixed.trim_end_matches('0').trim_end_matches('.');
+        if trimmed == "0" {
+            format!("{d:.3e}")
+        } else {
+            trimmed.to_owned()
+        }
+    }
+}
+
 /// Formats a count with an SI prefix: `362.1 M`.
 pub(crate) fn si(value: f64) -> String {
     const PREFIXES: [&str; 7] = ["", "k", "M", "G", "T", "P", "E"];

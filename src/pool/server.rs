@@ -323,17 +323,17 @@ pub fn serve(
         operator: config.operator,
         serial: 0,
     };
-    let books = Books {
+    let books = Mutex::new(Books {
         pplns: Pplns::new(config.pplns_window),
         accepted: 0,
         workers: HashMap::new(),
-    };
+    });
     let first = chain.make_job(true, &books, &*clock);
     let (job_tx, job_rx) = watch::channel(Arc::new(first));
     let (to_chain, from_conns) = mpsc::channel();
     let shared = Arc::new(Shared {
         spec_seed: chain.state.spec().wallet_seed.clone(),
-        books: Mutex::new(books),
+        books,
         jobs: job_rx,
         to_chain,
         sink: Arc::clone(&sink),
@@ -414,8 +414,9 @@ struct ChainThread {
 }
 
 impl ChainThread {
-    /// Makes the next job; the PPLNS split is taken from `books` at this instant.
-    fn make_job(&mut self, clean: bool, books: &Books, clock: &dyn Fn() -> u32) -> PoolJob {
+    /// Makes the next job; the PPLNS split is taken from the books at this instant (the
+    /// transfers are signed before the books are locked).
+    fn make_job(&mut self, clean: bool, books: &Mutex<Books>, clock: &dyn Fn() -> u32) -> PoolJob {
         self.serial += 1;
         let height = self.state.next_height();
         let spec = JobSpec {
@@ -425,6 +426,7 @@ impl ChainThread {
             txs: demo_transfers(&self.state, &self.keys, self.tx_per_block, height, &[]),
             operator: self.operator,
         };
+        let books = lock(books);
         PoolJob {
             job: Job::new(&self.state, spec, |reward| books.pplns.split(reward)),
             serial: self.serial,
@@ -456,9 +458,7 @@ impl ChainThread {
             match found.recv_timeout(Duration::from_millis(100)) {
                 Ok(f) => {
                     if self.take_block(shared, f)? {
-                        let books = lock(&shared.books);
-                        let job = self.make_job(true, &books, &*shared.clock);
-                        drop(books);
+                        let job = self.make_job(true, &shared.books, &*shared.clock);
                         shared.sink.event(&job_event(&job));
                         jobs.send_replace(Arc::new(job));
                         last_job = Instant::now();
@@ -475,9 +475,7 @@ impl ChainThread {
                 Err(mpsc::RecvTimeoutError::Disconnected) => return Ok(StopReason::Interrupted),
             }
             if last_job.elapsed() >= shared.config.job_interval {
-                let books = lock(&shared.books);
-                let job = self.make_job(false, &books, &*shared.clock);
-                drop(books);
+                let job = self.make_job(false, &shared.books, &*shared.clock);
                 shared.sink.event(&job_event(&job));
                 jobs.send_replace(Arc::new(job));
                 last_job = Instant::now();
@@ -766,10 +764,13 @@ impl<'a> Connection<'a> {
             ))),
         };
         let subscribed = method == "mining.subscribe" && result.is_ok();
-        out.push_str(&match result {
-            Ok(v) => response(&msg.id, Ok(v)),
-            Err(e) => response(&msg.id, Err(&e)),
-        });
+        match result {
+            Ok(v) => out.push_str(&response(&msg.id, Ok(v))),
+            Err(e) => {
+                out.push_str(&response(&msg.id, Err(&e)));
+                return self.rejected();
+            }
+        }
         if subscribed {
             let job = Arc::clone(&self.shared.jobs.borrow());
             self.send_job(job, None, out);

@@ -15,7 +15,7 @@ use chainsmith::pool::vardiff::VardiffConfig;
 use chainsmith::primitives::tx::PubKey;
 
 use crate::cli::args::PoolArgs;
-use crate::cli::format::{si, utc};
+use crate::cli::format::{difficulty as fmt_difficulty, si, utc};
 use crate::cli::miner::{OpenChain, open_chain};
 use crate::cli::{EXIT_INTERRUPTED, EXIT_INVALID, resolve_spec, thread_pool, unix_now};
 
@@ -296,16 +296,5 @@ impl TextLog {
             )],
             _ => Vec::new(),
         }
-    }
-}
-
-fn fmt_difficulty(d: f64) -> String {
-    if d >= 1000.0 {
-        si(d)
-    } else {
-        format!("{d:.6}")
-            .trim_end_matches('0')
-            .trim_end_matches('.')
-            .to_owned()
     }
 }

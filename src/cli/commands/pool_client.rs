@@ -13,7 +13,7 @@ use clap::parser::ValueSource;
 use serde_json::json;
 
 use crate::cli::args::{Cli, MineArgs};
-use crate::cli::format::{si, utc};
+use crate::cli::format::{difficulty, si, utc};
 use crate::cli::{EXIT_INTERRUPTED, choose_backend, thread_pool, unix_now};
 
 /// Whether `mine` was given any pool option: then this module runs it.
@@ -120,14 +120,15 @@ fn line(event: Event, quiet: bool) -> Option<String> {
         Event::Retrying { pause } => {
             return Some(format!("reconnecting in {} s", pause.as_secs_f64()));
         }
-        Event::Difficulty(d) => format!("stratum difficulty set to {d}"),
+        Event::Difficulty(d) => format!("stratum difficulty set to {}", difficulty(d)),
         Event::Job {
             job_id,
             clean,
             difficulty,
         } => format!(
-            "new job {job_id}{}, difficulty {difficulty}",
-            if clean { " (clean)" } else { "" }
+            "new job {job_id}{}, difficulty {}",
+            if clean { " (clean)" } else { "" },
+            self::difficulty(difficulty)
         ),
         Event::Answer {
             result,
@@ -177,9 +178,10 @@ pub(crate) fn run(args: &MineArgs) -> Result<ExitCode> {
 
     let url = opts.url();
     log(&format!(
-        "chainsmith {} mining for {url} as {}: {threads} threads, backend {}",
+        "chainsmith {} mining for {url} as {}: {threads} thread{}, backend {}",
         env!("CARGO_PKG_VERSION"),
         opts.user,
+        if threads == 1 { "" } else { "s" },
         opts.backend
     ));
     let started = Instant::now();
@@ -197,12 +199,13 @@ pub(crate) fn run(args: &MineArgs) -> Result<ExitCode> {
     };
     let interrupted = interrupted.load(Ordering::SeqCst);
     log(&format!(
-        "done{} after {elapsed:.1} s: {} accepted, {} rejected, {}hashes, {} on {threads} threads ({})",
+        "done{} after {elapsed:.1} s: {} accepted, {} rejected, {}hashes, {} on {threads} thread{} ({})",
         if interrupted { " (interrupted)" } else { "" },
         totals.accepted,
         totals.rejected,
         si(hashes as f64),
         mhs(rate),
+        if threads == 1 { "" } else { "s" },
         opts.backend
     ));
     if args.json {
