@@ -118,6 +118,10 @@ impl Pool {
         let end = Instant::now() + Duration::from_secs(20);
         loop {
             if let Some(s) = self.child.try_wait().unwrap() {
+                // Its last words: every event before them has been read.
+                self.wait_for("the stopped event", Duration::from_secs(5), |e| {
+                    e["event"] == "stopped"
+                });
                 return s;
             }
             assert!(Instant::now() < end, "the pool did not stop on SIGINT");
@@ -366,13 +370,13 @@ fn an_outside_stratum_client_mines_a_share() {
     );
     writeln!(stdin, "{}", json!({"quit": true})).unwrap();
     assert!(node.wait().unwrap().success());
+    assert_eq!(pool.interrupt().code(), Some(130), "Ctrl-C exits 130");
     // The pool counted it: one accepted share by alice.npm, three rejections.
     let shares = pool.events("share");
     let accepted: Vec<_> = shares.iter().filter(|s| s["seq"].is_u64()).collect();
     assert_eq!(accepted.len(), 1);
     assert_eq!(accepted[0]["worker"], "alice.npm");
     assert_eq!(shares.iter().filter(|s| s["reason"].is_string()).count(), 3);
-    assert_eq!(pool.interrupt().code(), Some(130), "Ctrl-C exits 130");
     let (ok, out) = verify(&pool.chain);
     assert!(ok, "{out}");
 }
@@ -512,6 +516,9 @@ fn version_rolling_is_negotiated_and_checked() {
     p.as_array_mut().unwrap().push(json!(format!("{bits:08x}")));
     c.send(&json!({"id": 3, "method": "mining.submit", "params": p}));
     assert_eq!(c.answer(&json!(3), &mut seen)["result"], true);
+    pool.wait_for("the share in the log", Duration::from_secs(5), |e| {
+        e["event"] == "share"
+    });
     assert_eq!(pool.events("share").len(), 1);
 }
 
@@ -589,6 +596,11 @@ fn five_hundred_connections_submitting_shares() {
             (c, m)
         })
         .collect();
+    // The log is written by its own thread: wait for it to catch up.
+    let end = Instant::now() + Duration::from_secs(10);
+    while pool.events("authorized").len() < conns && Instant::now() < end {
+        std::thread::sleep(Duration::from_millis(20));
+    }
     assert_eq!(pool.events("authorized").len(), conns);
     let cpu0 = cpu_seconds(pool.pid());
     let started = Instant::now();
@@ -731,6 +743,9 @@ fn three_miners_one_pool_pplns() {
         std::thread::sleep(Duration::from_millis(50));
     };
     assert!(status.success(), "--blocks 8 ends the pool with exit 0");
+    pool.wait_for("the stopped event", Duration::from_secs(5), |e| {
+        e["event"] == "stopped"
+    });
     let mut accepted_by_miner = std::collections::HashMap::new();
     for (user, m) in users.iter().zip(miners) {
         Command::new("kill")

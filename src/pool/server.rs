@@ -1025,9 +1025,17 @@ impl<'a> Connection<'a> {
         self.tokens -= 1.0;
         let current = Arc::clone(&self.shared.jobs.borrow());
         let Some(sent) = self.sent.iter_mut().find(|s| s.id == submit.job_id) else {
+            // Ids are this connection's counter: one it reached was sent, and has gone stale.
+            let sent_before = u64::from_str_radix(&submit.job_id, 16)
+                .is_ok_and(|n| n >= 1 && n <= self.next_local);
+            let message = if sent_before {
+                "Job not found (stale)"
+            } else {
+                "Job not found"
+            };
             return Err(fail(StratumError::new(
                 StratumError::JOB_NOT_FOUND,
-                "Job not found",
+                message,
             )));
         };
         let job = Arc::clone(&sent.job);

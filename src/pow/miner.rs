@@ -64,6 +64,49 @@ pub fn search(job: &PowJob, opts: &SearchOptions, control: &SearchControl) -> Se
     }
 }
 
+/// Searches every nonce of `opts.nonces` on the current rayon pool and calls `found` with each
+/// one that meets the job's target — in order within a chunk, in no set order across chunks.
+/// Unlike [`search`], a solution does not end the search: a pool miner submits every share, and
+/// restarting after each one would redo (or skip) the other threads' chunks. Returns
+/// [`SearchOutcome::Exhausted`] when the range is done, [`SearchOutcome::Stopped`] when the stop
+/// flag ended it (`opts.mode` is not used).
+pub fn search_all(
+    job: &PowJob,
+    opts: &SearchOptions,
+    control: &SearchControl,
+    found: &(dyn Fn(u32) + Sync),
+) -> SearchOutcome {
+    let start = opts.nonces.start;
+    let end = opts.nonces.end.min(1 << 32);
+    if start >= end {
+        return SearchOutcome::Exhausted;
+    }
+    let chunk = opts.chunk.max(1);
+    let stopped = || control.stop.load(Ordering::Relaxed);
+    (0..(end - start).div_ceil(chunk))
+        .into_par_iter()
+        .for_each(|i| {
+            let mut lo = start + i * chunk;
+            let hi = (lo + chunk).min(end);
+            while lo < hi && !stopped() {
+                let scan = job.scan(lo..hi, stopped);
+                control.hashes.fetch_add(scan.hashes, Ordering::Relaxed);
+                match scan.found {
+                    Some(nonce) => {
+                        found(nonce);
+                        lo = u64::from(nonce) + 1;
+                    }
+                    None => break,
+                }
+            }
+        });
+    if stopped() {
+        SearchOutcome::Stopped
+    } else {
+        SearchOutcome::Exhausted
+    }
+}
+
 /// Why [`solve_block`] gave up.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
@@ -158,6 +201,47 @@ mod tests {
                 None => assert_eq!(got, SearchOutcome::Exhausted, "seed {seed}"),
             }
         }
+    }
+
+    #[test]
+    fn search_all_reports_every_solution_once() {
+        let pool = rayon::ThreadPoolBuilder::new()
+            .num_threads(3)
+            .build()
+            .unwrap();
+        let h = header(4);
+        // One hash in 16 solves.
+        let target = Target::from_hex(&format!("0{}", "f".repeat(63))).unwrap();
+        let job = PowJob::new(&h, target);
+        let opts = SearchOptions {
+            chunk: 100,
+            nonces: 50..5_000,
+            ..SearchOptions::default()
+        };
+        let control = SearchControl::default();
+        let got = std::sync::Mutex::new(Vec::new());
+        let outcome =
+            pool.install(|| search_all(&job, &opts, &control, &|n| got.lock().unwrap().push(n)));
+        assert_eq!(outcome, SearchOutcome::Exhausted);
+        let mut got = got.into_inner().unwrap();
+        got.sort_unstable();
+        let want: Vec<u32> = (50..5_000u32)
+            .filter(|n| Target::from_le_bytes(job.hash_nonce(*n)) <= target)
+            .collect();
+        assert!(want.len() > 200);
+        assert_eq!(got, want);
+        assert_eq!(
+            control.hashes.load(Ordering::Relaxed),
+            4_950,
+            "every nonce hashed once"
+        );
+        let control = SearchControl::default();
+        control.stop.store(true, Ordering::Relaxed);
+        assert_eq!(
+            search_all(&job, &opts, &control, &|_| ()),
+            SearchOutcome::Stopped
+        );
+        assert_eq!(control.hashes.load(Ordering::Relaxed), 0);
     }
 
     #[test]
