@@ -793,6 +793,27 @@ fn three_miners_one_pool_pplns() {
             "{user}: pool {pool_count}, miner {miner_count}"
         );
     }
+    // The pool's own books, as its last statistics event gives them, count the same.
+    let stats = pool.events("stats");
+    let last = stats.last().expect("a statistics event at the stop");
+    for user in users {
+        let w = last["workers"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|w| w["worker"] == user)
+            .unwrap();
+        let logged = shares.iter().filter(|s| s.1 == user).count() as u64;
+        assert_eq!(w["accepted"].as_u64().unwrap(), logged, "{user}");
+        assert!(w["hash_rate"].as_f64().unwrap() > 0.0);
+    }
+    let found: u64 = last["workers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|w| w["blocks"].as_u64().unwrap())
+        .sum();
+    assert_eq!(found, 8, "the workers found the 8 blocks");
     let seed = "chainsmith pow-demo";
     let payee = |worker: &str| {
         chainsmith::primitives::tx::KeyPair::derive(seed, worker.split('.').next().unwrap())
@@ -922,4 +943,83 @@ fn pool_usage_errors_exit_2() {
         );
     }
     assert!(!chain.exists(), "no chain file was created");
+}
+
+/// Vardiff: a connection that sends shares far faster than wanted gets a higher difficulty
+/// (`mining.set_difficulty`, then the job again under a new id), and a share for the new job
+/// is judged at it; one for the job sent before still at the old one.
+#[test]
+fn vardiff_raises_a_fast_connection() {
+    let dir = tempfile::tempdir().unwrap();
+    let pool = Pool::start(
+        dir.path(),
+        &[
+            "--share-difficulty",
+            "1e-7",
+            "--vardiff",
+            "--shares-per-minute",
+            "1",
+        ],
+    );
+    let mut c = Raw::connect(pool.port);
+    let mut miner = c.handshake("carol.fast");
+    let start = miner.difficulty;
+    let old_job = miner.notify.clone().unwrap();
+    let mut seen = Vec::new();
+    let mut nonce = 0;
+    // 16 quick shares: 960 a minute against the wanted 1.
+    for id in 100..116 {
+        nonce = miner.find([0; 4], nonce, true);
+        c.send(&json!({"id": id, "method": "mining.submit", "params": miner.submit("carol.fast", [0; 4], nonce)}));
+        assert_eq!(c.answer(&json!(id), &mut seen)["result"], true);
+        nonce += 1;
+    }
+    for m in &seen {
+        miner.take(m);
+    }
+    // The retarget follows the answer to the share that triggered it.
+    while miner.notify.as_ref().unwrap().job_id == old_job.job_id {
+        let m = c.recv().expect("a new difficulty and job");
+        miner.take(&m);
+    }
+    assert!(
+        (miner.difficulty / start - 4.0).abs() < 1e-9,
+        "one step of ×4: {} → {}",
+        start,
+        miner.difficulty
+    );
+    let new_job = miner.notify.clone().unwrap();
+    assert_ne!(
+        new_job.job_id, old_job.job_id,
+        "the job again under a new id"
+    );
+    // On the new job: a hash that meets the old target but not the new one is low.
+    let root = new_job.merkle_root(&miner.extranonce1, &[0, 0, 0, 9]);
+    let (old_t, new_t) = (share_target(start), share_target(miner.difficulty));
+    let between = (0..)
+        .find(|n| {
+            let h = new_job
+                .header(root, new_job.time, *n, new_job.version)
+                .block_hash();
+            old_t.is_met_by(h) && !new_t.is_met_by(h)
+        })
+        .unwrap();
+    c.send(&json!({"id": 200, "method": "mining.submit", "params": miner.submit("carol.fast", [0, 0, 0, 9], between)}));
+    assert_eq!(c.answer(&json!(200), &mut seen)["error"][0], 23);
+    // The job sent before the change keeps its difficulty.
+    miner.notify = Some(old_job.clone());
+    let root = old_job.merkle_root(&miner.extranonce1, &[0, 0, 0, 9]);
+    let between = (0..)
+        .find(|n| {
+            let h = old_job
+                .header(root, old_job.time, *n, old_job.version)
+                .block_hash();
+            old_t.is_met_by(h) && !new_t.is_met_by(h)
+        })
+        .unwrap();
+    c.send(&json!({"id": 201, "method": "mining.submit", "params": miner.submit("carol.fast", [0, 0, 0, 9], between)}));
+    assert_eq!(c.answer(&json!(201), &mut seen)["result"], true);
+    pool.wait_for("the difficulty event", Duration::from_secs(5), |e| {
+        e["event"] == "difficulty"
+    });
 }

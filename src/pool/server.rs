@@ -363,6 +363,8 @@ pub fn serve(
     stop.store(true, Ordering::Relaxed);
     accept.abort();
     runtime.shutdown_timeout(Duration::from_secs(1));
+    // The books as they end, then the last words.
+    sink.event(&stats_event(&shared));
     let accepted = shared.books.lock().map_or(0, |b| b.accepted);
     let blocks = shared.blocks.load(Ordering::Relaxed);
     match &outcome {
