@@ -94,6 +94,16 @@ impl Pool {
             .collect()
     }
 
+    /// Waits until the log has `n` events of `kind` (the log trails the answers a little);
+    /// returns how many it has then.
+    fn wait_count(&self, kind: &str, n: usize) -> usize {
+        let end = Instant::now() + Duration::from_secs(10);
+        while self.events(kind).len() < n && Instant::now() < end {
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        self.events(kind).len()
+    }
+
     /// Waits until the log has an event for which `pred` holds.
     fn wait_for(&self, what: &str, timeout: Duration, pred: impl Fn(&Value) -> bool) -> Value {
         let end = Instant::now() + timeout;
@@ -516,10 +526,7 @@ fn version_rolling_is_negotiated_and_checked() {
     p.as_array_mut().unwrap().push(json!(format!("{bits:08x}")));
     c.send(&json!({"id": 3, "method": "mining.submit", "params": p}));
     assert_eq!(c.answer(&json!(3), &mut seen)["result"], true);
-    pool.wait_for("the share in the log", Duration::from_secs(5), |e| {
-        e["event"] == "share"
-    });
-    assert_eq!(pool.events("share").len(), 1);
+    assert_eq!(pool.wait_count("share", 1), 1);
 }
 
 /// Reads `/proc/PID/stat`'s user + system CPU seconds.
@@ -596,12 +603,7 @@ fn five_hundred_connections_submitting_shares() {
             (c, m)
         })
         .collect();
-    // The log is written by its own thread: wait for it to catch up.
-    let end = Instant::now() + Duration::from_secs(10);
-    while pool.events("authorized").len() < conns && Instant::now() < end {
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    assert_eq!(pool.events("authorized").len(), conns);
+    assert_eq!(pool.wait_count("authorized", conns), conns);
     let cpu0 = cpu_seconds(pool.pid());
     let started = Instant::now();
     let latencies = Arc::new(Mutex::new(Vec::new()));
@@ -1022,4 +1024,87 @@ fn vardiff_raises_a_fast_connection() {
     pool.wait_for("the difficulty event", Duration::from_secs(5), |e| {
         e["event"] == "difficulty"
     });
+}
+
+/// One header is one share: the same share sent again under another id of the same job (the
+/// pool resends its newest job to a second `mining.subscribe`, after a retarget, and
+/// refreshes jobs whose coinbase did not change) is a duplicate, not a second share.
+#[test]
+fn a_share_counts_once_whatever_job_id_names_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let pool = Pool::start(
+        dir.path(),
+        &["--share-difficulty", "0.00001", "--job-interval", "1s"],
+    );
+    let mut c = Raw::connect(pool.port);
+    let mut miner = c.handshake("alice.rig");
+    // A refreshed job is not clean: a second subscribe then keeps the ids sent before.
+    while miner.notify.as_ref().unwrap().clean_jobs {
+        let m = c.recv().unwrap();
+        miner.take(&m);
+    }
+    let first = miner.notify.clone().unwrap();
+    c.send(&json!({"id": 5, "method": "mining.subscribe", "params": []}));
+    let mut seen = Vec::new();
+    c.answer(&json!(5), &mut seen);
+    while seen.iter().all(|m| m["method"] != "mining.notify") {
+        seen.push(c.recv().unwrap());
+    }
+    let again = seen
+        .iter()
+        .rev()
+        .find(|m| m["method"] == "mining.notify")
+        .unwrap();
+    let second = Notify::from_params(&again["params"]).unwrap();
+    assert_ne!(first.job_id, second.job_id);
+    miner.notify = Some(second.clone());
+    let nonce = miner.find([0; 4], 0, true);
+    let mut answers = Vec::new();
+    for (id, job) in [(6, &second), (7, &first)] {
+        let mut p = miner.submit("alice.rig", [0; 4], nonce);
+        p[1] = json!(job.job_id);
+        p[3] = json!(format!("{:08x}", first.time.max(second.time)));
+        c.send(&json!({"id": id, "method": "mining.submit", "params": p}));
+        answers.push(c.answer(&json!(id), &mut seen));
+    }
+    assert_eq!(answers[0]["result"], true, "{answers:?}");
+    assert_eq!(answers[1]["error"][0], 22, "{answers:?}");
+}
+
+/// `mining.suggest_difficulty` may raise a connection's difficulty, never lower it below the
+/// pool's: nearly free shares would fill the PPLNS window.
+#[test]
+fn suggested_difficulty_is_not_below_the_pools() {
+    let dir = tempfile::tempdir().unwrap();
+    let pool = Pool::start(dir.path(), &["--share-difficulty", "0.0001"]);
+    let mut c = Raw::connect(pool.port);
+    c.send(&json!({"id": 9, "method": "mining.suggest_difficulty", "params": [1e-300]}));
+    c.answer(&json!(9), &mut Vec::new());
+    assert_eq!(c.handshake("mallory.x").difficulty, 0.0001);
+    let mut c = Raw::connect(pool.port);
+    c.send(&json!({"id": 9, "method": "mining.suggest_difficulty", "params": [0.001]}));
+    c.answer(&json!(9), &mut Vec::new());
+    assert_eq!(c.handshake("bob.x").difficulty, 0.001);
+}
+
+/// Worker names that come and go do not fill the pool's books for good: once the pool keeps
+/// its most workers, a new worker takes the books of one that is on no connection.
+#[test]
+fn throw_away_workers_do_not_lock_out_new_ones() {
+    let dir = tempfile::tempdir().unwrap();
+    let pool = Pool::start(dir.path(), &[]);
+    for conn in 0..=(10_000 / 16) {
+        let mut c = Raw::connect(pool.port);
+        let mut lines = String::from("{\"id\":1,\"method\":\"mining.subscribe\",\"params\":[]}\n");
+        for w in 0..16 {
+            lines += &format!(
+                "{}\n",
+                json!({"id": 2 + w, "method": "mining.authorize", "params": [format!("{}.c{conn}w{w}", "ab".repeat(32)), "x"]})
+            );
+        }
+        c.write.write_all(lines.as_bytes()).unwrap();
+        c.answer(&json!(17), &mut Vec::new());
+    }
+    let mut c = Raw::connect(pool.port);
+    c.handshake("honest.rig");
 }

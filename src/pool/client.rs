@@ -41,6 +41,9 @@ use crate::primitives::pow_units::Target;
 
 /// The longest line read from a pool; a longer one is a protocol error.
 pub const MAX_LINE: usize = 64 * 1024;
+/// Shares sent and not answered yet past which the pool is taken for broken: a pool that
+/// never answers must not make the miner hold every share it sends.
+pub const MAX_UNANSWERED: usize = 1024;
 /// How often the reader looks at the stop flag, the time limit and the clock while it waits.
 const TICK: Duration = Duration::from_millis(50);
 /// The window of the hash rate shown with each answer.
@@ -373,7 +376,7 @@ struct Work {
 #[derive(Debug)]
 struct Pending {
     next_id: u64,
-    job_ids: HashMap<u64, String>,
+    job_ids: HashMap<u64, Arc<Job>>,
 }
 
 /// What the two threads of one connection share.
@@ -719,8 +722,8 @@ impl Client<'_> {
                     .as_u64()
                     .and_then(|id| lock(&shared.pending).job_ids.remove(&id));
                 match share {
-                    Some(job_id) => {
-                        self.answered(job_id, answer(&msg));
+                    Some(job) => {
+                        self.answered(job.notify.job_id.clone(), answer(&msg));
                         Ok(None)
                     }
                     None => Ok(Some(msg)),
@@ -840,7 +843,9 @@ impl Client<'_> {
                 ));
             }
             if let Err(reason) = self.next_message(conn, shared) {
-                return End::Lost(reason);
+                // A miner that broke the connection shut the socket: its reason, not the
+                // end of the stream that followed.
+                return End::Lost(lock(&shared.broken).take().unwrap_or(reason));
             }
         }
     }
@@ -915,7 +920,7 @@ impl Client<'_> {
         &self,
         shared: &Shared,
         writer: &TcpStream,
-        job: &Job,
+        job: &Arc<Job>,
         generation: u64,
         extranonce2: [u8; EXTRANONCE2_SIZE],
         nonce: u32,
@@ -937,9 +942,17 @@ impl Client<'_> {
         .to_params();
         let id = {
             let mut pending = lock(&shared.pending);
+            if pending.job_ids.len() >= MAX_UNANSWERED {
+                drop(pending);
+                return Self::broke(
+                    shared,
+                    writer,
+                    format!("the pool left {MAX_UNANSWERED} shares unanswered"),
+                );
+            }
             let id = pending.next_id;
             pending.next_id += 1;
-            pending.job_ids.insert(id, job.notify.job_id.clone());
+            pending.job_ids.insert(id, Arc::clone(job));
             id
         };
         if let Err(reason) = Self::send(writer, &request(&json!(id), "mining.submit", &params)) {
@@ -1180,6 +1193,36 @@ mod tests {
                 _ => None,
             })
             .collect()
+    }
+
+    /// A pool that takes shares and never answers them (here at a difficulty that makes
+    /// every hash a share) is dropped once [`MAX_UNANSWERED`] are waiting, rather than the
+    /// miner holding every share it sent.
+    #[test]
+    fn a_pool_that_never_answers_is_dropped() {
+        let state = chain();
+        let job = pool_job(&state, "j1", true, 1_800_000_000);
+        let (listener, port) = listen();
+        let (_, events) = with_client(options(port), &listener, |l, events| {
+            let mut peer = Peer::accept(l);
+            peer.handshake(4);
+            peer.job(&job, 1e-300);
+            let mut shares = 0;
+            // The client cuts the connection: the reads end (hang-up or a reset).
+            loop {
+                let mut line = String::new();
+                match peer.reader.read_line(&mut line) {
+                    Ok(n) if n > 0 => shares += 1,
+                    _ => break,
+                }
+                assert!(shares <= MAX_UNANSWERED + 8, "the client kept sending");
+            }
+            wait_for(events, |e| {
+                e.iter()
+                    .any(|e| matches!(e, Event::Lost { reason } if reason.contains("unanswered")))
+            });
+        });
+        assert!(answers(&events).is_empty());
     }
 
     /// Shares are valid, found in nonce order from 0, and every answer is counted; an error

@@ -256,6 +256,25 @@ struct PoolJob {
     serial: u64,
     /// Accepted shares before it: its coinbase splits the last `pplns_window` of them.
     shares_before: u64,
+    /// A digest of every header field the miner does not choose (prevhash, version, bits,
+    /// coinbase halves, merkle branch): jobs with the same one have the same shares.
+    space: [u8; 32],
+}
+
+/// The digest of a job's header space (see [`PoolJob::space`]).
+fn header_space(notify: &crate::pool::stratum::Notify) -> [u8; 32] {
+    let mut b = Vec::new();
+    b.extend_from_slice(&notify.prev_hash.to_byte_array());
+    b.extend_from_slice(&notify.version.to_le_bytes());
+    b.extend_from_slice(&notify.bits.to_consensus().to_le_bytes());
+    for part in [&notify.coinb1, &notify.coinb2] {
+        b.extend_from_slice(&(part.len() as u64).to_le_bytes());
+        b.extend_from_slice(part);
+    }
+    for h in &notify.merkle_branch {
+        b.extend_from_slice(h);
+    }
+    crate::primitives::hash::sha256d(&b)
 }
 
 /// The books: per-worker accounting and the PPLNS window.
@@ -263,6 +282,9 @@ struct Books {
     pplns: Pplns,
     accepted: u64,
     workers: HashMap<String, WorkerStats>,
+    /// Connections each worker is authorized on now: a worker on none may lose its books
+    /// to a new one when the pool keeps [`MAX_WORKERS`].
+    live: HashMap<String, usize>,
 }
 
 /// What connections share.
@@ -327,6 +349,7 @@ pub fn serve(
         pplns: Pplns::new(config.pplns_window),
         accepted: 0,
         workers: HashMap::new(),
+        live: HashMap::new(),
     });
     let first = chain.make_job(true, &books, &*clock);
     let (job_tx, job_rx) = watch::channel(Arc::new(first));
@@ -429,8 +452,10 @@ impl ChainThread {
             operator: self.operator,
         };
         let books = lock(books);
+        let job = Job::new(&self.state, spec, |reward| books.pplns.split(reward));
         PoolJob {
-            job: Job::new(&self.state, spec, |reward| books.pplns.split(reward)),
+            space: header_space(&job.notify),
+            job,
             serial: self.serial,
             shares_before: books.accepted,
         }
@@ -598,14 +623,12 @@ async fn accept_loop(listener: std::net::TcpListener, shared: Arc<Shared>, stop:
     }
 }
 
-/// A job as one connection was sent it: its own id, the difficulty in force, and the
-/// shares seen for it.
+/// A job as one connection was sent it: its own id and the difficulty in force.
 struct SentJob {
     id: String,
     job: Arc<PoolJob>,
     difficulty: f64,
     target: Target,
-    seen: HashSet<u128>,
 }
 
 /// One miner's connection.
@@ -620,6 +643,10 @@ struct Connection<'a> {
     vardiff: Option<Vardiff>,
     sent_difficulty: Option<f64>,
     sent: VecDeque<SentJob>,
+    /// The shares seen, by header space ([`PoolJob::space`]) of the jobs kept: one header
+    /// is one share whichever job id names it (a job resent after a retarget or a second
+    /// subscribe, or refreshed with the same coinbase, has the same headers).
+    seen: HashMap<[u8; 32], HashSet<u128>>,
     next_local: u64,
     tokens: f64,
     tokens_at: Instant,
@@ -650,6 +677,7 @@ impl<'a> Connection<'a> {
                 .map(|c| Vardiff::new(c, start, shared.now_s())),
             sent_difficulty: None,
             sent: VecDeque::new(),
+            seen: HashMap::new(),
             next_local: 0,
             tokens: shared.config.max_submit_rate,
             tokens_at: Instant::now(),
@@ -659,6 +687,20 @@ impl<'a> Connection<'a> {
 
     /// Serves the connection; returns why it ended.
     async fn serve(mut self, stream: TcpStream) -> String {
+        let reason = self.serve_lines(stream).await;
+        let mut books = lock(&self.shared.books);
+        for user in self.workers.keys() {
+            if let Some(n) = books.live.get_mut(user) {
+                *n -= 1;
+                if *n == 0 {
+                    books.live.remove(user);
+                }
+            }
+        }
+        reason
+    }
+
+    async fn serve_lines(&mut self, stream: TcpStream) -> String {
         let _ = stream.set_nodelay(true);
         let (read, mut write) = stream.into_split();
         let mut reader = BufReader::new(read);
@@ -805,11 +847,25 @@ impl<'a> Connection<'a> {
             let mut books = lock(&self.shared.books);
             if !books.workers.contains_key(user) {
                 if books.workers.len() >= MAX_WORKERS {
-                    return Err(StratumError::other("the pool keeps no more workers"));
+                    // The books of a worker on no connection (the fewest shares first) make
+                    // room: names that come and go must not lock out new miners.
+                    let idle = books
+                        .workers
+                        .iter()
+                        .filter(|(name, _)| !books.live.contains_key(*name))
+                        .min_by(|a, b| a.1.accepted.cmp(&b.1.accepted).then(a.0.cmp(b.0)))
+                        .map(|(name, _)| name.clone());
+                    let Some(idle) = idle else {
+                        return Err(StratumError::other("the pool keeps no more workers"));
+                    };
+                    books.workers.remove(&idle);
                 }
                 books
                     .workers
                     .insert(user.to_owned(), WorkerStats::new(self.shared.now_s()));
+            }
+            if !self.workers.contains_key(user) {
+                *books.live.entry(user.to_owned()).or_default() += 1;
             }
         }
         self.workers.insert(user.to_owned(), payee);
@@ -859,10 +915,15 @@ impl<'a> Connection<'a> {
         else {
             return json!(false);
         };
-        if self.sent.iter().any(|s| !s.seen.is_empty()) {
+        if self.seen.values().any(|s| !s.is_empty()) {
             return json!(false);
         }
-        let d = d.clamp(MIN_DIFFICULTY, MAX_DIFFICULTY);
+        // More work per share than the pool's, never less: shares far easier than the pool's
+        // would let one miner fill the PPLNS window (counted in shares) for almost no work.
+        let d = d.clamp(
+            self.shared.config.share_difficulty.max(MIN_DIFFICULTY),
+            MAX_DIFFICULTY,
+        );
         self.difficulty = d;
         if let Some(v) = &mut self.vardiff {
             *v = Vardiff::new(v.config(), d, self.shared.now_s());
@@ -877,6 +938,7 @@ impl<'a> Connection<'a> {
         let clean = clean.unwrap_or(job.job.notify.clean_jobs) || self.sent.is_empty();
         if clean {
             self.sent.clear();
+            self.seen.clear();
         }
         // Shares never need more work than a block; a share that is a block is a share.
         let difficulty = self
@@ -904,8 +966,10 @@ impl<'a> Connection<'a> {
             job,
             difficulty,
             target: share_target(difficulty),
-            seen: HashSet::new(),
         });
+        let sent = &self.sent;
+        self.seen
+            .retain(|space, _| sent.iter().any(|s| s.job.space == *space));
     }
 
     fn retarget(&mut self, difficulty: f64, out: &mut String) {
@@ -1026,7 +1090,7 @@ impl<'a> Connection<'a> {
         }
         self.tokens -= 1.0;
         let current = Arc::clone(&self.shared.jobs.borrow());
-        let Some(sent) = self.sent.iter_mut().find(|s| s.id == submit.job_id) else {
+        let Some(sent) = self.sent.iter().find(|s| s.id == submit.job_id) else {
             // Ids are this connection's counter: one it reached was sent, and has gone stale.
             let sent_before = u64::from_str_radix(&submit.job_id, 16)
                 .is_ok_and(|n| n >= 1 && n <= self.next_local);
@@ -1066,19 +1130,20 @@ impl<'a> Connection<'a> {
                 .try_into()
                 .unwrap_or_default(),
         );
-        if sent.seen.contains(&key) {
+        let work = sent.target.to_work().to_biguint();
+        let seen = self.seen.entry(job.space).or_default();
+        if seen.contains(&key) {
             return Err(fail(StratumError::new(
                 StratumError::DUPLICATE,
                 "Duplicate share",
             )));
         }
-        if sent.seen.len() >= MAX_SHARES_PER_JOB {
+        if seen.len() >= MAX_SHARES_PER_JOB {
             return Err(fail(StratumError::other(
                 "too many shares for one job: wait for the next",
             )));
         }
-        sent.seen.insert(key);
-        let work = sent.target.to_work().to_biguint();
+        seen.insert(key);
         if share.is_block {
             let (reply, answer) = oneshot::channel();
             let found = Found {
