@@ -591,6 +591,8 @@ fn five_hundred_connections_submitting_shares() {
             spec.to_str().unwrap(),
             "--share-difficulty",
             "2.3283064365386963e-10",
+            "--max-connections-per-ip",
+            "1000",
             "--tx-per-block",
             "0",
         ],
@@ -1107,4 +1109,30 @@ fn throw_away_workers_do_not_lock_out_new_ones() {
     }
     let mut c = Raw::connect(pool.port);
     c.handshake("honest.rig");
+}
+
+/// At most `--max-connections-per-ip` connections from one address: the next is closed on
+/// arrival, and a slot frees when one leaves.
+#[test]
+fn connections_per_address_are_capped() {
+    let dir = tempfile::tempdir().unwrap();
+    let pool = Pool::start(dir.path(), &["--max-connections-per-ip", "2"]);
+    let mut a = Raw::connect(pool.port);
+    a.handshake("alice.a");
+    let mut b = Raw::connect(pool.port);
+    b.handshake("alice.b");
+    let mut c = Raw::connect(pool.port);
+    assert!(c.recv().is_none(), "the third is closed");
+    pool.wait_for("the refusal", Duration::from_secs(5), |e| {
+        e["event"] == "disconnected"
+            && e["reason"]
+                .as_str()
+                .is_some_and(|r| r.contains("2 connections from 127.0.0.1"))
+    });
+    drop(a);
+    pool.wait_for("the first leaving", Duration::from_secs(5), |e| {
+        e["event"] == "disconnected" && e["connection"] == 1
+    });
+    let mut d = Raw::connect(pool.port);
+    d.handshake("alice.d");
 }

@@ -171,6 +171,9 @@ pub(crate) struct PoolArgs {
     /// Connections served at once; more are closed at once.
     #[arg(long, value_name = "N", default_value_t = 4096, value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
     pub(crate) max_connections: u32,
+    /// Connections served at once from one IP address.
+    #[arg(long, value_name = "N", default_value_t = 256, value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
+    pub(crate) max_connections_per_ip: u32,
     /// Time a connection has to subscribe and authorize.
     #[arg(long, value_name = "T", default_value = "15s", value_parser = parse_time)]
     pub(crate) handshake_timeout: f64,
@@ -181,7 +184,7 @@ pub(crate) struct PoolArgs {
     #[arg(long, value_name = "N", default_value_t = 1000.0, value_parser = parse_positive)]
     pub(crate) max_submit_rate: f64,
     /// Stop after this many blocks (exit 0).
-    #[arg(long, value_name = "N")]
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
     pub(crate) blocks: Option<u64>,
     /// Stop by itself after this long (tests and demos; exit 0): 90s.
     #[arg(long, value_name = "T", value_parser = parse_time)]

@@ -13,9 +13,10 @@
 //! not subscribe and authorize within `handshake_timeout` or says nothing for
 //! `idle_timeout`, one that submits faster than `max_submit_rate` (answered with code 20) or
 //! whose last [`MAX_REJECTS_IN_A_ROW`] shares were all rejected, and one that does not read
-//! what it is sent within [`WRITE_TIMEOUT`] is disconnected. Past `max_connections` a new
-//! connection is closed at once. Each connection remembers the shares of its last
-//! [`JOBS_KEPT`] jobs to refuse duplicates, at most [`MAX_SHARES_PER_JOB`] per job.
+//! what it is sent within [`WRITE_TIMEOUT`] is disconnected. Past `max_connections` (or
+//! `max_connections_per_ip` from one address) a new connection is closed at once. Each
+//! connection remembers the shares of its last [`JOBS_KEPT`] jobs to refuse duplicates, at
+//! most [`MAX_SHARES_PER_JOB`] per job.
 
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicUsize, Ordering};
@@ -79,6 +80,8 @@ pub struct PoolConfig {
     pub stats_interval: Duration,
     /// Connections served at once.
     pub max_connections: usize,
+    /// Connections served at once from one IP address.
+    pub max_connections_per_ip: usize,
     /// Time to subscribe and authorize.
     pub handshake_timeout: Duration,
     /// Time an authorized connection may say nothing.
@@ -300,6 +303,10 @@ struct Shared {
     next_connection: AtomicU64,
     next_extranonce1: AtomicU32,
     connections: AtomicUsize,
+    per_ip: Mutex<HashMap<std::net::IpAddr, usize>>,
+    /// The latest header time a share may carry, past the clock: at most 10 minutes, and never
+    /// past the chain's own limit, so that a share that is a block is a valid one.
+    max_ahead_s: u32,
     blocks: AtomicU64,
 }
 
@@ -365,6 +372,8 @@ pub fn serve(
         next_connection: AtomicU64::new(1),
         next_extranonce1: AtomicU32::new(random_u32()),
         connections: AtomicUsize::new(0),
+        per_ip: Mutex::new(HashMap::new()),
+        max_ahead_s: chain.state.spec().max_future_s.min(600),
         blocks: AtomicU64::new(0),
         config,
     });
@@ -597,12 +606,20 @@ async fn accept_loop(listener: std::net::TcpListener, shared: Arc<Shared>, stop:
                     continue;
                 };
                 let id = shared.next_connection.fetch_add(1, Ordering::Relaxed);
-                if shared.connections.load(Ordering::Relaxed) >= shared.config.max_connections {
-                    shared.sink.event(&Event::Disconnected {
-                        connection: id,
-                        peer: peer.to_string(),
-                        reason: format!("the pool serves {} connections at most", shared.config.max_connections),
-                    });
+                let refused = if shared.connections.load(Ordering::Relaxed) >= shared.config.max_connections {
+                    Some(format!("the pool serves {} connections at most", shared.config.max_connections))
+                } else {
+                    let mut per_ip = lock(&shared.per_ip);
+                    let n = per_ip.entry(peer.ip()).or_insert(0);
+                    if *n >= shared.config.max_connections_per_ip {
+                        Some(format!("{} connections from {} at most", shared.config.max_connections_per_ip, peer.ip()))
+                    } else {
+                        *n += 1;
+                        None
+                    }
+                };
+                if let Some(reason) = refused {
+                    shared.sink.event(&Event::Disconnected { connection: id, peer: peer.to_string(), reason });
                     continue;
                 }
                 shared.connections.fetch_add(1, Ordering::Relaxed);
@@ -611,6 +628,15 @@ async fn accept_loop(listener: std::net::TcpListener, shared: Arc<Shared>, stop:
                     shared.sink.event(&Event::Connected { connection: id, peer: peer.to_string() });
                     let reason = Connection::new(id, &shared).serve(stream).await;
                     shared.connections.fetch_sub(1, Ordering::Relaxed);
+                    {
+                        let mut per_ip = lock(&shared.per_ip);
+                        if let Some(n) = per_ip.get_mut(&peer.ip()) {
+                            *n -= 1;
+                            if *n == 0 {
+                                per_ip.remove(&peer.ip());
+                            }
+                        }
+                    }
                     shared.sink.event(&Event::Disconnected { connection: id, peer: peer.to_string(), reason });
                 });
             }
@@ -791,8 +817,9 @@ impl<'a> Connection<'a> {
             }
         };
         let Some(method) = msg.method.as_deref() else {
-            // A response to something the pool sent: nothing to do.
-            return After::Continue;
+            // The pool sends no request that wants an answer: a response is noise, and noise
+            // in a row ends the connection like any rejected message.
+            return self.rejected();
         };
         let result = match method {
             "mining.subscribe" => self.subscribe(&msg.params),
@@ -801,7 +828,8 @@ impl<'a> Connection<'a> {
             "mining.extranonce.subscribe" => Ok(json!(true)),
             "mining.suggest_difficulty" => Ok(self.suggest_difficulty(&msg.params)),
             "mining.submit" => return self.submit(&msg, out).await,
-            _ if msg.id.is_null() => return After::Continue,
+            // A notification nobody knows: unanswered, but counted like a rejection.
+            _ if msg.id.is_null() => return self.rejected(),
             other => Err(StratumError::other(format!(
                 "unknown method {:?}",
                 truncate(other)
@@ -1119,7 +1147,7 @@ impl<'a> Connection<'a> {
         let rules = ShareRules {
             version_mask: self.version_mask,
             target: sent.target,
-            latest_time: (self.shared.clock)().saturating_add(600),
+            latest_time: (self.shared.clock)().saturating_add(self.shared.max_ahead_s),
         };
         let share = job
             .job

@@ -3,7 +3,7 @@
 use std::io::Write;
 use std::path::PathBuf;
 use std::process::ExitCode;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, mpsc};
 use std::time::Duration;
 
@@ -81,6 +81,7 @@ pub(crate) fn run(a: &PoolArgs) -> Result<ExitCode> {
         job_interval: Duration::from_secs_f64(a.job_interval.max(0.1)),
         stats_interval: Duration::from_secs_f64(a.stats_interval.max(0.1)),
         max_connections: a.max_connections as usize,
+        max_connections_per_ip: a.max_connections_per_ip as usize,
         handshake_timeout: Duration::from_secs_f64(a.handshake_timeout),
         idle_timeout: Duration::from_secs_f64(a.idle_timeout),
         max_submit_rate: a.max_submit_rate,
@@ -120,15 +121,22 @@ pub(crate) fn run(a: &PoolArgs) -> Result<ExitCode> {
 
 /// Events as JSON lines on stdout, each with its Unix time. A writer thread batches them:
 /// under load many lines go out in one write, and whenever it catches up it flushes, so an
-/// idle pool's log is never behind.
+/// idle pool's log is never behind. The queue holds [`JSON_LOG_QUEUE`] lines: if stdout
+/// stalls, later lines are dropped (never the pool) and a `log_overflow` line counts them.
 struct JsonLog {
-    lines: Mutex<Option<mpsc::Sender<String>>>,
+    lines: Mutex<Option<mpsc::SyncSender<String>>>,
+    dropped: Arc<AtomicU64>,
     writer: Mutex<Option<std::thread::JoinHandle<()>>>,
 }
 
+/// Lines the JSON log holds while stdout is slow.
+const JSON_LOG_QUEUE: usize = 65_536;
+
 impl JsonLog {
     fn start() -> Self {
-        let (tx, rx) = mpsc::channel::<String>();
+        let (tx, rx) = mpsc::sync_channel::<String>(JSON_LOG_QUEUE);
+        let dropped = Arc::new(AtomicU64::new(0));
+        let lost = Arc::clone(&dropped);
         let writer = std::thread::spawn(move || {
             let mut out = std::io::BufWriter::with_capacity(1 << 16, std::io::stdout());
             // A closed stdout (the reader went away) must not stop the pool.
@@ -137,11 +145,17 @@ impl JsonLog {
                 while let Ok(more) = rx.try_recv() {
                     let _ = out.write_all(more.as_bytes());
                 }
+                let n = lost.swap(0, Ordering::Relaxed);
+                if n > 0 {
+                    let note = serde_json::json!({"time": unix_now(), "event": "log_overflow", "dropped": n});
+                    let _ = writeln!(out, "{note}");
+                }
                 let _ = out.flush();
             }
         });
         Self {
             lines: Mutex::new(Some(tx)),
+            dropped,
             writer: Mutex::new(Some(writer)),
         }
     }
@@ -164,8 +178,10 @@ impl EventSink for JsonLog {
         line.insert("time".into(), unix_now().into());
         line.extend(fields);
         let text = format!("{}\n", serde_json::Value::Object(line));
-        if let Ok(Some(tx)) = self.lines.lock().as_deref() {
-            let _ = tx.send(text);
+        if let Ok(Some(tx)) = self.lines.lock().as_deref()
+            && tx.try_send(text).is_err()
+        {
+            self.dropped.fetch_add(1, Ordering::Relaxed);
         }
     }
 }

@@ -98,9 +98,16 @@ fn options(args: &MineArgs, tx_per_block_given: bool) -> Result<ClientOptions> {
     Ok(opts)
 }
 
-/// A log line on stderr, cpuminer's way: the time, then the message.
+/// A log line on stderr, cpuminer's way: the time, then the message. Lines carry the pool's
+/// strings (job ids, error messages): control characters are shown as `?` so that a pool
+/// cannot drive the terminal, and a line stops at 300 characters.
 fn log(msg: &str) {
-    eprintln!("[{}] {msg}", utc(unix_now()));
+    let shown: String = msg
+        .chars()
+        .take(300)
+        .map(|c| if c.is_control() { '?' } else { c })
+        .collect();
+    eprintln!("[{}] {shown}", utc(unix_now()));
 }
 
 fn mhs(rate: f64) -> String {
