@@ -885,3 +885,18 @@ pub fn sum_outputs(outputs: &[TxOut], index: usize) -> Result<Amount, BlockError
     }
     Ok(total)
 }
+
+#[cfg(test)]
+impl ChainState {
+    /// The chain of built-in spec `name` with its genesis block connected, for unit tests.
+    pub(crate) fn started(name: &str) -> Self {
+        let spec = ChainSpec::builtin(name).expect("a built-in spec");
+        let mut state = Self::new(spec.clone());
+        let genesis = BlockRecord::new(0, &spec.genesis_block(), Some(&spec));
+        let checked = state.check(genesis).expect("the genesis block is valid");
+        state
+            .connect(&checked, u32::MAX)
+            .expect("the genesis block connects");
+        state
+    }
+}

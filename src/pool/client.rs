@@ -988,8 +988,6 @@ mod tests {
     use std::net::TcpListener;
 
     use super::*;
-    use crate::chain::record::BlockRecord;
-    use crate::chain::spec::ChainSpec;
     use crate::chain::state::ChainState;
     use crate::pool::job::{self, JobSpec, ShareRules};
 
@@ -999,13 +997,7 @@ mod tests {
 
     /// A regtest chain with its genesis block, to cut pool jobs from.
     fn chain() -> ChainState {
-        let spec = ChainSpec::builtin("regtest").unwrap();
-        let mut state = ChainState::new(spec.clone());
-        let genesis = BlockRecord::new(0, &spec.genesis_block(), Some(&spec));
-        state
-            .connect(&state.check(genesis).unwrap(), u32::MAX)
-            .unwrap();
-        state
+        ChainState::started("regtest")
     }
 
     /// A pool job as the server side builds it; `now` makes jobs differ.

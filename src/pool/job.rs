@@ -195,18 +195,13 @@ impl Job {
 mod tests {
     use super::*;
     use crate::chain::record::BlockRecord;
-    use crate::chain::spec::ChainSpec;
     use crate::chain::wallet::demo_transfers;
     use crate::pool::stratum::share_target;
     use crate::primitives::tx::KeyPair;
 
     fn regtest_with_blocks(n: u32) -> ChainState {
-        let spec = ChainSpec::builtin("regtest").unwrap();
-        let mut state = ChainState::new(spec.clone());
-        let genesis = BlockRecord::new(0, &spec.genesis_block(), Some(&spec));
-        state
-            .connect(&state.check(genesis).unwrap(), u32::MAX)
-            .unwrap();
+        let mut state = ChainState::started("regtest");
+        let spec = state.spec().clone();
         for i in 0..n {
             let mut block =
                 state.block_template(1_800_000_000 + i, spec.miner_key().pubkey(), Vec::new());

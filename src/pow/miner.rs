@@ -258,16 +258,10 @@ mod tests {
 
     #[test]
     fn exhausted_nonce_range_rolls_the_extra_nonce() {
-        use crate::chain::record::BlockRecord;
-        use crate::chain::spec::ChainSpec;
         use crate::chain::state::ChainState;
 
-        let spec = ChainSpec::builtin("regtest").unwrap();
-        let mut state = ChainState::new(spec.clone());
-        let genesis = BlockRecord::new(0, &spec.genesis_block(), Some(&spec));
-        state
-            .connect(&state.check(genesis).unwrap(), u32::MAX)
-            .unwrap();
+        let state = ChainState::started("regtest");
+        let spec = state.spec();
         let template = state.block_template(1_800_000_000, spec.miner_key().pubkey(), Vec::new());
         // One hash in 256 meets this target; with four nonces per range, rolls are needed.
         let target = Target::from_hex(&format!("00{}", "f".repeat(62))).unwrap();
