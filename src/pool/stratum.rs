@@ -30,6 +30,7 @@ use serde_json::{Value, json};
 
 use crate::primitives::hash::{BlockHash, MerkleRoot, sha256d};
 use crate::primitives::header::Header;
+use crate::primitives::merkle::parent_level;
 use crate::primitives::pow_units::{CompactTarget, Target};
 
 /// Bytes of extranonce1, the pool's per-connection part of the coinbase's extra-nonce.
@@ -325,20 +326,9 @@ pub fn fold_branch(leaf: [u8; 32], branch: &[[u8; 32]]) -> MerkleRoot {
 pub fn first_leaf_branch(leaves: &[[u8; 32]]) -> Vec<[u8; 32]> {
     let mut level = leaves.to_vec();
     let mut branch = Vec::new();
-    let mut pair = [0u8; 64];
     while level.len() > 1 {
         branch.push(level[1]);
-        if level.len() % 2 == 1 {
-            level.push(level[level.len() - 1]);
-        }
-        level = level
-            .chunks_exact(2)
-            .map(|p| {
-                pair[..32].copy_from_slice(&p[0]);
-                pair[32..].copy_from_slice(&p[1]);
-                sha256d(&pair)
-            })
-            .collect();
+        level = parent_level(level);
     }
     branch
 }

@@ -29,29 +29,36 @@ pub fn merkle_root(txids: &[Txid]) -> MerkleResult {
             mutated,
         };
     }
-    let mut buf = [0u8; 64];
     while level.len() > 1 {
         // Core flags identical siblings before padding: only real pairs count.
         for pair in level.chunks_exact(2) {
             mutated |= pair[0] == pair[1];
         }
-        if level.len() % 2 == 1 {
-            let last = level[level.len() - 1];
-            level.push(last);
-        }
-        level = level
-            .chunks_exact(2)
-            .map(|pair| {
-                buf[..32].copy_from_slice(&pair[0]);
-                buf[32..].copy_from_slice(&pair[1]);
-                sha256d(&buf)
-            })
-            .collect();
+        level = parent_level(level);
     }
     MerkleResult {
         root: MerkleRoot::from_byte_array(level[0]),
         mutated,
     }
+}
+
+/// The level above `level` (at least two nodes): an odd level's last node is paired with
+/// itself, and each parent is sha256d(left ‖ right).
+#[must_use]
+pub fn parent_level(mut level: Vec<[u8; 32]>) -> Vec<[u8; 32]> {
+    if level.len() % 2 == 1 {
+        let last = level[level.len() - 1];
+        level.push(last);
+    }
+    let mut buf = [0u8; 64];
+    level
+        .chunks_exact(2)
+        .map(|pair| {
+            buf[..32].copy_from_slice(&pair[0]);
+            buf[32..].copy_from_slice(&pair[1]);
+            sha256d(&buf)
+        })
+        .collect()
 }
 
 #[cfg(test)]
