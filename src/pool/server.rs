@@ -1036,9 +1036,10 @@ impl<'a> Connection<'a> {
             Ok(c) => (Some(c.job_id.clone()), c.difficulty),
             Err((job, difficulty, _)) => (job.clone(), *difficulty),
         };
-        let event = {
+        {
+            // Logged under the books' lock, so the log lists shares in their `seq` order.
             let mut books = lock(&self.shared.books);
-            match &checked {
+            let event = match &checked {
                 Ok(c) => {
                     let seq = books.accepted;
                     books.accepted += 1;
@@ -1070,9 +1071,9 @@ impl<'a> Connection<'a> {
                         reason: Some(e.message.clone()),
                     }
                 }
-            }
-        };
-        self.shared.sink.event(&event);
+            };
+            self.shared.sink.event(&event);
+        }
         match checked {
             Ok(_) => {
                 self.rejects_in_a_row = 0;
