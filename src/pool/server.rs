@@ -1039,7 +1039,7 @@ impl<'a> Connection<'a> {
         {
             // Logged under the books' lock, so the log lists shares in their `seq` order.
             let mut books = lock(&self.shared.books);
-            let event = match &checked {
+            let (seq, work, reason) = match &checked {
                 Ok(c) => {
                     let seq = books.accepted;
                     books.accepted += 1;
@@ -1047,30 +1047,23 @@ impl<'a> Connection<'a> {
                     if let Some(w) = books.workers.get_mut(&worker) {
                         w.accept(c.difficulty, now);
                     }
-                    Event::Share {
-                        connection: self.id,
-                        worker: worker.clone(),
-                        job: job_id,
-                        difficulty,
-                        seq: Some(seq),
-                        work: Some(c.work.to_string()),
-                        reason: None,
-                    }
+                    (Some(seq), Some(c.work.to_string()), None)
                 }
                 Err((_, _, e)) => {
                     if let Some(w) = books.workers.get_mut(&worker) {
                         w.reject(e.reason());
                     }
-                    Event::Share {
-                        connection: self.id,
-                        worker: worker.clone(),
-                        job: job_id,
-                        difficulty,
-                        seq: None,
-                        work: None,
-                        reason: Some(e.message.clone()),
-                    }
+                    (None, None, Some(e.message.clone()))
                 }
+            };
+            let event = Event::Share {
+                connection: self.id,
+                worker,
+                job: job_id,
+                difficulty,
+                seq,
+                work,
+                reason,
             };
             self.shared.sink.event(&event);
         }
