@@ -400,15 +400,8 @@ pub(crate) struct ElectionsArgs {
     /// Write the CDF chart (raft_elections.svg) into this directory.
     #[arg(long, value_name = "DIR")]
     pub(crate) plot: Option<PathBuf>,
-    /// Worker threads (1 to 256) [default: all cores].
-    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u16).range(1..=256))]
-    pub(crate) threads: Option<u16>,
-    /// Print one JSON object on stdout.
-    #[arg(long)]
-    pub(crate) json: bool,
-    /// No progress bar.
-    #[arg(long, short)]
-    pub(crate) quiet: bool,
+    #[command(flatten)]
+    pub(crate) run: RunArgs,
 }
 
 const SIM_EXAMPLES: &str = "Examples:
@@ -596,15 +589,8 @@ pub(crate) struct CheckArgs {
     /// Cluster size (1 to 101) [default: the spec's members].
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u16).range(1..=101))]
     pub(crate) nodes: Option<u16>,
-    /// Worker threads (1 to 256) [default: all cores].
-    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u16).range(1..=256))]
-    pub(crate) threads: Option<u16>,
-    /// Print one JSON object on stdout.
-    #[arg(long)]
-    pub(crate) json: bool,
-    /// No progress bar.
-    #[arg(long, short)]
-    pub(crate) quiet: bool,
+    #[command(flatten)]
+    pub(crate) run: RunArgs,
 }
 
 /// Parses `--tx-per-block`: at most 10 000 (a block of them is about 4 MiB).
@@ -656,9 +642,6 @@ pub(crate) struct MineArgs {
     /// of 252 and enough for blocks to become irreversible].
     #[arg(long, value_name = "N")]
     pub(crate) blocks: Option<u64>,
-    /// Worker threads for the nonce search (1 to 256) [default: all cores].
-    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u16).range(1..=256))]
-    pub(crate) threads: Option<u16>,
     /// Demo transfers between the spec's wallets per block (at most 10 000).
     #[arg(long, default_value_t = 2, value_name = "N", value_parser = parse_tx_per_block)]
     pub(crate) tx_per_block: usize,
@@ -682,12 +665,6 @@ pub(crate) struct MineArgs {
     /// Hash backend: avx512, sha-ni, avx2 or soft [default: the fastest this CPU supports].
     #[arg(long, value_name = "NAME", value_parser = Backend::from_str)]
     pub(crate) backend: Option<Backend>,
-    /// Print one JSON object on stdout instead of a table.
-    #[arg(long)]
-    pub(crate) json: bool,
-    /// No progress bar.
-    #[arg(long, short)]
-    pub(crate) quiet: bool,
     /// pow: mine for a Stratum V1 pool at stratum+tcp://HOST:PORT instead of onto a chain
     /// file (`--quiet` then silences the per-share lines).
     #[arg(long, value_name = "URL")]
@@ -708,6 +685,8 @@ pub(crate) struct MineArgs {
     /// With --pool: seconds to wait before each reconnection [default: 5].
     #[arg(long, value_name = "SECONDS")]
     pub(crate) retry_pause: Option<u64>,
+    #[command(flatten)]
+    pub(crate) run: RunArgs,
 }
 
 #[derive(Debug, Args)]
@@ -717,15 +696,8 @@ pub(crate) struct VerifyArgs {
     /// Truncate the file after its last valid block (a valid block is never rewritten).
     #[arg(long)]
     pub(crate) repair: bool,
-    /// Worker threads for hashing (1 to 256) [default: all cores].
-    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u16).range(1..=256))]
-    pub(crate) threads: Option<u16>,
-    /// Print one JSON object on stdout.
-    #[arg(long)]
-    pub(crate) json: bool,
-    /// No progress bar.
-    #[arg(long, short)]
-    pub(crate) quiet: bool,
+    #[command(flatten)]
+    pub(crate) run: RunArgs,
 }
 
 #[derive(Debug, Args)]
@@ -758,18 +730,11 @@ pub(crate) struct BenchArgs {
     /// Seconds to measure each backend at each thread count.
     #[arg(long, default_value_t = 2.0, value_name = "S", value_parser = parse_seconds)]
     pub(crate) seconds: f64,
-    /// Threads for the multi-threaded runs (1 to 256) [default: all cores].
-    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u16).range(1..=256))]
-    pub(crate) threads: Option<u16>,
     /// Measure only this backend (and the soft reference): avx512, sha-ni, avx2 or soft.
     #[arg(long, value_name = "NAME", value_parser = Backend::from_str)]
     pub(crate) backend: Option<Backend>,
-    /// Print one JSON object on stdout.
-    #[arg(long)]
-    pub(crate) json: bool,
-    /// No progress bar.
-    #[arg(long, short)]
-    pub(crate) quiet: bool,
+    #[command(flatten)]
+    pub(crate) run: RunArgs,
 }
 
 #[derive(Debug, Args)]
@@ -787,9 +752,6 @@ pub(crate) struct CompareArgs {
     /// [default: <rule>-demo for every rule].
     #[arg(long = "spec", value_name = "RULE=NAME|FILE", value_parser = parse_rule_spec)]
     pub(crate) specs: Vec<(RuleArg, String)>,
-    /// Nonce-search threads for proof of work (1 to 256) [default: all cores].
-    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u16).range(1..=256))]
-    pub(crate) threads: Option<u16>,
     /// Power model when no RAPL counter is readable: watts per busy core [default: 3.75, an
     /// AMD EPYC 9654's 360 W TDP over its 96 cores].
     #[arg(long, value_name = "W", default_value_t = chainsmith::metrics::energy::DEFAULT_WATTS_PER_CORE)]
@@ -803,10 +765,20 @@ pub(crate) struct CompareArgs {
     /// Keep the mined chains in this directory (as pow.jsonl, pos.jsonl, dpos.jsonl, poa.jsonl).
     #[arg(long, value_name = "DIR")]
     pub(crate) keep: Option<PathBuf>,
-    /// Print one JSON object on stdout.
+    #[command(flatten)]
+    pub(crate) run: RunArgs,
+}
+
+/// The options every long-running command shares: worker threads, JSON output, quiet.
+#[derive(Debug, Args)]
+pub(crate) struct RunArgs {
+    /// Worker threads (1 to 256) [default: all cores].
+    #[arg(long, short = 't', value_name = "N", value_parser = clap::value_parser!(u16).range(1..=256))]
+    pub(crate) threads: Option<u16>,
+    /// Print one JSON object on stdout instead of text.
     #[arg(long)]
     pub(crate) json: bool,
-    /// No progress bars.
+    /// No progress bar or progress lines.
     #[arg(long, short)]
     pub(crate) quiet: bool,
 }

@@ -2,24 +2,87 @@
 
 /// Formats a Unix time as `YYYY-MM-DD HH:MM:SS UTC`.
 pub(crate) fn utc(secs: u32) -> String {
-    let days = i64::from(secs / 86_400);
-    let rem = secs % 86_400;
-    // Civil date from days since 1970-01-01 (H. Hinnant's algorithm).
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = doy - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = yoe + era * 400 + i64::from(month <= 2);
-    format!(
-        "{year:04}-{month:02}-{day:02} {:02}:{:02}:{:02} UTC",
-        rem / 3600,
-        rem / 60 % 60,
-        rem % 60
+    jiff::Timestamp::from_second(i64::from(secs)).map_or_else(
+        |_| format!("{secs} (Unix time)"),
+        |t| t.strftime("%Y-%m-%d %H:%M:%S UTC").to_string(),
     )
+}
+
+/// Formats a length of time as people read it: `850 µs`, `12.4 ms`, `3.20 s`, `4 min 05 s`,
+/// `1 h 00 min`, `3 d 04 h`, and years (with an SI prefix past a thousand) beyond a year.
+pub(crate) fn duration(secs: f64) -> String {
+    const MINUTE: f64 = 60.0;
+    const HOUR: f64 = 3_600.0;
+    const DAY: f64 = 86_400.0;
+    const YEAR: f64 = 365.25 * DAY;
+    if !secs.is_finite() {
+        return "–".to_owned();
+    }
+    let s = secs.abs();
+    let sign = if secs < 0.0 { "-" } else { "" };
+    let whole = |v: f64| v.floor() as u64;
+    let text = if s < 60.0 {
+        format!("{}s", sig3(s))
+    } else if s < HOUR {
+        let r = s.round();
+        format!("{} min {:02} s", whole(r / MINUTE), whole(r % MINUTE))
+    } else if s < DAY {
+        let r = (s / MINUTE).round() * MINUTE;
+        format!("{} h {:02} min", whole(r / HOUR), whole(r % HOUR / MINUTE))
+    } else if s < YEAR {
+        let r = (s / HOUR).round() * HOUR;
+        format!("{} d {:02} h", whole(r / DAY), whole(r % DAY / HOUR))
+    } else {
+        format!("{}years", sig3(s / YEAR))
+    };
+    format!("{sign}{text}")
+}
+
+/// Formats an energy in joules: joules with an SI prefix below a kilowatt-hour, watt-hours
+/// with a prefix from there (`1.50 kWh`, `20.4 TWh`), three significant digits.
+pub(crate) fn energy(joules: f64) -> String {
+    const KWH: f64 = 3.6e6;
+    if joules.abs() >= KWH {
+        format!("{}Wh", sig3(joules / 3_600.0))
+    } else {
+        format!("{}J", sig3(joules))
+    }
+}
+
+/// Three significant digits with an SI prefix and a trailing space for the unit:
+/// `999 µ`, `1.00 `, `12.3 k`, `20.4 T`; `0 ` for zero.
+pub(crate) fn sig3(value: f64) -> String {
+    const BIG: [&str; 9] = ["", "k", "M", "G", "T", "P", "E", "Z", "Y"];
+    const SMALL: [&str; 5] = ["", "m", "µ", "n", "p"];
+    if value == 0.0 || !value.is_finite() {
+        return if value == 0.0 {
+            "0 ".to_owned()
+        } else {
+            format!("{value} ")
+        };
+    }
+    let mut v = value;
+    let mut prefix = "";
+    let mut i = 0;
+    while v.abs() >= 999.5 && i + 1 < BIG.len() {
+        v /= 1000.0;
+        i += 1;
+        prefix = BIG[i];
+    }
+    let mut j = 0;
+    while v.abs() < 0.9995 && j + 1 < SMALL.len() {
+        v *= 1000.0;
+        j += 1;
+        prefix = SMALL[j];
+    }
+    let digits = if v.abs() >= 99.95 {
+        0
+    } else if v.abs() >= 9.995 {
+        1
+    } else {
+        2
+    };
+    format!("{v:.digits$} {prefix}")
 }
 
 /// Formats a share difficulty as miners show it: six decimals below 1000 (trailing zeros
@@ -82,6 +145,25 @@ mod tests {
         assert_eq!(utc(1_231_006_505), "2009-01-03 18:15:05 UTC");
         assert_eq!(utc(0), "1970-01-01 00:00:00 UTC");
         assert_eq!(utc(951_782_400), "2000-02-29 00:00:00 UTC");
+    }
+
+    #[test]
+    fn formats_durations_people_read() {
+        assert_eq!(duration(3_600.0), "1 h 00 min");
+        assert_eq!(duration(0.00085), "850 µs");
+        assert_eq!(duration(3.2), "3.20 s");
+        assert_eq!(duration(245.0), "4 min 05 s");
+        assert_eq!(duration(3.0 * 86_400.0 + 4.0 * 3_600.0), "3 d 04 h");
+        assert_eq!(duration(2.0e3 * 365.25 * 86_400.0), "2.00 kyears");
+    }
+
+    #[test]
+    fn formats_energy_with_one_precision() {
+        assert_eq!(energy(0.001), "1.00 mJ");
+        assert_eq!(energy(9.99e-4), "999 µJ");
+        assert_eq!(energy(2.043e10 * 3.6e6), "20.4 TWh");
+        assert_eq!(energy(5.4e6), "1.50 kWh");
+        assert_eq!(energy(0.0), "0 J");
     }
 
     #[test]

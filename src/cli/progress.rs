@@ -1,64 +1,104 @@
-//! Progress bars on stderr: shown only when stderr is a terminal and `--quiet` is not given.
+//! Progress on stderr: a live bar when stderr is a terminal, and log lines (`log`) with or
+//! without one — above the bar on a terminal, timestamped plain lines otherwise — so a run
+//! under nohup or in a CI log shows its progress too. `--quiet` hides both.
 
 use std::io::IsTerminal;
 use std::time::Duration;
 
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 
-/// A progress bar that may be hidden; every method is a no-op when it is.
-pub(crate) struct Progress(Option<ProgressBar>);
+use crate::cli::format::utc;
+use crate::cli::unix_now;
+
+/// A progress bar that may be hidden, and a log-line printer that may be silenced.
+pub(crate) struct Progress {
+    bar: Option<ProgressBar>,
+    lines: bool,
+}
 
 impl Progress {
-    /// A bar of `len` steps (`None`: a spinner) labelled `unit`.
+    /// A bar of `len` steps (`None`: a spinner) labelled `unit`, drawn only on a terminal;
+    /// log lines printed unless `quiet`.
     pub(crate) fn new(len: Option<u64>, unit: &str, quiet: bool) -> Self {
-        if quiet || !std::io::stderr().is_terminal() {
-            return Self(None);
+        if quiet {
+            return Self {
+                bar: None,
+                lines: false,
+            };
         }
+        if !std::io::stderr().is_terminal() {
+            return Self {
+                bar: None,
+                lines: true,
+            };
+        }
+        // Fits 80 columns: a 20-cell bar, the count, the ETA and a short message.
         let bar = match len {
             Some(n) => ProgressBar::with_draw_target(Some(n), ProgressDrawTarget::stderr())
                 .with_style(
                     ProgressStyle::with_template(&format!(
-                        "{{spinner}} [{{elapsed_precise}}] {{bar:30}} {{pos}}/{{len}} {unit} \
-                         (eta {{eta}})  {{msg}}"
+                        "{{spinner}} {{elapsed:>4}} {{bar:20}} {{pos}}/{{len}} {unit} \
+                         eta {{eta}} {{wide_msg}}"
                     ))
                     .expect("valid template"),
                 ),
             None => ProgressBar::with_draw_target(None, ProgressDrawTarget::stderr()).with_style(
                 ProgressStyle::with_template(&format!(
-                    "{{spinner}} [{{elapsed_precise}}] {{pos}} {unit}  {{msg}}"
+                    "{{spinner}} {{elapsed:>4}} {{pos}} {unit} {{wide_msg}}"
                 ))
                 .expect("valid template"),
             ),
         };
         bar.enable_steady_tick(Duration::from_millis(120));
-        Self(Some(bar))
+        Self {
+            bar: Some(bar),
+            lines: true,
+        }
     }
 
     /// Whether the bar is drawn.
     pub(crate) const fn is_visible(&self) -> bool {
-        self.0.is_some()
+        self.bar.is_some()
+    }
+
+    /// Whether log lines are printed (not `--quiet`).
+    pub(crate) const fn logs(&self) -> bool {
+        self.lines
+    }
+
+    /// Prints a log line: above the bar on a terminal, `[YYYY-MM-DD HH:MM:SS UTC] line`
+    /// otherwise; nothing when quiet.
+    pub(crate) fn log(&self, line: &str) {
+        if !self.lines {
+            return;
+        }
+        let stamped = format!("[{}] {line}", utc(unix_now()));
+        match &self.bar {
+            Some(b) => b.println(stamped),
+            None => eprintln!("{stamped}"),
+        }
     }
 
     pub(crate) fn set_position(&self, pos: u64) {
-        if let Some(b) = &self.0 {
+        if let Some(b) = &self.bar {
             b.set_position(pos);
         }
     }
 
     pub(crate) fn inc(&self, n: u64) {
-        if let Some(b) = &self.0 {
+        if let Some(b) = &self.bar {
             b.inc(n);
         }
     }
 
     pub(crate) fn set_message(&self, msg: String) {
-        if let Some(b) = &self.0 {
+        if let Some(b) = &self.bar {
             b.set_message(msg);
         }
     }
 
     pub(crate) fn finish(&self) {
-        if let Some(b) = &self.0 {
+        if let Some(b) = &self.bar {
             b.finish_and_clear();
         }
     }

@@ -60,11 +60,12 @@ fn measure(backend: Backend, threads: usize, seconds: f64) -> Result<Sample> {
 }
 
 pub(crate) fn run(args: &BenchArgs) -> Result<ExitCode> {
-    let all_threads = usize::from(args.threads.unwrap_or(0)).max(if args.threads.is_some() {
-        1
-    } else {
-        std::thread::available_parallelism().map_or(1, usize::from)
-    });
+    let all_threads =
+        usize::from(args.run.threads.unwrap_or(0)).max(if args.run.threads.is_some() {
+            1
+        } else {
+            std::thread::available_parallelism().map_or(1, usize::from)
+        });
     let mut thread_counts = vec![1];
     if all_threads > 1 {
         thread_counts.push(all_threads);
@@ -89,7 +90,7 @@ pub(crate) fn run(args: &BenchArgs) -> Result<ExitCode> {
     };
 
     let runs = (backends.len() * thread_counts.len()) as u64;
-    let progress = Progress::new(Some(runs), "runs", args.quiet);
+    let progress = Progress::new(Some(runs), "runs", args.run.quiet);
     let mut samples = Vec::new();
     // Thread count outermost, so each backend and its reference run close together in time
     // on a machine whose speed drifts.
@@ -120,7 +121,7 @@ pub(crate) fn run(args: &BenchArgs) -> Result<ExitCode> {
     let scaling = best.rate() / single;
 
     let mut out = std::io::stdout().lock();
-    if args.json {
+    if args.run.json {
         let results: Vec<_> = samples
             .iter()
             .map(|s| {

@@ -52,8 +52,8 @@ pub(crate) fn run(args: &CheckArgs) -> Result<ExitCode> {
         .map_err(|e| anyhow::anyhow!("{e}"))?;
     let names = members(&spec);
     let bounds = bounds(&spec);
-    let pool = thread_pool(args.threads)?;
-    let bar = Progress::new(Some(args.schedules), "schedules", args.quiet);
+    let pool = thread_pool(args.run.threads)?;
+    let bar = Progress::new(Some(args.schedules), "schedules", args.run.quiet);
     let bad = AtomicU64::new(0);
     let start = Instant::now();
     let outcomes: Vec<(u64, ScheduleOutcome)> = pool.install(|| {
@@ -120,7 +120,7 @@ pub(crate) fn run(args: &CheckArgs) -> Result<ExitCode> {
         failures,
     };
     let mut out = std::io::stdout().lock();
-    if args.json {
+    if args.run.json {
         writeln!(out, "{}", serde_json::to_string(&summary)?)?;
     } else {
         writeln!(

@@ -96,7 +96,7 @@ fn stake_shares(state: &ChainState) -> Vec<(String, f64, f64)> {
 }
 
 pub(crate) fn run(args: &CompareArgs) -> Result<ExitCode> {
-    let pool = thread_pool(args.threads)?;
+    let pool = thread_pool(args.run.threads)?;
     let phases = if args.chains.is_empty() {
         let scratch =
             std::env::temp_dir().join(format!("chainsmith-compare-{}", std::process::id()));
@@ -116,7 +116,7 @@ pub(crate) fn run(args: &CompareArgs) -> Result<ExitCode> {
         }
         let mut phases = Vec::new();
         for path in &args.chains {
-            match from_file(path, &pool, args.quiet)? {
+            match from_file(path, &pool, args.run.quiet)? {
                 Some(p) => phases.push(p),
                 None => return Ok(ExitCode::from(EXIT_INVALID)),
             }
@@ -170,7 +170,7 @@ fn live(args: &CompareArgs, pool: &rayon::ThreadPool, dir: &Path) -> Result<Opti
             Err(e) => return Err(e).with_context(|| format!("removing {}", path.display())),
         }
         let (mut state, mut writer) = create_chain(&path, spec.clone())?;
-        let progress = Progress::new(Some(blocks), consensus.name(), args.quiet);
+        let progress = Progress::new(Some(blocks), consensus.name(), args.run.quiet);
         control.hashes.store(0, Ordering::Relaxed);
         let mut points = Vec::new();
         let cpu_before = process_cpu_seconds();
@@ -373,7 +373,7 @@ fn report(args: &CompareArgs, phases: &[Phase]) -> Result<()> {
         "mainnet_block_j_at_asic": mainnet_hashes * ASIC_J_PER_TH * 1e-12,
     });
     let mut out = std::io::stdout().lock();
-    if args.json {
+    if args.run.json {
         let mut v = json!({
             "watts_per_core": args.watts_per_core,
             "extrapolation": extrapolation,

@@ -43,11 +43,11 @@ pub(crate) fn run(args: &ElectionsArgs) -> Result<ExitCode> {
         seed: args.seed,
         ..ElectionOptions::default()
     };
-    let pool = thread_pool(args.threads)?;
+    let pool = thread_pool(args.run.threads)?;
     let bar = Progress::new(
         Some(args.trials * PAPER_RANGES.len() as u64),
         "trials",
-        args.quiet,
+        args.run.quiet,
     );
     let runs: Vec<ElectionRun> = PAPER_RANGES
         .iter()
@@ -105,7 +105,7 @@ pub(crate) fn run(args: &ElectionsArgs) -> Result<ExitCode> {
         cdf(&path, &runs).with_context(|| format!("drawing {}", path.display()))?;
     }
     let mut out = std::io::stdout().lock();
-    if args.json {
+    if args.run.json {
         writeln!(out, "{}", serde_json::to_string(&report)?)?;
         return Ok(ExitCode::SUCCESS);
     }

@@ -43,7 +43,7 @@ pub(crate) fn run(args: &MineArgs) -> Result<ExitCode> {
         .chain
         .clone()
         .unwrap_or_else(|| PathBuf::from("chains").join(format!("{}.jsonl", spec.name)));
-    let pool = thread_pool(args.threads)?;
+    let pool = thread_pool(args.run.threads)?;
     let threads = pool.current_num_threads();
     let backend = choose_backend(args.backend)?;
 
@@ -53,7 +53,7 @@ pub(crate) fn run(args: &MineArgs) -> Result<ExitCode> {
         mut state,
         mut writer,
         lock: _lock,
-    }) = open_chain(&path, spec, args.spec.is_some(), &pool, args.quiet)?
+    }) = open_chain(&path, spec, args.spec.is_some(), &pool, args.run.quiet)?
     else {
         return Ok(ExitCode::from(EXIT_INVALID));
     };
@@ -81,7 +81,7 @@ pub(crate) fn run(args: &MineArgs) -> Result<ExitCode> {
         backend,
         ..SearchOptions::default()
     };
-    let progress = Progress::new(Some(blocks), "blocks", args.quiet);
+    let progress = Progress::new(Some(blocks), "blocks", args.run.quiet);
     let started = Instant::now();
     let outcome = mine_blocks(
         &mut state,
@@ -134,7 +134,7 @@ fn produce_options(args: &MineArgs, spec: &ChainSpec) -> Result<ProduceOptions> 
         for (given, flag) in [
             (args.deterministic, "--deterministic"),
             (args.backend.is_some(), "--backend"),
-            (args.threads.is_some(), "--threads"),
+            (args.run.threads.is_some(), "--threads"),
         ] {
             if given {
                 bail!(
@@ -205,7 +205,7 @@ fn report(args: &MineArgs, path: &Path, state: &ChainState, run: &RunStats) -> R
     let spec = state.spec();
     let rule = spec.consensus.rule();
     let report = named_report(state.rule_state().report(), &run.names);
-    if args.json {
+    if args.run.json {
         let mut v = json!({
             "consensus": rule.name(),
             "spec": spec.name,

@@ -171,7 +171,7 @@ fn line(event: Event, quiet: bool) -> Option<String> {
 
 pub(crate) fn run(args: &MineArgs) -> Result<ExitCode> {
     let mut opts = options(args, tx_per_block_given())?;
-    let pool = thread_pool(args.threads)?;
+    let pool = thread_pool(args.run.threads)?;
     let threads = pool.current_num_threads();
     opts.backend = choose_backend(args.backend)?;
     let control = Arc::new(ClientControl::default());
@@ -193,7 +193,7 @@ pub(crate) fn run(args: &MineArgs) -> Result<ExitCode> {
     ));
     let started = Instant::now();
     let totals = client::run(&opts, &pool, &control, &|e| {
-        if let Some(l) = line(e, args.quiet) {
+        if let Some(l) = line(e, args.run.quiet) {
             log(&l);
         }
     })?;
@@ -215,7 +215,7 @@ pub(crate) fn run(args: &MineArgs) -> Result<ExitCode> {
         if threads == 1 { "" } else { "s" },
         opts.backend
     ));
-    if args.json {
+    if args.run.json {
         println!(
             "{}",
             json!({

@@ -15,13 +15,13 @@ use crate::cli::format::producers_json;
 use crate::cli::{EXIT_INVALID, thread_pool, unix_now};
 
 pub(crate) fn run(args: &VerifyArgs) -> Result<ExitCode> {
-    let pool = thread_pool(args.threads)?;
+    let pool = thread_pool(args.run.threads)?;
     let path = &args.chain;
     // Repair writes: it waits for no miner and lets none start until it is done.
     let _lock = (args.repair && path.is_file())
         .then(|| ChainLock::acquire(path))
         .transpose()?;
-    let replay = replay_file(path, &pool, args.quiet, unix_now(), &mut ())?;
+    let replay = replay_file(path, &pool, args.run.quiet, unix_now(), &mut ())?;
     let mut repaired = None;
     let mut refused = None;
     if let Some(err) = replay.error.as_ref().filter(|_| args.repair) {
@@ -38,13 +38,13 @@ pub(crate) fn run(args: &VerifyArgs) -> Result<ExitCode> {
         .and_then(|s| builtin_lookalike(s.spec()))
         .into_iter()
         .collect();
-    if !args.json {
+    if !args.run.json {
         for w in &warnings {
             eprintln!("chainsmith: warning: {}: {w}", path.display());
         }
     }
     let blocks = tip.as_ref().map_or(0, |t| t.blocks);
-    if args.json {
+    if args.run.json {
         let mut v = json!({
             "valid": replay.error.is_none() || repaired.is_some(),
             "blocks": blocks,
