@@ -45,21 +45,37 @@ impl fmt::Display for LineErrorKind {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Self::Empty => f.write_str("file is empty: no genesis line"),
-            Self::Torn => f.write_str(
-                "torn last line (the write was cut short); `chainsmith verify --repair` removes it",
-            ),
-            Self::MissingNewline => f.write_str(
-                "the last block is whole but its newline is missing; `chainsmith verify --repair` adds it",
-            ),
-            Self::Damaged(LineDamage::NotUtf8) => f.write_str(
-                "line is not UTF-8 text (a damaged write); `chainsmith verify --repair` removes it",
-            ),
+            Self::Torn => f.write_str("torn last line (the write was cut short)"),
+            Self::MissingNewline => {
+                f.write_str("the last block is whole but its newline is missing")
+            }
+            Self::Damaged(LineDamage::NotUtf8) => {
+                f.write_str("line is not UTF-8 text (a damaged write)")
+            }
             Self::Damaged(LineDamage::TooLong) => write!(
                 f,
-                "line is longer than {MAX_LINE_BYTES} bytes, far beyond any block; `chainsmith verify --repair` removes it"
+                "line is longer than {MAX_LINE_BYTES} bytes, far beyond any block"
             ),
             Self::Json(e) => write!(f, "malformed block line: {e}"),
             Self::Block(e) => write!(f, "{e}"),
+        }
+    }
+}
+
+impl LineErrorKind {
+    /// What `chainsmith verify --repair` does about this error on a line after `valid_bytes`
+    /// bytes of valid blocks, for messages; `None` where it refuses (an empty file, a block
+    /// ahead of the clock, an invalid genesis).
+    pub fn repair_hint(&self, valid_bytes: u64) -> Option<&'static str> {
+        match self {
+            Self::Empty | Self::Block(BlockError::TimeTooNew { .. }) => None,
+            Self::MissingNewline => Some("`chainsmith verify --repair` adds the newline"),
+            Self::Torn | Self::Damaged(_) => Some("`chainsmith verify --repair` removes it"),
+            Self::Json(_) | Self::Block(_) if valid_bytes > 0 => Some(
+                "`chainsmith verify --repair` cuts the file after the last valid block \
+                 (this line and every one after it are removed)",
+            ),
+            Self::Json(_) | Self::Block(_) => None,
         }
     }
 }

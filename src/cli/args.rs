@@ -22,6 +22,11 @@ pub(crate) enum Command {
     Mine(MineArgs),
     /// Verify every block of a chain file (exit 0 valid, 1 invalid, 2 usage or I/O error).
     Verify(VerifyArgs),
+    /// What a chain file holds, after verifying it: rule, spec, height, tip and its time,
+    /// median time past, difficulty, total work or irreversible height, size on disk
+    /// (as `bitcoin-cli getblockchaininfo` tells of a node).
+    #[command(visible_alias = "status", after_help = INFO_EXAMPLES)]
+    Info(InfoArgs),
     /// Decode one 80-byte block header given as 160 hex digits.
     Header(HeaderArgs),
     /// Print the blocks of a chain file.
@@ -64,6 +69,13 @@ pub(crate) enum Command {
     #[command(after_help = POOL_EXAMPLES)]
     Pool(PoolArgs),
 }
+
+const INFO_EXAMPLES: &str = "Examples:
+  chainsmith info chains/pow-demo.jsonl
+  chainsmith info chains/dpos-demo.jsonl --json
+
+Exit 0 when every block is valid; 1 when not (what is valid is still described, and the
+first invalid line named).";
 
 const POOL_EXAMPLES: &str = "Examples:
   chainsmith pool
@@ -665,6 +677,10 @@ pub(crate) struct MineArgs {
     /// Hash backend: avx512, sha-ni, avx2 or soft [default: the fastest this CPU supports].
     #[arg(long, value_name = "NAME", value_parser = Backend::from_str)]
     pub(crate) backend: Option<Backend>,
+    /// Progress as JSON lines on stdout instead of text on stderr: a `start` event, one
+    /// `block` event per block synced, `rate` every 30 s, and `done` (the `--json` report).
+    #[arg(long, conflicts_with = "json")]
+    pub(crate) json_log: bool,
     /// pow: mine for a Stratum V1 pool at stratum+tcp://HOST:PORT instead of onto a chain
     /// file (`--quiet` then silences the per-share lines).
     #[arg(long, value_name = "URL")]
@@ -696,6 +712,14 @@ pub(crate) struct VerifyArgs {
     /// Truncate the file after its last valid block (a valid block is never rewritten).
     #[arg(long)]
     pub(crate) repair: bool,
+    #[command(flatten)]
+    pub(crate) run: RunArgs,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct InfoArgs {
+    /// The chain file.
+    pub(crate) chain: PathBuf,
     #[command(flatten)]
     pub(crate) run: RunArgs,
 }

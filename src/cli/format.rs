@@ -85,6 +85,58 @@ pub(crate) fn sig3(value: f64) -> String {
     format!("{v:.digits$} {prefix}")
 }
 
+/// Formats a size in bytes with binary prefixes: `812 B`, `12.3 KiB`, `4.50 MiB`.
+pub(crate) fn bytes(n: u64) -> String {
+    const UNITS: [&str; 5] = ["KiB", "MiB", "GiB", "TiB", "PiB"];
+    if n < 1024 {
+        return format!("{n} B");
+    }
+    let mut v = n as f64 / 1024.0;
+    let mut i = 0;
+    while v >= 1023.5 && i + 1 < UNITS.len() {
+        v /= 1024.0;
+        i += 1;
+    }
+    let digits = if v >= 99.95 {
+        0
+    } else if v >= 9.995 {
+        1
+    } else {
+        2
+    };
+    format!("{v:.digits$} {}", UNITS[i])
+}
+
+/// A table for a report: no borders, a line under the header, columns fitted to the terminal
+/// (80 columns when stdout is not one).
+pub(crate) fn table() -> comfy_table::Table {
+    let mut t = comfy_table::Table::new();
+    t.load_style(
+        comfy_table::TableStyle::new()
+            .header_separator(comfy_table::LineStyle::none().fill('-').junction(' ')),
+    )
+    .set_content_arrangement(comfy_table::ContentArrangement::Dynamic);
+    if t.width().is_none() {
+        t.set_width(80);
+    }
+    t
+}
+
+/// A right-aligned table cell, for numbers.
+pub(crate) fn number_cell(text: impl Into<String>) -> comfy_table::Cell {
+    comfy_table::Cell::new(text.into()).set_alignment(comfy_table::CellAlignment::Right)
+}
+
+/// Formats an amount of coins: up to four decimals, trailing zeros dropped; amounts too small
+/// for that in scientific notation.
+pub(crate) fn coins(v: f64) -> String {
+    if v != 0.0 && v.abs() < 0.000_05 {
+        return format!("{v:.2e}");
+    }
+    let fixed = format!("{v:.4}");
+    fixed.trim_end_matches('0').trim_end_matches('.').to_owned()
+}
+
 /// Formats a share difficulty as miners show it: six decimals below 1000 (trailing zeros
 /// dropped), an SI prefix above.
 pub(crate) fn difficulty(d: f64) -> String {
@@ -117,21 +169,45 @@ pub(crate) fn si(value: f64) -> String {
     }
 }
 
-/// A rule's producer rows for `--json`: `[{name, blocks, missed}]` for producers with turns,
-/// `[{name, coins, blocks, coin_days_consumed, interest}]` for stakeholders.
-pub(crate) fn producers_json(rows: &[chainsmith::consensus::ProducerRow]) -> serde_json::Value {
-    rows.iter()
-        .map(|r| {
-            let mut v = serde_json::json!({"name": r.name, "blocks": r.blocks});
-            if let Some(m) = r.missed {
-                v["missed"] = m.into();
-            }
-            if let (Some(coins), Some(days), Some(interest)) = (r.coins, r.coin_days, r.interest) {
-                v["coins"] = coins.into();
-                v["coin_days_consumed"] = days.into();
-                v["interest"] = interest.into();
-            }
-            v
+/// One producer row of a `--json` report: `{name, blocks, missed}` for producers with turns,
+/// `{name, blocks, coins, coin_days_consumed, interest}` for stakeholders.
+#[derive(Debug, serde::Serialize)]
+pub(crate) struct ProducerJson {
+    name: String,
+    blocks: u64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    missed: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    coins: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    coin_days_consumed: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    interest: Option<f64>,
+}
+
+/// A rule's producer table for `--json`, flattened into a report: its rows under the name the
+/// rule calls its producers (`stakeholders`, `producers`, `signers`, `leaders`); no key for a
+/// rule without named producers.
+pub(crate) type ProducersJson = std::collections::BTreeMap<&'static str, Vec<ProducerJson>>;
+
+/// The producer table of `report` for `--json`.
+pub(crate) fn producers_json(report: &chainsmith::consensus::RuleReport) -> ProducersJson {
+    report
+        .producers
+        .iter()
+        .map(|(key, rows)| {
+            let rows = rows
+                .iter()
+                .map(|r| ProducerJson {
+                    name: r.name.clone(),
+                    blocks: r.blocks,
+                    missed: r.missed,
+                    coins: r.coins,
+                    coin_days_consumed: r.coin_days,
+                    interest: r.interest,
+                })
+                .collect();
+            (*key, rows)
         })
         .collect()
 }
@@ -164,6 +240,13 @@ mod tests {
         assert_eq!(energy(2.043e10 * 3.6e6), "20.4 TWh");
         assert_eq!(energy(5.4e6), "1.50 kWh");
         assert_eq!(energy(0.0), "0 J");
+    }
+
+    #[test]
+    fn formats_sizes_in_binary_units() {
+        assert_eq!(bytes(812), "812 B");
+        assert_eq!(bytes(12_595), "12.3 KiB");
+        assert_eq!(bytes(4_718_592), "4.50 MiB");
     }
 
     #[test]

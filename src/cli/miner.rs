@@ -20,7 +20,7 @@ use chainsmith::chain::verify::LineErrorKind;
 use chainsmith::hash::search::{SearchControl, SearchOptions};
 
 use crate::cli::commands::{builtin_lookalike, named, replay_file};
-use crate::cli::format::si;
+use crate::cli::format::{si, sig3};
 use crate::cli::progress::Progress;
 use crate::cli::unix_now;
 
@@ -78,11 +78,10 @@ pub(crate) fn mine_blocks(
         .consensus()
         .rule()
         .producer(state.spec(), job.produce)?;
-    let started = Instant::now();
     let ticker_done = AtomicBool::new(false);
     let outcome = std::thread::scope(|scope| {
         if job.progress.is_visible() {
-            scope.spawn(|| tick(job.progress, control, &ticker_done, started));
+            scope.spawn(|| tick(job.progress, control, &ticker_done));
         }
         let mut mined = 0;
         let mut sink = |state: &ChainState, record: &BlockRecord, hashes: u64| {
@@ -156,6 +155,9 @@ pub(crate) fn open_chain(
     let replay = replay_file(path, pool, quiet, unix_now(), &mut ())?;
     if let Some(err) = &replay.error {
         eprintln!("chainsmith: {}: {}", path.display(), named(&replay, err));
+        if let Some(hint) = err.kind.repair_hint(replay.valid_bytes) {
+            eprintln!("chainsmith: nothing was mined; {hint}");
+        }
         if matches!(
             err.kind,
             LineErrorKind::Block(BlockError::TimeTooNew { .. })
@@ -204,23 +206,48 @@ pub(crate) fn create_chain(path: &Path, spec: ChainSpec) -> Result<(ChainState, 
     Ok((state, writer))
 }
 
-/// Updates the bar's live hash rate until `done`.
-fn tick(progress: &Progress, control: &SearchControl, done: &AtomicBool, started: Instant) {
-    let mut last = (Instant::now(), control.hashes.load(Ordering::Relaxed));
+/// Hashes per second over a sliding window of samples: steady even where hashes are counted in
+/// lumps (proof of stake counts a block's kernels when it is found).
+pub(crate) struct RateWindow {
+    span: Duration,
+    samples: std::collections::VecDeque<(Instant, u64)>,
+}
+
+impl RateWindow {
+    pub(crate) fn new(span: Duration) -> Self {
+        Self {
+            span,
+            samples: std::collections::VecDeque::new(),
+        }
+    }
+
+    /// Adds the count `hashes` seen at `now`; returns the rate over the window.
+    pub(crate) fn push(&mut self, now: Instant, hashes: u64) -> f64 {
+        self.samples.push_back((now, hashes));
+        while self
+            .samples
+            .front()
+            .is_some_and(|(t, _)| now.duration_since(*t) > self.span)
+        {
+            self.samples.pop_front();
+        }
+        let (t0, h0) = self.samples.front().copied().unwrap_or((now, hashes));
+        let dt = now.duration_since(t0).as_secs_f64();
+        if dt > 0.0 {
+            hashes.saturating_sub(h0) as f64 / dt
+        } else {
+            0.0
+        }
+    }
+}
+
+/// Updates the bar's live hash rate (over the last 5 s) until `done`.
+fn tick(progress: &Progress, control: &SearchControl, done: &AtomicBool) {
+    let mut window = RateWindow::new(Duration::from_secs(5));
     while !done.load(Ordering::Relaxed) {
         std::thread::sleep(Duration::from_millis(250));
-        let now = Instant::now();
         let hashes = control.hashes.load(Ordering::Relaxed);
-        let dt = now.duration_since(last.0).as_secs_f64();
-        if dt > 0.0 {
-            let rate = hashes.saturating_sub(last.1) as f64 / dt;
-            progress.set_message(format!(
-                "{}H/s · {}hashes · {:.0} s",
-                si(rate),
-                si(hashes as f64),
-                started.elapsed().as_secs_f64()
-            ));
-        }
-        last = (now, hashes);
+        let rate = window.push(Instant::now(), hashes);
+        progress.set_message(format!("{}H/s {}hashes", sig3(rate), si(hashes as f64)));
     }
 }

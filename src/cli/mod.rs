@@ -32,6 +32,7 @@ pub(crate) fn run(cli: Cli) -> Result<ExitCode> {
     match cli.command {
         Command::Mine(a) => commands::mine::run(&a),
         Command::Verify(a) => commands::verify::run(&a),
+        Command::Info(a) => commands::info::run(&a),
         Command::Header(a) => commands::header::run(&a),
         Command::Show(a) => commands::show::run(&a),
         Command::Bench(a) => commands::bench::run(&a),

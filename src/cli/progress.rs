@@ -10,6 +10,23 @@ use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use crate::cli::format::utc;
 use crate::cli::unix_now;
 
+/// Green, for good news (a block found).
+pub(crate) const GREEN: &str = "32";
+
+/// `text` in the ANSI colour `code` when stderr is a terminal and `NO_COLOR` is not set
+/// (<https://no-color.org>), else as it is.
+pub(crate) fn paint(text: &str, code: &str) -> String {
+    static COLOUR: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    let colour = *COLOUR.get_or_init(|| {
+        std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty())
+    });
+    if colour {
+        format!("\x1b[{code}m{text}\x1b[0m")
+    } else {
+        text.to_owned()
+    }
+}
+
 /// A progress bar that may be hidden, and a log-line printer that may be silenced.
 pub(crate) struct Progress {
     bar: Option<ProgressBar>,

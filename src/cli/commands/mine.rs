@@ -1,25 +1,30 @@
 //! `chainsmith mine pow|pos|dpos|poa`: create or continue a chain file and mine blocks onto it.
 
+use std::collections::HashMap;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::Arc;
-use std::sync::atomic::Ordering;
-use std::time::Instant;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
 use chainsmith::chain::produce::{Equivocation, ProduceOptions};
+use chainsmith::chain::record::BlockRecord;
 use chainsmith::consensus::{BlockWork, RuleReport, name_in};
 use chainsmith::hash::Backend;
 use chainsmith::hash::search::{SearchControl, SearchMode, SearchOptions};
+use chainsmith::pool::stratum::difficulty_of;
+use chainsmith::primitives::pow_units::CompactTarget;
 use chainsmith::primitives::tx::{KeyPair, PubKey, SignerVote};
 use chainsmith::{ChainSpec, ChainState};
-use serde_json::json;
+use comfy_table::Cell;
+use serde::Serialize;
 
 use crate::cli::args::MineArgs;
-use crate::cli::format::{producers_json, si};
-use crate::cli::miner::{MineJob, MineOutcome, OpenChain, mine_blocks, open_chain};
-use crate::cli::progress::Progress;
+use crate::cli::format::{self, ProducersJson, producers_json};
+use crate::cli::miner::{MineJob, MineOutcome, OpenChain, RateWindow, mine_blocks, open_chain};
+use crate::cli::progress::{GREEN, Progress, paint};
 use crate::cli::{EXIT_INTERRUPTED, EXIT_INVALID, choose_backend, resolve_spec, thread_pool};
 
 pub(crate) fn run(args: &MineArgs) -> Result<ExitCode> {
@@ -81,21 +86,42 @@ pub(crate) fn run(args: &MineArgs) -> Result<ExitCode> {
         backend,
         ..SearchOptions::default()
     };
-    let progress = Progress::new(Some(blocks), "blocks", args.run.quiet);
+    // The live bar only when no event stream shares the terminal's attention.
+    let progress = Progress::new(Some(blocks), "blocks", args.run.quiet || args.json_log);
+    let log = MineLog {
+        progress: &progress,
+        json: args.json_log,
+        names: state.spec().names_by_key(),
+        work: rule.info().work,
+    };
+    log.start(&state, &path, blocks, threads, backend);
     let started = Instant::now();
-    let outcome = mine_blocks(
-        &mut state,
-        &mut writer,
-        &MineJob {
-            blocks,
-            opts: &opts,
-            pool: &pool,
-            progress: &progress,
-            produce: &produce,
-        },
-        &control,
-        &mut |_, _, _| {},
-    );
+    let done = AtomicBool::new(false);
+    let mut last_block = Instant::now();
+    let outcome = std::thread::scope(|scope| {
+        if rule.info().work != BlockWork::Signatures {
+            scope.spawn(|| log.rates(&control, &done));
+        }
+        let outcome = mine_blocks(
+            &mut state,
+            &mut writer,
+            &MineJob {
+                blocks,
+                opts: &opts,
+                pool: &pool,
+                progress: &progress,
+                produce: &produce,
+            },
+            &control,
+            &mut |state, record, hashes| {
+                let now = Instant::now();
+                log.block(state, record, hashes, now.duration_since(last_block));
+                last_block = now;
+            },
+        );
+        done.store(true, Ordering::Relaxed);
+        outcome
+    });
     progress.finish();
     let MineOutcome {
         mined,
@@ -120,6 +146,229 @@ pub(crate) fn run(args: &MineArgs) -> Result<ExitCode> {
     } else {
         ExitCode::SUCCESS
     })
+}
+
+/// Progress as miners print it: a banner, one line per block and the hash rate every
+/// [`RATE_EVERY`], as text on stderr (timestamped when not a terminal; above the bar when it
+/// is) or, with `--json-log`, as JSON events on stdout.
+struct MineLog<'a> {
+    progress: &'a Progress,
+    json: bool,
+    names: HashMap<PubKey, String>,
+    work: BlockWork,
+}
+
+/// How often the hash rate is logged.
+const RATE_EVERY: Duration = Duration::from_secs(30);
+
+/// `--json-log`'s `start` event.
+#[derive(Serialize)]
+struct StartEvent<'a> {
+    event: &'static str,
+    consensus: &'static str,
+    spec: &'a str,
+    spec_hash: String,
+    chain: String,
+    height: u32,
+    blocks: u64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    threads: Option<usize>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    backend: Option<&'static str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    difficulty: Option<f64>,
+}
+
+/// `--json-log`'s `block` event: one per block appended and synced.
+#[derive(Serialize)]
+struct BlockEvent {
+    event: &'static str,
+    height: u32,
+    hash: String,
+    time: u32,
+    txs: usize,
+    /// Seconds since the previous block was synced (or the run started).
+    seconds: f64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    hashes: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    difficulty: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    producer: Option<String>,
+}
+
+/// `--json-log`'s `rate` event: hashes per second over the last 10 s and 60 s.
+#[derive(Serialize)]
+struct RateEvent {
+    event: &'static str,
+    hashes: u64,
+    hash_rate_10s: f64,
+    hash_rate_60s: f64,
+}
+
+impl MineLog<'_> {
+    fn emit(&self, event: &impl Serialize) {
+        // A closed stdout ends the run at its final report; an event line lost is no harm.
+        if let Ok(line) = serde_json::to_string(event) {
+            let mut out = std::io::stdout().lock();
+            let _ = writeln!(out, "{line}").and_then(|()| out.flush());
+        }
+    }
+
+    fn start(
+        &self,
+        state: &ChainState,
+        path: &Path,
+        blocks: u64,
+        threads: usize,
+        backend: Backend,
+    ) {
+        let spec = state.spec();
+        let height = state.tip().map_or(0, |t| t.height);
+        let hashing = self.work == BlockWork::NonceSearch;
+        let difficulty = hashing.then(|| bits_difficulty(state.required_bits()));
+        if self.json {
+            self.emit(&StartEvent {
+                event: "start",
+                consensus: spec.consensus.name(),
+                spec: &spec.name,
+                spec_hash: spec.spec_hash().to_string(),
+                chain: path.display().to_string(),
+                height,
+                blocks,
+                threads: hashing.then_some(threads),
+                backend: hashing.then(|| backend.name()),
+                difficulty,
+            });
+            return;
+        }
+        self.progress.log(&format!(
+            "chainsmith {} · mine {} · spec {} · {} at height {height} · {} to mine",
+            env!("CARGO_PKG_VERSION"),
+            spec.consensus,
+            spec.name,
+            path.display(),
+            plural(blocks, "block"),
+        ));
+        match self.work {
+            BlockWork::NonceSearch => self.progress.log(&format!(
+                "nonce search: {} on {} · difficulty {} (bits {})",
+                backend,
+                plural(threads as u64, "thread"),
+                difficulty.map_or_else(String::new, format::difficulty),
+                state.required_bits()
+            )),
+            BlockWork::KernelSearch => self
+                .progress
+                .log("stake kernel search on one thread (kernels count as hashes)"),
+            BlockWork::Signatures => {}
+        }
+    }
+
+    fn block(&self, state: &ChainState, record: &BlockRecord, hashes: u64, took: Duration) {
+        let hashing = self.work != BlockWork::Signatures;
+        let difficulty =
+            (self.work == BlockWork::NonceSearch).then(|| bits_difficulty(record.bits));
+        let producer = state
+            .consensus()
+            .rule()
+            .producer_of(&record.to_block())
+            .map(|p| {
+                let name = name_in(&self.names, &p.key);
+                p.note
+                    .map_or_else(|| name.clone(), |n| format!("{name} ({n})"))
+            });
+        if self.json {
+            self.emit(&BlockEvent {
+                event: "block",
+                height: record.height,
+                hash: record.hash.to_string(),
+                time: record.time,
+                txs: record.txs.len(),
+                seconds: took.as_secs_f64(),
+                hashes: hashing.then_some(hashes),
+                difficulty,
+                producer,
+            });
+            return;
+        }
+        if !self.progress.logs() {
+            return;
+        }
+        let hash = record.hash.to_string();
+        let mut line = format!(
+            "{} {} {}… in {}",
+            paint("block", GREEN),
+            record.height,
+            &hash[..16],
+            format::duration(took.as_secs_f64())
+        );
+        if hashing {
+            let rate = hashes as f64 / took.as_secs_f64().max(1e-9);
+            line += &format!(
+                ", {}hashes ({}H/s)",
+                format::si(hashes as f64),
+                format::sig3(rate)
+            );
+        }
+        if let Some(d) = difficulty {
+            line += &format!(", diff {}", format::difficulty(d));
+        }
+        line += &format!(", {}", plural(record.txs.len() as u64, "tx"));
+        if let Some(p) = producer {
+            line += &format!(", by {p}");
+        }
+        self.progress.log(&line);
+    }
+
+    /// Logs the hash rate every [`RATE_EVERY`] until `done`.
+    fn rates(&self, control: &SearchControl, done: &AtomicBool) {
+        if !self.json && !self.progress.logs() {
+            return;
+        }
+        let mut short = RateWindow::new(Duration::from_secs(10));
+        let mut long = RateWindow::new(Duration::from_secs(60));
+        let mut next = Instant::now() + RATE_EVERY;
+        while !done.load(Ordering::Relaxed) {
+            std::thread::sleep(Duration::from_millis(200));
+            let now = Instant::now();
+            let hashes = control.hashes.load(Ordering::Relaxed);
+            let (r10, r60) = (short.push(now, hashes), long.push(now, hashes));
+            if now < next {
+                continue;
+            }
+            next = now + RATE_EVERY;
+            if self.json {
+                self.emit(&RateEvent {
+                    event: "rate",
+                    hashes,
+                    hash_rate_10s: r10,
+                    hash_rate_60s: r60,
+                });
+            } else {
+                self.progress.log(&format!(
+                    "speed 10s/60s {}/{}H/s · {}hashes",
+                    format::sig3(r10).trim_end(),
+                    format::sig3(r60),
+                    format::si(hashes as f64)
+                ));
+            }
+        }
+    }
+}
+
+/// The Bitcoin difficulty of compact bits (difficulty 1 = `0x1d00ffff`).
+fn bits_difficulty(bits: CompactTarget) -> f64 {
+    bits.to_target().map_or(0.0, difficulty_of)
+}
+
+/// `1 block`, `2 blocks`.
+fn plural(n: u64, one: &str) -> String {
+    if n == 1 {
+        format!("1 {one}")
+    } else {
+        format!("{n} {one}s")
+    }
 }
 
 /// Turns `--tx-per-block`, `--offline`, `--vote`, `--votes-per-block` and `--double-sign`
@@ -194,6 +443,48 @@ struct RunStats {
     names: Vec<KeyPair>,
 }
 
+/// `mine --json` (and `--json-log`'s last event, `done`): one object, keys stable.
+#[derive(Serialize)]
+struct MineReport {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    event: Option<&'static str>,
+    consensus: &'static str,
+    spec: String,
+    spec_hash: String,
+    chain: String,
+    blocks_mined: u64,
+    height: u32,
+    elapsed_s: f64,
+    interrupted: bool,
+    /// Nonces (pow) or stake kernels (pos) tried.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    hashes: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    hash_rate: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    threads: Option<usize>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    backend: Option<&'static str>,
+    /// Signature rules: the signatures the mined blocks' seals carry.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    signatures: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    irreversible_height: Option<u32>,
+    #[serde(flatten)]
+    producers: ProducersJson,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    evidence: Option<Vec<EvidenceJson>>,
+}
+
+/// A double sign caught while mining.
+#[derive(Serialize)]
+struct EvidenceJson {
+    producer: String,
+    slot: u64,
+    height: u32,
+    hashes: [String; 2],
+}
+
 fn report(args: &MineArgs, path: &Path, state: &ChainState, run: &RunStats) -> Result<()> {
     let height = state.tip().map_or(0, |t| t.height);
     let rate = if run.elapsed > 0.0 {
@@ -204,94 +495,91 @@ fn report(args: &MineArgs, path: &Path, state: &ChainState, run: &RunStats) -> R
     let mut out = std::io::stdout().lock();
     let spec = state.spec();
     let rule = spec.consensus.rule();
+    let work = rule.info().work;
     let report = named_report(state.rule_state().report(), &run.names);
-    if args.run.json {
-        let mut v = json!({
-            "consensus": rule.name(),
-            "spec": spec.name,
-            "blocks_mined": run.mined,
-            "height": height,
-            "elapsed_s": run.elapsed,
-            "chain": path.display().to_string(),
-            "interrupted": run.interrupted,
-        });
-        match rule.info().work {
-            BlockWork::NonceSearch => {
-                v["hashes"] = run.hashes.into();
-                v["hash_rate"] = rate.into();
-                v["threads"] = run.threads.into();
-                v["backend"] = run.backend.name().into();
-            }
-            BlockWork::KernelSearch => {
-                v["hashes"] = run.hashes.into();
-                v["hash_rate"] = rate.into();
-            }
-            BlockWork::Signatures => {
-                let per_block = state.spec().consensus.rule().seal_signatures(state.spec());
-                v["signatures"] = (run.mined * per_block).into();
-            }
-        }
-        if let Some((key, rows)) = &report.producers {
-            v[*key] = producers_json(rows);
-        }
-        if let Some(lib) = state.rule_state().irreversible_height() {
-            v["irreversible_height"] = lib.into();
-        }
-        if rule.info().detects_equivocation {
-            v["evidence"] = run
-                .evidence
-                .iter()
-                .map(|e| evidence_json(state, e))
-                .collect();
-        }
-        writeln!(out, "{v}")?;
-    } else {
-        let note = if run.interrupted {
-            " (interrupted)"
-        } else {
-            ""
+    let per_block = rule.seal_signatures(spec);
+    if args.run.json || args.json_log {
+        let hashing = work != BlockWork::Signatures;
+        let nonces = work == BlockWork::NonceSearch;
+        let v = MineReport {
+            event: args.json_log.then_some("done"),
+            consensus: rule.name(),
+            spec: spec.name.clone(),
+            spec_hash: spec.spec_hash().to_string(),
+            chain: path.display().to_string(),
+            blocks_mined: run.mined,
+            height,
+            elapsed_s: run.elapsed,
+            interrupted: run.interrupted,
+            hashes: hashing.then_some(run.hashes),
+            hash_rate: hashing.then_some(rate),
+            threads: nonces.then_some(run.threads),
+            backend: nonces.then(|| run.backend.name()),
+            signatures: (!hashing).then_some(run.mined * per_block),
+            irreversible_height: state.rule_state().irreversible_height(),
+            producers: producers_json(&report),
+            evidence: rule.info().detects_equivocation.then(|| {
+                run.evidence
+                    .iter()
+                    .map(|e| EvidenceJson {
+                        producer: producer_name(state, &e.producer),
+                        slot: e.turn,
+                        height: e.height,
+                        hashes: [e.hashes[0].to_string(), e.hashes[1].to_string()],
+                    })
+                    .collect()
+            }),
         };
-        writeln!(
-            out,
-            "mined {} blocks on {} (tip height {height}) in {:.2} s{note}",
-            run.mined, spec.name, run.elapsed
-        )?;
-        match rule.info().work {
-            BlockWork::NonceSearch => {
-                writeln!(out, "  hashes      {}", si(run.hashes as f64))?;
-                writeln!(
-                    out,
-                    "  hash rate   {}H/s on {} threads ({})",
-                    si(rate),
-                    run.threads,
-                    run.backend
-                )?;
-            }
-            BlockWork::KernelSearch => {
-                writeln!(
-                    out,
-                    "  hashes      {} (stake kernels)",
-                    si(run.hashes as f64)
-                )?;
-                writeln!(out, "  hash rate   {}H/s on one thread", si(rate))?;
-            }
-            BlockWork::Signatures => {
-                let per_block = state.spec().consensus.rule().seal_signatures(state.spec());
-                writeln!(
-                    out,
-                    "  signatures  {} ({} per block; no hashing puzzle)",
-                    run.mined * per_block,
-                    if per_block == 1 {
-                        "one".to_owned()
-                    } else {
-                        format!("a commit certificate of {per_block}")
-                    }
-                )?;
-            }
-        }
-        writeln!(out, "  chain       {}", path.display())?;
-        print_producers(&mut out, state, &report, run)?;
+        serde_json::to_writer(&mut out, &v)?;
+        writeln!(out)?;
+        return Ok(());
     }
+    let note = if run.interrupted {
+        " (interrupted)"
+    } else {
+        ""
+    };
+    writeln!(
+        out,
+        "mined {} on {} (tip height {height}) in {}{note}",
+        plural(run.mined, "block"),
+        spec.name,
+        format::duration(run.elapsed)
+    )?;
+    match work {
+        BlockWork::NonceSearch => {
+            writeln!(out, "  hashes      {}", format::si(run.hashes as f64))?;
+            writeln!(
+                out,
+                "  hash rate   {}H/s on {} ({})",
+                format::sig3(rate),
+                plural(run.threads as u64, "thread"),
+                run.backend
+            )?;
+        }
+        BlockWork::KernelSearch => {
+            writeln!(
+                out,
+                "  kernels     {}stake kernels tried",
+                format::si(run.hashes as f64)
+            )?;
+            writeln!(out, "  kernel rate {}H/s on one thread", format::sig3(rate))?;
+        }
+        BlockWork::Signatures => {
+            writeln!(
+                out,
+                "  signatures  {} ({} per block; no hashing puzzle)",
+                run.mined * per_block,
+                if per_block == 1 {
+                    "one".to_owned()
+                } else {
+                    format!("a commit certificate of {per_block}")
+                }
+            )?;
+        }
+    }
+    writeln!(out, "  chain       {}", path.display())?;
+    print_producers(&mut out, state, &report, run)?;
     Ok(())
 }
 
@@ -310,15 +598,6 @@ fn named_report(mut report: RuleReport, names: &[KeyPair]) -> RuleReport {
 
 fn producer_name(state: &ChainState, producer: &PubKey) -> String {
     name_in(&state.spec().names_by_key(), producer)
-}
-
-fn evidence_json(state: &ChainState, e: &Equivocation) -> serde_json::Value {
-    json!({
-        "producer": producer_name(state, &e.producer),
-        "slot": e.turn,
-        "height": e.height,
-        "hashes": [e.hashes[0].to_string(), e.hashes[1].to_string()],
-    })
 }
 
 /// The producer table: stakeholders with coins and coin-age consumed, or producers and
@@ -342,54 +621,58 @@ fn print_producers(
         return Ok(());
     };
     let staking = rows.iter().any(|r| r.coin_days.is_some());
-    if staking {
-        writeln!(
-            out,
-            "\n  {:<12} {:>14} {:>7} {:>18} {:>14}",
-            "stakeholder", "coins", "blocks", "coin-days consumed", "interest"
-        )?;
-        for r in rows {
-            writeln!(
-                out,
-                "  {:<12} {:>14.8} {:>7} {:>18} {:>14.8}",
-                r.name,
-                r.coins.unwrap_or(0.0),
-                r.blocks,
-                r.coin_days.unwrap_or(0),
-                r.interest.unwrap_or(0.0)
-            )?;
-        }
-        return Ok(());
-    }
     let turns = rows.iter().any(|r| r.missed.is_some());
-    if !turns {
-        // Leaders elected for a term have no turns to miss.
-        writeln!(
-            out,
-            "\n  {:<12} {:>7}",
-            what.strip_suffix("ies").map_or_else(
-                || what.trim_end_matches('s').to_owned(),
-                |w| format!("{w}y")
-            ),
-            "blocks"
-        )?;
-        for r in rows.iter().filter(|r| r.blocks > 0) {
-            writeln!(out, "  {:<12} {:>7}", r.name, r.blocks)?;
+    let mut table = format::table();
+    if staking {
+        table.set_header([
+            "stakeholder",
+            "coins",
+            "blocks",
+            "coin-days consumed",
+            "interest",
+        ]);
+        for r in rows {
+            table.add_row([
+                Cell::new(&r.name),
+                format::number_cell(format::coins(r.coins.unwrap_or(0.0))),
+                format::number_cell(r.blocks.to_string()),
+                format::number_cell(r.coin_days.unwrap_or(0).to_string()),
+                format::number_cell(format::coins(r.interest.unwrap_or(0.0))),
+            ]);
         }
-        return Ok(());
-    }
-    let (one, turns) = if *what == "producers" {
-        ("producer", "missed slots")
+    } else if turns {
+        let (one, turns) = if *what == "producers" {
+            ("producer", "missed slots")
+        } else {
+            ("signer", "missed in turn")
+        };
+        table.set_header([one, "blocks", turns]);
+        for r in rows {
+            let missed = r.missed.unwrap_or(0);
+            if r.blocks > 0 || missed > 0 {
+                table.add_row([
+                    Cell::new(&r.name),
+                    format::number_cell(r.blocks.to_string()),
+                    format::number_cell(missed.to_string()),
+                ]);
+            }
+        }
     } else {
-        ("signer", "missed in-turn")
-    };
-    writeln!(out, "\n  {one:<12} {:>7} {turns:>15}", "blocks")?;
-    for r in rows {
-        let missed = r.missed.unwrap_or(0);
-        if r.blocks > 0 || missed > 0 {
-            writeln!(out, "  {:<12} {:>7} {:>15}", r.name, r.blocks, missed)?;
+        // Leaders elected for a term have no turns to miss.
+        let one = what.strip_suffix("ies").map_or_else(
+            || what.trim_end_matches('s').to_owned(),
+            |w| format!("{w}y"),
+        );
+        table.set_header([one.as_str(), "blocks"]);
+        for r in rows.iter().filter(|r| r.blocks > 0) {
+            table.add_row([
+                Cell::new(&r.name),
+                format::number_cell(r.blocks.to_string()),
+            ]);
         }
     }
+    writeln!(out)?;
+    writeln!(out, "{}", table.trim_fmt())?;
     for e in &run.evidence {
         writeln!(
             out,

@@ -7,6 +7,7 @@ pub(crate) mod cluster;
 pub(crate) mod compare;
 pub(crate) mod elections;
 pub(crate) mod header;
+pub(crate) mod info;
 pub(crate) mod mine;
 pub(crate) mod node;
 pub(crate) mod pool;

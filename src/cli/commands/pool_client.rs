@@ -66,6 +66,7 @@ fn options(args: &MineArgs, tx_per_block_given: bool) -> Result<ClientOptions> {
         (args.vote.is_some(), "--vote"),
         (args.votes_per_block.is_some(), "--votes-per-block"),
         (args.double_sign.is_some(), "--double-sign"),
+        (args.json_log, "--json-log"),
     ] {
         if given {
             bail!("{flag} has no meaning with --pool: the pool decides what is mined");

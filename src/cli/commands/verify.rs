@@ -7,11 +7,11 @@ use anyhow::{Context, Result};
 use chainsmith::chain::state::BlockError;
 use chainsmith::chain::store::{ChainLock, truncate};
 use chainsmith::chain::verify::{LineError, LineErrorKind, Replay};
-use serde_json::json;
+use serde::Serialize;
 
 use crate::cli::args::VerifyArgs;
 use crate::cli::commands::{builtin_lookalike, named, replay_file};
-use crate::cli::format::producers_json;
+use crate::cli::format::{ProducersJson, producers_json};
 use crate::cli::{EXIT_INVALID, thread_pool, unix_now};
 
 pub(crate) fn run(args: &VerifyArgs) -> Result<ExitCode> {
@@ -45,42 +45,42 @@ pub(crate) fn run(args: &VerifyArgs) -> Result<ExitCode> {
     }
     let blocks = tip.as_ref().map_or(0, |t| t.blocks);
     if args.run.json {
-        let mut v = json!({
-            "valid": replay.error.is_none() || repaired.is_some(),
-            "blocks": blocks,
-            "height": tip.as_ref().map(|t| t.height),
-            "tip": tip.as_ref().map(|t| t.hash.clone()),
-            "total_work": tip.as_ref().map(|t| t.work.clone()),
-            "spec": tip.as_ref().map(|t| t.spec.clone()),
-            "spec_hash": tip.as_ref().map(|t| t.spec_hash.clone()),
-            "warnings": warnings,
-        });
-        if let Some(lib) = tip.as_ref().and_then(|t| t.irreversible) {
-            v["irreversible_height"] = lib.into();
-        }
-        if let Some((key, rows)) = replay
-            .state
-            .as_ref()
-            .and_then(|s| s.rule_state().report().producers)
-        {
-            v[key] = producers_json(&rows);
-        }
-        if let Some((err, done)) = &repaired {
-            v["repaired"] = json!({
-                "action": done.action(),
-                "from_line": err.line,
-                "from_height": err.height,
-                "removed_bytes": done.removed(),
-                "reason": named(&replay, &err.kind),
-            });
-        } else if let Some(err) = &replay.error {
-            v["error"] = json!({
-                "height": err.height,
-                "line": err.line,
-                "reason": named(&replay, &err.kind),
-            });
-        }
-        writeln!(out, "{v}")?;
+        let state = replay.state.as_ref();
+        let report = VerifyReport {
+            valid: replay.error.is_none() || repaired.is_some(),
+            consensus: state.map(|s| s.consensus().name()),
+            spec: tip.as_ref().map(|t| t.spec.clone()),
+            spec_hash: tip.as_ref().map(|t| t.spec_hash.clone()),
+            blocks,
+            height: tip.as_ref().map(|t| t.height),
+            tip: tip.as_ref().map(|t| t.hash.clone()),
+            total_work: tip.as_ref().map(|t| t.work.clone()),
+            irreversible_height: tip.as_ref().and_then(|t| t.irreversible),
+            producers: state
+                .map(|s| producers_json(&s.rule_state().report()))
+                .unwrap_or_default(),
+            warnings,
+            repaired: repaired.as_ref().map(|(err, done)| RepairJson {
+                action: done.action(),
+                from_line: err.line,
+                from_height: err.height,
+                removed_bytes: done.removed(),
+                reason: named(&replay, &err.kind),
+            }),
+            error: replay
+                .error
+                .as_ref()
+                .filter(|_| repaired.is_none())
+                .map(|err| ErrorJson {
+                    height: err.height,
+                    line: err.line,
+                    reason: named(&replay, &err.kind),
+                    repair: err.kind.repair_hint(replay.valid_bytes),
+                    not_repaired: refused,
+                }),
+        };
+        serde_json::to_writer(&mut out, &report)?;
+        writeln!(out)?;
     } else if let Some((err, done)) = &repaired {
         let what = match done {
             Repaired::Truncated(removed) => format!("removed {removed} bytes from"),
@@ -110,6 +110,8 @@ pub(crate) fn run(args: &VerifyArgs) -> Result<ExitCode> {
         writeln!(out, "invalid: {}: {}", path.display(), named(&replay, err))?;
         if let Some(why) = refused {
             writeln!(out, "not repaired: {why}")?;
+        } else if let Some(hint) = err.kind.repair_hint(replay.valid_bytes) {
+            writeln!(out, "to repair: {hint}")?;
         }
         if let Some(t) = &tip {
             writeln!(
@@ -127,6 +129,52 @@ pub(crate) fn run(args: &VerifyArgs) -> Result<ExitCode> {
     } else {
         ExitCode::from(EXIT_INVALID)
     })
+}
+
+/// `verify --json`: one object, keys stable.
+#[derive(Serialize)]
+struct VerifyReport {
+    valid: bool,
+    /// The rule the chain's genesis names (`None` when not even genesis is valid).
+    consensus: Option<&'static str>,
+    spec: Option<String>,
+    spec_hash: Option<String>,
+    /// Valid blocks, genesis included.
+    blocks: u64,
+    height: Option<u32>,
+    tip: Option<String>,
+    total_work: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    irreversible_height: Option<u32>,
+    #[serde(flatten)]
+    producers: ProducersJson,
+    warnings: Vec<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    repaired: Option<RepairJson>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    error: Option<ErrorJson>,
+}
+
+#[derive(Serialize)]
+struct RepairJson {
+    action: &'static str,
+    from_line: u64,
+    from_height: u64,
+    removed_bytes: u64,
+    reason: String,
+}
+
+#[derive(Serialize)]
+struct ErrorJson {
+    height: u64,
+    line: u64,
+    reason: String,
+    /// What `--repair` would do, where it would.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    repair: Option<&'static str>,
+    /// Why `--repair` was refused, when it was given.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    not_repaired: Option<&'static str>,
 }
 
 /// What `--repair` did.
@@ -224,7 +272,7 @@ impl std::fmt::Display for TipSummary {
             self.blocks, self.height, self.hash
         )?;
         match self.irreversible {
-            Some(lib) => write!(f, "irreversible to height {lib}")?,
+            Some(lib) => write!(f, "irreversible height {lib}")?,
             None => write!(f, "total work {}", self.work)?,
         }
         write!(f, ", spec {} ({})", self.spec, self.spec_hash)
