@@ -3,6 +3,7 @@
 //! under nohup or in a CI log shows its progress too. `--quiet` hides both.
 
 use std::io::IsTerminal;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
@@ -31,6 +32,15 @@ pub(crate) fn paint(text: &str, code: &str) -> String {
 pub(crate) struct Progress {
     bar: Option<ProgressBar>,
     lines: bool,
+    steps: Option<Steps>,
+}
+
+/// Without a bar: a log line at every tenth of the way.
+struct Steps {
+    len: u64,
+    unit: String,
+    pos: AtomicU64,
+    tenths: AtomicU64,
 }
 
 impl Progress {
@@ -41,12 +51,14 @@ impl Progress {
             return Self {
                 bar: None,
                 lines: false,
+                steps: None,
             };
         }
         if !std::io::stderr().is_terminal() {
             return Self {
                 bar: None,
                 lines: true,
+                steps: None,
             };
         }
         // Fits 80 columns: a 20-cell bar, the count, the ETA and a short message.
@@ -70,6 +82,31 @@ impl Progress {
         Self {
             bar: Some(bar),
             lines: true,
+            steps: None,
+        }
+    }
+
+    /// Where no bar is drawn (stderr not a terminal), logs `pos/len unit (P %)` at every
+    /// tenth of the `len` steps, for long runs with no lines of their own.
+    pub(crate) fn log_steps(mut self, len: u64, unit: &str) -> Self {
+        if self.bar.is_none() && self.lines && len > 0 {
+            self.steps = Some(Steps {
+                len,
+                unit: unit.to_owned(),
+                pos: AtomicU64::new(0),
+                tenths: AtomicU64::new(0),
+            });
+        }
+        self
+    }
+
+    /// Logs a step line if `pos` passed the next tenth.
+    fn step_to(&self, pos: u64) {
+        let Some(s) = &self.steps else { return };
+        let tenths = pos.min(s.len) * 10 / s.len;
+        let seen = s.tenths.fetch_max(tenths, Ordering::Relaxed);
+        if tenths > seen {
+            self.log(&format!("{pos}/{} {} ({} %)", s.len, s.unit, tenths * 10));
         }
     }
 
@@ -100,11 +137,19 @@ impl Progress {
         if let Some(b) = &self.bar {
             b.set_position(pos);
         }
+        if let Some(s) = &self.steps {
+            s.pos.store(pos, Ordering::Relaxed);
+            self.step_to(pos);
+        }
     }
 
     pub(crate) fn inc(&self, n: u64) {
         if let Some(b) = &self.bar {
             b.inc(n);
+        }
+        if let Some(s) = &self.steps {
+            let pos = s.pos.fetch_add(n, Ordering::Relaxed) + n;
+            self.step_to(pos);
         }
     }
 

@@ -53,7 +53,8 @@ pub(crate) fn run(args: &CheckArgs) -> Result<ExitCode> {
     let names = members(&spec);
     let bounds = bounds(&spec);
     let pool = thread_pool(args.run.threads)?;
-    let bar = Progress::new(Some(args.schedules), "schedules", args.run.quiet);
+    let bar = Progress::new(Some(args.schedules), "schedules", args.run.quiet)
+        .log_steps(args.schedules, "schedules");
     let bad = AtomicU64::new(0);
     let start = Instant::now();
     let outcomes: Vec<(u64, ScheduleOutcome)> = pool.install(|| {

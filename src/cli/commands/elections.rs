@@ -44,11 +44,8 @@ pub(crate) fn run(args: &ElectionsArgs) -> Result<ExitCode> {
         ..ElectionOptions::default()
     };
     let pool = thread_pool(args.run.threads)?;
-    let bar = Progress::new(
-        Some(args.trials * PAPER_RANGES.len() as u64),
-        "trials",
-        args.run.quiet,
-    );
+    let trials = args.trials * PAPER_RANGES.len() as u64;
+    let bar = Progress::new(Some(trials), "trials", args.run.quiet).log_steps(trials, "trials");
     let runs: Vec<ElectionRun> = PAPER_RANGES
         .iter()
         .map(|range| {

@@ -17,6 +17,7 @@ use chainsmith::sim::NetModel;
 use chainsmith::sim::cluster::{OrderedCluster, run as run_scenario};
 use chainsmith::sim::report::{Safety, SimReport};
 use chainsmith::sim::scenario::{CrashSpec, PartitionSpec, Scenario};
+use serde::Serialize;
 
 use crate::cli::args::{RuleArg, SimArgs, parse_time};
 use crate::cli::{EXIT_INVALID, resolve_spec};
@@ -298,14 +299,14 @@ pub(crate) fn run(args: &SimArgs) -> Result<ExitCode> {
         .unwrap_or_default();
     let mut out = std::io::stdout().lock();
     if args.json {
-        let mut value = serde_json::to_value(&report)?;
-        if let Some(obj) = value.as_object_mut() {
-            obj.insert("files".into(), serde_json::json!(files));
-            if args.trace {
-                obj.insert("trace".into(), serde_json::json!(cluster.trace()));
-            }
-        }
-        writeln!(out, "{value}")?;
+        let trace = args.trace.then(|| cluster.trace());
+        let value = SimJson {
+            report: &report,
+            files: &files,
+            trace,
+        };
+        serde_json::to_writer(&mut out, &value)?;
+        writeln!(out)?;
     } else {
         for line in cluster.trace() {
             writeln!(out, "{line}")?;
@@ -323,6 +324,30 @@ pub(crate) fn run(args: &SimArgs) -> Result<ExitCode> {
         return Ok(ExitCode::from(EXIT_INVALID));
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// `sim RULE --json`: the run's report, the chain files written, and the trace if asked for.
+#[derive(Serialize)]
+struct SimJson<'a, T: Serialize> {
+    #[serde(flatten)]
+    report: &'a SimReport,
+    files: &'a [String],
+    #[serde(skip_serializing_if = "Option::is_none")]
+    trace: Option<T>,
+}
+
+/// `sim --all --json`: the scenario, each rule's run, and the rules it does not fit.
+#[derive(Serialize)]
+struct AllJson<'a> {
+    scenario: &'a Scenario,
+    rules: &'a [RuleRun],
+    skipped: Vec<Skipped<'a>>,
+}
+
+#[derive(Serialize)]
+struct Skipped<'a> {
+    rule: &'a str,
+    why: &'a str,
 }
 
 /// `sim --all`: one scenario on every ordering rule.
@@ -349,16 +374,16 @@ fn run_all(args: &SimArgs) -> Result<ExitCode> {
     }
     let mut out = std::io::stdout().lock();
     if args.json {
-        let skipped: Vec<_> = skipped
-            .iter()
-            .map(|(rule, why)| serde_json::json!({"rule": rule, "why": why}))
-            .collect();
-        let value = serde_json::json!({
-            "scenario": sc,
-            "rules": runs,
-            "skipped": skipped,
-        });
-        writeln!(out, "{value}")?;
+        let value = AllJson {
+            scenario: &sc,
+            rules: &runs,
+            skipped: skipped
+                .iter()
+                .map(|(rule, why)| Skipped { rule, why })
+                .collect(),
+        };
+        serde_json::to_writer(&mut out, &value)?;
+        writeln!(out)?;
     } else {
         write!(out, "{}", comparison_table(&sc, &runs, &skipped))?;
     }
