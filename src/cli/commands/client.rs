@@ -12,6 +12,13 @@ use crate::cli::EXIT_INVALID;
 use crate::cli::args::{ClientArgs, ClientCommand, FaultCommand, SubmitArgs};
 
 /// Runs one `client` subcommand.
+/// A node `client status --json` could not reach.
+#[derive(serde::Serialize)]
+struct Unreachable<'a> {
+    name: &'a str,
+    error: &'a str,
+}
+
 pub(crate) fn run(a: &ClientArgs) -> Result<ExitCode> {
     let cluster = Cluster::load(&a.config)?;
     let rt = client::runtime().map_err(anyhow::Error::msg)?;
@@ -102,7 +109,11 @@ fn status(
             .iter()
             .map(|(i, r)| match r {
                 Ok(s) => serde_json::to_value(s).unwrap_or_default(),
-                Err(e) => serde_json::json!({"name": cluster.members[*i].name, "error": e}),
+                Err(e) => serde_json::to_value(Unreachable {
+                    name: &cluster.members[*i].name,
+                    error: e,
+                })
+                .unwrap_or_default(),
             })
             .collect();
         println!("{}", serde_json::to_string(&v)?);
@@ -138,24 +149,15 @@ fn status(
                 ],
             });
         }
-        let widths: Vec<usize> = (0..7)
-            .map(|c| {
-                table
-                    .iter()
-                    .filter(|row| !row[1].starts_with("unreachable") || c != 1)
-                    .map(|row| row[c].chars().count())
-                    .max()
-                    .unwrap_or(0)
-            })
-            .collect();
-        for row in &table {
-            let line: Vec<String> = row
-                .iter()
-                .zip(&widths)
-                .map(|(cell, w)| format!("{cell:<w$}"))
-                .collect();
-            println!("{}", line.join("  ").trim_end());
+        let mut out = crate::cli::format::table();
+        let mut rows = table.into_iter();
+        if let Some(header) = rows.next() {
+            out.set_header(header);
         }
+        for row in rows {
+            out.add_row(row);
+        }
+        println!("{}", out.trim_fmt());
     }
     Ok(if answered == 0 {
         ExitCode::from(EXIT_INVALID)

@@ -10,7 +10,6 @@ use anyhow::{Context, Result, bail};
 use chainsmith::pool::client::{self, ClientControl, ClientOptions, Event, parse_url};
 use clap::CommandFactory;
 use clap::parser::ValueSource;
-use serde_json::json;
 
 use crate::cli::args::{Cli, MineArgs};
 use crate::cli::format::{difficulty, si, utc};
@@ -24,6 +23,21 @@ pub(crate) const fn wanted(args: &MineArgs) -> bool {
         || args.time_limit.is_some()
         || args.retries.is_some()
         || args.retry_pause.is_some()
+}
+
+/// `mine pow --pool … --json`: the run's totals.
+#[derive(serde::Serialize)]
+struct PoolMiningReport<'a> {
+    pool: &'a str,
+    user: &'a str,
+    accepted: u64,
+    rejected: u64,
+    hashes: u64,
+    elapsed_s: f64,
+    hash_rate: f64,
+    threads: usize,
+    backend: &'static str,
+    interrupted: bool,
 }
 
 /// Whether `--tx-per-block` was typed (its default cannot tell).
@@ -217,21 +231,19 @@ pub(crate) fn run(args: &MineArgs) -> Result<ExitCode> {
         opts.backend
     ));
     if args.run.json {
-        println!(
-            "{}",
-            json!({
-                "pool": url,
-                "user": opts.user,
-                "accepted": totals.accepted,
-                "rejected": totals.rejected,
-                "hashes": hashes,
-                "elapsed_s": elapsed,
-                "hash_rate": rate,
-                "threads": threads,
-                "backend": opts.backend.name(),
-                "interrupted": interrupted,
-            })
-        );
+        let report = PoolMiningReport {
+            pool: &url,
+            user: &opts.user,
+            accepted: totals.accepted,
+            rejected: totals.rejected,
+            hashes,
+            elapsed_s: elapsed,
+            hash_rate: rate,
+            threads,
+            backend: opts.backend.name(),
+            interrupted,
+        };
+        println!("{}", serde_json::to_string(&report)?);
     }
     Ok(if interrupted {
         ExitCode::from(EXIT_INTERRUPTED)
