@@ -71,3 +71,31 @@ fn long_campaigns_log_progress_without_a_terminal() {
         .unwrap();
     assert!(quiet.stderr.is_empty());
 }
+
+#[test]
+fn every_text_report_fits_80_columns() {
+    let runs: [&[&str]; 8] = [
+        &["sim", "raft", "--blocks", "3"],
+        &[
+            "sim",
+            "pbft",
+            "--blocks",
+            "3",
+            "--byzantine",
+            "s2:equivocate",
+        ],
+        &["sim", "paxos", "--blocks", "3"],
+        &["sim", "zab", "--blocks", "3"],
+        &["sim", "kafka", "--blocks", "3"],
+        &["sim", "--all", "--duration", "3s"],
+        &["check", "zab", "--schedules", "2", "-q"],
+        &["elections", "--trials", "2", "-q"],
+    ];
+    for args in runs {
+        let out = cargo_bin_cmd!("chainsmith").args(args).output().unwrap();
+        assert_eq!(out.status.code(), Some(0), "{args:?}");
+        let text = String::from_utf8(out.stdout).unwrap();
+        let wide: Vec<&str> = text.lines().filter(|l| l.chars().count() > 80).collect();
+        assert!(wide.is_empty(), "{args:?}: {wide:#?}");
+    }
+}

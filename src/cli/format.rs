@@ -107,6 +107,45 @@ pub(crate) fn bytes(n: u64) -> String {
     format!("{v:.digits$} {}", UNITS[i])
 }
 
+/// Columns a report's lines fit in.
+pub(crate) const WIDTH: usize = 80;
+
+/// `text` with every line longer than [`WIDTH`] columns broken at spaces, the continuation
+/// lines indented four columns past the line's own indent. Every line ends with a newline.
+pub(crate) fn wrap(text: &str) -> String {
+    let mut out = String::new();
+    for line in text.lines() {
+        let indent = line.len() - line.trim_start().len();
+        let mut rest = line;
+        let mut first = true;
+        loop {
+            let pad = if first { 0 } else { indent + 4 };
+            let room = WIDTH - pad;
+            let cut = (rest.chars().count() > room)
+                .then(|| {
+                    let limit = rest.char_indices().nth(room).map_or(rest.len(), |(i, _)| i);
+                    rest[..limit].rfind(' ').filter(|&i| i > indent)
+                })
+                .flatten();
+            out.push_str(&" ".repeat(pad));
+            match cut {
+                Some(i) => {
+                    out.push_str(rest[..i].trim_end());
+                    out.push('\n');
+                    rest = rest[i..].trim_start();
+                    first = false;
+                }
+                None => {
+                    out.push_str(rest);
+                    out.push('\n');
+                    break;
+                }
+            }
+        }
+    }
+    out
+}
+
 /// A table for a report: no borders, a line under the header, columns fitted to the terminal
 /// (80 columns when stdout is not one).
 pub(crate) fn table() -> comfy_table::Table {
@@ -120,6 +159,24 @@ pub(crate) fn table() -> comfy_table::Table {
         t.set_width(80);
     }
     t
+}
+
+/// `t` as text: two spaces between columns (one where two would not fit), none at the edges,
+/// no trailing spaces.
+pub(crate) fn render(t: &mut comfy_table::Table) -> String {
+    let widths = t.column_max_content_widths();
+    let content: usize = widths.iter().map(|&w| usize::from(w)).sum();
+    let gaps = widths.len().saturating_sub(1);
+    let gap: u16 = if content + 2 * gaps <= WIDTH { 2 } else { 1 };
+    // The style's junction is one space: the padding adds the rest of the gap.
+    for (i, c) in t.column_iter_mut().enumerate() {
+        c.set_padding((0, if i == gaps { 0 } else { gap - 1 }));
+    }
+    // comfy-table's own fitting splits columns that would fit as they are.
+    if content + usize::from(gap) * gaps <= WIDTH {
+        t.set_content_arrangement(comfy_table::ContentArrangement::Disabled);
+    }
+    t.trim_fmt()
 }
 
 /// A right-aligned table cell, for numbers.
@@ -247,6 +304,25 @@ mod tests {
         assert_eq!(bytes(812), "812 B");
         assert_eq!(bytes(12_595), "12.3 KiB");
         assert_eq!(bytes(4_718_592), "4.50 MiB");
+    }
+
+    #[test]
+    fn wraps_long_lines_at_spaces_with_a_hanging_indent() {
+        let long = format!("  key  {}", "word ".repeat(30));
+        let wrapped = wrap(&format!("short\n{long}\n"));
+        let lines: Vec<&str> = wrapped.lines().collect();
+        assert_eq!(lines[0], "short");
+        assert!(
+            lines.iter().all(|l| l.chars().count() <= WIDTH),
+            "{wrapped}"
+        );
+        assert!(lines[2].starts_with("      word"), "{wrapped}");
+        assert_eq!(
+            wrapped.split_whitespace().collect::<Vec<_>>(),
+            format!("short {long}")
+                .split_whitespace()
+                .collect::<Vec<_>>()
+        );
     }
 
     #[test]

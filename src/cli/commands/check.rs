@@ -15,6 +15,7 @@ use serde::Serialize;
 
 use crate::cli::args::CheckArgs;
 use crate::cli::commands::sim::{ordering_rule, ordering_spec};
+use crate::cli::format::wrap;
 use crate::cli::progress::Progress;
 use crate::cli::{EXIT_INVALID, thread_pool};
 
@@ -134,8 +135,7 @@ pub(crate) fn run(args: &CheckArgs) -> Result<ExitCode> {
             summary.violations,
             summary.not_live
         )?;
-        writeln!(
-            out,
+        let each = format!(
             "  each: {}, partitions, loss ≤ 20 %, duplication ≤ 10 %, delay 1–30 ms for {} s, then calm",
             if summary.rule == "pbft" {
                 "up to f faulty replicas (crashed and restarted, or Byzantine of any behaviour)"
@@ -143,19 +143,23 @@ pub(crate) fn run(args: &CheckArgs) -> Result<ExitCode> {
                 "crashes, restarts"
             },
             bounds.faulty_s
-        )?;
+        );
+        write!(out, "{}", wrap(&each))?;
         if summary.rule == "zab" {
-            writeln!(
+            write!(
                 out,
-                "  links are FIFO, as TCP: lost packets are resent, duplicates dropped; a message that cannot get through (cut, partition, receiver down) breaks the connection"
+                "{}",
+                wrap(
+                    "  links are FIFO, as TCP: lost packets are resent, duplicates dropped; a message that cannot get through (cut, partition, receiver down) breaks the connection"
+                )
             )?;
         }
         if let (Some(p50), Some(max)) = (summary.recovery_p50_s, summary.recovery_max_s) {
-            writeln!(
-                out,
+            let line = format!(
                 "  after healing, the next block committed in {p50:.3} s (median), {max:.3} s (worst); bound {} s",
                 bounds.liveness_s
-            )?;
+            );
+            write!(out, "{}", wrap(&line))?;
         }
         writeln!(
             out,

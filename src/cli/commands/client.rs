@@ -157,7 +157,7 @@ fn status(
         for row in rows {
             out.add_row(row);
         }
-        println!("{}", out.trim_fmt());
+        println!("{}", crate::cli::format::render(&mut out));
     }
     Ok(if answered == 0 {
         ExitCode::from(EXIT_INVALID)

@@ -106,11 +106,11 @@ pub(crate) fn run(args: &ElectionsArgs) -> Result<ExitCode> {
         writeln!(out, "{}", serde_json::to_string(&report)?)?;
         return Ok(ExitCode::SUCCESS);
     }
-    writeln!(
-        out,
+    let heading = format!(
         "time without a leader after the leader crashes: 5 servers, one-way delay {}–{} ms, {} trials per range",
         options.delay_ms.0, options.delay_ms.1, args.trials
-    )?;
+    );
+    write!(out, "{}", crate::cli::format::wrap(&heading))?;
     writeln!(
         out,
         "{:>14} {:>10} {:>10} {:>10} {:>10} {:>10} {:>8}",

@@ -672,7 +672,7 @@ fn print_producers(
         }
     }
     writeln!(out)?;
-    writeln!(out, "{}", table.trim_fmt())?;
+    writeln!(out, "{}", crate::cli::format::render(&mut table))?;
     for e in &run.evidence {
         writeln!(
             out,

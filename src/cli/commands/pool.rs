@@ -132,6 +132,14 @@ struct JsonLog {
 /// Lines the JSON log holds while stdout is slow.
 const JSON_LOG_QUEUE: usize = 65_536;
 
+/// The event that says the JSON log's queue was full and lines were dropped.
+#[derive(serde::Serialize)]
+struct Overflow {
+    time: u32,
+    event: &'static str,
+    dropped: u64,
+}
+
 impl JsonLog {
     fn start() -> Self {
         let (tx, rx) = mpsc::sync_channel::<String>(JSON_LOG_QUEUE);
@@ -147,8 +155,14 @@ impl JsonLog {
                 }
                 let n = lost.swap(0, Ordering::Relaxed);
                 if n > 0 {
-                    let note = serde_json::json!({"time": unix_now(), "event": "log_overflow", "dropped": n});
-                    let _ = writeln!(out, "{note}");
+                    let note = Overflow {
+                        time: unix_now(),
+                        event: "log_overflow",
+                        dropped: n,
+                    };
+                    if let Ok(line) = serde_json::to_string(&note) {
+                        let _ = writeln!(out, "{line}");
+                    }
                 }
                 let _ = out.flush();
             }

@@ -311,7 +311,7 @@ pub(crate) fn run(args: &SimArgs) -> Result<ExitCode> {
         for line in cluster.trace() {
             writeln!(out, "{line}")?;
         }
-        writeln!(out, "{}", report.to_text())?;
+        write!(out, "{}", crate::cli::format::wrap(&report.to_text()))?;
         for f in &files {
             writeln!(out, "  chain file         {f}")?;
         }
@@ -447,24 +447,25 @@ pub(crate) fn describe(sc: &Scenario) -> String {
 
 fn comparison_table(sc: &Scenario, runs: &[RuleRun], skipped: &[(&str, String)]) -> String {
     use std::fmt::Write as _;
-    let ms = |v: Option<f64>| v.map_or_else(|| "–".to_owned(), |v| format!("{v:.1}"));
-    let s_ = |v: Option<f64>| v.map_or_else(|| "–".to_owned(), |v| format!("{v:.3}"));
+
+    use crate::cli::format::{number_cell as num, table};
+    let ms = |v: Option<f64>| v.map_or_else(|| "–".to_owned(), |v| format!("{v:.0}"));
+    let s_ = |v: Option<f64>| v.map_or_else(|| "–".to_owned(), |v| format!("{v:.2}"));
     let mut s = String::new();
     let _ = writeln!(s, "sim --all: {}", describe(sc));
-    let _ = writeln!(
-        s,
-        "{:<6} {:>9} {:>7} {:>8} {:>8} {:>10} {:>11} {:>10} {:>11} {:>10}  safety",
+    let mut t = table();
+    t.set_header([
         "rule",
         "tolerates",
         "blocks",
-        "p50 ms",
-        "p99 ms",
-        "msgs/block",
-        "bytes/block",
-        "sigs/block",
-        "leaderless",
-        "next block",
-    );
+        "latency ms\np50/p99",
+        "msgs\n/block",
+        "bytes\n/block",
+        "sigs\n/block",
+        "leader-\nless s",
+        "next\nblock s",
+        "safety",
+    ]);
     for r in runs {
         let rep = &r.report;
         let tolerates = if r.tolerates.byzantine > 0 {
@@ -472,25 +473,27 @@ fn comparison_table(sc: &Scenario, runs: &[RuleRun], skipped: &[(&str, String)])
         } else {
             format!("{} crash", r.tolerates.crashed)
         };
-        let _ = writeln!(
-            s,
-            "{:<6} {:>9} {:>7} {:>8} {:>8} {:>10.1} {:>11.0} {:>10.1} {:>11} {:>10}  {}",
-            rep.rule,
-            tolerates,
-            rep.blocks,
-            ms(rep.latency_ms.p50),
-            ms(rep.latency_ms.p99),
-            rep.messages_per_block,
-            rep.bytes_per_block,
-            rep.signatures_per_block,
-            s_(r.recovery.map(|c| c.leaderless_s)),
-            s_(r.recovery.and_then(|c| c.next_block_s)),
-            match &rep.safety {
+        t.add_row([
+            comfy_table::Cell::new(rep.rule),
+            num(tolerates),
+            num(rep.blocks.to_string()),
+            num(format!(
+                "{}/{}",
+                ms(rep.latency_ms.p50),
+                ms(rep.latency_ms.p99)
+            )),
+            num(format!("{:.1}", rep.messages_per_block)),
+            num(format!("{:.0}", rep.bytes_per_block)),
+            num(format!("{:.1}", rep.signatures_per_block)),
+            num(s_(r.recovery.map(|c| c.leaderless_s))),
+            num(s_(r.recovery.and_then(|c| c.next_block_s))),
+            comfy_table::Cell::new(match &rep.safety {
                 Safety::Ok => "ok".to_owned(),
                 Safety::Violated { property, .. } => format!("VIOLATED: {property}"),
-            }
-        );
+            }),
+        ]);
     }
+    let _ = writeln!(s, "{}", crate::cli::format::render(&mut t));
     for (rule, why) in skipped {
         let _ = writeln!(s, "{rule:<6} not run: {why}");
     }
@@ -512,8 +515,8 @@ fn comparison_table(sc: &Scenario, runs: &[RuleRun], skipped: &[(&str, String)])
     }
     let _ = writeln!(
         s,
-        "p50/p99: client submit to reply; leaderless: seconds without a leader after the first \
+        "latency: client submit to reply; leaderless: seconds without a leader after the first \
          crash; next block: seconds from the crash to the next committed block"
     );
-    s
+    crate::cli::format::wrap(&s)
 }
