@@ -324,3 +324,43 @@ fn repair_hints_are_given_where_repair_helps_and_not_after_it() {
     );
     assert!(text.contains("irreversible height"), "{text}");
 }
+
+/// Runs `command` under a pseudo-terminal (util-linux `script`), so that stderr is a terminal.
+fn on_a_terminal(command: &str, no_color: bool) -> String {
+    let mut cmd = std::process::Command::new("script");
+    cmd.args(["-qec", command, "/dev/null"]);
+    if no_color {
+        cmd.env("NO_COLOR", "1");
+    } else {
+        cmd.env_remove("NO_COLOR");
+    }
+    let out = cmd
+        .output()
+        .expect("util-linux `script` runs commands on a terminal");
+    assert!(out.status.success(), "{command}");
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+#[test]
+fn on_a_terminal_block_lines_are_green_unless_no_color() {
+    let dir = TempDir::new().unwrap();
+    let bin = assert_cmd::cargo::cargo_bin!("chainsmith")
+        .display()
+        .to_string();
+    let run = |name: &str, no_color: bool| {
+        let chain = dir.path().join(name);
+        on_a_terminal(
+            &format!("{bin} mine poa --blocks 2 --chain {}", chain.display()),
+            no_color,
+        )
+    };
+    let coloured = run("a.jsonl", false);
+    assert!(coloured.contains("\x1b[32mblock\x1b[0m 1 "), "{coloured:?}");
+    // A signing rule's bar shows no hash rate.
+    assert!(!coloured.contains("H/s"), "{coloured:?}");
+    let plain = run("b.jsonl", true);
+    assert!(
+        plain.contains("] block 1 ") && !plain.contains("\x1b[32m"),
+        "{plain:?}"
+    );
+}

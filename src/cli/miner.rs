@@ -17,6 +17,7 @@ use chainsmith::chain::state::BlockError;
 use chainsmith::chain::store::ChainLock;
 use chainsmith::chain::store::ChainWriter;
 use chainsmith::chain::verify::LineErrorKind;
+use chainsmith::consensus::BlockWork;
 use chainsmith::hash::search::{SearchControl, SearchOptions};
 
 use crate::cli::commands::{builtin_lookalike, named, replay_file};
@@ -80,7 +81,9 @@ pub(crate) fn mine_blocks(
         .producer(state.spec(), job.produce)?;
     let ticker_done = AtomicBool::new(false);
     let outcome = std::thread::scope(|scope| {
-        if job.progress.is_visible() {
+        // Rules that sign rather than hash have no rate to show.
+        let hashing = state.consensus().rule().info().work != BlockWork::Signatures;
+        if job.progress.is_visible() && hashing {
             scope.spawn(|| tick(job.progress, control, &ticker_done));
         }
         let mut mined = 0;
