@@ -244,6 +244,28 @@ fn a_malformed_line_names_file_line_and_height() {
     }
     // Lines outside the range are not read as blocks.
     assert_eq!(run(&["show", path, "--tail", "27"]).0, 0);
+
+    // A line that is not text stops the reading wherever it is.
+    let mut bytes = text.into_bytes();
+    let third = bytes
+        .iter()
+        .enumerate()
+        .filter(|&(_, &b)| b == b'\n')
+        .nth(1)
+        .unwrap()
+        .0;
+    bytes[third + 1] = 0xff;
+    std::fs::write(&chain, bytes).unwrap();
+    for flags in [&[][..], &["--json"], &["--tail", "1"]] {
+        let mut all = vec!["show", path];
+        all.extend_from_slice(flags);
+        let (code, _, stderr) = run(&all);
+        assert_eq!(code, 1, "{flags:?}: {stderr}");
+        assert!(
+            stderr.contains("bad.jsonl: line 3: height 2: line is not UTF-8"),
+            "{flags:?}: {stderr}"
+        );
+    }
 }
 
 #[test]

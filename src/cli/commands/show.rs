@@ -89,11 +89,10 @@ enum Sink<W> {
 pub(crate) fn run(args: &ShowArgs) -> Result<ExitCode> {
     let range = Range::from_args(args)?;
     let path = &args.chain;
-    let out = std::io::stdout().lock();
     let mut sink = if args.hex {
-        Sink::Hex(out)
+        Sink::Hex(std::io::stdout().lock())
     } else if args.json {
-        Sink::Json(out)
+        Sink::Json(std::io::stdout().lock())
     } else {
         Sink::Table(Vec::new())
     };
@@ -172,11 +171,9 @@ fn show<W: Write>(
     let mut next = Some(first_line);
     while let Some(line) = next {
         let height = line.number - 1;
-        if let Some(damage) = line.damage {
-            return Ok(Err(Malformed {
-                line: line.number,
-                kind: LineErrorKind::Damaged(damage),
-            }));
+        // Past a damaged line the file cannot be read line by line, in the range or not.
+        if let Some(m) = damaged(&line) {
+            return Ok(Err(m));
         }
         tip = height;
         match *range {
@@ -234,7 +231,18 @@ fn show<W: Write>(
     }))
 }
 
+/// Why `line` is not text, if it is not.
+fn damaged(line: &Line) -> Option<Malformed> {
+    line.damage.map(|damage| Malformed {
+        line: line.number,
+        kind: LineErrorKind::Damaged(damage),
+    })
+}
+
 fn parse(line: &Line) -> Result<BlockRecord, Malformed> {
+    if let Some(m) = damaged(line) {
+        return Err(m);
+    }
     serde_json::from_str(&line.text).map_err(|e| Malformed {
         line: line.number,
         kind: LineErrorKind::Json(e.to_string()),
