@@ -560,7 +560,7 @@ fn show_prints_a_table_one_height_and_json() {
         .assert()
         .success()
         .stdout(predicate::str::contains("height"))
-        .stdout(predicate::function(|s: &str| s.lines().count() == 5));
+        .stdout(predicate::function(|s: &str| s.lines().count() == 6));
     let out = cargo_bin_cmd!("chainsmith")
         .args(["show", "--json", "--height", "2"])
         .arg(&chain)

@@ -739,14 +739,34 @@ pub(crate) struct ShowArgs {
     /// The chain file.
     pub(crate) chain: PathBuf,
     /// Only the block at this height.
-    #[arg(long, value_name = "H")]
+    #[arg(long, value_name = "H", conflicts_with_all = ["from", "to", "tail"])]
     pub(crate) height: Option<u64>,
+    /// The first height to show.
+    #[arg(long, value_name = "H")]
+    pub(crate) from: Option<u64>,
+    /// The last height to show (the tip when absent).
+    #[arg(long, value_name = "H")]
+    pub(crate) to: Option<u64>,
+    /// Only the last N blocks (up to --to if given).
+    #[arg(long, value_name = "N", conflicts_with = "from", value_parser = parse_tail)]
+    pub(crate) tail: Option<u64>,
     /// Print each 80-byte header as 160 hex digits, one a line (for outside tools).
     #[arg(long, conflicts_with = "json")]
     pub(crate) hex: bool,
     /// Print blocks as JSON lines (the chain file's records).
     #[arg(long)]
     pub(crate) json: bool,
+    /// Full hashes and keys in the table, however wide it gets.
+    #[arg(long, conflicts_with_all = ["hex", "json"])]
+    pub(crate) wide: bool,
+}
+
+/// Parses `show --tail`: at least one block.
+fn parse_tail(s: &str) -> Result<u64, String> {
+    match s.parse::<u64>().map_err(|e| format!("{e}"))? {
+        0 => Err("0 blocks: the tail shows at least 1".to_owned()),
+        n => Ok(n),
+    }
 }
 
 #[derive(Debug, Args)]
