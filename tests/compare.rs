@@ -224,18 +224,18 @@ fn live_compare_measures_both_and_files_give_the_same_counts() {
                 "Hashes per block",
                 "POW (slow)",
                 "POS (test-pos)",
-                "DPOS (test-dpos): no hashes",
+                "hash nothing, not drawn: DPOS",
             ],
         ),
         (
-            "cumulative_energy.svg",
-            vec!["Cumulative energy", "energy (J)", "POW (slow)"],
+            "energy_per_block.svg",
+            vec!["Energy per block", "energy per block (log scale)", "POW"],
         ),
         (
             "block_intervals.svg",
             vec!["Block intervals", "POS (test-pos)"],
         ),
-        ("pos_stake_shares.svg", vec!["share of blocks", "h0", "h9"]),
+        ("pos_stake_shares.svg", vec!["share of stake", "h0", "h9"]),
     ] {
         let svg = std::fs::read_to_string(plots.join(file)).unwrap();
         assert!(svg.starts_with("<svg"), "{file}");

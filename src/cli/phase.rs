@@ -14,6 +14,8 @@ pub(crate) struct Point {
     pub(crate) time: f64,
     /// Hashes for this block (measured, expected work, or recorded kernel attempts).
     pub(crate) hashes: f64,
+    /// PoW: the hashes the block's target takes on average, 2^256/(target+1).
+    pub(crate) expected_hashes: Option<f64>,
 }
 
 /// One consensus rule's run.

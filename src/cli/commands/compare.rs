@@ -197,6 +197,7 @@ fn live(args: &CompareArgs, pool: &rayon::ThreadPool, dir: &Path) -> Result<Opti
                     height: record.height,
                     time: point_time(state.spec(), record),
                     hashes: hashes as f64,
+                    expected_hashes: expected_hashes(state, record),
                 };
                 let lib = state.rule_state().irreversible_height().unwrap_or(0);
                 finality.observe(point.height, point.time, lib);
@@ -250,6 +251,14 @@ fn point_time(spec: &ChainSpec, record: &BlockRecord) -> f64 {
         / 1000.0
 }
 
+/// PoW: the hashes a block's target takes on average, 2^256/(target+1), for the charts.
+fn expected_hashes(state: &ChainState, record: &BlockRecord) -> Option<f64> {
+    if state.consensus().rule().info().work != BlockWork::NonceSearch {
+        return None;
+    }
+    record.bits.to_target().ok().map(|t| t.to_work().to_f64())
+}
+
 /// Block signatures on the chain: the seal's after genesis (one, or a committee's
 /// certificate), none for proof of work.
 fn signatures(state: &ChainState) -> u64 {
@@ -287,6 +296,7 @@ impl ReplayObserver for PointObserver {
             height: record.height,
             time: point_time(state.spec(), record),
             hashes,
+            expected_hashes: expected_hashes(state, record),
         };
         if let Some(lib) = state.rule_state().irreversible_height() {
             self.finality.observe(point.height, point.time, lib);
