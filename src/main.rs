@@ -13,7 +13,7 @@ fn main() -> ExitCode {
         Err(err) if cli::is_broken_pipe(&err) => ExitCode::SUCCESS,
         Err(err) => {
             eprintln!("chainsmith: error: {err:#}");
-            ExitCode::from(cli::EXIT_USAGE)
+            ExitCode::from(cli::exit_status(&err))
         }
     }
 }

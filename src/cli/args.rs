@@ -19,8 +19,10 @@ pub(crate) struct Cli {
 pub(crate) enum Command {
     /// Mine blocks onto a chain file (created from its spec if missing, else verified and
     /// continued).
+    #[command(after_help = MINE_EXAMPLES)]
     Mine(MineArgs),
     /// Verify every block of a chain file (exit 0 valid, 1 invalid, 2 usage or I/O error).
+    #[command(after_help = VERIFY_EXAMPLES)]
     Verify(VerifyArgs),
     /// What a chain file holds, after verifying it: rule, spec, height, tip and its time,
     /// median time past, difficulty, total work or irreversible height, size on disk
@@ -28,15 +30,19 @@ pub(crate) enum Command {
     #[command(visible_alias = "status", after_help = INFO_EXAMPLES)]
     Info(InfoArgs),
     /// Decode one 80-byte block header given as 160 hex digits.
+    #[command(after_help = HEADER_EXAMPLES)]
     Header(HeaderArgs),
     /// Print the blocks of a chain file.
+    #[command(after_help = SHOW_EXAMPLES)]
     Show(ShowArgs),
     /// Measure the sha256d nonce loop of each hash backend, at 1 thread and at all threads,
     /// against the portable reference in the same run.
+    #[command(after_help = BENCH_EXAMPLES)]
     Bench(BenchArgs),
     /// Compare proof of work, proof of stake, DPoS and proof of authority: hashes, hash rate,
     /// CPU time, energy per block and time to finality, mined now on the demo specs or read
     /// from two chain files.
+    #[command(after_help = COMPARE_EXAMPLES)]
     Compare(CompareArgs),
     /// Run an ordering protocol's cluster (raft, pbft, paxos, zab, kafka) in the deterministic
     /// simulator, with faults and Byzantine replicas, and report what happened; every node's
@@ -77,6 +83,54 @@ const INFO_EXAMPLES: &str = "Examples:
 Exit 0 when every block is valid; 1 when not (what is valid is still described, and the
 first invalid line named).";
 
+const MINE_EXAMPLES: &str = "Examples:
+  chainsmith mine pow                  20 blocks into chains/pow-demo.jsonl
+  chainsmith mine pow --blocks 5 --threads 2 --deterministic --json
+  chainsmith mine pow --spec regtest --backend soft
+  chainsmith mine pos --blocks 50      stake 50 blocks of pos-demo
+  chainsmith mine dpos --offline bp001 bp003
+                                       two producers down: their slots missed
+  chainsmith mine poa --vote +frank    the five signers vote frank in
+  chainsmith mine raft                 20 blocks ordered by a simulated cluster
+  chainsmith mine pow --pool stratum+tcp://127.0.0.1:3333 --user alice.rig1
+  chainsmith mine pow --json-log | jq -c 'select(.event == "block")'
+                                       progress as JSON lines, for monitoring
+
+Run again on the same chain file, it verifies the file and mines that many more
+blocks. Ctrl-C stops at once (exit 130) with every block written synced.";
+
+const VERIFY_EXAMPLES: &str = "Examples:
+  chainsmith verify chains/pow-demo.jsonl
+  chainsmith verify chains/pow-demo.jsonl --json --quiet
+  chainsmith verify chains/pow-demo.jsonl --repair
+                                       cut a torn or invalid tail off the file";
+
+const HEADER_EXAMPLES: &str = "Examples:
+  chainsmith header \"$(chainsmith show chains/pow-demo.jsonl --height 0 --hex)\"
+  chainsmith show chains/pow-demo.jsonl --hex | xargs -n1 chainsmith header";
+
+const SHOW_EXAMPLES: &str = "Examples:
+  chainsmith show chains/pow-demo.jsonl
+  chainsmith show chains/poa-demo.jsonl --height 3
+  chainsmith show chains/pow-demo.jsonl --hex |
+    python3 tests/tools/outside-check.py";
+
+const BENCH_EXAMPLES: &str = "Examples:
+  chainsmith bench                     each backend, 2 s at 1 and at all threads
+  chainsmith bench --seconds 5 --threads 2
+  chainsmith bench --backend sha-ni --json
+                                       one backend against soft, as JSON
+
+The first lines name the CPU, its SHA-NI, AVX2 and AVX-512 and the backend
+`mine` uses; the last line is for scripts: bench: backend=… ratio_vs_soft=…";
+
+const COMPARE_EXAMPLES: &str = "Examples:
+  chainsmith compare                   mine every rule's demo spec and compare
+  chainsmith compare --blocks 10 --spacing 2 --plot plots --json
+  chainsmith compare --spec pow=regtest --keep runs/c1
+  chainsmith compare chains/pow-demo.jsonl chains/pos-demo.jsonl
+                                       two chain files, read instead of mined";
+
 const POOL_EXAMPLES: &str = "Examples:
   chainsmith pool
   chainsmith pool --listen 0.0.0.0:3333 --vardiff --shares-per-minute 20
@@ -84,16 +138,19 @@ const POOL_EXAMPLES: &str = "Examples:
   chainsmith mine pow --pool stratum+tcp://127.0.0.1:3333 --user alice.rig1
   cpuminer -a sha256d -o stratum+tcp://127.0.0.1:3333 -u alice.rig1 -p x
 
-Users are NAME[.WORKER]: NAME is a 64-hex-digit public key, or a wallet name whose key is
-derived from the chain's wallet seed (a demo: anyone with the spec can derive it). Ctrl-C
-stops the pool (exit 130) with every block found already synced.";
+Users are NAME[.WORKER]: NAME is a 64-hex-digit public key, or a wallet name
+whose key is derived from the chain's wallet seed (a demo: anyone with the spec
+can derive it). Ctrl-C stops the pool (exit 130) with every block found already
+synced.";
 
 const NODE_EXAMPLES: &str = "Examples:
   chainsmith node --config cluster.toml --id s1
-  chainsmith node --config cluster.toml --id s4 --byzantine equivocate --log-format json
+  chainsmith node --config cluster.toml --id s4 --byzantine equivocate \\
+    --log-format json
 
-Stops on SIGTERM or Ctrl-C after syncing what it did; restarted (even after kill -9), it
-rejoins from its write-ahead log and chain file (DATA_DIR/NAME/) and catches up.";
+Stops on SIGTERM or Ctrl-C after syncing what it did; restarted (even after
+kill -9), it rejoins from its write-ahead log and chain file (DATA_DIR/NAME/)
+and catches up.";
 
 const CLIENT_EXAMPLES: &str = "Examples:
   chainsmith client --config c/cluster.toml status
@@ -105,7 +162,7 @@ const CLIENT_EXAMPLES: &str = "Examples:
 const CLUSTER_EXAMPLES: &str = "Examples:
   chainsmith cluster up --rule raft --nodes 5 --dir c
   chainsmith cluster up --rule pbft --nodes 4 --dir p --byzantine s4:equivocate
-  chainsmith cluster kill s1 --dir c          kill -9, for demos
+  chainsmith cluster kill s1 --dir c   kill -9, for demos
   chainsmith cluster start s1 --dir c
   chainsmith cluster down --dir c";
 
@@ -398,7 +455,7 @@ pub(crate) struct UpArgs {
 }
 
 const ELECTIONS_EXAMPLES: &str = "Examples:
-  chainsmith elections                         1000 trials per range, the paper's six ranges
+  chainsmith elections                 1000 trials per range, the paper's six
   chainsmith elections --trials 100 --plot plots --json";
 
 #[derive(Debug, Args)]
@@ -417,38 +474,48 @@ pub(crate) struct ElectionsArgs {
 }
 
 const SIM_EXAMPLES: &str = "Examples:
-  chainsmith sim raft                                   5 nodes, no faults, 20 blocks
+  chainsmith sim raft                  5 nodes, no faults, 20 blocks
   chainsmith sim raft --crash s1@2s..5s --load 50 --duration 8s --trace
-  chainsmith sim raft --partition s1,s2|s3,s4,s5@1s..3s --drop 0.05 --out runs/p1
-  chainsmith sim raft --scenario failing.json           replay a schedule `check` printed
-  chainsmith sim raft --no-pre-vote --no-check-quorum --partition s5|s1,s2,s3,s4@1s..4s
-                                                        watch a rejoining node disrupt the cluster
-  chainsmith sim pbft                                   4 replicas (f = 1), no faults, 20 blocks
-  chainsmith sim pbft --byzantine s1:equivocate --trace an equivocating primary, replaced
+  chainsmith sim raft --partition 's1,s2|s3,s4,s5@1s..3s' --drop 0.05 \\
+    --out runs/p1
+  chainsmith sim raft --scenario failing.json
+                                       replay a schedule `check` printed
+  chainsmith sim raft --no-pre-vote --no-check-quorum \\
+    --partition 's5|s1,s2,s3,s4@1s..4s'
+                                       a rejoining node disrupts the cluster
+  chainsmith sim pbft                  4 replicas (f = 1), no faults, 20 blocks
+  chainsmith sim pbft --byzantine s1:equivocate --trace
+                                       an equivocating primary, replaced
   chainsmith sim pbft --nodes 7 --byzantine s1:twins --byzantine s2:silent
   chainsmith sim pbft --byzantine s1:twins --byzantine s2:twins --allow-unsafe
 
-  chainsmith sim kafka                                  3 brokers, RF 3, min ISR 2, 20 blocks
+  chainsmith sim kafka                 3 brokers, RF 3, min ISR 2, 20 blocks
   chainsmith sim kafka --crash s1@2s..5s --load 50 --duration 8s --trace
-  chainsmith sim kafka --nodes 5 --scenario unclean.json --unclean-leader-election
-                                                        f + 1 twins: honest replicas disagree
+  chainsmith sim kafka --nodes 5 --scenario unclean.json \\
+    --unclean-leader-election          f + 1 twins: honest replicas disagree
   chainsmith sim paxos --crash s5@2s..5s --load 50 --duration 8s --trace
-  chainsmith sim paxos --no-backoff --duration 3s       proposers duel: no block is chosen
+  chainsmith sim paxos --no-backoff --duration 3s
+                                       proposers duel: no block is chosen
   chainsmith sim zab --crash s5@2s..5s --load 50 --duration 8s --trace
-                                                        the leader crashes: re-election, DIFF/TRUNC
-  chainsmith sim --all --plot plots                     every rule, one scenario: the leader
-                                                        crashes at 2 s and is back at 5 s
+                                       leader crash: re-election, DIFF/TRUNC
+  chainsmith sim --all --plot plots    every rule, one scenario: the leader
+                                       crashes at 2 s and is back at 5 s
   chainsmith sim --all --crash leader@1s --load 100 --duration 5s --json
 Byzantine behaviours: silent, equivocate, forge, slow-primary, replay, twins.";
 
 const CHECK_EXAMPLES: &str = "Examples:
-  chainsmith check raft                        100 random schedules on 5 nodes
+  chainsmith check raft                100 random schedules on 5 nodes
   chainsmith check raft --schedules 10000 --nodes 3 --json
-  chainsmith check pbft --schedules 1000       crashes, partitions and up to f Byzantine replicas
-  chainsmith check paxos --schedules 1000      crashes, restarts, partitions, loss on 5 nodes
-  chainsmith check zab --schedules 1000        crashes, partitions, loss over FIFO links
-  chainsmith check kafka --schedules 1000      crashes, restarts and partitions of 3 brokers
-A failing schedule is printed as a scenario file; `chainsmith sim raft --scenario FILE` replays it.";
+  chainsmith check pbft --schedules 1000
+                                       crashes, partitions, up to f Byzantine
+  chainsmith check paxos --schedules 1000
+                                       crashes, restarts, partitions, loss
+  chainsmith check zab --schedules 1000
+                                       crashes, partitions, loss (FIFO links)
+  chainsmith check kafka --schedules 1000
+                                       crashes, restarts, partitions (3 brokers)
+A failing schedule is printed as a scenario file; `chainsmith sim raft
+--scenario FILE` replays it.";
 
 /// Parses a time: `2s`, `2.5s`, `1500ms` or plain seconds.
 pub(crate) fn parse_time(s: &str) -> Result<f64, String> {
@@ -798,10 +865,10 @@ pub(crate) struct CompareArgs {
     pub(crate) specs: Vec<(RuleArg, String)>,
     /// Power model when no RAPL counter is readable: watts per busy core [default: 3.75, an
     /// AMD EPYC 9654's 360 W TDP over its 96 cores].
-    #[arg(long, value_name = "W", default_value_t = chainsmith::metrics::energy::DEFAULT_WATTS_PER_CORE)]
+    #[arg(long, value_name = "W", hide_default_value = true, default_value_t = chainsmith::metrics::energy::DEFAULT_WATTS_PER_CORE)]
     pub(crate) watts_per_core: f64,
     /// Bitcoin mainnet difficulty for the extrapolation [default: 1.5e14, late 2025].
-    #[arg(long, value_name = "D", default_value_t = chainsmith::metrics::energy::DEFAULT_MAINNET_DIFFICULTY)]
+    #[arg(long, value_name = "D", hide_default_value = true, default_value_t = chainsmith::metrics::energy::DEFAULT_MAINNET_DIFFICULTY)]
     pub(crate) mainnet_difficulty: f64,
     /// Write SVG charts into this directory.
     #[arg(long, value_name = "DIR")]
@@ -843,5 +910,80 @@ mod tests {
     #[test]
     fn cli_definition_is_consistent() {
         Cli::command().debug_assert();
+    }
+
+    /// Splits a shell command line into words, honouring single and double quotes.
+    fn words(line: &str) -> Vec<String> {
+        let mut words = Vec::new();
+        let mut word: Option<String> = None;
+        let mut quote = None;
+        for c in line.chars() {
+            match (quote, c) {
+                (None, '\'' | '"') => {
+                    quote = Some(c);
+                    word.get_or_insert_default();
+                }
+                (Some(q), _) if c == q => quote = None,
+                (None, ' ') => words.extend(word.take()),
+                _ => word.get_or_insert_default().push(c),
+            }
+        }
+        words.extend(word);
+        words
+    }
+
+    #[test]
+    fn every_command_has_examples_that_parse() {
+        let cli = Cli::command();
+        for sub in cli.get_subcommands() {
+            let name = sub.get_name();
+            let help = sub
+                .get_after_help()
+                .unwrap_or_else(|| panic!("{name}: no examples"))
+                .to_string();
+            let mine: Vec<&str> = help
+                .lines()
+                .filter_map(|l| l.strip_prefix("  "))
+                .filter(|l| l.starts_with(&format!("chainsmith {name}")))
+                .collect();
+            assert!(help.starts_with("Examples:") && !mine.is_empty(), "{name}");
+            assert!(
+                help.lines().all(|l| l.chars().count() <= 80),
+                "{name}: a line wider than 80 columns"
+            );
+            // Lines continued with a backslash joined, as the shell joins them.
+            let joined = help.replace(" \\\n    ", " ");
+            for line in joined.lines().filter_map(|l| l.strip_prefix("  ")) {
+                if !line.starts_with("chainsmith ") {
+                    continue;
+                }
+                // The command up to a pipe or a comment (two spaces).
+                let command = line.split(" |").next().unwrap_or_default();
+                let command = command.split("  ").next().unwrap_or_default();
+                if let Err(e) = Cli::try_parse_from(words(command)) {
+                    panic!("{name}: {command}: {e}");
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn no_default_is_printed_twice() {
+        fn check(cmd: &clap::Command, path: &str) {
+            for arg in cmd.get_arguments() {
+                let help = arg.get_help().map(ToString::to_string).unwrap_or_default();
+                let clap_prints =
+                    !arg.get_default_values().is_empty() && !arg.is_hide_default_value_set();
+                assert!(
+                    !(clap_prints && help.contains("[default:")),
+                    "{path} --{}: {help}",
+                    arg.get_id()
+                );
+            }
+            for sub in cmd.get_subcommands() {
+                check(sub, &format!("{path} {}", sub.get_name()));
+            }
+        }
+        check(&Cli::command(), "chainsmith");
     }
 }

@@ -16,7 +16,10 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use anyhow::{Context, Result};
 use chainsmith::ChainSpec;
+use chainsmith::chain::produce::RunError;
+use chainsmith::chain::spec::builtin_names;
 use chainsmith::hash::Backend;
+use chainsmith::poa::state::Halted;
 
 use args::{Cli, Command};
 
@@ -55,6 +58,16 @@ pub(crate) fn is_broken_pipe(err: &anyhow::Error) -> bool {
     })
 }
 
+/// The exit status for an error that ends a command: [`EXIT_INVALID`] when the chain cannot
+/// go on (a Clique chain with too few online signers halts: a domain result, reached after the
+/// blocks before it are written), else [`EXIT_USAGE`].
+pub(crate) fn exit_status(err: &anyhow::Error) -> u8 {
+    let halted = err.chain().any(|e| {
+        matches!(e.downcast_ref::<RunError>(), Some(RunError::Produce(p)) if p.rule_error::<Halted>().is_some())
+    });
+    if halted { EXIT_INVALID } else { EXIT_USAGE }
+}
+
 /// Seconds since the Unix epoch, saturated to `u32` (block times are `u32`).
 pub(crate) fn unix_now() -> u32 {
     let secs = SystemTime::now()
@@ -70,11 +83,56 @@ pub(crate) fn resolve_spec(arg: &str) -> Result<ChainSpec> {
     }
     let path = Path::new(arg);
     if !path.exists() {
-        anyhow::bail!("--spec {arg:?}: no built-in spec (pow-demo, regtest) or file of that name");
+        let names = builtin_names();
+        let hint =
+            nearest(arg, &names).map_or_else(String::new, |n| format!("; did you mean {n}?"));
+        anyhow::bail!(
+            "--spec {arg:?}: no built-in spec or file of that name{hint} (built-in: {})",
+            names.join(", ")
+        );
     }
     let text = std::fs::read_to_string(path)
         .with_context(|| format!("reading spec {}", path.display()))?;
     ChainSpec::from_json(&text).with_context(|| format!("spec {}", path.display()))
+}
+
+/// The built-in name `arg` most likely misspells: the nearest by edit distance (at most a
+/// third of the name's length, and at least 2), or the one it begins (`pos` for `pos-demo`).
+/// `None` for a path.
+fn nearest<'a>(arg: &str, names: &[&'a str]) -> Option<&'a str> {
+    if arg.contains(['/', '.']) {
+        return None;
+    }
+    let (distance, name) = names
+        .iter()
+        .map(|n| (edit_distance(arg, n), *n))
+        .min_by_key(|(d, _)| *d)?;
+    if distance <= (name.chars().count() / 3).max(2) {
+        return Some(name);
+    }
+    names
+        .iter()
+        .copied()
+        .find(|n| arg.chars().count() >= 3 && n.starts_with(arg))
+}
+
+/// Levenshtein distance: the fewest one-character insertions, deletions and substitutions
+/// that turn `a` into `b`.
+fn edit_distance(a: &str, b: &str) -> usize {
+    let b: Vec<char> = b.chars().collect();
+    let mut row: Vec<usize> = (0..=b.len()).collect();
+    for (i, ca) in a.chars().enumerate() {
+        let mut diagonal = row[0];
+        row[0] = i + 1;
+        for (j, cb) in b.iter().enumerate() {
+            let next = (diagonal + usize::from(ca != *cb))
+                .min(row[j] + 1)
+                .min(row[j + 1] + 1);
+            diagonal = row[j + 1];
+            row[j + 1] = next;
+        }
+    }
+    row[b.len()]
 }
 
 /// Checks that this CPU runs `backend` (the fastest supported when `None`).
@@ -100,4 +158,27 @@ pub(crate) fn thread_pool(threads: Option<u16>) -> Result<rayon::ThreadPool> {
         builder = builder.num_threads(usize::from(n));
     }
     builder.build().context("starting worker threads")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn edit_distance_counts_single_character_edits() {
+        assert_eq!(edit_distance("", "abc"), 3);
+        assert_eq!(edit_distance("kitten", "sitting"), 3);
+        assert_eq!(edit_distance("pos-dmeo", "pos-demo"), 2);
+        assert_eq!(edit_distance("regtest", "regtest"), 0);
+    }
+
+    #[test]
+    fn suggests_the_builtin_spec_a_typo_misspells() {
+        let names = builtin_names();
+        assert_eq!(nearest("pos-dmeo", &names), Some("pos-demo"));
+        assert_eq!(nearest("regtst", &names), Some("regtest"));
+        assert_eq!(nearest("kafka", &names), Some("kafka-demo"));
+        assert_eq!(nearest("bitcoin-mainnet", &names), None);
+        assert_eq!(nearest("chains/pos-dmeo.json", &names), None);
+    }
 }
