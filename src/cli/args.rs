@@ -93,8 +93,7 @@ const MINE_EXAMPLES: &str = "Examples:
   chainsmith mine poa --vote +frank    the five signers vote frank in
   chainsmith mine raft                 20 blocks ordered by a simulated cluster
   chainsmith mine pow --pool stratum+tcp://127.0.0.1:3333 --user alice.rig1
-  chainsmith mine pow --json-log | jq -c 'select(.event == "block")'
-                                       progress as JSON lines, for monitoring
+  chainsmith mine dpos --json-log      progress as JSON lines, for monitoring
 
 Run again on the same chain file, it verifies the file and mines that many more
 blocks. Ctrl-C stops at once (exit 130) with every block written synced.";
