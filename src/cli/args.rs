@@ -120,8 +120,8 @@ const BENCH_EXAMPLES: &str = "Examples:
   chainsmith bench --backend sha-ni --json
                                        one backend against soft, as JSON
 
-The first lines name the CPU, its SHA-NI, AVX2 and AVX-512 and the backend
-`mine` uses; the last line is for scripts: bench: backend=… ratio_vs_soft=…";
+The first lines name the CPU, whether it has SHA-NI, AVX2 and AVX-512, and the
+backend `mine` uses; the last, the best run. Scripts read --json.";
 
 const COMPARE_EXAMPLES: &str = "Examples:
   chainsmith compare                   mine every rule's demo spec and compare

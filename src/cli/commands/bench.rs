@@ -1,7 +1,8 @@
 //! `chainsmith bench`: hash rate of each backend at 1 thread and at all threads, with the
-//! portable reference measured in the same run.
+//! portable reference measured in the same run, under a banner naming the CPU and the features
+//! the backends need.
 
-use std::io::Write;
+use std::io::{IsTerminal, Write};
 use std::process::ExitCode;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
@@ -11,10 +12,11 @@ use chainsmith::hash::search::{SearchControl, SearchOptions};
 use chainsmith::hash::{Backend, PowJob};
 use chainsmith::pow::miner::{SearchOutcome, search};
 use chainsmith::{Header, Target};
-use serde_json::json;
+use comfy_table::{CellAlignment, ContentArrangement, Table, presets};
+use serde::Serialize;
 
 use crate::cli::args::BenchArgs;
-use crate::cli::format::si;
+use crate::cli::format::{duration, sig3};
 use crate::cli::progress::Progress;
 use crate::cli::{choose_backend, thread_pool};
 
@@ -32,6 +34,116 @@ struct Sample {
 impl Sample {
     fn rate(&self) -> f64 {
         self.hashes as f64 / self.seconds
+    }
+}
+
+/// The `--json` report.
+#[derive(Serialize)]
+struct Report {
+    cpu: Cpu,
+    results: Vec<Row>,
+    skipped: Vec<&'static str>,
+    best: Best,
+}
+
+/// The CPU the run measured.
+#[derive(Serialize)]
+struct Cpu {
+    /// The model name (`/proc/cpuinfo`), or `unknown`.
+    model: String,
+    /// Physical cores (`/proc/cpuinfo`; the threads when it does not say).
+    cores: usize,
+    /// Hardware threads this process may run on.
+    threads: usize,
+    /// The features a vector backend needs that this CPU has, named as the backends are:
+    /// `avx512` (AVX-512 F and BW), `sha-ni`, `avx2`.
+    features: Vec<&'static str>,
+    /// The backend `mine` uses without `--backend`: the fastest the CPU supports.
+    backend: &'static str,
+}
+
+/// One measurement, as reported.
+#[derive(Serialize)]
+struct Row {
+    backend: &'static str,
+    threads: usize,
+    hashes: u64,
+    seconds: f64,
+    hash_rate: f64,
+    ratio_vs_soft: f64,
+}
+
+/// The fastest measurement.
+#[derive(Serialize)]
+struct Best {
+    backend: &'static str,
+    threads: usize,
+    hash_rate: f64,
+    ratio_vs_soft: f64,
+    /// Its rate over the same backend's on one thread.
+    thread_scaling: f64,
+}
+
+impl Cpu {
+    fn detect() -> Self {
+        let info = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
+        let threads = std::thread::available_parallelism().map_or(1, usize::from);
+        let field = |line: &str, key: &str| {
+            line.split_once(':')
+                .filter(|(k, _)| k.trim() == key)
+                .map(|(_, v)| v.trim().to_owned())
+        };
+        let model = info
+            .lines()
+            .find_map(|l| field(l, "model name").or_else(|| field(l, "Model")))
+            .unwrap_or_else(|| "unknown".to_owned());
+        // A physical core is a (physical id, core id) pair.
+        let mut cores = std::collections::BTreeSet::new();
+        for block in info.split("\n\n") {
+            let id = |key| block.lines().find_map(|l| field(l, key));
+            if let (Some(package), Some(core)) = (id("physical id"), id("core id")) {
+                cores.insert((package, core));
+            }
+        }
+        Self {
+            model,
+            cores: if cores.is_empty() {
+                threads
+            } else {
+                cores.len()
+            },
+            threads,
+            features: Backend::ALL
+                .into_iter()
+                .filter(|b| *b != Backend::Soft && b.is_supported())
+                .map(Backend::name)
+                .collect(),
+            backend: Backend::detect().name(),
+        }
+    }
+
+    /// The banner's lines: the model and cores, each feature yes or no, the backend chosen.
+    fn banner(&self) -> String {
+        let features = [
+            (Backend::ShaNi, "SHA-NI"),
+            (Backend::Avx2, "AVX2"),
+            (Backend::Avx512, "AVX-512"),
+        ]
+        .map(|(b, label)| {
+            let has = if self.features.contains(&b.name()) {
+                "yes"
+            } else {
+                "no"
+            };
+            format!("{label} {has}")
+        })
+        .join(", ");
+        format!(
+            "CPU       {}, {} cores, {} threads\n\
+             features  {features}\n\
+             backend   {} (the fastest this CPU runs; mine uses it)\n",
+            self.model, self.cores, self.threads, self.backend
+        )
     }
 }
 
@@ -81,13 +193,15 @@ pub(crate) fn run(args: &BenchArgs) -> Result<ExitCode> {
         }
         None => Backend::supported(),
     };
-    let skipped: Vec<Backend> = match args.backend {
+    let skipped: Vec<&'static str> = match args.backend {
         Some(_) => Vec::new(),
         None => Backend::ALL
             .into_iter()
             .filter(|b| !b.is_supported())
+            .map(Backend::name)
             .collect(),
     };
+    let cpu = Cpu::detect();
 
     let runs = (backends.len() * thread_counts.len()) as u64;
     let progress = Progress::new(Some(runs), "runs", args.run.quiet);
@@ -96,8 +210,14 @@ pub(crate) fn run(args: &BenchArgs) -> Result<ExitCode> {
     // on a machine whose speed drifts.
     for &threads in &thread_counts {
         for backend in &backends {
-            progress.set_message(format!("{backend} on {threads} thread(s)"));
-            samples.push(measure(*backend, threads, args.seconds)?);
+            let what = format!(
+                "{backend} on {threads} thread{}",
+                if threads == 1 { "" } else { "s" }
+            );
+            progress.set_message(what.clone());
+            let sample = measure(*backend, threads, args.seconds)?;
+            progress.log(&format!("{what}: {}H/s", sig3(sample.rate())));
+            samples.push(sample);
             progress.set_position(samples.len() as u64);
         }
     }
@@ -117,65 +237,86 @@ pub(crate) fn run(args: &BenchArgs) -> Result<ExitCode> {
         .iter()
         .find(|s| s.backend == best.backend && s.threads == 1)
         .map_or(f64::NAN, Sample::rate);
-    let ratio = best.rate() / reference(best.threads);
-    let scaling = best.rate() / single;
+    let report = Report {
+        results: samples
+            .iter()
+            .map(|s| Row {
+                backend: s.backend.name(),
+                threads: s.threads,
+                hashes: s.hashes,
+                seconds: s.seconds,
+                hash_rate: s.rate(),
+                ratio_vs_soft: s.rate() / reference(s.threads),
+            })
+            .collect(),
+        best: Best {
+            backend: best.backend.name(),
+            threads: best.threads,
+            hash_rate: best.rate(),
+            ratio_vs_soft: best.rate() / reference(best.threads),
+            thread_scaling: best.rate() / single,
+        },
+        cpu,
+        skipped,
+    };
 
     let mut out = std::io::stdout().lock();
     if args.run.json {
-        let results: Vec<_> = samples
-            .iter()
-            .map(|s| {
-                json!({
-                    "backend": s.backend.name(),
-                    "threads": s.threads,
-                    "hashes": s.hashes,
-                    "seconds": s.seconds,
-                    "hash_rate": s.rate(),
-                    "ratio_vs_reference": s.rate() / reference(s.threads),
-                })
-            })
-            .collect();
-        let v = json!({
-            "results": results,
-            "reference": Backend::Soft.name(),
-            "skipped": skipped.iter().map(|b| b.name()).collect::<Vec<_>>(),
-            "best": {
-                "backend": best.backend.name(),
-                "threads": best.threads,
-                "hash_rate": best.rate(),
-                "ratio_vs_reference": ratio,
-                "thread_scaling": scaling,
-            },
-        });
-        writeln!(out, "{v}")?;
-        return Ok(ExitCode::SUCCESS);
+        writeln!(out, "{}", serde_json::to_string(&report)?)?;
+    } else {
+        write!(out, "{}", text(&report))?;
     }
-    writeln!(
-        out,
-        "{:<8} {:>7} {:>10} {:>8} {:>9} {:>8}",
-        "backend", "threads", "hashes", "seconds", "MH/s", "vs soft"
-    )?;
-    for s in &samples {
-        writeln!(
-            out,
-            "{:<8} {:>7} {:>10} {:>8.2} {:>9.2} {:>7.2}×",
-            s.backend.name(),
-            s.threads,
-            si(s.hashes as f64),
-            s.seconds,
-            s.rate() / 1e6,
-            s.rate() / reference(s.threads)
-        )?;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// The text report: the banner, a table of the measurements (80 columns wide at most off a
+/// terminal), the skipped backends and the best run (`--json` is for scripts).
+fn text(report: &Report) -> String {
+    let mut table = Table::new();
+    table
+        .load_style(presets::NOTHING)
+        .set_content_arrangement(ContentArrangement::Dynamic)
+        .set_header([
+            "backend",
+            "threads",
+            "hashes",
+            "time",
+            "hash rate",
+            "× soft",
+        ]);
+    if !std::io::stdout().is_terminal() {
+        table.set_width(80);
     }
-    for b in &skipped {
-        writeln!(out, "{:<8} skipped: not supported by this CPU", b.name())?;
+    for r in &report.results {
+        table.add_row([
+            r.backend.to_owned(),
+            r.threads.to_string(),
+            sig3(r.hashes as f64).trim_end().to_owned(),
+            duration(r.seconds),
+            format!("{}H/s", sig3(r.hash_rate)),
+            format!("{:.2}×", r.ratio_vs_soft),
+        ]);
     }
-    writeln!(
-        out,
-        "bench: backend={} threads={} hash_rate={:.0} ratio_vs_soft={ratio:.3} thread_scaling={scaling:.3}",
+    for column in table.column_iter_mut().skip(1) {
+        column.set_cell_alignment(CellAlignment::Right);
+    }
+    let mut text = format!("{}\n", report.cpu.banner());
+    for line in table.lines() {
+        text += line.trim_end();
+        text.push('\n');
+    }
+    for b in &report.skipped {
+        text += &format!(" {b:<8} skipped: not supported by this CPU\n");
+    }
+    let best = &report.best;
+    text += &format!(
+        "best: {} on {} thread{}, {}H/s, {:.2}× soft, thread scaling {:.2}×\n",
         best.backend,
         best.threads,
-        best.rate()
-    )?;
-    Ok(ExitCode::SUCCESS)
+        if best.threads == 1 { "" } else { "s" },
+        sig3(best.hash_rate),
+        best.ratio_vs_soft,
+        best.thread_scaling
+    );
+    text
 }
