@@ -29,9 +29,9 @@ pub(crate) enum Command {
     /// Measure the sha256d nonce loop of each hash backend, at 1 thread and at all threads,
     /// against the portable reference in the same run.
     Bench(BenchArgs),
-    /// Compare proof of work, proof of stake, DPoS and proof of authority: hashes, hash rate,
-    /// CPU time, energy per block and time to finality, mined now on the demo specs or read
-    /// from two chain files.
+    /// Compare proof of work, proof of stake, DPoS, proof of authority and the ordering
+    /// rules: hashes, hash rate, CPU time, energy per block and time to finality, mined now on
+    /// the demo specs or read from two or more chain files.
     Compare(CompareArgs),
     /// Run an ordering protocol's cluster (raft, pbft, paxos, zab, kafka) in the deterministic
     /// simulator, with faults and Byzantine replicas, and report what happened; every node's
@@ -739,7 +739,8 @@ pub(crate) struct BenchArgs {
 
 #[derive(Debug, Args)]
 pub(crate) struct CompareArgs {
-    /// Two chain files to compare instead of mining new chains.
+    /// Two or more chain files to compare instead of mining new chains (not two of the same
+    /// rule and spec).
     #[arg(value_name = "CHAIN")]
     pub(crate) chains: Vec<PathBuf>,
     /// Blocks to mine per consensus rule [default: 20; dpos: 300].
