@@ -16,6 +16,16 @@ fn data(name: &str) -> PathBuf {
         .join(name)
 }
 
+/// The row of `rules` for `consensus`.
+fn rule<'a>(report: &'a Value, consensus: &str) -> &'a Value {
+    report["rules"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["consensus"] == consensus)
+        .unwrap_or_else(|| panic!("no {consensus} row: {report}"))
+}
+
 fn compare_json(args: &[&std::ffi::OsStr]) -> Value {
     common::json_output(
         cargo_bin_cmd!("chainsmith")
@@ -52,10 +62,24 @@ fn live_compare_measures_both_and_files_give_the_same_counts() {
         "--watts-per-core".as_ref(),
         "5".as_ref(),
     ]);
-    for c in [
-        "pow", "pos", "dpos", "poa", "raft", "pbft", "paxos", "zab", "kafka",
-    ] {
-        let v = &live[c];
+    assert_eq!(live["mode"], "mined");
+    assert!(live["threads"].as_u64().unwrap() >= 1);
+    assert!(live["backend"].is_string());
+    assert!(live["interrupted"].is_null());
+    let order: Vec<&str> = live["rules"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["consensus"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        order,
+        [
+            "pow", "pos", "dpos", "poa", "raft", "pbft", "paxos", "zab", "kafka"
+        ]
+    );
+    for c in order {
+        let v = rule(&live, c);
         for key in [
             "blocks",
             "hashes",
@@ -64,11 +88,21 @@ fn live_compare_measures_both_and_files_give_the_same_counts() {
             "energy_j",
             "energy_j_per_block",
             "energy_method",
-            "hash_rate",
-            "wall_s",
+            "elapsed_s",
         ] {
             assert!(v.get(key).is_some_and(|x| !x.is_null()), "{c}.{key}: {v}");
         }
+        // Counts are integers, never `30.0`.
+        for key in ["blocks", "height", "hashes", "signatures"] {
+            assert!(v[key].is_u64(), "{c}.{key}: {v}");
+        }
+        // A rate only for the rules that hash; PoW is the reference of the ratios.
+        let hashes = matches!(c, "pow" | "pos");
+        assert_eq!(v["hash_rate"].is_f64(), hashes, "{c}: {v}");
+        assert_eq!(v["pow_hashes_ratio"].is_f64(), hashes, "{c}: {v}");
+        let pow_energy = rule(&live, "pow")["energy_j_per_block"].as_f64().unwrap();
+        let ratio = pow_energy / v["energy_j_per_block"].as_f64().unwrap();
+        assert!((v["pow_energy_ratio"].as_f64().unwrap() / ratio - 1.0).abs() < 1e-9);
         // Genesis counts in `blocks`, as in `verify`; the rule produced `height` of them.
         assert_eq!(
             (v["blocks"].as_u64(), v["height"].as_u64()),
@@ -86,35 +120,49 @@ fn live_compare_measures_both_and_files_give_the_same_counts() {
     }
     // PoW measured hashes are at least (statistically) the expected work: 30 blocks of
     // 65 536 expected hashes; their sum is below half the mean with probability ~1e-5.
-    let pow_hashes = live["pow"]["hashes"].as_f64().unwrap();
-    assert!(pow_hashes >= 0.5 * 30.0 * 65_536.0, "{pow_hashes}");
-    assert!(live["pos"]["hashes"].as_f64().unwrap() >= 30.0);
+    let pow_hashes = rule(&live, "pow")["hashes"].as_u64().unwrap();
+    assert!(pow_hashes >= 15 * 65_536, "{pow_hashes}");
+    assert!(rule(&live, "pos")["hashes"].as_u64().unwrap() >= 30);
 
-    // Authority chains: no hashes, one signature per block, finality worked out by hand.
-    // test-dpos: 4 producers × 3 slots of 0.5 s; a block is irreversible once 3 producers
-    // have built on it, i.e. when the second producer after its own starts: 6, 5 or 4 blocks
-    // later by its place in the turn, median 5 blocks = 2.5 s. poa-demo: 5 signers, 3
-    // distinct sealers, so 2 blocks of 15 s.
-    // At tip 30 (the end of b's turn 28-30), the third most recent producer, d, last made 24;
-    // on poa the three latest sealers reach back to 28.
-    for (c, blocks, seconds, lib) in [("dpos", 5.0, 2.5, 24), ("poa", 2.0, 30.0, 28)] {
-        let v = &live[c];
-        assert_eq!(v["hashes"], 0.0, "{c}");
-        assert_eq!(v["signatures"], 30, "{c}");
-        assert_eq!(v["blocks_to_irreversible"], blocks, "{c}");
-        assert_eq!(v["time_to_irreversible_s"], seconds, "{c}");
-        assert_eq!(v["irreversible_height"], lib, "{c}");
-    }
+    // Authority chains: no hashes, one signature per block. poa-demo: 5 signers, 3 distinct
+    // sealers, so a block is final 2 blocks (of 15 s) later; at tip 30 the three latest
+    // sealers reach back to 28.
+    let poa = rule(&live, "poa");
+    assert_eq!(poa["hashes"], 0);
+    assert_eq!(poa["signatures"], 30);
+    assert_eq!(poa["blocks_to_irreversible"], 2);
+    assert_eq!(poa["time_to_irreversible_s"], 30.0);
+    assert_eq!(poa["irreversible_height"], 28);
+    // test-dpos: 4 producers × 3 slots of 0.5 s, with `mine`'s demo transfers and re-votes
+    // (which change the next rounds' producers): `mine` on the same spec and blocks reaches
+    // the same irreversible height, and a block waits half a second per block after it.
+    let dpos = rule(&live, "dpos");
+    assert_eq!(dpos["hashes"], 0);
+    assert_eq!(dpos["signatures"], 30);
+    let mined = common::json_output(
+        cargo_bin_cmd!("chainsmith")
+            .args([
+                "mine", "dpos", "--blocks", "30", "--json", "--quiet", "--spec",
+            ])
+            .arg(data("test-dpos.json"))
+            .arg("--chain")
+            .arg(dir.path().join("mined-dpos.jsonl")),
+    );
+    assert_eq!(dpos["irreversible_height"], mined["irreversible_height"]);
+    let blocks = dpos["blocks_to_irreversible"].as_u64().unwrap();
+    // At least the three producers' turns to build on it.
+    assert!((4..=12).contains(&blocks), "{dpos}");
+    assert_eq!(dpos["time_to_irreversible_s"], blocks as f64 * 0.5);
     assert!(
-        live["pow"]["irreversible_height"].is_null(),
+        rule(&live, "pow")["irreversible_height"].is_null(),
         "PoW finality is probabilistic"
     );
     // Raft: a committed block is final at once; it costs messages, not hashes.
-    let raft = &live["raft"];
-    assert_eq!(raft["hashes"], 0.0);
+    let raft = rule(&live, "raft");
+    assert_eq!(raft["hashes"], 0);
     assert_eq!(raft["signatures"], 30);
     assert_eq!(raft["irreversible_height"], 30);
-    assert_eq!(raft["blocks_to_irreversible"], 0.0);
+    assert_eq!(raft["blocks_to_irreversible"], 0);
     // Four followers: at least an append and its reply each per block.
     let messages = raft["messages_per_block"].as_f64().unwrap();
     assert!(messages >= 8.0, "{raft}");
@@ -128,11 +176,11 @@ fn live_compare_measures_both_and_files_give_the_same_counts() {
     // PBFT: final on commit too, and its certificate is 2f + 1 = 3 signatures per block; a
     // block costs (n − 1) + (n − 1)² + n(n − 1) = 24 replica messages at n = 4, plus relayed
     // requests and checkpoints. Commit: three one-way delays of 5–10 ms and two 1 ms writes.
-    let pbft = &live["pbft"];
-    assert_eq!(pbft["hashes"], 0.0);
+    let pbft = rule(&live, "pbft");
+    assert_eq!(pbft["hashes"], 0);
     assert_eq!(pbft["signatures"], 90);
     assert_eq!(pbft["irreversible_height"], 30);
-    assert_eq!(pbft["blocks_to_irreversible"], 0.0);
+    assert_eq!(pbft["blocks_to_irreversible"], 0);
     let messages = pbft["messages_per_block"].as_f64().unwrap();
     assert!((24.0..40.0).contains(&messages), "{pbft}");
     let latency = pbft["commit_latency_ms"].as_f64().unwrap();
@@ -140,11 +188,11 @@ fn live_compare_measures_both_and_files_give_the_same_counts() {
     // Paxos: final once chosen, and its certificate is a majority's 2b signatures, 3 of 5;
     // a block costs at least a 2a, a 2b and a Chosen per follower. Commit: one round trip
     // and two 1 ms writes (the leader's own vote, then the acceptor's).
-    let paxos = &live["paxos"];
-    assert_eq!(paxos["hashes"], 0.0);
+    let paxos = rule(&live, "paxos");
+    assert_eq!(paxos["hashes"], 0);
     assert_eq!(paxos["signatures"], 90);
     assert_eq!(paxos["irreversible_height"], 30);
-    assert_eq!(paxos["blocks_to_irreversible"], 0.0);
+    assert_eq!(paxos["blocks_to_irreversible"], 0);
     let messages = paxos["messages_per_block"].as_f64().unwrap();
     assert!((12.0..40.0).contains(&messages), "{paxos}");
     let latency = paxos["commit_latency_ms"].as_f64().unwrap();
@@ -153,11 +201,11 @@ fn live_compare_measures_both_and_files_give_the_same_counts() {
     // ZAB: final on commit; its certificate is a majority's ACK signatures, the leader's
     // among them (3 of 5). Per follower and block a PROPOSAL, an ACK and a COMMIT, plus the
     // leader's pings; commit after one round trip and two 1 ms writes.
-    let zab = &live["zab"];
-    assert_eq!(zab["hashes"], 0.0);
+    let zab = rule(&live, "zab");
+    assert_eq!(zab["hashes"], 0);
     assert_eq!(zab["signatures"], 90);
     assert_eq!(zab["irreversible_height"], 30);
-    assert_eq!(zab["blocks_to_irreversible"], 0.0);
+    assert_eq!(zab["blocks_to_irreversible"], 0);
     let messages = zab["messages_per_block"].as_f64().unwrap();
     assert!(messages >= 12.0, "{zab}");
     let latency = zab["commit_latency_ms"].as_f64().unwrap();
@@ -168,53 +216,94 @@ fn live_compare_measures_both_and_files_give_the_same_counts() {
     // controller quorum's Raft heartbeats and the brokers' heartbeats to it (twelve per
     // 100 ms block). Commit: the records to a follower and its next fetch back, 5–10 ms each,
     // and two 1 ms writes.
-    let kafka = &live["kafka"];
+    let kafka = rule(&live, "kafka");
     assert_eq!(
         (kafka["blocks"].as_u64(), kafka["height"].as_u64()),
         (Some(31), Some(30))
     );
-    assert_eq!(kafka["hashes"], 0.0);
+    assert_eq!(kafka["hashes"], 0);
     assert_eq!(kafka["signatures"], 90);
     assert_eq!(kafka["irreversible_height"], 30);
-    assert_eq!(kafka["blocks_to_irreversible"], 0.0);
+    assert_eq!(kafka["blocks_to_irreversible"], 0);
     let messages = kafka["messages_per_block"].as_f64().unwrap();
     assert!((12.0..40.0).contains(&messages), "{kafka}");
     let latency = kafka["commit_latency_ms"].as_f64().unwrap();
     assert!((12.0..=22.0).contains(&latency), "{latency}");
     for c in ["pow", "pos", "dpos", "poa"] {
-        assert!(live[c]["messages_per_block"].is_null(), "{c}");
+        assert!(rule(&live, c)["messages_per_block"].is_null(), "{c}");
     }
 
-    // The same chains read back: same blocks, same recorded PoS attempts, PoW expected work.
-    let files = compare_json(&[
-        kept.join("pow.jsonl").as_os_str(),
-        kept.join("pos.jsonl").as_os_str(),
-    ]);
-    assert_eq!(files["pow"]["blocks"], 31);
-    assert_eq!(files["pos"]["blocks"], 31);
-    assert_eq!(files["pos"]["hashes"], live["pos"]["hashes"]);
-    assert_eq!(files["pow"]["hashes_source"], "expected_work");
-    let expected_work = files["pow"]["hashes"].as_f64().unwrap();
-    assert!(
-        (expected_work - 30.0 * 65_537.0).abs() < 30.0 * 2.0,
-        "{expected_work}"
-    );
-    assert_eq!(files["pow"]["energy_method"], "none");
-    let files = compare_json(&[
-        kept.join("dpos.jsonl").as_os_str(),
-        kept.join("poa.jsonl").as_os_str(),
-    ]);
-    for c in ["dpos", "poa"] {
-        assert_eq!(files[c]["blocks"], 31);
-        assert_eq!(
-            files[c]["irreversible_height"],
-            live[c]["irreversible_height"]
+    // The same chains read back, all nine at once: same blocks, same recorded PoS attempts,
+    // PoW expected work, the same finality.
+    let files: Vec<PathBuf> = [
+        "pow", "pos", "dpos", "poa", "raft", "pbft", "paxos", "zab", "kafka",
+    ]
+    .iter()
+    .map(|c| kept.join(format!("{c}.jsonl")))
+    .collect();
+    let args: Vec<&std::ffi::OsStr> = files.iter().map(|f| f.as_os_str()).collect();
+    let read = compare_json(&args);
+    assert_eq!(read["mode"], "files");
+    assert_eq!(read["rules"].as_array().unwrap().len(), 9);
+    for (c, file) in ["pow", "pos", "dpos", "poa", "raft"].iter().zip(&files) {
+        let v = rule(&read, c);
+        assert_eq!(v["blocks"], 31, "{c}");
+        assert_eq!(v["file"], file.display().to_string(), "{c}");
+        assert!(
+            v["elapsed_s"].is_null() && v["hash_rate"].is_null(),
+            "{c}: {v}"
         );
-        assert_eq!(files[c]["signatures"], 30);
-        for key in ["time_to_irreversible_s", "blocks_to_irreversible"] {
-            assert_eq!(files[c][key], live[c][key], "{c}.{key}");
+        assert_eq!(v["energy_method"], "none", "{c}");
+    }
+    let (pow, pos) = (rule(&read, "pow"), rule(&read, "pos"));
+    assert_eq!(pos["hashes"], rule(&live, "pos")["hashes"]);
+    assert_eq!(pos["hashes_source"], "recorded_attempts");
+    assert_eq!(pow["hashes_source"], "expected_work");
+    let expected_work = pow["hashes"].as_u64().unwrap();
+    assert!(expected_work.abs_diff(30 * 65_537) < 60, "{expected_work}");
+    let ratio =
+        pow["hashes_per_block"].as_f64().unwrap() / pos["hashes_per_block"].as_f64().unwrap();
+    assert!((pos["pow_hashes_ratio"].as_f64().unwrap() / ratio - 1.0).abs() < 1e-9);
+    for c in ["dpos", "poa"] {
+        for key in [
+            "irreversible_height",
+            "signatures",
+            "time_to_irreversible_s",
+            "blocks_to_irreversible",
+        ] {
+            assert_eq!(rule(&read, c)[key], rule(&live, c)[key], "{c}.{key}");
         }
     }
+    // As text: every line fits 80 columns, and the hashes say how they were counted.
+    let out = cargo_bin_cmd!("chainsmith")
+        .arg("compare")
+        .args(&files)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0), "{out:?}");
+    let text = String::from_utf8(out.stdout).unwrap();
+    assert_fits_80_columns(&text);
+    for needle in [
+        "expected work",
+        "recorded attempts",
+        "no hashing",
+        "pow.jsonl",
+    ] {
+        assert!(text.contains(needle), "{needle:?} missing:\n{text}");
+    }
+    // The same rule and spec twice is refused, naming both files.
+    let out = cargo_bin_cmd!("chainsmith")
+        .arg("compare")
+        .args([&files[0], &files[1], &files[0]])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2), "{out:?}");
+    let err = String::from_utf8(out.stderr).unwrap();
+    assert!(
+        err.contains("are both pow chains of spec \"slow\""),
+        "{err}"
+    );
+    assert_eq!(err.lines().count(), 1, "{err}");
 
     // Charts: present, SVG, titled, with both series named.
     for (file, needles) in [
@@ -242,6 +331,15 @@ fn live_compare_measures_both_and_files_give_the_same_counts() {
         for n in needles {
             assert!(svg.contains(n), "{file} lacks {n:?}");
         }
+    }
+}
+
+fn assert_fits_80_columns(text: &str) {
+    for line in text.lines() {
+        assert!(
+            line.chars().count() <= 80,
+            "wider than 80 columns: {line:?}"
+        );
     }
 }
 
@@ -359,4 +457,124 @@ fn sim_all_refuses_one_rules_options_and_unknown_nodes() {
         .output()
         .unwrap();
     assert_eq!(out.status.code(), Some(2), "{out:?}");
+}
+
+/// Keeps a value that says "none" (null, zero) and redacts one a run measured.
+fn measured() -> insta::internals::Redaction {
+    insta::dynamic_redaction(|v: insta::internals::Content, _| {
+        if v.is_nil() || v.as_f64() == Some(0.0) || v.as_u64() == Some(0) {
+            v
+        } else {
+            insta::internals::Content::from("[measured]")
+        }
+    })
+}
+
+/// `compare --json` on three blocks of each rule: its keys and every value that does not
+/// depend on the run (timings, hashes, energy, rates and the simulated network's figures
+/// redacted); and, stderr not being a terminal, one progress line per rule mined.
+#[test]
+fn compare_json_snapshot_and_one_progress_line_per_rule() {
+    let out = cargo_bin_cmd!("chainsmith")
+        .args(["compare", "--json", "--blocks", "3", "--spec"])
+        .arg(format!("pow={}", data("slow-pow.json").display()))
+        .arg("--spec")
+        .arg(format!("pos={}", data("test-pos.json").display()))
+        .arg("--spec")
+        .arg(format!("dpos={}", data("test-dpos.json").display()))
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0), "{out:?}");
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+    insta::assert_json_snapshot!("compare_json", v, {
+        ".threads" => "[threads]",
+        ".backend" => "[backend]",
+        ".rules[].energy_method" => "[rapl or estimate]",
+        ".rules[].hashes" => measured(),
+        ".rules[].hashes_per_block" => measured(),
+        ".rules[].hash_rate" => measured(),
+        ".rules[].elapsed_s" => measured(),
+        ".rules[].cpu_s" => measured(),
+        ".rules[].energy_j" => measured(),
+        ".rules[].energy_j_per_block" => measured(),
+        ".rules[].pow_hashes_ratio" => measured(),
+        ".rules[].pow_energy_ratio" => measured(),
+        ".rules[].messages_per_block" => measured(),
+        ".rules[].bytes_per_block" => measured(),
+        ".rules[].commit_latency_ms" => measured(),
+        ".extrapolation.joules_per_hash_measured" => measured(),
+        ".extrapolation.mainnet_block_j_at_measured" => measured(),
+        ".extrapolation.cpu_to_asic_ratio" => measured(),
+    });
+    let err = String::from_utf8(out.stderr).unwrap();
+    for c in [
+        "pow", "pos", "dpos", "poa", "raft", "pbft", "paxos", "zab", "kafka",
+    ] {
+        let line = err
+            .lines()
+            .find(|l| l.contains(&format!(" UTC] {c}: 3 blocks in ")))
+            .unwrap_or_else(|| panic!("no progress line for {c}:\n{err}"));
+        assert!(line.starts_with("[20"), "{line}");
+    }
+}
+
+/// Mined as text: three tables within 80 columns, a dash where a rule does not hash, and a
+/// line saying which threads and backend searched nonces.
+#[test]
+fn compare_text_fits_80_columns() {
+    let out = cargo_bin_cmd!("chainsmith")
+        .args(["compare", "--quiet", "--blocks", "2", "--spec"])
+        .arg(format!("pow={}", data("slow-pow.json").display()))
+        .arg("--spec")
+        .arg(format!("pos={}", data("test-pos.json").display()))
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0), "{out:?}");
+    assert!(out.stderr.is_empty(), "--quiet: {out:?}");
+    let text = String::from_utf8(out.stdout).unwrap();
+    assert_fits_80_columns(&text);
+    let dpos = text.lines().find(|l| l.starts_with("dpos ")).unwrap();
+    // No hashes, no hash rate, no hash ratio; an energy ratio to PoW.
+    assert_eq!(dpos.matches('–').count(), 3, "{dpos}");
+    assert!(dpos.ends_with('×'), "{dpos}");
+    assert!(text.contains("pow searched nonces on "), "{text}");
+    assert!(text.contains("this CPU spends "), "{text}");
+    assert!(text.contains("irreversible height"), "{text}");
+}
+
+/// Ctrl-C while the second rule mines: the first rule's figures, a line saying where it
+/// stopped, exit 130.
+#[test]
+fn compare_interrupted_prints_what_it_has() {
+    let dir = TempDir::new().unwrap();
+    let child = std::process::Command::new(env!("CARGO_BIN_EXE_chainsmith"))
+        .args(["compare", "--blocks", "3", "--spec"])
+        .arg(format!("pow={}", data("slow-pow.json").display()))
+        .args(["--spec", "pos=pos-demo", "--keep"])
+        .arg(dir.path())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // pos.jsonl is created (with its genesis block) once PoW is done.
+    let pos = dir.path().join("pos.jsonl");
+    for _ in 0..3000 {
+        if std::fs::read_to_string(&pos).is_ok_and(|t| t.ends_with('\n')) {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    let status = std::process::Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(out.status.code(), Some(130), "{out:?}");
+    let text = String::from_utf8(out.stdout).unwrap();
+    assert!(text.lines().any(|l| l.starts_with("pow ")), "{text}");
+    assert!(text.contains("interrupted while mining pos ("), "{text}");
+    assert!(text.contains("finished: pow."), "{text}");
+    let err = String::from_utf8(out.stderr).unwrap();
+    assert!(err.contains("pos: interrupted after "), "{err}");
 }

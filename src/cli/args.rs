@@ -39,9 +39,9 @@ pub(crate) enum Command {
     /// against the portable reference in the same run.
     #[command(after_help = BENCH_EXAMPLES)]
     Bench(BenchArgs),
-    /// Compare proof of work, proof of stake, DPoS and proof of authority: hashes, hash rate,
-    /// CPU time, energy per block and time to finality, mined now on the demo specs or read
-    /// from two chain files.
+    /// Compare proof of work, proof of stake, DPoS, proof of authority and the ordering
+    /// rules: hashes, hash rate, CPU time, energy per block and time to finality, mined now on
+    /// the demo specs or read from two or more chain files.
     #[command(after_help = COMPARE_EXAMPLES)]
     Compare(CompareArgs),
     /// Run an ordering protocol's cluster (raft, pbft, paxos, zab, kafka) in the deterministic
@@ -849,7 +849,8 @@ pub(crate) struct BenchArgs {
 
 #[derive(Debug, Args)]
 pub(crate) struct CompareArgs {
-    /// Two chain files to compare instead of mining new chains.
+    /// Two or more chain files to compare instead of mining new chains (not two of the same
+    /// rule and spec).
     #[arg(value_name = "CHAIN")]
     pub(crate) chains: Vec<PathBuf>,
     /// Blocks to mine per consensus rule [default: 20; dpos: 300].

@@ -1,10 +1,11 @@
 //! What `compare` measures of one rule's run and `plot` draws: a phase of blocks with their
 //! times and hashes, its cost and its finality.
 
+use std::path::PathBuf;
+
 use chainsmith::ChainSpec;
 use chainsmith::consensus::Consensus;
 use chainsmith::metrics::energy::EnergyMethod;
-use serde_json::{Value, json};
 
 /// One mined (or read) block, for the tables and charts.
 pub(crate) struct Point {
@@ -39,14 +40,13 @@ pub(crate) struct Phase {
     pub(crate) finality: Vec<(f64, u32)>,
     /// Ordering rules (live mode): the messages agreeing on the blocks cost.
     pub(crate) network: Option<chainsmith::chain::produce::NetworkCost>,
+    /// File mode: the chain file read.
+    pub(crate) file: Option<PathBuf>,
 }
 
 fn median(mut v: Vec<f64>) -> Option<f64> {
-    if v.is_empty() {
-        return None;
-    }
     v.sort_by(f64::total_cmp);
-    Some(v[v.len() / 2])
+    v.get(v.len() / 2).copied()
 }
 
 impl Phase {
@@ -71,33 +71,9 @@ impl Phase {
         median(self.finality.iter().map(|f| f.0).collect())
     }
 
-    pub(crate) fn finality_blocks(&self) -> Option<f64> {
-        median(self.finality.iter().map(|f| f64::from(f.1)).collect())
-    }
-
-    pub(crate) fn to_json(&self) -> Value {
-        json!({
-            "spec": self.spec.name,
-            "target_spacing_s": self.spec.spacing_s(),
-            // As in `verify`: every block of the chain, genesis included.
-            "blocks": self.produced() + 1,
-            "height": self.produced(),
-            "hashes": self.hashes(),
-            "hashes_per_block": self.per_block(Some(self.hashes())),
-            "hashes_source": self.hashes_source,
-            "hash_rate": self.hash_rate(),
-            "wall_s": self.wall_s,
-            "cpu_s": self.cpu_s,
-            "energy_j": self.energy_j,
-            "energy_j_per_block": self.per_block(self.energy_j),
-            "energy_method": self.method.as_str(),
-            "signatures": self.signatures,
-            "irreversible_height": self.irreversible_height,
-            "time_to_irreversible_s": self.finality_s(),
-            "blocks_to_irreversible": self.finality_blocks(),
-            "messages_per_block": self.per_block(self.network.map(|n| n.messages as f64)),
-            "bytes_per_block": self.per_block(self.network.map(|n| n.bytes as f64)),
-            "commit_latency_ms": self.network.and_then(|n| n.commit_latency_ms),
-        })
+    pub(crate) fn finality_blocks(&self) -> Option<u32> {
+        let mut v: Vec<u32> = self.finality.iter().map(|f| f.1).collect();
+        v.sort_unstable();
+        v.get(v.len() / 2).copied()
     }
 }

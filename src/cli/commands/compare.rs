@@ -1,15 +1,17 @@
-//! `chainsmith compare`: what proof of work costs next to proof of stake, DPoS and proof of
-//! authority, measured.
+//! `chainsmith compare`: what proof of work costs next to proof of stake, DPoS, proof of
+//! authority and the ordering rules, measured.
 //!
-//! Live mode mines a chain of each consensus in the list (`CONSENSUSES`) with the same number
-//! of blocks (DPoS: a round's worth unless `--blocks` is given) and, with `--spacing`, the same
-//! target spacing, measuring per phase the hashes, signatures, wall time, process CPU seconds,
-//! energy (RAPL when readable, else CPU seconds × watts per core, labelled an estimate) and,
-//! for the rules with finality, how long a block takes to become irreversible. File mode reads
-//! existing chains: hashes per block are the expected work of each PoW target and the kernel
-//! attempts each PoS staker recorded; authority chains are replayed for their finality.
+//! Live mode mines a chain of each consensus in the list (`Consensus::all`) with the same
+//! number of blocks (DPoS: a round's worth unless `--blocks` is given), the same demo traffic
+//! as `mine` and, with `--spacing`, the same target spacing, measuring per rule the hashes,
+//! signatures, wall time, process CPU seconds, energy (RAPL when readable, else CPU seconds ×
+//! watts per core, labelled an estimate) and, for the rules with finality, how long a block
+//! takes to become irreversible. File mode reads two or more existing chains: hashes per block
+//! are the expected work of each PoW target and the kernel attempts each PoS staker recorded;
+//! authority chains are replayed for their finality. Text and `--json` come from one
+//! [`Report`].
 
-use std::io::Write;
+use std::io::{IsTerminal, Write};
 use std::path::Path;
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -17,6 +19,7 @@ use std::sync::atomic::Ordering;
 use std::time::Instant;
 
 use anyhow::{Context, Result, bail};
+use chainsmith::chain::produce::ProduceOptions;
 use chainsmith::chain::record::BlockRecord;
 use chainsmith::chain::spec::ChainSpec;
 use chainsmith::chain::store::ChainLock;
@@ -30,11 +33,12 @@ use chainsmith::metrics::energy::{
 use chainsmith::metrics::finality::FinalityTracker;
 use chainsmith::metrics::rapl::{POWERCAP_ROOT, RaplReader};
 use chainsmith::{ChainState, Target};
-use serde_json::json;
+use comfy_table::{CellAlignment, ContentArrangement, LineStyle, Table, TableStyle};
+use serde::Serialize;
 
 use crate::cli::args::CompareArgs;
 use crate::cli::commands::{named, replay_file};
-use crate::cli::format::si;
+use crate::cli::format::{duration, energy, sig3};
 use crate::cli::miner::{MineJob, create_chain, mine_blocks};
 use crate::cli::phase::{Phase, Point};
 use crate::cli::plot;
@@ -42,7 +46,9 @@ use crate::cli::progress::Progress;
 use crate::cli::{
     EXIT_INTERRUPTED, EXIT_INVALID, choose_backend, resolve_spec, thread_pool, unix_now,
 };
-use chainsmith::chain::produce::ProduceOptions;
+
+/// Demo transfers per block, as `mine` makes by default (`--tx-per-block`).
+const TX_PER_BLOCK: usize = 2;
 
 /// The spec given for `rule` with `--spec RULE=…`, if any (the last one wins).
 fn spec_flag(args: &CompareArgs, rule: Consensus) -> Option<&str> {
@@ -97,7 +103,7 @@ fn stake_shares(state: &ChainState) -> Vec<(String, f64, f64)> {
 
 pub(crate) fn run(args: &CompareArgs) -> Result<ExitCode> {
     let pool = thread_pool(args.run.threads)?;
-    let phases = if args.chains.is_empty() {
+    let (phases, run) = if args.chains.is_empty() {
         let scratch =
             std::env::temp_dir().join(format!("chainsmith-compare-{}", std::process::id()));
         let dir = args.keep.clone().unwrap_or_else(|| scratch.clone());
@@ -106,33 +112,67 @@ pub(crate) fn run(args: &CompareArgs) -> Result<ExitCode> {
             // Best effort: the mined chains were only scratch space.
             let _ = std::fs::remove_dir_all(&scratch);
         }
-        match result? {
-            Some(p) => p,
-            None => return Ok(ExitCode::from(EXIT_INTERRUPTED)),
-        }
+        result?
     } else {
-        if args.chains.len() != 2 {
-            bail!("compare takes two chain files (or none, to mine one of each rule)");
+        if args.chains.len() < 2 {
+            bail!("compare takes two or more chain files (or none, to mine one of each rule)");
         }
-        let mut phases = Vec::new();
+        let mut phases: Vec<Phase> = Vec::new();
         for path in &args.chains {
-            match from_file(path, &pool, args.run.quiet)? {
-                Some(p) => phases.push(p),
-                None => return Ok(ExitCode::from(EXIT_INVALID)),
+            let Some(p) = from_file(path, &pool, args.run.quiet)? else {
+                return Ok(ExitCode::from(EXIT_INVALID));
+            };
+            if let Some(twin) = phases
+                .iter()
+                .find(|q| q.consensus == p.consensus && q.spec.name == p.spec.name)
+            {
+                bail!(
+                    "{} and {} are both {} chains of spec {:?}: compare chains of different \
+                     rules or specs",
+                    twin.file.as_deref().unwrap_or(Path::new("?")).display(),
+                    path.display(),
+                    p.consensus.name(),
+                    p.spec.name
+                );
             }
+            phases.push(p);
         }
         phases.sort_by_key(|p| Consensus::all().position(|c| c == p.consensus));
-        phases
+        (phases, Run::Files)
     };
     if let Some(dir) = &args.plot {
         plot::draw_all(dir, &phases)?;
     }
-    report(args, &phases)?;
-    Ok(ExitCode::SUCCESS)
+    let report = Report::new(args, &phases, &run);
+    let mut out = std::io::stdout().lock();
+    if args.run.json {
+        serde_json::to_writer(&mut out, &report)?;
+        writeln!(out)?;
+    } else {
+        write_text(&mut out, args, &report)?;
+    }
+    Ok(if report.interrupted.is_some() {
+        ExitCode::from(EXIT_INTERRUPTED)
+    } else {
+        ExitCode::SUCCESS
+    })
 }
 
-/// Mines each consensus in turn; `None` when Ctrl-C stopped it.
-fn live(args: &CompareArgs, pool: &rayon::ThreadPool, dir: &Path) -> Result<Option<Vec<Phase>>> {
+/// How the phases were obtained.
+enum Run {
+    /// Mined now, the nonce search on `threads` threads with `backend`; `stopped`: the rule
+    /// Ctrl-C stopped and the blocks it had mined.
+    Mined {
+        threads: usize,
+        backend: &'static str,
+        stopped: Option<(Consensus, u64)>,
+    },
+    /// Read from chain files.
+    Files,
+}
+
+/// Mines each consensus in turn, until Ctrl-C stops it.
+fn live(args: &CompareArgs, pool: &rayon::ThreadPool, dir: &Path) -> Result<(Vec<Phase>, Run)> {
     std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
     let control = Arc::new(SearchControl::default());
     let handler = Arc::clone(&control);
@@ -156,7 +196,14 @@ fn live(args: &CompareArgs, pool: &rayon::ThreadPool, dir: &Path) -> Result<Opti
         }
         specs.push(spec);
     }
+    // The same demo traffic as `mine` by default (transfers, DPoS re-votes), so both reach
+    // the same irreversible height on the same spec and blocks.
+    let produce = ProduceOptions {
+        tx_per_block: TX_PER_BLOCK,
+        ..ProduceOptions::default()
+    };
     let mut phases = Vec::new();
+    let mut stopped = None;
     for spec in specs {
         let consensus = spec.consensus;
         let blocks = args
@@ -185,11 +232,7 @@ fn live(args: &CompareArgs, pool: &rayon::ThreadPool, dir: &Path) -> Result<Opti
                 opts: &opts,
                 pool,
                 progress: &progress,
-                // The same work for every rule: no demo transfers or re-votes.
-                produce: &ProduceOptions {
-                    votes_per_block: Some(0),
-                    ..ProduceOptions::default()
-                },
+                produce: &produce,
             },
             &control,
             &mut |state: &ChainState, record: &BlockRecord, hashes| {
@@ -204,19 +247,22 @@ fn live(args: &CompareArgs, pool: &rayon::ThreadPool, dir: &Path) -> Result<Opti
                 points.push(point);
             },
         )?;
-        let interrupted = outcome.interrupted;
-        let network = outcome.network;
         let wall = started.elapsed().as_secs_f64();
-        progress.finish();
-        if interrupted {
-            return Ok(None);
+        if outcome.interrupted {
+            progress.log(&format!(
+                "{consensus}: interrupted after {} of {blocks} blocks",
+                outcome.mined
+            ));
+            progress.finish();
+            stopped = Some((consensus, outcome.mined));
+            break;
         }
         let cpu = cpu_before.zip(process_cpu_seconds()).map(|(a, b)| b - a);
         let measured = rapl
             .as_ref()
             .zip(rapl_before)
             .and_then(|(r, before)| r.read().ok().map(|after| r.joules_between(&before, &after)));
-        let (energy, method) = match (measured, cpu) {
+        let (energy_j, method) = match (measured, cpu) {
             (Some(j), _) => (Some(j), EnergyMethod::Rapl),
             (None, Some(c)) => (
                 Some(estimate_joules(c, args.watts_per_core)),
@@ -224,23 +270,38 @@ fn live(args: &CompareArgs, pool: &rayon::ThreadPool, dir: &Path) -> Result<Opti
             ),
             (None, None) => (None, EnergyMethod::None),
         };
+        progress.log(&format!(
+            "{consensus}: {blocks} blocks in {}, {}",
+            duration(wall),
+            energy_j.map_or_else(|| "energy unknown".to_owned(), energy)
+        ));
+        progress.finish();
         phases.push(Phase {
             consensus,
             spec,
             points,
-            hashes_source: "measured",
+            hashes_source: match consensus.rule().info().work {
+                BlockWork::Signatures => "none",
+                BlockWork::NonceSearch | BlockWork::KernelSearch => "measured",
+            },
             wall_s: Some(wall),
             cpu_s: cpu,
-            energy_j: energy,
+            energy_j,
             method,
             stake_shares: stake_shares(&state),
             signatures: signatures(&state),
             irreversible_height: state.rule_state().irreversible_height(),
             finality: finality.into_waits(),
-            network,
+            network: outcome.network,
+            file: None,
         });
     }
-    Ok(Some(phases))
+    let run = Run::Mined {
+        threads: pool.current_num_threads(),
+        backend: opts.backend.name(),
+        stopped,
+    };
+    Ok((phases, run))
 }
 
 /// A block's time in seconds, as exact as its rule knows it (DPoS: its slot's time).
@@ -333,168 +394,416 @@ fn from_file(path: &Path, pool: &rayon::ThreadPool, quiet: bool) -> Result<Optio
         irreversible_height: state.rule_state().irreversible_height(),
         finality: seen.finality.into_waits(),
         network: None,
+        file: Some(path.to_path_buf()),
     }))
 }
 
+/// What `compare` reports, as text or (serialized as is) `--json`.
+#[derive(Serialize)]
+struct Report {
+    /// `mined` (now, on this machine) or `files` (read from chain files).
+    mode: &'static str,
+    /// Mined: the nonce search's worker threads (the other rules run on one).
+    threads: Option<usize>,
+    /// Mined: the nonce search's hash backend.
+    backend: Option<&'static str>,
+    watts_per_core: f64,
+    /// Ctrl-C stopped the run: the rule being mined then, not in `rules`.
+    interrupted: Option<Interrupted>,
+    rules: Vec<RuleReport>,
+    extrapolation: Extrapolation,
+}
+
+/// Where Ctrl-C stopped a live run.
+#[derive(Serialize)]
+struct Interrupted {
+    consensus: &'static str,
+    blocks_mined: u64,
+}
+
+/// One rule's row.
+#[derive(Serialize)]
+struct RuleReport {
+    consensus: &'static str,
+    spec: String,
+    /// File mode: the chain file.
+    file: Option<String>,
+    target_spacing_s: f64,
+    /// Every block of the chain, genesis included (as in `verify`).
+    blocks: u64,
+    /// The blocks the rule produced; per-block figures divide by it.
+    height: u64,
+    hashes: u64,
+    hashes_per_block: f64,
+    /// `measured`, `expected_work` (PoW files), `recorded_attempts` (PoS files) or `none`.
+    hashes_source: &'static str,
+    /// Hashes per second of wall time, for the rules that hash and were mined now.
+    hash_rate: Option<f64>,
+    elapsed_s: Option<f64>,
+    cpu_s: Option<f64>,
+    energy_j: Option<f64>,
+    energy_j_per_block: Option<f64>,
+    energy_method: EnergyMethod,
+    signatures: u64,
+    irreversible_height: Option<u32>,
+    time_to_irreversible_s: Option<f64>,
+    blocks_to_irreversible: Option<u32>,
+    messages_per_block: Option<f64>,
+    bytes_per_block: Option<f64>,
+    commit_latency_ms: Option<f64>,
+    /// PoW's hashes per block over this rule's (both must hash).
+    pow_hashes_ratio: Option<f64>,
+    /// PoW's energy per block over this rule's.
+    pow_energy_ratio: Option<f64>,
+}
+
+/// One Bitcoin mainnet block's energy, at this CPU's measured joules per hash and an ASIC's.
+#[derive(Serialize)]
+struct Extrapolation {
+    mainnet_difficulty: f64,
+    hashes_per_mainnet_block: f64,
+    joules_per_hash_measured: Option<f64>,
+    mainnet_block_j_at_measured: Option<f64>,
+    asic_j_per_th: f64,
+    mainnet_block_j_at_asic: f64,
+    /// This CPU's joules per hash over the ASIC's.
+    cpu_to_asic_ratio: Option<f64>,
+}
+
+/// `a / b` when both are known and `b` is positive.
 fn ratio(a: Option<f64>, b: Option<f64>) -> Option<f64> {
     a.zip(b).filter(|(_, b)| *b > 0.0).map(|(a, b)| a / b)
 }
 
-/// Three significant digits, with an SI prefix from 1000 up.
-fn fmt_opt(v: Option<f64>, unit: &str) -> String {
-    match v {
-        None => "-".to_owned(),
-        // Zero of either sign (an empty chain's sums) reads 0, never -0.
-        Some(0.0) => format!("0 {unit}"),
-        Some(x) if x.fract() == 0.0 && x.abs() < 1000.0 => format!("{x:.0} {unit}"),
-        Some(x) if x.abs() >= 1000.0 => format!("{}{unit}", si(x)),
-        Some(x) if x.abs() >= 100.0 => format!("{x:.0} {unit}"),
-        Some(x) if x.abs() >= 10.0 => format!("{x:.1} {unit}"),
-        Some(x) if x.abs() >= 0.001 => format!("{x:.3} {unit}"),
-        Some(x) => format!("{x:.2e} {unit}"),
-    }
-}
-
-fn fmt_ratio(r: f64) -> String {
-    if r == 0.0 {
-        "0×".to_owned()
-    } else if (0.01..10_000.0).contains(&r.abs()) {
-        format!("{r:.2}×")
-    } else {
-        format!("{r:.2e}×")
-    }
-}
-
-fn report(args: &CompareArgs, phases: &[Phase]) -> Result<()> {
-    let pow = phases
-        .iter()
-        .find(|p| p.consensus.rule().info().work == BlockWork::NonceSearch);
-    let pos = phases
-        .iter()
-        .find(|p| p.consensus.rule().info().work == BlockWork::KernelSearch);
-    let j_per_hash = pow.and_then(|p| ratio(p.energy_j, Some(p.hashes())));
-    let mainnet_hashes = hashes_per_mainnet_block(args.mainnet_difficulty);
-    let extrapolation = json!({
-        "mainnet_difficulty": args.mainnet_difficulty,
-        "hashes_per_mainnet_block": mainnet_hashes,
-        "joules_per_hash_measured": j_per_hash,
-        "mainnet_block_j_at_measured": j_per_hash.map(|j| j * mainnet_hashes),
-        "asic_j_per_th": ASIC_J_PER_TH,
-        "mainnet_block_j_at_asic": mainnet_hashes * ASIC_J_PER_TH * 1e-12,
-    });
-    let mut out = std::io::stdout().lock();
-    if args.run.json {
-        let mut v = json!({
-            "watts_per_core": args.watts_per_core,
-            "extrapolation": extrapolation,
-        });
-        for p in phases {
-            v[p.consensus.name()] = p.to_json();
-        }
-        if let (Some(a), Some(b)) = (pow, pos) {
-            v["ratio_pow_to_pos"] = json!({
-                "hashes_per_block": ratio(a.per_block(Some(a.hashes())), b.per_block(Some(b.hashes()))),
-                "energy_j_per_block": ratio(a.per_block(a.energy_j), b.per_block(b.energy_j)),
-            });
-        }
-        writeln!(out, "{v}")?;
-        return Ok(());
-    }
-    let names: Vec<&str> = phases.iter().map(|p| p.consensus.name()).collect();
-    write!(out, "{:<16}", "")?;
-    for n in &names {
-        write!(out, "{n:>14}")?;
-    }
-    writeln!(
-        out,
-        "{:>12}",
-        if pow.is_some() && pos.is_some() {
-            "pow/pos"
-        } else {
-            ""
-        }
-    )?;
-    type Row<'a> = (&'a str, &'a dyn Fn(&Phase) -> Option<f64>, &'a str);
-    let rows: [Row<'_>; 16] = [
-        ("blocks produced", &|p| Some(p.produced() as f64), ""),
-        ("spacing", &|p| Some(p.spec.spacing_s()), "s"),
-        ("hashes", &|p| Some(p.hashes()), ""),
-        ("hashes/block", &|p| p.per_block(Some(p.hashes())), ""),
-        ("hash rate", &Phase::hash_rate, "H/s"),
-        ("wall time", &|p| p.wall_s, "s"),
-        ("CPU time", &|p| p.cpu_s, "s"),
-        ("energy", &|p| p.energy_j, "J"),
-        ("energy/block", &|p| p.per_block(p.energy_j), "J"),
-        ("signatures", &|p| Some(p.signatures as f64), ""),
-        (
-            "messages/block",
-            &|p| p.per_block(p.network.map(|n| n.messages as f64)),
-            "",
-        ),
-        (
-            "bytes/block",
-            &|p| p.per_block(p.network.map(|n| n.bytes as f64)),
-            "B",
-        ),
-        (
-            "commit latency",
-            &|p| {
-                p.network
-                    .and_then(|n| n.commit_latency_ms)
-                    .map(|ms| ms / 1000.0)
+impl Report {
+    fn new(args: &CompareArgs, phases: &[Phase], run: &Run) -> Self {
+        let pow = phases
+            .iter()
+            .find(|p| p.consensus.rule().info().work == BlockWork::NonceSearch);
+        let pow_hashes = pow.and_then(|p| p.per_block(Some(p.hashes())));
+        let pow_energy = pow.and_then(|p| p.per_block(p.energy_j));
+        let rules = phases
+            .iter()
+            .map(|p| {
+                let hashes_per_block = p.per_block(Some(p.hashes())).unwrap_or(0.0);
+                let hashes_here = (hashes_per_block > 0.0).then_some(hashes_per_block);
+                let energy_per_block = p.per_block(p.energy_j);
+                RuleReport {
+                    consensus: p.consensus.name(),
+                    spec: p.spec.name.clone(),
+                    file: p.file.as_ref().map(|f| f.display().to_string()),
+                    target_spacing_s: p.spec.spacing_s(),
+                    blocks: p.produced() as u64 + 1,
+                    height: p.produced() as u64,
+                    // Measured and recorded counts are whole; expected work is rounded.
+                    hashes: p.hashes().round() as u64,
+                    hashes_per_block,
+                    hashes_source: p.hashes_source,
+                    hash_rate: hashes_here.and(p.hash_rate()),
+                    elapsed_s: p.wall_s,
+                    cpu_s: p.cpu_s,
+                    energy_j: p.energy_j,
+                    energy_j_per_block: energy_per_block,
+                    energy_method: p.method,
+                    signatures: p.signatures,
+                    irreversible_height: p.irreversible_height,
+                    time_to_irreversible_s: p.finality_s(),
+                    blocks_to_irreversible: p.finality_blocks(),
+                    messages_per_block: p.per_block(p.network.map(|n| n.messages as f64)),
+                    bytes_per_block: p.per_block(p.network.map(|n| n.bytes as f64)),
+                    commit_latency_ms: p.network.and_then(|n| n.commit_latency_ms),
+                    pow_hashes_ratio: ratio(pow_hashes, hashes_here),
+                    pow_energy_ratio: ratio(pow_energy, energy_per_block),
+                }
+            })
+            .collect();
+        let mainnet_hashes = hashes_per_mainnet_block(args.mainnet_difficulty);
+        let asic_j_per_hash = ASIC_J_PER_TH * 1e-12;
+        let j_per_hash = pow.and_then(|p| ratio(p.energy_j, Some(p.hashes())));
+        let (mode, threads, backend, interrupted) = match run {
+            Run::Mined {
+                threads,
+                backend,
+                stopped,
+            } => (
+                "mined",
+                Some(*threads),
+                Some(*backend),
+                stopped.map(|(c, mined)| Interrupted {
+                    consensus: c.name(),
+                    blocks_mined: mined,
+                }),
+            ),
+            Run::Files => ("files", None, None, None),
+        };
+        Self {
+            mode,
+            threads,
+            backend,
+            watts_per_core: args.watts_per_core,
+            interrupted,
+            rules,
+            extrapolation: Extrapolation {
+                mainnet_difficulty: args.mainnet_difficulty,
+                hashes_per_mainnet_block: mainnet_hashes,
+                joules_per_hash_measured: j_per_hash,
+                mainnet_block_j_at_measured: j_per_hash.map(|j| j * mainnet_hashes),
+                asic_j_per_th: ASIC_J_PER_TH,
+                mainnet_block_j_at_asic: mainnet_hashes * asic_j_per_hash,
+                cpu_to_asic_ratio: j_per_hash.map(|j| j / asic_j_per_hash),
             },
-            "s",
-        ),
-        (
-            "irreversible at",
-            &|p| p.irreversible_height.map(f64::from),
-            "",
-        ),
-        ("to finality", &Phase::finality_s, "s"),
-        ("  in blocks", &Phase::finality_blocks, ""),
-    ];
-    for (label, f, unit) in rows {
-        write!(out, "{label:<16}")?;
-        for p in phases {
-            write!(out, "{:>14}", fmt_opt(f(p), unit))?;
         }
-        let r = pow.zip(pos).and_then(|(a, b)| ratio(f(a), f(b)));
-        writeln!(out, "{:>12}", r.map_or_else(String::new, fmt_ratio))?;
     }
-    let methods: Vec<String> = phases
+}
+
+/// A table that fits the terminal, or 80 columns when stdout is not one: no vertical rules,
+/// the header underlined, numbers right-aligned (the columns in `text` left-aligned).
+fn table(header: &[&str], text: &[usize]) -> Table {
+    let mut t = Table::new();
+    t.load_style(TableStyle::new().header_separator(LineStyle::none().fill('-')))
+        .set_content_arrangement(ContentArrangement::Dynamic)
+        .set_header(header.to_vec());
+    if !std::io::stdout().is_terminal() {
+        t.set_width(80);
+    }
+    for (i, c) in t.column_iter_mut().enumerate() {
+        if i == 0 {
+            c.set_padding((0, 1));
+        }
+        if i != 0 && !text.contains(&i) {
+            c.set_cell_alignment(CellAlignment::Right);
+        }
+    }
+    t
+}
+
+/// `v` in three significant digits and `unit`, or `–` when unknown.
+fn cell(v: Option<f64>, unit: &str) -> String {
+    v.map_or_else(
+        || "–".to_owned(),
+        |v| format!("{}{unit}", sig3(v)).trim_end().to_owned(),
+    )
+}
+
+/// A ratio in three significant digits: `0.217×`, `169×`, `6.44 k×`, or `–`.
+fn times(r: Option<f64>) -> String {
+    match r {
+        None => "–".to_owned(),
+        Some(r) if r > 0.0 && r < 0.9995 => {
+            let decimals = (2.0 - r.log10().floor()).clamp(0.0, 12.0) as usize;
+            format!("{r:.decimals$}×")
+        }
+        Some(r) => format!("{}×", sig3(r).trim_end()),
+    }
+}
+
+/// The rule's name, with its spec when another row has the same rule.
+fn row_name(report: &Report, r: &RuleReport) -> String {
+    if report
+        .rules
         .iter()
-        .map(|p| format!("{} {}", p.consensus.name(), p.method.as_str()))
+        .filter(|o| o.consensus == r.consensus)
+        .count()
+        > 1
+    {
+        format!("{} ({})", r.consensus, r.spec)
+    } else {
+        r.consensus.to_owned()
+    }
+}
+
+fn write_text(out: &mut impl Write, args: &CompareArgs, report: &Report) -> Result<()> {
+    if report.rules.is_empty() {
+        return write_interrupted(out, report);
+    }
+    if report.mode == "mined" {
+        let mut t = table(
+            &[
+                "rule",
+                "hashes/block",
+                "hash rate",
+                "CPU time",
+                "energy/block",
+                "pow/this\nhashes",
+                "pow/this\nenergy",
+            ],
+            &[],
+        );
+        for r in &report.rules {
+            t.add_row(vec![
+                row_name(report, r),
+                cell(r.hash_rate.and(Some(r.hashes_per_block)), ""),
+                cell(r.hash_rate, "H/s"),
+                r.cpu_s.map_or_else(|| "–".to_owned(), duration),
+                r.energy_j_per_block.map_or_else(|| "–".to_owned(), energy),
+                times(r.pow_hashes_ratio),
+                times(r.pow_energy_ratio),
+            ]);
+        }
+        writeln!(out, "{}\n", t.trim_fmt())?;
+    } else {
+        let mut t = table(
+            &["rule", "file", "hashes/block", "counted as", "pow/this"],
+            &[1, 3],
+        );
+        for r in &report.rules {
+            let hashed = r.hashes_per_block > 0.0;
+            t.add_row(vec![
+                row_name(report, r),
+                // The name alone keeps the row within 80 columns; JSON has the path.
+                r.file
+                    .as_deref()
+                    .map(Path::new)
+                    .and_then(Path::file_name)
+                    .map(|n| n.to_string_lossy().into_owned())
+                    .unwrap_or_default(),
+                cell(hashed.then_some(r.hashes_per_block), ""),
+                match r.hashes_source {
+                    "expected_work" => "expected work",
+                    "recorded_attempts" => "recorded attempts",
+                    _ => "no hashing",
+                }
+                .to_owned(),
+                times(r.pow_hashes_ratio),
+            ]);
+        }
+        writeln!(out, "{}\n", t.trim_fmt())?;
+    }
+    let mut finality = table(
+        &[
+            "rule",
+            "height",
+            "signatures",
+            "irreversible height",
+            "final after (median)",
+        ],
+        &[],
+    );
+    for r in &report.rules {
+        let after = match (r.time_to_irreversible_s, r.blocks_to_irreversible) {
+            (Some(_), Some(0)) => "at once".to_owned(),
+            (Some(s), Some(b)) => format!("{} ({b} blocks)", duration(s)),
+            _ => "–".to_owned(),
+        };
+        finality.add_row(vec![
+            row_name(report, r),
+            r.height.to_string(),
+            r.signatures.to_string(),
+            r.irreversible_height
+                .map_or_else(|| "–".to_owned(), |h| h.to_string()),
+            after,
+        ]);
+    }
+    writeln!(out, "{}\n", finality.trim_fmt())?;
+    let talking: Vec<&RuleReport> = report
+        .rules
+        .iter()
+        .filter(|r| r.messages_per_block.is_some())
         .collect();
-    writeln!(out, "energy method: {}", methods.join(", "))?;
-    if phases.iter().any(|p| p.method == EnergyMethod::Estimate) {
+    if !talking.is_empty() {
+        let mut t = table(
+            &["rule", "messages/block", "bytes/block", "commit latency"],
+            &[],
+        );
+        for r in talking {
+            t.add_row(vec![
+                row_name(report, r),
+                cell(r.messages_per_block, ""),
+                cell(r.bytes_per_block, "B"),
+                r.commit_latency_ms
+                    .map_or_else(|| "–".to_owned(), |ms| duration(ms / 1000.0)),
+            ]);
+        }
+        writeln!(out, "{}\n", t.trim_fmt())?;
+    }
+    write_notes(out, args, report)
+}
+
+/// The lines under the tables: what ran, how energy was found, what the columns mean, and
+/// one mainnet block's energy.
+fn write_notes(out: &mut impl Write, args: &CompareArgs, report: &Report) -> Result<()> {
+    if let (Some(threads), Some(backend)) = (report.threads, report.backend) {
         writeln!(
             out,
-            "  estimate = process CPU seconds × {} W per busy core (no RAPL counters readable; \
-             --watts-per-core to change)",
-            args.watts_per_core
+            "pow searched nonces on {threads} thread{} ({backend} backend); the other rules \
+             ran on one.",
+            if threads == 1 { "" } else { "s" }
+        )?;
+    }
+    if report.mode == "mined" {
+        let estimated = report
+            .rules
+            .iter()
+            .any(|r| r.energy_method == EnergyMethod::Estimate);
+        if estimated {
+            writeln!(
+                out,
+                "Energy is an estimate: process CPU time × {} W per busy core (no RAPL \
+                 counter\nreadable; --watts-per-core to change).",
+                args.watts_per_core
+            )?;
+        } else {
+            writeln!(out, "Energy read from the RAPL counters.")?;
+        }
+        writeln!(
+            out,
+            "pow/this: PoW's hashes or energy per block over this rule's."
+        )?;
+    } else {
+        writeln!(
+            out,
+            "Nothing ran, so no time or energy. Expected work: 2^256/(target+1) per PoW\n\
+             block; recorded attempts: the kernels a PoS staker tried (stake_attempts).\n\
+             pow/this: PoW's hashes per block over this rule's."
         )?;
     }
     writeln!(
         out,
-        "\nOne Bitcoin mainnet block at difficulty {:.3e} takes {:.3e} hashes:",
-        args.mainnet_difficulty, mainnet_hashes
+        "PoW and PoS finality is probabilistic (–); final after: chain time and blocks\n\
+         until a block is irreversible."
     )?;
-    if let Some(j) = j_per_hash {
-        writeln!(
-            out,
-            "  at this CPU's {j:.3e} J/hash: {:.3e} J ({:.3e} kWh)",
-            j * mainnet_hashes,
-            j * mainnet_hashes / 3.6e6
-        )?;
+    let x = &report.extrapolation;
+    writeln!(
+        out,
+        "\nOne Bitcoin mainnet block at difficulty {:.2e} takes {:.2e} hashes:",
+        x.mainnet_difficulty, x.hashes_per_mainnet_block
+    )?;
+    if let (Some(j), Some(total)) = (x.joules_per_hash_measured, x.mainnet_block_j_at_measured) {
+        writeln!(out, "  at this CPU's {}J/hash: {}", sig3(j), energy(total))?;
     }
     writeln!(
         out,
-        "  at a modern ASIC's {ASIC_J_PER_TH} J/TH (Cambridge 2025): {:.3e} J ({:.3e} kWh)",
-        mainnet_hashes * ASIC_J_PER_TH * 1e-12,
-        mainnet_hashes * ASIC_J_PER_TH * 1e-12 / 3.6e6
+        "  at a modern ASIC's {ASIC_J_PER_TH} J/TH (Cambridge 2025): {}",
+        energy(x.mainnet_block_j_at_asic)
     )?;
+    if let Some(r) = x.cpu_to_asic_ratio {
+        writeln!(
+            out,
+            "  this CPU spends {} the ASIC's energy per hash",
+            times(Some(r))
+        )?;
+    }
     if let Some(dir) = &args.plot {
         writeln!(out, "\ncharts written to {}", dir.display())?;
+    }
+    write_interrupted(out, report)
+}
+
+/// Where Ctrl-C stopped a live run, and the rules that finished before.
+fn write_interrupted(out: &mut impl Write, report: &Report) -> Result<()> {
+    if let Some(i) = &report.interrupted {
+        let done: Vec<&str> = report.rules.iter().map(|r| r.consensus).collect();
+        writeln!(
+            out,
+            "\ninterrupted while mining {} ({} blocks in); finished: {}.",
+            i.consensus,
+            i.blocks_mined,
+            if done.is_empty() {
+                "none".to_owned()
+            } else {
+                done.join(", ")
+            }
+        )?;
     }
     Ok(())
 }
@@ -504,9 +813,22 @@ mod tests {
     use super::*;
 
     #[test]
-    fn zero_never_reads_minus_zero() {
-        assert_eq!(fmt_opt(Some(-0.0), "H"), "0 H");
-        assert_eq!(fmt_opt(Some(0.0), ""), "0 ");
-        assert_eq!(fmt_opt(Some(-2.0), "J"), "-2 J");
+    fn cells_read_in_human_units_or_a_dash() {
+        assert_eq!(cell(Some(24_300_000.0), ""), "24.3 M");
+        assert_eq!(cell(Some(40_700_000.0), "H/s"), "40.7 MH/s");
+        assert_eq!(cell(Some(0.0), "B"), "0 B");
+        assert_eq!(cell(None, "H/s"), "–");
+        assert_eq!(times(Some(6_440.0)), "6.44 k×");
+        assert_eq!(times(Some(169.0)), "169×");
+        assert_eq!(times(Some(0.217)), "0.217×");
+        assert_eq!(times(Some(0.009_23)), "0.00923×");
+        assert_eq!(times(None), "–");
+    }
+
+    #[test]
+    fn a_ratio_needs_a_positive_divisor() {
+        assert_eq!(ratio(Some(6.0), Some(2.0)), Some(3.0));
+        assert_eq!(ratio(Some(6.0), Some(0.0)), None);
+        assert_eq!(ratio(None, Some(2.0)), None);
     }
 }
