@@ -32,7 +32,8 @@ pub(crate) enum Command {
     /// Decode one 80-byte block header given as 160 hex digits.
     #[command(after_help = HEADER_EXAMPLES)]
     Header(HeaderArgs),
-    /// Print the blocks of a chain file.
+    /// Print the blocks of a chain file, or a range of them: a table that fits 80 columns,
+    /// JSON lines or header hex.
     #[command(after_help = SHOW_EXAMPLES)]
     Show(ShowArgs),
     /// Measure the sha256d nonce loop of each hash backend, at 1 thread and at all threads,
