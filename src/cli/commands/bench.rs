@@ -48,16 +48,16 @@ struct Report {
 
 /// The CPU the run measured.
 #[derive(Serialize)]
-struct Cpu {
+pub(crate) struct Cpu {
     /// The model name (`/proc/cpuinfo`), or `unknown`.
-    model: String,
+    pub(crate) model: String,
     /// Physical cores (`/proc/cpuinfo`; the threads when it does not say).
     cores: usize,
     /// Hardware threads this process may run on.
     threads: usize,
     /// The features a vector backend needs that this CPU has, named as the backends are:
     /// `avx512` (AVX-512 F and BW), `sha-ni`, `avx2`.
-    features: Vec<&'static str>,
+    pub(crate) features: Vec<&'static str>,
     /// The backend `mine` uses without `--backend`: the fastest the CPU supports.
     backend: &'static str,
 }
@@ -85,7 +85,7 @@ struct Best {
 }
 
 impl Cpu {
-    fn detect() -> Self {
+    pub(crate) fn detect() -> Self {
         let info = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
         let threads = std::thread::available_parallelism().map_or(1, usize::from);
         let field = |line: &str, key: &str| {

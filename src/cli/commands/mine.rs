@@ -250,10 +250,13 @@ impl MineLog<'_> {
             path.display(),
             plural(blocks, "block"),
         ));
+        let cpu = crate::cli::commands::bench::Cpu::detect();
         match self.work {
             BlockWork::NonceSearch => self.progress.log(&format!(
-                "nonce search: {} on {} · difficulty {} (bits {})",
+                "nonce search: {} ({}; {}) on {} · difficulty {} (bits {})",
                 backend,
+                cpu.model,
+                cpu.features.join(", "),
                 plural(threads as u64, "thread"),
                 difficulty.map_or_else(String::new, format::difficulty),
                 state.required_bits()
