@@ -81,8 +81,8 @@ const INFO_EXAMPLES: &str = "Examples:
   chainsmith info chains/pow-demo.jsonl
   chainsmith info chains/dpos-demo.jsonl --json
 
-Exit 0 when every block is valid; 1 when not (what is valid is still described, and the
-first invalid line named).";
+Exit 0 when every block is valid; 1 when not (what is valid is still described,
+and the first invalid line named).";
 
 const MINE_EXAMPLES: &str = "Examples:
   chainsmith mine pow                  20 blocks into chains/pow-demo.jsonl
