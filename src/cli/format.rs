@@ -1,5 +1,7 @@
 //! Formatting helpers for human output.
 
+use std::io::IsTerminal;
+
 /// Formats a Unix time as `YYYY-MM-DD HH:MM:SS UTC`.
 pub(crate) fn utc(secs: u32) -> String {
     jiff::Timestamp::from_second(i64::from(secs)).map_or_else(
@@ -155,7 +157,7 @@ pub(crate) fn table() -> comfy_table::Table {
             .header_separator(comfy_table::LineStyle::none().fill('-').junction(' ')),
     )
     .set_content_arrangement(comfy_table::ContentArrangement::Dynamic);
-    if t.width().is_none() {
+    if !std::io::stdout().is_terminal() {
         t.set_width(80);
     }
     t

@@ -2,7 +2,7 @@
 //! portable reference measured in the same run, under a banner naming the CPU and the features
 //! the backends need.
 
-use std::io::{IsTerminal, Write};
+use std::io::Write;
 use std::process::ExitCode;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
@@ -12,7 +12,7 @@ use chainsmith::hash::search::{SearchControl, SearchOptions};
 use chainsmith::hash::{Backend, PowJob};
 use chainsmith::pow::miner::{SearchOutcome, search};
 use chainsmith::{Header, Target};
-use comfy_table::{CellAlignment, ContentArrangement, Table, presets};
+use comfy_table::CellAlignment;
 use serde::Serialize;
 
 use crate::cli::args::BenchArgs;
@@ -272,21 +272,15 @@ pub(crate) fn run(args: &BenchArgs) -> Result<ExitCode> {
 /// The text report: the banner, a table of the measurements (80 columns wide at most off a
 /// terminal), the skipped backends and the best run (`--json` is for scripts).
 fn text(report: &Report) -> String {
-    let mut table = Table::new();
-    table
-        .load_style(presets::NOTHING)
-        .set_content_arrangement(ContentArrangement::Dynamic)
-        .set_header([
-            "backend",
-            "threads",
-            "hashes",
-            "time",
-            "hash rate",
-            "× soft",
-        ]);
-    if !std::io::stdout().is_terminal() {
-        table.set_width(80);
-    }
+    let mut table = crate::cli::format::table();
+    table.set_header([
+        "backend",
+        "threads",
+        "hashes",
+        "time",
+        "hash rate",
+        "× soft",
+    ]);
     for r in &report.results {
         table.add_row([
             r.backend.to_owned(),
@@ -300,13 +294,13 @@ fn text(report: &Report) -> String {
     for column in table.column_iter_mut().skip(1) {
         column.set_cell_alignment(CellAlignment::Right);
     }
-    let mut text = format!("{}\n", report.cpu.banner());
-    for line in table.lines() {
-        text += line.trim_end();
-        text.push('\n');
-    }
+    let mut text = format!(
+        "{}\n{}\n",
+        report.cpu.banner(),
+        crate::cli::format::render(&mut table)
+    );
     for b in &report.skipped {
-        text += &format!(" {b:<8} skipped: not supported by this CPU\n");
+        text += &format!("{b:<8} skipped: not supported by this CPU\n");
     }
     let best = &report.best;
     text += &format!(

@@ -11,7 +11,7 @@
 //! authority chains are replayed for their finality. Text and `--json` come from one
 //! [`Report`].
 
-use std::io::{IsTerminal, Write};
+use std::io::Write;
 use std::path::Path;
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -33,7 +33,7 @@ use chainsmith::metrics::energy::{
 use chainsmith::metrics::finality::FinalityTracker;
 use chainsmith::metrics::rapl::{POWERCAP_ROOT, RaplReader};
 use chainsmith::{ChainState, Target};
-use comfy_table::{CellAlignment, ContentArrangement, LineStyle, Table, TableStyle};
+use comfy_table::{CellAlignment, Table};
 use serde::Serialize;
 
 use crate::cli::args::CompareArgs;
@@ -559,17 +559,9 @@ impl Report {
 /// A table that fits the terminal, or 80 columns when stdout is not one: no vertical rules,
 /// the header underlined, numbers right-aligned (the columns in `text` left-aligned).
 fn table(header: &[&str], text: &[usize]) -> Table {
-    let mut t = Table::new();
-    t.load_style(TableStyle::new().header_separator(LineStyle::none().fill('-')))
-        .set_content_arrangement(ContentArrangement::Dynamic)
-        .set_header(header.to_vec());
-    if !std::io::stdout().is_terminal() {
-        t.set_width(80);
-    }
+    let mut t = crate::cli::format::table();
+    t.set_header(header.to_vec());
     for (i, c) in t.column_iter_mut().enumerate() {
-        if i == 0 {
-            c.set_padding((0, 1));
-        }
         if i != 0 && !text.contains(&i) {
             c.set_cell_alignment(CellAlignment::Right);
         }
@@ -640,7 +632,7 @@ fn write_text(out: &mut impl Write, args: &CompareArgs, report: &Report) -> Resu
                 times(r.pow_energy_ratio),
             ]);
         }
-        writeln!(out, "{}\n", t.trim_fmt())?;
+        writeln!(out, "{}\n", crate::cli::format::render(&mut t))?;
     } else {
         let mut t = table(
             &["rule", "file", "hashes/block", "counted as", "pow/this"],
@@ -667,7 +659,7 @@ fn write_text(out: &mut impl Write, args: &CompareArgs, report: &Report) -> Resu
                 times(r.pow_hashes_ratio),
             ]);
         }
-        writeln!(out, "{}\n", t.trim_fmt())?;
+        writeln!(out, "{}\n", crate::cli::format::render(&mut t))?;
     }
     let mut finality = table(
         &[
@@ -694,7 +686,7 @@ fn write_text(out: &mut impl Write, args: &CompareArgs, report: &Report) -> Resu
             after,
         ]);
     }
-    writeln!(out, "{}\n", finality.trim_fmt())?;
+    writeln!(out, "{}\n", crate::cli::format::render(&mut finality))?;
     let talking: Vec<&RuleReport> = report
         .rules
         .iter()
@@ -714,7 +706,7 @@ fn write_text(out: &mut impl Write, args: &CompareArgs, report: &Report) -> Resu
                     .map_or_else(|| "–".to_owned(), |ms| duration(ms / 1000.0)),
             ]);
         }
-        writeln!(out, "{}\n", t.trim_fmt())?;
+        writeln!(out, "{}\n", crate::cli::format::render(&mut t))?;
     }
     write_notes(out, args, report)
 }
