@@ -13,7 +13,7 @@ use chainsmith::pool::stratum::difficulty_of;
 use serde::Serialize;
 
 use crate::cli::args::InfoArgs;
-use crate::cli::commands::{named, replay_file};
+use crate::cli::commands::{ChainSummary, named, replay_file};
 use crate::cli::format;
 use crate::cli::{EXIT_INVALID, thread_pool, unix_now};
 
@@ -40,13 +40,8 @@ struct InfoReport {
     chain: String,
     size_bytes: u64,
     valid: bool,
-    consensus: Option<&'static str>,
-    spec: Option<String>,
-    spec_hash: Option<String>,
-    /// Valid blocks, genesis included.
-    blocks: u64,
-    height: Option<u32>,
-    tip: Option<String>,
+    #[serde(flatten)]
+    summary: ChainSummary,
     tip_time: Option<u32>,
     median_time_past: Option<u32>,
     /// Mean seconds between blocks from block 1 to the tip.
@@ -87,12 +82,7 @@ pub(crate) fn run(args: &InfoArgs) -> Result<ExitCode> {
         chain: path.display().to_string(),
         size_bytes,
         valid: replay.error.is_none(),
-        consensus: state.map(|s| s.consensus().name()),
-        spec: state.map(|s| s.spec().name.clone()),
-        spec_hash: state.map(|s| s.spec().spec_hash().to_string()),
-        blocks: state.map_or(0, ChainState::block_count),
-        height: tip.map(|t| t.height),
-        tip: tip.map(|t| t.hash.to_string()),
+        summary: ChainSummary::of(&replay),
         tip_time: tip.map(|t| t.header.time),
         median_time_past: state.map(ChainState::median_time_past),
         mean_block_interval_s: tip.zip(tally.first_time).and_then(|(t, first)| {
@@ -150,7 +140,7 @@ fn print(out: &mut impl Write, r: &InfoReport, state: Option<&ChainState>, now: 
             format!(
                 "{} ({}…)",
                 state.spec().name,
-                &r.spec_hash.as_deref().unwrap_or_default()[..16]
+                &r.summary.spec_hash.as_deref().unwrap_or_default()[..16]
             ),
         );
     }
@@ -161,12 +151,12 @@ fn print(out: &mut impl Write, r: &InfoReport, state: Option<&ChainState>, now: 
             Some(e) => format!("invalid from {e}"),
         },
     );
-    if let (Some(height), Some(tip), Some(time)) = (r.height, &r.tip, r.tip_time) {
+    if let (Some(height), Some(tip), Some(time)) = (r.summary.height, &r.summary.tip, r.tip_time) {
         row(
             "blocks",
             format!(
                 "{} (height {height}), {} transactions",
-                r.blocks, r.transactions
+                r.summary.blocks, r.transactions
             ),
         );
         row("tip", tip.clone());
@@ -206,7 +196,7 @@ fn print(out: &mut impl Write, r: &InfoReport, state: Option<&ChainState>, now: 
             format!("{}hashes expected", format::si(state.total_work().to_f64())),
         );
     }
-    if let (Some(lib), Some(h)) = (r.irreversible_height, r.height) {
+    if let (Some(lib), Some(h)) = (r.irreversible_height, r.summary.height) {
         row(
             "irreversible",
             format!("height {lib} ({} blocks behind the tip)", h - lib),

@@ -50,6 +50,34 @@ pub(crate) fn builtin_lookalike(spec: &ChainSpec) -> Option<String> {
     })
 }
 
+/// What `verify --json` and `info --json` both say of a replayed chain: its rule and spec and
+/// its valid prefix (`None`s when not even genesis is valid).
+#[derive(serde::Serialize)]
+pub(crate) struct ChainSummary {
+    pub(crate) consensus: Option<&'static str>,
+    pub(crate) spec: Option<String>,
+    pub(crate) spec_hash: Option<String>,
+    /// Valid blocks, genesis included.
+    pub(crate) blocks: u64,
+    pub(crate) height: Option<u32>,
+    pub(crate) tip: Option<String>,
+}
+
+impl ChainSummary {
+    pub(crate) fn of(replay: &Replay) -> Self {
+        let state = replay.state.as_ref();
+        let tip = state.and_then(ChainState::tip);
+        Self {
+            consensus: state.map(|s| s.consensus().name()),
+            spec: state.map(|s| s.spec().name.clone()),
+            spec_hash: state.map(|s| s.spec().spec_hash().to_string()),
+            blocks: state.map_or(0, ChainState::block_count),
+            height: tip.map(|t| t.height),
+            tip: tip.map(|t| t.hash.to_string()),
+        }
+    }
+}
+
 /// Moves the bar by batches and passes each block on.
 struct BarObserver<'a> {
     bar: &'a Progress,

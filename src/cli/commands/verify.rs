@@ -10,7 +10,7 @@ use chainsmith::chain::verify::{LineError, LineErrorKind, Replay};
 use serde::Serialize;
 
 use crate::cli::args::VerifyArgs;
-use crate::cli::commands::{builtin_lookalike, named, replay_file};
+use crate::cli::commands::{ChainSummary, builtin_lookalike, named, replay_file};
 use crate::cli::format::{ProducersJson, producers_json};
 use crate::cli::{EXIT_INVALID, thread_pool, unix_now};
 
@@ -43,17 +43,11 @@ pub(crate) fn run(args: &VerifyArgs) -> Result<ExitCode> {
             eprintln!("chainsmith: warning: {}: {w}", path.display());
         }
     }
-    let blocks = tip.as_ref().map_or(0, |t| t.blocks);
     if args.run.json {
         let state = replay.state.as_ref();
         let report = VerifyReport {
             valid: replay.error.is_none() || repaired.is_some(),
-            consensus: state.map(|s| s.consensus().name()),
-            spec: tip.as_ref().map(|t| t.spec.clone()),
-            spec_hash: tip.as_ref().map(|t| t.spec_hash.clone()),
-            blocks,
-            height: tip.as_ref().map(|t| t.height),
-            tip: tip.as_ref().map(|t| t.hash.clone()),
+            chain: ChainSummary::of(&replay),
             total_work: tip.as_ref().map(|t| t.work.clone()),
             irreversible_height: tip.as_ref().and_then(|t| t.irreversible),
             producers: state
@@ -135,14 +129,8 @@ pub(crate) fn run(args: &VerifyArgs) -> Result<ExitCode> {
 #[derive(Serialize)]
 struct VerifyReport {
     valid: bool,
-    /// The rule the chain's genesis names (`None` when not even genesis is valid).
-    consensus: Option<&'static str>,
-    spec: Option<String>,
-    spec_hash: Option<String>,
-    /// Valid blocks, genesis included.
-    blocks: u64,
-    height: Option<u32>,
-    tip: Option<String>,
+    #[serde(flatten)]
+    chain: ChainSummary,
     total_work: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     irreversible_height: Option<u32>,
