@@ -125,6 +125,22 @@ fn a_misspelt_spec_lists_the_builtins_and_suggests_the_nearest() {
 }
 
 #[test]
+fn a_dpos_schedule_with_no_online_producer_exits_1() {
+    let dir = TempDir::new().unwrap();
+    let offline: Vec<String> = (1..=100).map(|i| format!("bp{i:03}")).collect();
+    let out = cargo_bin_cmd!("chainsmith")
+        .args(["mine", "dpos", "--quiet", "--blocks", "2", "--offline"])
+        .args(&offline)
+        .arg("--chain")
+        .arg(dir.path().join("d.jsonl"))
+        .output()
+        .unwrap();
+    let err = String::from_utf8(out.stderr).unwrap();
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(err.contains("no online producer is scheduled"), "{err}");
+}
+
+#[test]
 fn a_halted_clique_chain_exits_1_after_keeping_its_blocks() {
     let dir = TempDir::new().unwrap();
     let chain = dir.path().join("halt.jsonl");

@@ -18,6 +18,7 @@ use anyhow::{Context, Result};
 use chainsmith::ChainSpec;
 use chainsmith::chain::produce::RunError;
 use chainsmith::chain::spec::builtin_names;
+use chainsmith::dpos::state::NoProducer;
 use chainsmith::hash::Backend;
 use chainsmith::poa::state::Halted;
 
@@ -59,11 +60,13 @@ pub(crate) fn is_broken_pipe(err: &anyhow::Error) -> bool {
 }
 
 /// The exit status for an error that ends a command: [`EXIT_INVALID`] when the chain cannot
-/// go on (a Clique chain with too few online signers halts: a domain result, reached after the
-/// blocks before it are written), else [`EXIT_USAGE`].
+/// go on (a Clique chain with too few online signers halts, a DPoS schedule has no online
+/// producer: domain results, reached after the blocks before them are written), else
+/// [`EXIT_USAGE`].
 pub(crate) fn exit_status(err: &anyhow::Error) -> u8 {
     let halted = err.chain().any(|e| {
-        matches!(e.downcast_ref::<RunError>(), Some(RunError::Produce(p)) if p.rule_error::<Halted>().is_some())
+        matches!(e.downcast_ref::<RunError>(), Some(RunError::Produce(p))
+            if p.rule_error::<Halted>().is_some() || p.rule_error::<NoProducer>().is_some())
     });
     if halted { EXIT_INVALID } else { EXIT_USAGE }
 }
