@@ -87,6 +87,22 @@ pub(crate) fn sig3(value: f64) -> String {
     format!("{v:.digits$} {prefix}")
 }
 
+/// `1 block`, `2 blocks`.
+pub(crate) fn plural(n: u64, one: &str) -> String {
+    if n == 1 {
+        format!("1 {one}")
+    } else {
+        format!("{n} {one}s")
+    }
+}
+
+/// A count and its noun: `1 hash`, `6 hashes`, `533.3 k hashes` (an SI prefix from a
+/// thousand on).
+pub(crate) fn count(n: u64, one: &str, many: &str) -> String {
+    let noun = if n == 1 { one } else { many };
+    format!("{} {noun}", si(n as f64).trim_end())
+}
+
 /// Formats a size in bytes with binary prefixes: `812 B`, `12.3 KiB`, `4.50 MiB`.
 pub(crate) fn bytes(n: u64) -> String {
     const UNITS: [&str; 5] = ["KiB", "MiB", "GiB", "TiB", "PiB"];
@@ -186,14 +202,13 @@ pub(crate) fn number_cell(text: impl Into<String>) -> comfy_table::Cell {
     comfy_table::Cell::new(text.into()).set_alignment(comfy_table::CellAlignment::Right)
 }
 
-/// Formats an amount of coins: up to four decimals, trailing zeros dropped; amounts too small
-/// for that in scientific notation.
+/// Formats an amount of coins with four decimals, so a column's points line up; amounts too
+/// small for that in scientific notation.
 pub(crate) fn coins(v: f64) -> String {
     if v != 0.0 && v.abs() < 0.000_05 {
         return format!("{v:.2e}");
     }
-    let fixed = format!("{v:.4}");
-    fixed.trim_end_matches('0').trim_end_matches('.').to_owned()
+    format!("{v:.4}")
 }
 
 /// Formats a share difficulty as miners show it: six decimals below 1000 (trailing zeros

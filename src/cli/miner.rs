@@ -20,7 +20,7 @@ use chainsmith::chain::verify::LineErrorKind;
 use chainsmith::consensus::BlockWork;
 use chainsmith::hash::search::{SearchControl, SearchOptions};
 
-use crate::cli::commands::{builtin_lookalike, named, replay_file};
+use crate::cli::commands::{builtin_lookalike, named, replay_file, with_file};
 use crate::cli::format::{si, sig3};
 use crate::cli::progress::Progress;
 use crate::cli::unix_now;
@@ -159,7 +159,7 @@ pub(crate) fn open_chain(
     if let Some(err) = &replay.error {
         eprintln!("chainsmith: {}: {}", path.display(), named(&replay, err));
         if let Some(hint) = err.kind.repair_hint(replay.valid_bytes) {
-            eprintln!("chainsmith: nothing was mined; {hint}");
+            eprintln!("chainsmith: nothing was mined; {}", with_file(hint, path));
         }
         if matches!(
             err.kind,

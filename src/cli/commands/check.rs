@@ -15,7 +15,7 @@ use serde::Serialize;
 
 use crate::cli::args::CheckArgs;
 use crate::cli::commands::sim::{ordering_rule, ordering_spec};
-use crate::cli::format::wrap;
+use crate::cli::format::{duration, si, sig3, wrap};
 use crate::cli::progress::Progress;
 use crate::cli::{EXIT_INVALID, thread_pool};
 
@@ -156,18 +156,20 @@ pub(crate) fn run(args: &CheckArgs) -> Result<ExitCode> {
         }
         if let (Some(p50), Some(max)) = (summary.recovery_p50_s, summary.recovery_max_s) {
             let line = format!(
-                "  after healing, the next block committed in {p50:.3} s (median), {max:.3} s (worst); bound {} s",
-                bounds.liveness_s
+                "  after healing, the next block committed in {} (median), {} (worst); bound {}",
+                duration(p50),
+                duration(max),
+                duration(bounds.liveness_s)
             );
             write!(out, "{}", wrap(&line))?;
         }
         writeln!(
             out,
-            "  {} blocks, {} events in {:.1} s ({:.2} M events/s)",
+            "  {} blocks, {} events in {} ({} events/s)",
             summary.blocks,
-            summary.events,
-            elapsed,
-            summary.events_per_s / 1e6
+            si(summary.events as f64).trim_end(),
+            duration(elapsed),
+            sig3(summary.events_per_s).trim_end()
         )?;
         for f in summary.failures.iter().take(3) {
             writeln!(out, "schedule {} failed: {}", f.schedule, f.problem)?;

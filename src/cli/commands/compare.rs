@@ -223,7 +223,15 @@ fn live(args: &CompareArgs, pool: &rayon::ThreadPool, dir: &Path) -> Result<(Vec
         let cpu_before = process_cpu_seconds();
         let rapl_before = rapl.as_ref().and_then(|r| r.read().ok());
         let mut finality = FinalityTracker::default();
+        // A line to start each rule, and one per block for the rules that hash (slow ones):
+        // a run off a terminal shows where it is.
+        progress.log(&format!(
+            "{consensus}: mining {blocks} blocks of {}",
+            spec.name
+        ));
+        let hashing = consensus.rule().info().work != BlockWork::Signatures;
         let started = Instant::now();
+        let mut last_block = started;
         let outcome = mine_blocks(
             &mut state,
             &mut writer,
@@ -245,6 +253,16 @@ fn live(args: &CompareArgs, pool: &rayon::ThreadPool, dir: &Path) -> Result<(Vec
                 let lib = state.rule_state().irreversible_height().unwrap_or(0);
                 finality.observe(point.height, point.time, lib);
                 points.push(point);
+                if hashing {
+                    let now = Instant::now();
+                    progress.log(&format!(
+                        "{consensus}: block {} in {}, {} hashes",
+                        record.height,
+                        duration(now.duration_since(last_block).as_secs_f64()),
+                        crate::cli::format::si(hashes as f64).trim_end()
+                    ));
+                    last_block = now;
+                }
             },
         )?;
         let wall = started.elapsed().as_secs_f64();

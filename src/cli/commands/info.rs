@@ -58,9 +58,9 @@ struct InfoReport {
     total_work: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     irreversible_height: Option<u32>,
-    /// Stakeholders, producers or signers the rule reports.
+    /// How many stakeholders, producers or signers the rule reports.
     #[serde(skip_serializing_if = "Option::is_none")]
-    producers: Option<usize>,
+    producer_count: Option<usize>,
     #[serde(skip_serializing_if = "Option::is_none")]
     error: Option<String>,
 }
@@ -102,7 +102,7 @@ pub(crate) fn run(args: &InfoArgs) -> Result<ExitCode> {
             .filter(|_| work != Some(BlockWork::Signatures))
             .map(|s| s.total_work().to_string()),
         irreversible_height: state.and_then(|s| s.rule_state().irreversible_height()),
-        producers: state
+        producer_count: state
             .and_then(|s| s.rule_state().report().producers)
             .map(|(_, rows)| rows.len()),
         error: replay.error.as_ref().map(|e| named(&replay, e)),
@@ -199,10 +199,13 @@ fn print(out: &mut impl Write, r: &InfoReport, state: Option<&ChainState>, now: 
     if let (Some(lib), Some(h)) = (r.irreversible_height, r.summary.height) {
         row(
             "irreversible",
-            format!("height {lib} ({} blocks behind the tip)", h - lib),
+            format!(
+                "height {lib} ({} behind the tip)",
+                format::plural(u64::from(h - lib), "block")
+            ),
         );
     }
-    if let (Some(n), Some(state)) = (r.producers, state) {
+    if let (Some(n), Some(state)) = (r.producer_count, state) {
         let what = state
             .rule_state()
             .report()

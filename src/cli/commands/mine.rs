@@ -22,7 +22,7 @@ use comfy_table::Cell;
 use serde::Serialize;
 
 use crate::cli::args::MineArgs;
-use crate::cli::format::{self, ProducersJson, producers_json};
+use crate::cli::format::{self, ProducersJson, plural, producers_json};
 use crate::cli::miner::{MineJob, MineOutcome, OpenChain, RateWindow, mine_blocks, open_chain};
 use crate::cli::progress::{GREEN, Progress, paint};
 use crate::cli::{EXIT_INTERRUPTED, EXIT_INVALID, choose_backend, resolve_spec, thread_pool};
@@ -309,8 +309,8 @@ impl MineLog<'_> {
         if hashing {
             let rate = hashes as f64 / took.as_secs_f64().max(1e-9);
             line += &format!(
-                ", {}hashes ({}H/s)",
-                format::si(hashes as f64),
+                ", {} ({}H/s)",
+                format::count(hashes, "hash", "hashes"),
                 format::sig3(rate)
             );
         }
@@ -363,15 +363,6 @@ impl MineLog<'_> {
 /// The Bitcoin difficulty of compact bits (difficulty 1 = `0x1d00ffff`).
 fn bits_difficulty(bits: CompactTarget) -> f64 {
     bits.to_target().map_or(0.0, difficulty_of)
-}
-
-/// `1 block`, `2 blocks`.
-fn plural(n: u64, one: &str) -> String {
-    if n == 1 {
-        format!("1 {one}")
-    } else {
-        format!("{n} {one}s")
-    }
 }
 
 /// Turns `--tx-per-block`, `--offline`, `--vote`, `--votes-per-block` and `--double-sign`
@@ -551,7 +542,11 @@ fn report(args: &MineArgs, path: &Path, state: &ChainState, run: &RunStats) -> R
     )?;
     match work {
         BlockWork::NonceSearch => {
-            writeln!(out, "  hashes      {}", format::si(run.hashes as f64))?;
+            writeln!(
+                out,
+                "  hashes      {}",
+                format::si(run.hashes as f64).trim_end()
+            )?;
             writeln!(
                 out,
                 "  hash rate   {}H/s on {} ({})",
@@ -563,8 +558,8 @@ fn report(args: &MineArgs, path: &Path, state: &ChainState, run: &RunStats) -> R
         BlockWork::KernelSearch => {
             writeln!(
                 out,
-                "  kernels     {}stake kernels tried",
-                format::si(run.hashes as f64)
+                "  kernels     {} tried",
+                format::count(run.hashes, "stake kernel", "stake kernels")
             )?;
             writeln!(out, "  kernel rate {}H/s on one thread", format::sig3(rate))?;
         }
@@ -616,8 +611,8 @@ fn print_producers(
     if let Some(lib) = state.rule_state().irreversible_height() {
         writeln!(
             out,
-            "  irreversible height {lib} ({} blocks behind the tip)",
-            height - lib
+            "  irreversible height {lib} ({} behind the tip)",
+            plural(u64::from(height - lib), "block")
         )?;
     }
     let Some((what, rows)) = &report.producers else {

@@ -50,6 +50,14 @@ pub(crate) fn builtin_lookalike(spec: &ChainSpec) -> Option<String> {
     })
 }
 
+/// A repair hint with the chain file named in its command, ready to paste.
+pub(crate) fn with_file(hint: &str, path: &Path) -> String {
+    hint.replace(
+        "`chainsmith verify --repair`",
+        &format!("`chainsmith verify --repair {}`", path.display()),
+    )
+}
+
 /// What `verify --json` and `info --json` both say of a replayed chain: its rule and spec and
 /// its valid prefix (`None`s when not even genesis is valid).
 #[derive(serde::Serialize)]

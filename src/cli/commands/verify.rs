@@ -10,7 +10,7 @@ use chainsmith::chain::verify::{LineError, LineErrorKind, Replay};
 use serde::Serialize;
 
 use crate::cli::args::VerifyArgs;
-use crate::cli::commands::{ChainSummary, builtin_lookalike, named, replay_file};
+use crate::cli::commands::{ChainSummary, builtin_lookalike, named, replay_file, with_file};
 use crate::cli::format::{ProducersJson, producers_json};
 use crate::cli::{EXIT_INVALID, thread_pool, unix_now};
 
@@ -69,7 +69,10 @@ pub(crate) fn run(args: &VerifyArgs) -> Result<ExitCode> {
                     height: err.height,
                     line: err.line,
                     reason: named(&replay, &err.kind),
-                    repair: err.kind.repair_hint(replay.valid_bytes),
+                    repair: err
+                        .kind
+                        .repair_hint(replay.valid_bytes)
+                        .map(|h| with_file(h, path)),
                     not_repaired: refused,
                 }),
         };
@@ -105,7 +108,7 @@ pub(crate) fn run(args: &VerifyArgs) -> Result<ExitCode> {
         if let Some(why) = refused {
             writeln!(out, "not repaired: {why}")?;
         } else if let Some(hint) = err.kind.repair_hint(replay.valid_bytes) {
-            writeln!(out, "to repair: {hint}")?;
+            writeln!(out, "to repair: {}", with_file(hint, path))?;
         }
         if let Some(t) = &tip {
             writeln!(
@@ -159,7 +162,7 @@ struct ErrorJson {
     reason: String,
     /// What `--repair` would do, where it would.
     #[serde(skip_serializing_if = "Option::is_none")]
-    repair: Option<&'static str>,
+    repair: Option<String>,
     /// Why `--repair` was refused, when it was given.
     #[serde(skip_serializing_if = "Option::is_none")]
     not_repaired: Option<&'static str>,
@@ -256,8 +259,10 @@ impl std::fmt::Display for TipSummary {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(
             f,
-            "valid: {} blocks, height {}, tip {}, ",
-            self.blocks, self.height, self.hash
+            "valid: {}, height {}, tip {}, ",
+            crate::cli::format::plural(self.blocks, "block"),
+            self.height,
+            self.hash
         )?;
         match self.irreversible {
             Some(lib) => write!(f, "irreversible height {lib}")?,
