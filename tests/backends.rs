@@ -1,11 +1,14 @@
 //! Every hash backend this CPU supports against the portable reference: random headers,
 //! targets and nonce ranges, the real headers of tests/vectors, and nonce boundaries (0,
-//! 2^32 − 1, ranges that start or end inside a batch of lanes).
+//! 2^32 − 1, ranges that start or end inside a batch of lanes); and the same for stake
+//! kernels, whose timestamp is the field that varies.
 #![allow(clippy::unwrap_used)]
 
 mod common;
 
-use chainsmith::hash::{Backend, PowJob};
+use chainsmith::hash::{Backend, KernelJob, PowJob};
+use chainsmith::pos::KernelInput;
+use chainsmith::primitives::hash::sha256d;
 use chainsmith::primitives::hash::{BlockHash, MerkleRoot};
 use chainsmith::{CompactTarget, Header, Target};
 use proptest::prelude::*;
@@ -108,8 +111,94 @@ fn real_headers_agree_on_every_backend() {
     }
 }
 
+/// Every candidate time of `times` (top word of the hash ≤ `top`), in order, from `backend`.
+fn kernel_candidates(prefix: &[u8; 24], backend: Backend, times: (u64, u64), top: u32) -> Vec<u32> {
+    let job = KernelJob::new(prefix, backend).unwrap();
+    let mut out = Vec::new();
+    let mut from = times.0;
+    while let Some(t) = job.candidate(from..times.1, top) {
+        out.push(t);
+        from = u64::from(t) + 1;
+    }
+    out
+}
+
+fn compare_kernels(prefix: &[u8; 24], start: u64, len: u64, top: u32) {
+    let times = (start, start + len);
+    // The reference, from first principles: sha256d of the 28 bytes, top word read as the
+    // most significant 32 bits of a little-endian number.
+    let want: Vec<u32> = (start..(start + len).min(1 << 32))
+        .map(|t| t as u32)
+        .filter(|t| {
+            let mut msg = prefix.to_vec();
+            msg.extend_from_slice(&t.to_le_bytes());
+            u32::from_le_bytes(sha256d(&msg)[28..].try_into().unwrap()) <= top
+        })
+        .collect();
+    for backend in Backend::supported() {
+        let got = kernel_candidates(prefix, backend, times, top);
+        assert_eq!(got, want, "{backend} on {start}..+{len}, top {top:#x}");
+    }
+}
+
+#[test]
+fn kernel_hash_is_sha256d_of_the_28_bytes() {
+    let k = KernelInput {
+        modifier: 0x0123_4567_89ab_cdef,
+        block_time_from: 1_400_000_000,
+        tx_offset: 81,
+        tx_time: 1_399_999_990,
+        vout: 1,
+        time: 1_402_678_400,
+    };
+    let prefix: [u8; 24] = k.preimage()[..24].try_into().unwrap();
+    for backend in Backend::supported() {
+        let job = KernelJob::new(&prefix, backend).unwrap();
+        assert_eq!(job.hash(k.time), k.hash(), "{backend}");
+        assert_eq!(job.hash(k.time), sha256d(&k.preimage()), "{backend}");
+    }
+}
+
+#[test]
+fn kernel_boundaries_agree() {
+    let prefix = [7u8; 24];
+    let top = 1u64 << 32;
+    for (start, len) in [
+        (0, 1),
+        (0, 7),
+        (1, 9),
+        (3, 17),
+        (1_700_000_000, 33),
+        (top - 1, 1),
+        (top - 3, 3),
+        (top - 9, 9),
+        (top - 16, 16),
+        (top - 17, 17),
+        (top - 5, 40),
+    ] {
+        // One hash in four, one in 2^30, and every hash.
+        for t in [0x3fff_ffff, 3, u32::MAX] {
+            compare_kernels(&prefix, start, len, t);
+        }
+    }
+    for backend in Backend::supported() {
+        let job = KernelJob::new(&prefix, backend).unwrap();
+        assert_eq!(job.candidate(10..10, u32::MAX), None, "{backend}");
+        assert_eq!(job.candidate(top..top + 9, u32::MAX), None, "{backend}");
+    }
+}
+
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(common::cases(64)))]
+
+    #[test]
+    fn kernel_backends_agree_with_the_reference(
+        prefix in any::<[u8; 24]>(), start in 0u64..(1 << 32), len in 0u64..200,
+        shift in 0u32..32, top in any::<u32>(),
+    ) {
+        let start = start.min((1 << 32) - len);
+        compare_kernels(&prefix, start, len, top >> shift);
+    }
 
     #[test]
     fn backends_agree_with_the_reference(

@@ -587,10 +587,24 @@ fn bench_reports_every_backend_against_the_reference() {
     let v: Value = serde_json::from_slice(&out.stdout).unwrap();
     let results = v["results"].as_array().unwrap();
     let skipped = v["skipped"].as_array().unwrap();
-    // Every backend is either measured (at 1 and 2 threads) or listed as skipped.
-    assert_eq!(results.len() / 2 + skipped.len(), 4);
+    // Every backend is either measured (both searches at 1 and 2 threads) or listed as
+    // skipped.
+    assert_eq!(results.len() / 4 + skipped.len(), 4);
+    for search in ["nonce", "kernel"] {
+        assert_eq!(
+            results.iter().filter(|r| r["search"] == search).count(),
+            results.len() / 2
+        );
+    }
     for r in results {
-        for key in ["backend", "threads", "hashes", "seconds", "hash_rate"] {
+        for key in [
+            "search",
+            "backend",
+            "threads",
+            "hashes",
+            "seconds",
+            "hash_rate",
+        ] {
             assert!(r.get(key).is_some(), "{key}");
         }
         assert!(r["hashes"].as_u64().unwrap() > 0);
@@ -603,6 +617,19 @@ fn bench_reports_every_backend_against_the_reference() {
         .find(|r| r["backend"] == "soft" && r["threads"] == 1)
         .unwrap();
     assert!((soft1["ratio_vs_soft"].as_f64().unwrap() - 1.0).abs() < 1e-12);
+    // A kernel row's ratio to the nonce search is its rate over the nonce row's.
+    for k in results.iter().filter(|r| r["search"] == "kernel") {
+        let nonce = results
+            .iter()
+            .find(|r| {
+                r["search"] == "nonce"
+                    && r["backend"] == k["backend"]
+                    && r["threads"] == k["threads"]
+            })
+            .unwrap();
+        let want = k["hash_rate"].as_f64().unwrap() / nonce["hash_rate"].as_f64().unwrap();
+        assert!((k["ratio_vs_nonce"].as_f64().unwrap() - want).abs() < 1e-9 * want);
+    }
 
     cargo_bin_cmd!("chainsmith")
         .args([
@@ -616,7 +643,8 @@ fn bench_reports_every_backend_against_the_reference() {
         ])
         .assert()
         .success()
-        .stdout(predicate::str::contains("best: soft on 1 thread,"));
+        .stdout(predicate::str::contains("best nonce: soft on 1 thread,"))
+        .stdout(predicate::str::contains("best kernel: soft on 1 thread,"));
     cargo_bin_cmd!("chainsmith")
         .args(["bench", "--backend", "sse9"])
         .assert()
@@ -631,27 +659,49 @@ fn bench_reports_every_backend_against_the_reference() {
 #[test]
 fn mine_reports_and_honours_the_backend() {
     let dir = TempDir::new().unwrap();
-    for backend in ["soft", "default"] {
-        let chain = dir.path().join(format!("{backend}.jsonl"));
-        let mut cmd = cargo_bin_cmd!("chainsmith");
-        cmd.args([
-            "mine", "pow", "--spec", "regtest", "--blocks", "3", "--json", "--chain",
-        ])
-        .arg(&chain);
-        if backend == "soft" {
-            cmd.args(["--backend", "soft"]);
+    let test_pos = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/data/test-pos.json");
+    for (rule, spec) in [("pow", "regtest"), ("pos", test_pos)] {
+        for backend in ["soft", "default"] {
+            let chain = dir.path().join(format!("{rule}-{backend}.jsonl"));
+            let mut cmd = cargo_bin_cmd!("chainsmith");
+            cmd.args([
+                "mine", rule, "--spec", spec, "--blocks", "3", "--json", "--chain",
+            ])
+            .arg(&chain)
+            .args(["--threads", "2"]);
+            if backend == "soft" {
+                cmd.args(["--backend", "soft"]);
+            }
+            let out = cmd.output().unwrap();
+            assert!(out.status.success(), "{rule} {backend}: {out:?}");
+            let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+            let name = v["backend"].as_str().unwrap();
+            if backend == "soft" {
+                assert_eq!(name, "soft");
+            } else {
+                assert!(["avx512", "sha-ni", "avx2", "soft"].contains(&name));
+            }
+            assert_eq!(v["threads"], 2, "{rule} {backend}");
+            assert_eq!(verify_json(&chain).0, 0);
         }
-        let out = cmd.output().unwrap();
-        assert!(out.status.success());
-        let v: Value = serde_json::from_slice(&out.stdout).unwrap();
-        let name = v["backend"].as_str().unwrap();
-        if backend == "soft" {
-            assert_eq!(name, "soft");
-        } else {
-            assert!(["avx512", "sha-ni", "avx2", "soft"].contains(&name));
-        }
-        assert_eq!(verify_json(&chain).0, 0);
     }
+    // The stake search always finds the same block: nothing to make deterministic.
+    cargo_bin_cmd!("chainsmith")
+        .args(["mine", "pos", "--deterministic", "--spec", test_pos])
+        .arg("--chain")
+        .arg(dir.path().join("refused.jsonl"))
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains("always finds the same block"));
+    // Rules that sign rather than hash have no threads or backend to choose.
+    cargo_bin_cmd!("chainsmith")
+        .args(["mine", "dpos", "--threads", "2", "--chain"])
+        .arg(dir.path().join("dpos.jsonl"))
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains(
+            "--threads applies to the hash searches of pow and pos chains",
+        ));
 }
 
 #[test]

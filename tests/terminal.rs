@@ -52,7 +52,9 @@ fn bench_json_keys_are_stable() {
         ".results[].hashes" => insta::dynamic_redaction(integer),
         ".results[].seconds" => insta::dynamic_redaction(number),
         ".results[].hash_rate" => insta::dynamic_redaction(number),
+        ".results[].ratio_vs_nonce" => insta::dynamic_redaction(number),
         ".best.hash_rate" => insta::dynamic_redaction(number),
+        ".best_kernel.hash_rate" => insta::dynamic_redaction(number),
     });
     // The features are the vector backends' names, and the detected backend is one of them
     // or the portable one.
@@ -88,7 +90,17 @@ fn bench_text_names_the_cpu_and_fits_80_columns() {
     assert!(lines[2].starts_with("backend "), "{text}");
     // The ratio is to soft, as JSON's `ratio_vs_soft` says.
     assert!(text.contains("× soft"), "{text}");
-    assert!(lines.last().unwrap().starts_with("best: "), "{text}");
+    // Each backend's nonce and kernel rows, the kernel row's rate also as a share of the
+    // nonce search's.
+    assert!(text.contains("× nonce"), "{text}");
+    for search in ["nonce ", "kernel "] {
+        assert!(lines.iter().any(|l| l.starts_with(search)), "{text}");
+    }
+    assert!(lines[lines.len() - 2].starts_with("best nonce: "), "{text}");
+    assert!(
+        lines[lines.len() - 1].starts_with("best kernel: "),
+        "{text}"
+    );
     assert!(text.contains("H/s"), "{text}");
     for line in &lines {
         assert!(line.chars().count() <= 80, "wider than 80 columns: {line}");

@@ -33,9 +33,13 @@ pub const MAX_GENESIS_TIME: u32 = 3_500_000_000;
 pub const MAX_RETARGET_INTERVAL: u32 = 100_000;
 
 /// The built-in specs: name and JSON text.
-pub const BUILTIN_SPECS: [(&str, &str); 10] = [
+pub const BUILTIN_SPECS: [(&str, &str); 11] = [
     ("pow-demo", include_str!("../../chains/pow-demo.json")),
     ("pos-demo", include_str!("../../chains/pos-demo.json")),
+    (
+        "pos-peercoin",
+        include_str!("../../chains/pos-peercoin.json"),
+    ),
     ("dpos-demo", include_str!("../../chains/dpos-demo.json")),
     ("poa-demo", include_str!("../../chains/poa-demo.json")),
     ("raft-demo", include_str!("../../chains/raft-demo.json")),

@@ -77,6 +77,12 @@ pub(crate) fn sig3(value: f64) -> String {
         j += 1;
         prefix = SMALL[j];
     }
+    format!("{} {prefix}", three_digits(v))
+}
+
+/// A number already scaled to below a thousand, to three significant digits: `999`, `21.3`,
+/// `1.50`.
+fn three_digits(v: f64) -> String {
     let digits = if v.abs() >= 99.95 {
         0
     } else if v.abs() >= 9.995 {
@@ -84,7 +90,7 @@ pub(crate) fn sig3(value: f64) -> String {
     } else {
         2
     };
-    format!("{v:.digits$} {prefix}")
+    format!("{v:.digits$}")
 }
 
 /// `1 block`, `2 blocks`.
@@ -115,14 +121,7 @@ pub(crate) fn bytes(n: u64) -> String {
         v /= 1024.0;
         i += 1;
     }
-    let digits = if v >= 99.95 {
-        0
-    } else if v >= 9.995 {
-        1
-    } else {
-        2
-    };
-    format!("{v:.digits$} {}", UNITS[i])
+    format!("{} {}", three_digits(v), UNITS[i])
 }
 
 /// Columns a report's lines fit in.

@@ -66,14 +66,15 @@ impl TimeSource for WallClock {
 }
 
 /// Mines `job.blocks` blocks onto `state` and `writer` with the rule's producer, calling
-/// `on_block(state, record, hashes)` after each block is synced (`hashes`: nonces or kernels
-/// tried for it).
+/// `on_block(state, record, hashes, took)` after each block is synced (`hashes`: nonces or
+/// kernels tried for it; `took`: the time since the previous block was synced, or since the
+/// start).
 pub(crate) fn mine_blocks(
     state: &mut ChainState,
     writer: &mut ChainWriter,
     job: &MineJob<'_>,
     control: &SearchControl,
-    on_block: &mut (dyn FnMut(&ChainState, &BlockRecord, u64) + Send),
+    on_block: &mut (dyn FnMut(&ChainState, &BlockRecord, u64, Duration) + Send),
 ) -> Result<MineOutcome> {
     let mut producer = state
         .consensus()
@@ -87,10 +88,13 @@ pub(crate) fn mine_blocks(
             scope.spawn(|| tick(job.progress, control, &ticker_done));
         }
         let mut mined = 0;
+        let mut last_block = Instant::now();
         let mut sink = |state: &ChainState, record: &BlockRecord, hashes: u64| {
             writer.append(record)?;
             mined += 1;
-            on_block(state, record, hashes);
+            let now = Instant::now();
+            on_block(state, record, hashes, now.duration_since(last_block));
+            last_block = now;
             job.progress.set_position(mined);
             Ok(())
         };

@@ -3,6 +3,7 @@
 
 pub(crate) mod args;
 mod commands;
+mod cpu;
 mod format;
 mod miner;
 mod phase;

@@ -17,6 +17,11 @@
 //! A kernel reports *candidates* — nonces whose hash has a most significant 32-bit word at or
 //! below the target's — and [`PowJob::scan`] checks each candidate against the full target.
 //! Nothing in the loop allocates or locks.
+//!
+//! The proof-of-stake search hashes stake kernels the same way ([`KernelJob`]): a kernel is
+//! sha256d of 28 bytes whose last field, the timestamp, is what the search varies — one block
+//! from the IV, the rounds before the timestamp precomputed, then the same second hash. The
+//! backends are the same code, generic over which word of the block varies.
 
 pub mod search;
 
@@ -198,12 +203,84 @@ impl FromStr for Backend {
     }
 }
 
+/// A sha256d message whose last 64-byte block varies in one 32-bit little-endian field, word
+/// `VAR` of the block (word 3 of a header's second block: the nonce; word 6 of a stake
+/// kernel: the timestamp): the state before that block and the padded block, from which every
+/// backend scans the field's values.
+#[derive(Debug, Clone)]
+struct Sweep<const VAR: usize> {
+    midstate: [u32; 8],
+    block: [u8; 64],
+}
+
+impl<const VAR: usize> Sweep<VAR> {
+    /// The final SHA-256 state of sha256d with `value` in the field (portable code).
+    #[inline]
+    fn state(&self, value: u32) -> [u32; 8] {
+        let mut block = self.block;
+        block[4 * VAR..4 * VAR + 4].copy_from_slice(&value.to_le_bytes());
+        let mut first = self.midstate;
+        compress256(&mut first, &[block]);
+        let mut second = [0u8; 64];
+        for (chunk, word) in second.chunks_exact_mut(4).zip(first) {
+            chunk.copy_from_slice(&word.to_be_bytes());
+        }
+        second[32] = 0x80;
+        // Message length: 32 bytes = 256 bits.
+        second[56..64].copy_from_slice(&256u64.to_be_bytes());
+        let mut state = IV;
+        compress256(&mut state, &[second]);
+        state
+    }
+
+    /// sha256d with `value` in the field, as 32 bytes in internal order.
+    fn digest(&self, value: u32) -> [u8; 32] {
+        let mut out = [0u8; 32];
+        for (chunk, word) in out.chunks_exact_mut(4).zip(self.state(value)) {
+            chunk.copy_from_slice(&word.to_be_bytes());
+        }
+        out
+    }
+
+    /// The first value in `start..end` (`end ≤ 2^32`) whose hash has a most significant
+    /// 32-bit word at most `top`, from `backend`. The digest's last word, byte-swapped, is the
+    /// most significant 32 bits of the hash read as a little-endian number.
+    fn candidate(&self, backend: Backend, start: u64, end: u64, top: u32) -> Option<u32> {
+        #[cfg(target_arch = "x86_64")]
+        let input = || {
+            let block = std::array::from_fn(|i| {
+                u32::from_be_bytes(self.block[4 * i..4 * i + 4].try_into().expect("4 bytes"))
+            });
+            debug_assert!(x86::padding_holds(&block, VAR));
+            x86::ScanInput {
+                midstate: self.midstate,
+                block,
+                target_top: top,
+            }
+        };
+        match backend {
+            Backend::Soft => (start..end)
+                .map(|v| v as u32)
+                .find(|v| self.state(*v)[7].swap_bytes() <= top),
+            #[cfg(target_arch = "x86_64")]
+            Backend::ShaNi => x86::scan_sha_ni::<VAR>(&input(), start, end),
+            #[cfg(target_arch = "x86_64")]
+            Backend::Avx2 => x86::scan_avx2::<VAR>(&input(), start, end),
+            #[cfg(target_arch = "x86_64")]
+            Backend::Avx512 => x86::scan_avx512::<VAR>(&input(), start, end),
+            #[cfg(not(target_arch = "x86_64"))]
+            Backend::ShaNi | Backend::Avx2 | Backend::Avx512 => {
+                Self::candidate(self, Backend::Soft, start, end, top)
+            }
+        }
+    }
+}
+
 /// A header prepared for nonce search: its midstate, its padded second block, the target and
 /// the backend that will hash it.
 #[derive(Debug, Clone)]
 pub struct PowJob {
-    midstate: [u32; 8],
-    tail: [u8; 64],
+    sweep: Sweep<3>,
     target: Target,
     target_top: u32,
     backend: Backend,
@@ -228,15 +305,14 @@ impl PowJob {
         let mut midstate = IV;
         let first: [u8; 64] = bytes[..64].try_into().expect("header has 80 bytes");
         compress256(&mut midstate, &[first]);
-        let mut tail = [0u8; 64];
-        tail[..16].copy_from_slice(&bytes[64..80]);
-        tail[16] = 0x80;
+        let mut block = [0u8; 64];
+        block[..16].copy_from_slice(&bytes[64..80]);
+        block[16] = 0x80;
         // Message length: 80 bytes = 640 bits, big-endian in the last 8 bytes.
-        tail[56..64].copy_from_slice(&640u64.to_be_bytes());
+        block[56..64].copy_from_slice(&640u64.to_be_bytes());
         let target_top = (target.to_limbs()[3] >> 32) as u32;
         Self {
-            midstate,
-            tail,
+            sweep: Sweep { midstate, block },
             target,
             target_top,
             backend: Backend::detect(),
@@ -271,65 +347,7 @@ impl PowJob {
     /// code, whatever the backend).
     #[must_use]
     pub fn hash_nonce(&self, nonce: u32) -> [u8; 32] {
-        let state = self.second_hash(nonce);
-        let mut out = [0u8; 32];
-        for (chunk, word) in out.chunks_exact_mut(4).zip(state) {
-            chunk.copy_from_slice(&word.to_be_bytes());
-        }
-        out
-    }
-
-    #[inline]
-    fn second_hash(&self, nonce: u32) -> [u32; 8] {
-        let mut block = self.tail;
-        block[12..16].copy_from_slice(&nonce.to_le_bytes());
-        let mut first = self.midstate;
-        compress256(&mut first, &[block]);
-        let mut second = [0u8; 64];
-        for (chunk, word) in second.chunks_exact_mut(4).zip(first) {
-            chunk.copy_from_slice(&word.to_be_bytes());
-        }
-        second[32] = 0x80;
-        // Message length: 32 bytes = 256 bits.
-        second[56..64].copy_from_slice(&256u64.to_be_bytes());
-        let mut state = IV;
-        compress256(&mut state, &[second]);
-        state
-    }
-
-    /// The portable kernel: the first nonce in `start..end` whose hash's top word is at most
-    /// the target's. The digest's last word, byte-swapped, is the most significant 32 bits of
-    /// the hash read as a little-endian number.
-    fn soft_candidate(&self, start: u64, end: u64) -> Option<u32> {
-        (start..end)
-            .map(|n| n as u32)
-            .find(|n| self.second_hash(*n)[7].swap_bytes() <= self.target_top)
-    }
-
-    #[cfg(target_arch = "x86_64")]
-    fn scan_input(&self) -> x86::ScanInput {
-        let word =
-            |i: usize| u32::from_be_bytes(self.tail[4 * i..4 * i + 4].try_into().expect("4 bytes"));
-        x86::ScanInput {
-            midstate: self.midstate,
-            words: [word(0), word(1), word(2)],
-            target_top: self.target_top,
-        }
-    }
-
-    /// Returns the first candidate nonce in `start..end` from this job's backend.
-    fn candidate(&self, start: u64, end: u64) -> Option<u32> {
-        match self.backend {
-            Backend::Soft => self.soft_candidate(start, end),
-            #[cfg(target_arch = "x86_64")]
-            Backend::ShaNi => x86::scan_sha_ni(&self.scan_input(), start, end),
-            #[cfg(target_arch = "x86_64")]
-            Backend::Avx2 => x86::scan_avx2(&self.scan_input(), start, end),
-            #[cfg(target_arch = "x86_64")]
-            Backend::Avx512 => x86::scan_avx512(&self.scan_input(), start, end),
-            #[cfg(not(target_arch = "x86_64"))]
-            Backend::ShaNi | Backend::Avx2 | Backend::Avx512 => self.soft_candidate(start, end),
-        }
+        self.sweep.digest(nonce)
     }
 
     /// Hashes the nonces in `range` (clamped to `0..=u32::MAX`) and returns the first that
@@ -344,7 +362,10 @@ impl PowJob {
                 break;
             }
             let batch_end = (nonce + STOP_CHECK_INTERVAL).min(end);
-            while let Some(candidate) = self.candidate(nonce, batch_end) {
+            while let Some(candidate) =
+                self.sweep
+                    .candidate(self.backend, nonce, batch_end, self.target_top)
+            {
                 if Target::from_le_bytes(self.hash_nonce(candidate)) <= self.target {
                     return Scan {
                         found: Some(candidate),
@@ -359,6 +380,68 @@ impl PowJob {
             found: None,
             hashes: nonce.saturating_sub(range.start),
         }
+    }
+}
+
+/// A stake kernel prepared for search over its timestamp: the 24 bytes before the time
+/// (stake modifier, the staked output's block time, transaction position, transaction time
+/// and output index) in a padded one-block message, and the backend that will hash it.
+///
+/// A kernel is sha256d of 28 bytes: two compressions per timestamp, like a nonce. Only the
+/// last field varies, so the kernels precompute the six rounds before it.
+#[derive(Debug, Clone)]
+pub struct KernelJob {
+    sweep: Sweep<6>,
+    backend: Backend,
+}
+
+impl KernelJob {
+    /// Prepares the kernel whose first 24 bytes are `prefix` (its layout: `pos::KernelInput`),
+    /// to be hashed by `backend`.
+    ///
+    /// # Errors
+    /// [`UnsupportedBackend`] when this CPU cannot run it.
+    pub fn new(prefix: &[u8; 24], backend: Backend) -> Result<Self, UnsupportedBackend> {
+        if !backend.is_supported() {
+            return Err(UnsupportedBackend(backend));
+        }
+        let mut block = [0u8; 64];
+        block[..24].copy_from_slice(prefix);
+        block[28] = 0x80;
+        // Message length: 28 bytes = 224 bits.
+        block[56..64].copy_from_slice(&224u64.to_be_bytes());
+        Ok(Self {
+            sweep: Sweep {
+                midstate: IV,
+                block,
+            },
+            backend,
+        })
+    }
+
+    /// Returns the backend that hashes this job.
+    #[must_use]
+    pub const fn backend(&self) -> Backend {
+        self.backend
+    }
+
+    /// Returns sha256d of the kernel at `time`, 32 bytes in internal order (portable code,
+    /// whatever the backend).
+    #[must_use]
+    pub fn hash(&self, time: u32) -> [u8; 32] {
+        self.sweep.digest(time)
+    }
+
+    /// Returns the first time in `times` (clamped to `0..=u32::MAX`) whose kernel hash has a
+    /// most significant 32-bit word (of the hash read as a little-endian number) at most
+    /// `top`: a candidate, which the caller checks against its full threshold.
+    #[must_use]
+    pub fn candidate(&self, times: Range<u64>, top: u32) -> Option<u32> {
+        let end = times.end.min(1 << 32);
+        if times.start >= end {
+            return None;
+        }
+        self.sweep.candidate(self.backend, times.start, end, top)
     }
 }
 

@@ -51,38 +51,63 @@ pub(super) fn has_avx512() -> bool {
     is_x86_feature_detected!("avx512f") && is_x86_feature_detected!("avx512bw")
 }
 
-/// The nonce-independent inputs of a scan.
+/// The fixed inputs of a scan: a SHA-256 state and a padded 64-byte block in which one word
+/// (`VAR` in the kernels) takes the values scanned. Words after `VAR` must be the padding the
+/// kernels assume ([`padding_holds`]).
 #[derive(Debug, Clone, Copy)]
 pub(super) struct ScanInput {
-    /// SHA-256 state after the header's first 64 bytes.
+    /// SHA-256 state before the block (the IV when the message is one block).
     pub(super) midstate: [u32; 8],
-    /// Big-endian words 0–2 of the header's second block: merkle tail, time, bits.
-    pub(super) words: [u32; 3],
-    /// The target's most significant 32 bits.
+    /// The block as big-endian words; word `VAR` is ignored.
+    pub(super) block: [u32; 16],
+    /// Candidates have a most significant 32-bit word of the hash at most this.
     pub(super) target_top: u32,
+}
+
+/// The message length, in bits, of a message whose last block ends with word `var`: one
+/// earlier block when the variable word is the fourth (an 80-byte header), none when it is
+/// the seventh (a 28-byte stake kernel).
+const fn message_bits(var: usize) -> u32 {
+    match var {
+        3 => 640,
+        6 => 224,
+        _ => panic!("no kernel for this layout"),
+    }
+}
+
+/// Whether `block` holds, after word `var`, the padding the kernels hard-wire: `0x80` then
+/// zeros then the message length.
+pub(super) fn padding_holds(block: &[u32; 16], var: usize) -> bool {
+    block[var + 1] == 0x8000_0000
+        && block[var + 2..15].iter().all(|w| *w == 0)
+        && block[15] == message_bits(var)
 }
 
 /// Scans `start..end` (`end ≤ 2^32`) with SHA-NI and returns the first candidate nonce.
 ///
 /// # Panics
 /// If the CPU lacks SHA-NI (the caller checks [`has_sha_ni`] when choosing the backend).
-pub(super) fn scan_sha_ni(input: &ScanInput, start: u64, end: u64) -> Option<u32> {
+pub(super) fn scan_sha_ni<const VAR: usize>(
+    input: &ScanInput,
+    start: u64,
+    end: u64,
+) -> Option<u32> {
     assert!(
         has_sha_ni(),
         "the SHA-NI backend needs a CPU with SHA extensions"
     );
     // SAFETY: the CPU has sha, sse2, ssse3, sse4.1 and avx, checked just above.
-    unsafe { sha_ni_scan::<SHA_NI_LANES>(input, start, end) }
+    unsafe { sha_ni_scan::<SHA_NI_LANES, VAR>(input, start, end) }
 }
 
 /// Scans `start..end` (`end ≤ 2^32`) with AVX2 and returns the first candidate nonce.
 ///
 /// # Panics
 /// If the CPU lacks AVX2 (the caller checks [`has_avx2`] when choosing the backend).
-pub(super) fn scan_avx2(input: &ScanInput, start: u64, end: u64) -> Option<u32> {
+pub(super) fn scan_avx2<const VAR: usize>(input: &ScanInput, start: u64, end: u64) -> Option<u32> {
     assert!(has_avx2(), "the AVX2 backend needs a CPU with AVX2");
     // SAFETY: the CPU has avx2, checked just above.
-    unsafe { avx2_scan(input, start, end) }
+    unsafe { avx2_scan::<VAR>(input, start, end) }
 }
 
 /// Scans `start..end` (`end ≤ 2^32`) with AVX-512 and returns the first candidate nonce.
@@ -90,13 +115,17 @@ pub(super) fn scan_avx2(input: &ScanInput, start: u64, end: u64) -> Option<u32> 
 /// # Panics
 /// If the CPU lacks AVX-512 F and BW (the caller checks [`has_avx512`] when choosing the
 /// backend).
-pub(super) fn scan_avx512(input: &ScanInput, start: u64, end: u64) -> Option<u32> {
+pub(super) fn scan_avx512<const VAR: usize>(
+    input: &ScanInput,
+    start: u64,
+    end: u64,
+) -> Option<u32> {
     assert!(
         has_avx512(),
         "the AVX-512 backend needs a CPU with AVX-512 F and BW"
     );
     // SAFETY: the CPU has avx512f and avx512bw, checked just above.
-    unsafe { avx512_scan(input, start, end) }
+    unsafe { avx512_scan::<VAR>(input, start, end) }
 }
 
 /// The lowest lane `l < valid` whose top word passes, as a nonce.
@@ -181,44 +210,70 @@ macro_rules! scheduled_group {
     }};
 }
 
+/// Word `VAR` of `m` replaced by `value` (`VAR % 4` is 2 or 3: the first two rounds of its
+/// group use only fixed words).
+#[inline]
+#[target_feature(enable = "sse2,sse4.1")]
+fn with_word<const VAR: usize>(m: __m128i, value: u32) -> __m128i {
+    match VAR % 4 {
+        2 => _mm_insert_epi32::<2>(m, value as i32),
+        3 => _mm_insert_epi32::<3>(m, value as i32),
+        _ => unreachable!("the varying word is the third or fourth of its group"),
+    }
+}
+
 #[target_feature(enable = "sha,sse2,ssse3,sse4.1,avx")]
-fn sha_ni_scan<const L: usize>(input: &ScanInput, start: u64, end: u64) -> Option<u32> {
+fn sha_ni_scan<const L: usize, const VAR: usize>(
+    input: &ScanInput,
+    start: u64,
+    end: u64,
+) -> Option<u32> {
+    const {
+        assert!(
+            VAR % 4 >= 2,
+            "rounds 4g and 4g+1 of the varying word's group are fixed"
+        )
+    };
     let (mid_abef, mid_cdgh) = to_abef_cdgh(&input.midstate);
     let (iv_abef, iv_cdgh) = to_abef_cdgh(&IV);
-    // Header block 2: words 0-2 fixed, word 3 the nonce, then padding (0x80, length 640 bits).
-    let [w0, w1, w2] = input.words;
-    let m0_base = words4([w0, w1, w2, 0]);
-    let pad1 = words4([0x8000_0000, 0, 0, 0]);
-    let zero = words4([0, 0, 0, 0]);
-    let pad3 = words4([0, 0, 0, 640]);
-    // Rounds 0-1 do not depend on the nonce: run them once.
-    let after2 = _mm_sha256rnds2_epu32(mid_cdgh, mid_abef, _mm_add_epi32(m0_base, k4(0)));
-    let wk_pad = [
-        _mm_add_epi32(pad1, k4(1)),
-        _mm_add_epi32(zero, k4(2)),
-        _mm_add_epi32(pad3, k4(3)),
-    ];
+    let group = |g: usize| {
+        let b = &input.block;
+        words4([b[4 * g], b[4 * g + 1], b[4 * g + 2], b[4 * g + 3]])
+    };
+    let m_fixed: [__m128i; 4] = std::array::from_fn(group);
+    let wk_fixed: [__m128i; 4] = std::array::from_fn(|g| _mm_add_epi32(m_fixed[g], k4(g)));
+    // The groups before the varying word's, and the first two rounds of its own, do not
+    // depend on it: run them once.
+    let g = VAR / 4;
+    let (mut pre_abef, mut pre_cdgh) = (mid_abef, mid_cdgh);
+    for wk in &wk_fixed[..g] {
+        pre_cdgh = _mm_sha256rnds2_epu32(pre_cdgh, pre_abef, *wk);
+        pre_abef = _mm_sha256rnds2_epu32(pre_abef, pre_cdgh, _mm_shuffle_epi32(*wk, 0x0E));
+    }
+    let half = _mm_sha256rnds2_epu32(pre_cdgh, pre_abef, wk_fixed[g]);
     // Second hash: padding words 8-15 (0x80, length 256 bits).
+    let zero = words4([0, 0, 0, 0]);
     let pad8 = words4([0x8000_0000, 0, 0, 0]);
     let pad12 = words4([0, 0, 0, 256]);
     let wk_pad2 = [_mm_add_epi32(pad8, k4(2)), _mm_add_epi32(pad12, k4(3))];
 
     let mut base = start;
     while base < end {
-        // First compression: the header's second block, rounds 2-63.
-        let m0: [__m128i; L] = std::array::from_fn(|l| {
-            let nonce = (base + l as u64) as u32;
-            _mm_insert_epi32(m0_base, nonce.swap_bytes() as i32, 3)
+        // First compression: rounds 4g+2 to 63.
+        let mg: [__m128i; L] = std::array::from_fn(|l| {
+            let value = (base + l as u64) as u32;
+            with_word::<VAR>(m_fixed[g], value.swap_bytes())
         });
         let mut abef: [__m128i; L] = std::array::from_fn(|l| {
-            let wk23 = _mm_shuffle_epi32(_mm_add_epi32(m0[l], k4(0)), 0x0E);
-            _mm_sha256rnds2_epu32(mid_abef, after2, wk23)
+            let wk = _mm_shuffle_epi32(_mm_add_epi32(mg[l], k4(g)), 0x0E);
+            _mm_sha256rnds2_epu32(pre_abef, half, wk)
         });
-        let mut cdgh = [after2; L];
-        rounds4!(abef, cdgh, [wk_pad[0]; L]);
-        rounds4!(abef, cdgh, [wk_pad[1]; L]);
-        rounds4!(abef, cdgh, [wk_pad[2]; L]);
-        let mut m = [m0, [pad1; L], [zero; L], [pad3; L]];
+        let mut cdgh = [half; L];
+        for wk in &wk_fixed[g + 1..] {
+            rounds4!(abef, cdgh, [*wk; L]);
+        }
+        let mut m: [[__m128i; L]; 4] =
+            std::array::from_fn(|i| if i == g { mg } else { [m_fixed[i]; L] });
         scheduled_group!(abef, cdgh, m, 4);
         scheduled_group!(abef, cdgh, m, 5);
         scheduled_group!(abef, cdgh, m, 6);
@@ -531,25 +586,30 @@ macro_rules! round {
 
 /// Rounds `$t…` of a compression whose message words live in the ring `$w` (`$w[t % 16]` holds
 /// `W[t − 16]` until round `t ≥ 16` replaces it with `W[t]`).
+/// Rounds before `$from` are skipped (a constant, so the test folds away).
 macro_rules! rounds {
-    ($v:ident, $s:ident, $w:ident; $($t:literal)*) => {$(
-        if $t >= 16 {
-            let s0 = $v::small_sigma0($w[($t + 1) % 16]);
-            let s1 = $v::small_sigma1($w[($t + 14) % 16]);
-            $w[$t % 16] = $v::add($v::add($w[$t % 16], s0), $v::add($w[($t + 9) % 16], s1));
+    ($v:ident, $s:ident, $w:ident, $from:expr; $($t:literal)*) => {$(
+        if $t >= $from {
+            if $t >= 16 {
+                let s0 = $v::small_sigma0($w[($t + 1) % 16]);
+                let s1 = $v::small_sigma1($w[($t + 14) % 16]);
+                $w[$t % 16] =
+                    $v::add($v::add($w[$t % 16], s0), $v::add($w[($t + 9) % 16], s1));
+            }
+            round!($v, $s, $v::add($w[$t % 16], $v::splat(K[$t])));
         }
-        round!($v, $s, $v::add($w[$t % 16], $v::splat(K[$t])));
     )*};
 }
 
-/// The vector kernel's body over lane module `$v`: `$v::LANES` nonces per batch. Rounds 0–2 of
-/// the header's second block use only fixed words and run once, scalar; the compiler hoists
-/// everything else that does not depend on the nonce (the padding words' schedule and `K + W`).
+/// The vector kernel's body over lane module `$v`: `$v::LANES` values of word `$var` per
+/// batch. The rounds before that word use only fixed words and run once, scalar; the padding
+/// after it is constant, so the compiler folds and hoists everything else that does not
+/// depend on the varying word (the padding words' schedule and `K + W`).
 macro_rules! vector_scan {
-    ($v:ident, $input:ident, $start:ident, $end:ident) => {{
+    ($v:ident, $var:ident, $input:ident, $start:ident, $end:ident) => {{
         let mut pre = $input.midstate;
-        for (t, w) in $input.words.iter().enumerate() {
-            scalar_round(&mut pre, K[t].wrapping_add(*w));
+        for t in 0..$var {
+            scalar_round(&mut pre, K[t].wrapping_add($input.block[t]));
         }
         let mid: [$v::V; 8] = std::array::from_fn(|i| $v::splat($input.midstate[i]));
         let pre_v: [$v::V; 8] = std::array::from_fn(|i| $v::splat(pre[i]));
@@ -557,19 +617,19 @@ macro_rules! vector_scan {
         let lane = $v::lane_index();
         let mut base = $start;
         while base < $end {
-            let nonce = $v::add($v::splat(base as u32), lane);
+            let value = $v::add($v::splat(base as u32), lane);
             let mut w = [$v::splat(0); 16];
-            for (i, x) in $input.words.iter().enumerate() {
-                w[i] = $v::splat(*x);
+            for i in 0..$var {
+                w[i] = $v::splat($input.block[i]);
             }
-            // W3 is the nonce read big-endian.
-            w[3] = $v::swap_bytes(nonce);
-            w[4] = $v::splat(0x8000_0000);
-            w[15] = $v::splat(640);
+            // The varying word is a little-endian field read big-endian.
+            w[$var] = $v::swap_bytes(value);
+            w[$var + 1] = $v::splat(0x8000_0000);
+            w[15] = $v::splat(const { message_bits($var) });
             let mut s = pre_v;
-            rounds!($v, s, w; 3 4 5 6 7 8 9 10 11 12 13 14 15 16 17 18 19 20 21 22 23 24 25 26
-                27 28 29 30 31 32 33 34 35 36 37 38 39 40 41 42 43 44 45 46 47 48 49 50 51 52 53
-                54 55 56 57 58 59 60 61 62 63);
+            rounds!($v, s, w, $var; 0 1 2 3 4 5 6 7 8 9 10 11 12 13 14 15 16 17 18 19 20 21 22
+                23 24 25 26 27 28 29 30 31 32 33 34 35 36 37 38 39 40 41 42 43 44 45 46 47 48 49
+                50 51 52 53 54 55 56 57 58 59 60 61 62 63);
             // Second hash over the 32-byte digest, stopped after round 60.
             let mut w2 = [$v::splat(0); 16];
             for i in 0..8 {
@@ -578,9 +638,9 @@ macro_rules! vector_scan {
             w2[8] = $v::splat(0x8000_0000);
             w2[15] = $v::splat(256);
             let mut s2: [$v::V; 8] = std::array::from_fn(|i| $v::splat(IV[i]));
-            rounds!($v, s2, w2; 0 1 2 3 4 5 6 7 8 9 10 11 12 13 14 15 16 17 18 19 20 21 22 23
-                24 25 26 27 28 29 30 31 32 33 34 35 36 37 38 39 40 41 42 43 44 45 46 47 48 49 50
-                51 52 53 54 55 56 57 58 59 60);
+            rounds!($v, s2, w2, 0; 0 1 2 3 4 5 6 7 8 9 10 11 12 13 14 15 16 17 18 19 20 21 22
+                23 24 25 26 27 28 29 30 31 32 33 34 35 36 37 38 39 40 41 42 43 44 45 46 47 48 49
+                50 51 52 53 54 55 56 57 58 59 60);
             // After round 60, e is what rounds 61-63 shift into h: word 7 is e + IV[7].
             let msb = $v::swap_bytes($v::add(s2[4], $v::splat(IV[7])));
             // Lanes past the end of the range do not count.
@@ -596,11 +656,11 @@ macro_rules! vector_scan {
 }
 
 #[target_feature(enable = "avx2")]
-fn avx2_scan(input: &ScanInput, start: u64, end: u64) -> Option<u32> {
-    vector_scan!(v8, input, start, end)
+fn avx2_scan<const VAR: usize>(input: &ScanInput, start: u64, end: u64) -> Option<u32> {
+    vector_scan!(v8, VAR, input, start, end)
 }
 
 #[target_feature(enable = "avx512f,avx512bw")]
-fn avx512_scan(input: &ScanInput, start: u64, end: u64) -> Option<u32> {
-    vector_scan!(v16, input, start, end)
+fn avx512_scan<const VAR: usize>(input: &ScanInput, start: u64, end: u64) -> Option<u32> {
+    vector_scan!(v16, VAR, input, start, end)
 }

@@ -4,7 +4,6 @@
 
 use std::collections::{BTreeMap, VecDeque};
 use std::sync::Arc;
-use std::sync::atomic::Ordering;
 
 use crate::chain::ledger::{LedgerDelta, Origin};
 use crate::chain::produce::{ProduceEnv, ProduceError, ProduceOptions, Producer, Step};
@@ -218,16 +217,15 @@ impl Producer for PosProducer {
         state: &ChainState,
         env: &ProduceEnv<'_>,
     ) -> Result<Step, ProduceError> {
-        let before = env.control.hashes.load(Ordering::Relaxed);
         let from = self.stake_from.max(earliest_stake_time(state));
         let until = if self.wall_clock {
             env.now
         } else {
             env.now.saturating_add(self.max_future_s)
         };
-        let (hashes, stop) = (&env.control.hashes, &env.control.stop);
+        let backend = env.search.backend;
         Ok(
-            match find_stake(state, &self.keys, from, until, hashes, stop) {
+            match find_stake(state, &self.keys, (from, until), backend, env.control) {
                 StakeOutcome::Found(stake) => {
                     let height = state.next_height();
                     let transfers = demo_transfers(
@@ -238,7 +236,7 @@ impl Producer for PosProducer {
                         &[stake.outpoint],
                     );
                     let mut record = stake_block(state, &self.keys, &stake, transfers);
-                    record.stake_attempts = Some(hashes.load(Ordering::Relaxed) - before);
+                    record.stake_attempts = Some(stake.attempts);
                     Step::Block(Box::new(record), Vec::new())
                 }
                 StakeOutcome::Exhausted { idle_until, .. }

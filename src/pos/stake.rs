@@ -5,13 +5,17 @@
 //! timestamp, then lowest outpoint — wins and becomes a block ([`stake_block`]). An output is
 //! eligible once it is past the minimum age and its weight has reached one coin-day; when none
 //! is, the search jumps straight to the first second one becomes eligible, so a chain in
-//! virtual time crosses months of coin-age at once. Every attempt is counted.
+//! virtual time crosses months of coin-age at once. Every attempt is counted. The search runs
+//! on every thread of the rayon pool with the fast hash backends and finds exactly what the
+//! sequential search finds.
 
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use crate::chain::ledger::Utxo;
 use crate::chain::record::BlockRecord;
 use crate::chain::state::ChainState;
+use crate::hash::search::SearchControl;
+use crate::hash::{Backend, KernelJob};
 use crate::pos::PosState;
 use crate::pos::kernel::{DAY, KernelInput, interest, kernel_weight};
 use crate::primitives::pow_units::Target;
@@ -28,6 +32,9 @@ pub struct Stake {
     pub time: u32,
     /// Its weight in coin-days.
     pub weight: u64,
+    /// The kernels a sequential search (second by second, outputs in order) tries up to and
+    /// including this one: the same for every thread count and backend.
+    pub attempts: u64,
 }
 
 /// How a staking search ended.
@@ -75,14 +82,44 @@ fn hash_at_most(hash: &[u8; 32], threshold: &[u64; 5]) -> bool {
     true
 }
 
+/// An output that may stake, with its kernel prepared for the timestamp search.
 struct Candidate {
     outpoint: OutPoint,
     utxo: Utxo,
     key: usize,
     /// The first second at which its weight is at least one coin-day.
     eligible_from: u64,
-    weight: u64,
-    threshold: [u64; 5],
+    job: KernelJob,
+}
+
+/// Kernel attempts per slice of chain time, at most: the search hands out its work in slices
+/// of seconds, every eligible output's kernels over one slice before the next, so that a
+/// winner found in one slice wastes at most the rest of that slice and what the other threads
+/// have in hand (~0.5 ms of hashing).
+const SLICE_ATTEMPTS: u64 = 1 << 14;
+
+/// Seconds in the first slice (a batch of the widest backend's lanes); each next slice is
+/// twice as long until it holds [`SLICE_ATTEMPTS`], so an early winner wastes little and a
+/// long search splits its work into pieces long enough to keep the setup cost small.
+const FIRST_SLICE_SECONDS: u64 = 16;
+
+/// Slices `j` and later: where slice `j` starts, seconds after the search's first, and how
+/// long it is, when slices double from [`FIRST_SLICE_SECONDS`] up to `longest`.
+fn slice_bounds(j: u64, longest: u64) -> (u64, u64) {
+    // The slices that double: j < doublings.
+    let doublings = u64::from((longest / FIRST_SLICE_SECONDS).max(1).ilog2());
+    if j < doublings {
+        (
+            FIRST_SLICE_SECONDS * ((1 << j) - 1),
+            FIRST_SLICE_SECONDS << j,
+        )
+    } else {
+        let start = FIRST_SLICE_SECONDS * ((1 << doublings) - 1);
+        (
+            start.saturating_add((j - doublings).saturating_mul(longest)),
+            longest,
+        )
+    }
 }
 
 /// The first second a new block may stake at: after the median of the previous 11 blocks
@@ -94,19 +131,28 @@ pub fn earliest_stake_time(state: &ChainState) -> u32 {
 }
 
 /// Searches seconds `from..=until` for a kernel of an output owned by one of `keys` that
-/// meets the next block's target. Adds every attempt to `hashes`; looks at `stop` every
-/// thousand seconds of chain time.
+/// meets the next block's target, on the current rayon pool with `backend`.
+///
+/// The result is the sequential search's: the earliest second with a winning kernel, and in
+/// it the first winning output in outpoint order, whatever the thread count and backend.
+/// Chain time is cut into slices of seconds and each slice into pieces, one per output; every
+/// thread of the pool takes the next piece in that order (slice by slice) and scans it with
+/// the backend's kernel, which reports candidates against the piece's highest threshold (the
+/// weight only grows with time); each candidate is then checked exactly. A thread stops once
+/// the next piece starts after the best hit found: every piece that could hold an earlier one
+/// has been taken. Adds every hash done to `control.hashes`; looks at `control.stop` before
+/// each piece, and a stopped search reports [`StakeOutcome::Stopped`] even if it had a hit.
 ///
 /// # Panics
-/// If the chain is not a proof-of-stake chain with a connected genesis.
+/// If the chain is not a proof-of-stake chain with a connected genesis, or the CPU cannot run
+/// `backend`.
 #[must_use]
 pub fn find_stake(
     state: &ChainState,
     keys: &[KeyPair],
-    from: u32,
-    until: u32,
-    hashes: &AtomicU64,
-    stop: &AtomicBool,
+    (from, until): (u32, u32),
+    backend: Backend,
+    control: &SearchControl,
 ) -> StakeOutcome {
     let pos_state: &PosState = state.rule_state_as().expect("a proof-of-stake chain");
     let pos = pos_state.params();
@@ -118,7 +164,7 @@ pub fn find_stake(
         .expect("the required bits of a valid chain decode");
     let modifier = pos_state.stake_modifier(height);
     let maturity = state.spec().coinbase_maturity;
-    let mut candidates: Vec<Candidate> = state
+    let candidates: Vec<Candidate> = state
         .utxos()
         .iter()
         .filter(|(_, u)| !u.coinbase || height >= u.height.saturating_add(maturity))
@@ -130,79 +176,147 @@ pub fn find_stake(
             let extra = u64::try_from(extra)
                 .ok()
                 .filter(|e| *e <= max_age - min_age)?;
+            let kernel = KernelInput {
+                modifier,
+                block_time_from: u.time,
+                tx_offset: u.tx_index,
+                tx_time: u.time,
+                vout: op.vout,
+                time: 0,
+            };
+            let prefix = kernel.preimage()[..24]
+                .try_into()
+                .expect("a kernel has 28 bytes");
             Some(Candidate {
                 outpoint: *op,
                 utxo: *u,
                 key,
                 eligible_from: u64::from(u.time) + min_age + extra,
-                weight: 0,
-                threshold: [0; 5],
+                job: KernelJob::new(&prefix, backend).expect("a backend this CPU runs"),
             })
         })
         .collect();
+    if candidates.is_empty() {
+        // Nothing this key set owns can ever stake.
+        return StakeOutcome::Exhausted {
+            next: until.saturating_add(1),
+            idle_until: Some(u64::MAX),
+        };
+    }
+    let weight_at = |c: &Candidate, t: u64| {
+        kernel_weight(c.utxo.value, t - u64::from(c.utxo.time), min_age, max_age)
+    };
+    let end_of_search = u64::from(until) + 1;
     let mut t = u64::from(from);
-    let mut count = 0u64;
-    // Whether the search last jumped over seconds in which nothing was eligible.
+    // Jump over seconds in which no output is eligible.
     let mut jumped = false;
-    let outcome = loop {
-        if t > u64::from(until) {
-            break StakeOutcome::Exhausted {
+    loop {
+        if t >= end_of_search {
+            return StakeOutcome::Exhausted {
                 next: until.saturating_add(1),
                 idle_until: jumped.then_some(t),
             };
         }
-        if t % 1000 == 0 && stop.load(Ordering::Relaxed) {
-            break StakeOutcome::Stopped;
+        if candidates.iter().any(|c| t >= c.eligible_from) {
+            break;
         }
-        let mut next_eligible = u64::MAX;
-        let mut found = None;
-        for c in &mut candidates {
-            if t < c.eligible_from {
-                next_eligible = next_eligible.min(c.eligible_from);
-                continue;
-            }
-            let weight = kernel_weight(c.utxo.value, t - u64::from(c.utxo.time), min_age, max_age);
-            if weight != c.weight {
-                c.weight = weight;
-                c.threshold = threshold(target, weight);
-            }
-            #[allow(clippy::cast_possible_truncation)]
-            let kernel = KernelInput {
-                modifier,
-                block_time_from: c.utxo.time,
-                tx_offset: c.utxo.tx_index,
-                tx_time: c.utxo.time,
-                vout: c.outpoint.vout,
-                time: t as u32,
-            };
-            count += 1;
-            if hash_at_most(&kernel.hash(), &c.threshold) {
-                found = Some(Stake {
-                    outpoint: c.outpoint,
-                    key: c.key,
-                    time: t as u32,
-                    weight,
-                });
+        jumped = true;
+        t = candidates
+            .iter()
+            .map(|c| c.eligible_from)
+            .min()
+            .unwrap_or(u64::MAX);
+    }
+    let active = candidates.iter().filter(|c| t >= c.eligible_from).count() as u64;
+    let longest = (SLICE_ATTEMPTS / active).max(FIRST_SLICE_SECONDS);
+    let n = candidates.len() as u64;
+    // Pieces of work, in order: piece k is output k % n over slice k / n.
+    let next_piece = AtomicU64::new(0);
+    // The best (time, output index) found so far, packed into one word.
+    let best = AtomicU64::new(u64::MAX);
+    rayon::broadcast(|_| {
+        while !control.stop.load(Ordering::Relaxed) {
+            let k = next_piece.fetch_add(1, Ordering::Relaxed);
+            let i = (k % n) as usize;
+            let (offset, slice) = slice_bounds(k / n, longest);
+            let slice_start = t.saturating_add(offset);
+            // Every later piece starts as late or later: this thread is done.
+            if slice_start >= end_of_search || slice_start > best.load(Ordering::Relaxed) >> 32 {
                 break;
             }
-        }
-        if let Some(stake) = found {
-            break StakeOutcome::Found(stake);
-        }
-        if next_eligible == u64::MAX && candidates.iter().all(|c| t < c.eligible_from) {
-            // Nothing this key set owns can ever stake.
-            break StakeOutcome::Exhausted {
-                next: until.saturating_add(1),
-                idle_until: Some(u64::MAX),
+            let c = &candidates[i];
+            let (a, b) = (
+                slice_start.max(c.eligible_from),
+                slice_start.saturating_add(slice).min(end_of_search),
+            );
+            if a >= b {
+                continue;
+            }
+            let top = threshold_top(&threshold(target, weight_at(c, b - 1)));
+            let mut from = a;
+            let hit = loop {
+                let Some(time) = c.job.candidate(from..b, top) else {
+                    break None;
+                };
+                let exact = threshold(target, weight_at(c, u64::from(time)));
+                if hash_at_most(&c.job.hash(time), &exact) {
+                    break Some(u64::from(time));
+                }
+                from = u64::from(time) + 1;
             };
+            control
+                .hashes
+                .fetch_add(hit.map_or(b, |h| h + 1) - a, Ordering::Relaxed);
+            if let Some(time) = hit {
+                best.fetch_min(time << 32 | i as u64, Ordering::Relaxed);
+            }
         }
-        // Jump over seconds in which no output is eligible.
-        let any_eligible = candidates.iter().any(|c| t >= c.eligible_from);
-        jumped = !any_eligible;
-        t = if any_eligible { t + 1 } else { next_eligible };
-    };
-    hashes.fetch_add(count, Ordering::Relaxed);
-    outcome
+    });
+    // A stopped search may have left pieces before its best hit undone: that hit is not
+    // necessarily the first.
+    if control.stop.load(Ordering::Relaxed) {
+        return StakeOutcome::Stopped;
+    }
+    let best = best.into_inner();
+    if best != u64::MAX {
+        let (time, i) = (best >> 32, (best & u64::from(u32::MAX)) as usize);
+        let c = &candidates[i];
+        return StakeOutcome::Found(Stake {
+            outpoint: c.outpoint,
+            key: c.key,
+            time: u32::try_from(time).expect("times are 32-bit"),
+            weight: weight_at(c, time),
+            attempts: sequential_attempts(&candidates, u64::from(from), time, i),
+        });
+    }
+    StakeOutcome::Exhausted {
+        next: until.saturating_add(1),
+        idle_until: None,
+    }
+}
+
+/// The top 32 bits of a threshold below 2^256 (all of them when it is not).
+fn threshold_top(threshold: &[u64; 5]) -> u32 {
+    if threshold[4] != 0 {
+        u32::MAX
+    } else {
+        (threshold[3] >> 32) as u32
+    }
+}
+
+/// The kernels a sequential search from `from` tries up to the winner (output `winner` at
+/// `time`): every eligible output each second before `time`, then the outputs up to the
+/// winner's at `time`. The count does not depend on how the search was split.
+fn sequential_attempts(candidates: &[Candidate], from: u64, time: u64, winner: usize) -> u64 {
+    let before: u64 = candidates
+        .iter()
+        .map(|c| time.saturating_sub(from.max(c.eligible_from)))
+        .sum();
+    let at = candidates[..=winner]
+        .iter()
+        .filter(|c| c.eligible_from <= time)
+        .count() as u64;
+    before + at
 }
 
 /// Builds and signs the block for `stake`: a coinbase paying the subsidy and the transfers'
@@ -251,6 +365,21 @@ pub fn stake_block(
 mod tests {
     use super::*;
     use crate::pos::kernel_meets_target;
+
+    #[test]
+    fn slices_tile_chain_time_doubling_up_to_the_longest() {
+        for longest in [16, 17, 31, 32, 100, 468, 16_384] {
+            let mut end = 0;
+            let mut last = 0;
+            for j in 0..40 {
+                let (start, len) = slice_bounds(j, longest);
+                assert_eq!(start, end, "slice {j} of {longest}");
+                assert!((FIRST_SLICE_SECONDS..=longest).contains(&len), "{j}: {len}");
+                assert!(len == 2 * last || len == longest || j == 0, "{j}: {len}");
+                (end, last) = (start + len, len);
+            }
+        }
+    }
 
     #[test]
     fn word_threshold_agrees_with_big_integer_condition() {

@@ -16,7 +16,7 @@ use std::path::Path;
 use std::process::ExitCode;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
 use chainsmith::chain::produce::ProduceOptions;
@@ -160,7 +160,7 @@ pub(crate) fn run(args: &CompareArgs) -> Result<ExitCode> {
 
 /// How the phases were obtained.
 enum Run {
-    /// Mined now, the nonce search on `threads` threads with `backend`; `stopped`: the rule
+    /// Mined now, the hash searches on `threads` threads with `backend`; `stopped`: the rule
     /// Ctrl-C stopped and the blocks it had mined.
     Mined {
         threads: usize,
@@ -231,7 +231,6 @@ fn live(args: &CompareArgs, pool: &rayon::ThreadPool, dir: &Path) -> Result<(Vec
         ));
         let hashing = consensus.rule().info().work != BlockWork::Signatures;
         let started = Instant::now();
-        let mut last_block = started;
         let outcome = mine_blocks(
             &mut state,
             &mut writer,
@@ -243,7 +242,7 @@ fn live(args: &CompareArgs, pool: &rayon::ThreadPool, dir: &Path) -> Result<(Vec
                 produce: &produce,
             },
             &control,
-            &mut |state: &ChainState, record: &BlockRecord, hashes| {
+            &mut |state: &ChainState, record: &BlockRecord, hashes, took: Duration| {
                 let point = Point {
                     height: record.height,
                     time: point_time(state.spec(), record),
@@ -254,14 +253,12 @@ fn live(args: &CompareArgs, pool: &rayon::ThreadPool, dir: &Path) -> Result<(Vec
                 finality.observe(point.height, point.time, lib);
                 points.push(point);
                 if hashing {
-                    let now = Instant::now();
                     progress.log(&format!(
                         "{consensus}: block {} in {}, {} hashes",
                         record.height,
-                        duration(now.duration_since(last_block).as_secs_f64()),
+                        duration(took.as_secs_f64()),
                         crate::cli::format::si(hashes as f64).trim_end()
                     ));
-                    last_block = now;
                 }
             },
         )?;
@@ -421,9 +418,10 @@ fn from_file(path: &Path, pool: &rayon::ThreadPool, quiet: bool) -> Result<Optio
 struct Report {
     /// `mined` (now, on this machine) or `files` (read from chain files).
     mode: &'static str,
-    /// Mined: the nonce search's worker threads (the other rules run on one).
+    /// Mined: the worker threads of the nonce and stake kernel searches (the other rules run
+    /// on one).
     threads: Option<usize>,
-    /// Mined: the nonce search's hash backend.
+    /// Mined: the hash backend of the nonce and stake kernel searches.
     backend: Option<&'static str>,
     watts_per_core: f64,
     /// Ctrl-C stopped the run: the rule being mined then, not in `rules`.
@@ -735,8 +733,8 @@ fn write_notes(out: &mut impl Write, args: &CompareArgs, report: &Report) -> Res
     if let (Some(threads), Some(backend)) = (report.threads, report.backend) {
         writeln!(
             out,
-            "pow searched nonces on {threads} thread{} ({backend} backend); the other rules \
-             ran on one.",
+            "pow and pos searched nonces and stake kernels on {threads} thread{} ({backend} \
+             backend);\nthe other rules ran on one.",
             if threads == 1 { "" } else { "s" }
         )?;
     }

@@ -97,7 +97,6 @@ pub(crate) fn run(args: &MineArgs) -> Result<ExitCode> {
     log.start(&state, &path, blocks, threads, backend);
     let started = Instant::now();
     let done = AtomicBool::new(false);
-    let mut last_block = Instant::now();
     let outcome = std::thread::scope(|scope| {
         if rule.info().work != BlockWork::Signatures {
             scope.spawn(|| log.rates(&control, &done));
@@ -113,11 +112,7 @@ pub(crate) fn run(args: &MineArgs) -> Result<ExitCode> {
                 produce: &produce,
             },
             &control,
-            &mut |state, record, hashes| {
-                let now = Instant::now();
-                log.block(state, record, hashes, now.duration_since(last_block));
-                last_block = now;
-            },
+            &mut |state, record, hashes, took| log.block(state, record, hashes, took),
         );
         done.store(true, Ordering::Relaxed);
         outcome
@@ -225,8 +220,9 @@ impl MineLog<'_> {
     ) {
         let spec = state.spec();
         let height = state.tip().map_or(0, |t| t.height);
-        let hashing = self.work == BlockWork::NonceSearch;
-        let difficulty = hashing.then(|| bits_difficulty(state.required_bits()));
+        let hashing = self.work != BlockWork::Signatures;
+        let difficulty =
+            (self.work == BlockWork::NonceSearch).then(|| bits_difficulty(state.required_bits()));
         if self.json {
             self.emit(&StartEvent {
                 event: "start",
@@ -250,7 +246,7 @@ impl MineLog<'_> {
             path.display(),
             plural(blocks, "block"),
         ));
-        let cpu = crate::cli::commands::bench::Cpu::detect();
+        let cpu = crate::cli::cpu::Cpu::detect();
         match self.work {
             BlockWork::NonceSearch => self.progress.log(&format!(
                 "nonce search: {} ({}; {}) on {} · difficulty {} (bits {})",
@@ -261,9 +257,13 @@ impl MineLog<'_> {
                 difficulty.map_or_else(String::new, format::difficulty),
                 state.required_bits()
             )),
-            BlockWork::KernelSearch => self
-                .progress
-                .log("stake kernel search on one thread (kernels count as hashes)"),
+            BlockWork::KernelSearch => self.progress.log(&format!(
+                "stake kernel search: {} ({}; {}) on {} (kernels count as hashes)",
+                backend,
+                cpu.model,
+                cpu.features.join(", "),
+                plural(threads as u64, "thread"),
+            )),
             BlockWork::Signatures => {}
         }
     }
@@ -373,15 +373,27 @@ fn produce_options(args: &MineArgs, spec: &ChainSpec) -> Result<ProduceOptions> 
     let rule = spec.consensus.rule();
     let known = spec.producer_names();
     let key = |name: &str| KeyPair::derive(&spec.wallet_seed, name);
-    if rule.info().work != BlockWork::NonceSearch {
+    let work = rule.info().work;
+    if work != BlockWork::NonceSearch && args.deterministic {
+        bail!(
+            "--deterministic applies to the nonce search of pow chains, not to {} chains{}",
+            rule.name(),
+            if work == BlockWork::KernelSearch {
+                " (the stake search always finds the same block)"
+            } else {
+                ""
+            }
+        );
+    }
+    if work == BlockWork::Signatures {
         for (given, flag) in [
-            (args.deterministic, "--deterministic"),
             (args.backend.is_some(), "--backend"),
             (args.run.threads.is_some(), "--threads"),
         ] {
             if given {
                 bail!(
-                    "{flag} applies to the nonce search of pow chains, not to {} chains",
+                    "{flag} applies to the hash searches of pow and pos chains, not to {} \
+                     chains",
                     rule.name()
                 );
             }
@@ -494,7 +506,6 @@ fn report(args: &MineArgs, path: &Path, state: &ChainState, run: &RunStats) -> R
     let per_block = rule.seal_signatures(spec);
     if args.run.json || args.json_log {
         let hashing = work != BlockWork::Signatures;
-        let nonces = work == BlockWork::NonceSearch;
         let v = MineReport {
             event: args.json_log.then_some("done"),
             consensus: rule.name(),
@@ -507,8 +518,8 @@ fn report(args: &MineArgs, path: &Path, state: &ChainState, run: &RunStats) -> R
             interrupted: run.interrupted,
             hashes: hashing.then_some(run.hashes),
             hash_rate: hashing.then_some(rate),
-            threads: nonces.then_some(run.threads),
-            backend: nonces.then(|| run.backend.name()),
+            threads: hashing.then_some(run.threads),
+            backend: hashing.then(|| run.backend.name()),
             signatures: (!hashing).then_some(run.mined * per_block),
             irreversible_height: state.rule_state().irreversible_height(),
             producers: producers_json(&report),
@@ -561,7 +572,13 @@ fn report(args: &MineArgs, path: &Path, state: &ChainState, run: &RunStats) -> R
                 "  kernels     {} tried",
                 format::count(run.hashes, "stake kernel", "stake kernels")
             )?;
-            writeln!(out, "  kernel rate {}H/s on one thread", format::sig3(rate))?;
+            writeln!(
+                out,
+                "  kernel rate {}H/s on {} ({})",
+                format::sig3(rate),
+                plural(run.threads as u64, "thread"),
+                run.backend
+            )?;
         }
         BlockWork::Signatures => {
             writeln!(
