@@ -23,6 +23,7 @@ use crate::primitives::block::Block;
 use crate::primitives::hash::{BlockHash, Hash256, MerkleRoot, Txid};
 use crate::primitives::header::Header;
 use crate::primitives::pow_units::{CompactTarget, Target, Work};
+use crate::primitives::sig::{SigCheck, Strict};
 use crate::primitives::tx::{Amount, OutPoint, PubKey, SigDomain, Transaction, TxOut};
 
 /// Number of previous block times whose median a new block's time must exceed (BIP113).
@@ -556,6 +557,19 @@ impl ChainState {
     /// The first rule the block breaks ([`BlockError::OtherRule`] if it was checked under
     /// another rule than the chain's); the state is then unchanged.
     pub fn connect(&mut self, block: &CheckedBlock, now: u32) -> Result<(), BlockError> {
+        self.connect_with(block, now, &Strict)
+    }
+
+    /// [`ChainState::connect`], every signature checked through `sigs`.
+    ///
+    /// # Errors
+    /// As [`ChainState::connect`].
+    pub fn connect_with(
+        &mut self,
+        block: &CheckedBlock,
+        now: u32,
+        sigs: &dyn SigCheck,
+    ) -> Result<(), BlockError> {
         if block.rule() != self.consensus() {
             return Err(BlockError::OtherRule {
                 checked: block.rule().name(),
@@ -636,6 +650,7 @@ impl ChainState {
                     header,
                     seal: &seal,
                     domain: self.domain,
+                    sigs,
                     txs: &block.block().txs,
                     txids: block.txids(),
                     parent: &tip,
@@ -643,7 +658,7 @@ impl ChainState {
                     utxos: &utxos,
                 };
                 let next = self.rule.check(&context, &mut delta)?;
-                self.check_transactions(block, height, &mut delta)?;
+                self.check_transactions(block, height, &mut delta, sigs)?;
                 (delta, Some(next))
             }
         };
@@ -682,12 +697,14 @@ impl ChainState {
     }
 
     /// Checks the coinbase and the transfers (every transaction after the coinbase that is
-    /// not the rule's own), adding what they spend and create to `delta`.
+    /// not the rule's own), adding what they spend and create to `delta`; signatures are
+    /// checked through `sigs`.
     fn check_transactions(
         &self,
         block: &CheckedBlock,
         height: u32,
         delta: &mut LedgerDelta,
+        sigs: &dyn SigCheck,
     ) -> Result<(), BlockError> {
         let txs = &block.block().txs;
         let time = block.block().header.time;
@@ -751,7 +768,7 @@ impl ChainState {
                     None => *self.utxos.get(&op).ok_or(missing)?,
                 };
                 check_maturity(&utxo, height, self.spec.coinbase_maturity, index, input)?;
-                if !utxo.owner.verifies(&sighash, &txin.signature) {
+                if !sigs.check(&utxo.owner, &sighash, &txin.signature) {
                     return Err(BlockError::BadSignature {
                         index,
                         input,

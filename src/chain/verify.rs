@@ -5,9 +5,23 @@
 //! connected to the [`ChainState`] in order. Memory holds one batch and the chain state, never
 //! the whole chain. The first invalid line stops the replay and is reported with its line
 //! number, height and reason; everything before it is a valid chain that mining can extend.
+//!
+//! Signatures are checked in batches ([`crate::primitives::sig`]) rather than one by one
+//! where the code meets them. The parallel step records its seals' signatures instead of
+//! checking them; a first sequential pass connects the batch to a copy of the state,
+//! recording every signature the connection asks about (transfer inputs, votes, coinstake
+//! kernels, quorum certificates) and assuming each valid; all of them are then checked
+//! together on the pool. The second pass is the replay proper: a line whose seal holds a bad
+//! signature is checked again one signature at a time, and blocks are connected to the real
+//! state with each signature answered from the batch results in the order the first pass
+//! asked (anything else is checked at once). Both passes run the same code on the same
+//! state, so every block gets the answer the one-at-a-time check would give, and the first
+//! invalid line, its error and the state before it are what checking one signature at a time
+//! gives.
 
 use std::fmt;
 use std::io::{self, BufRead};
+use std::ops::Range;
 
 use rayon::prelude::*;
 
@@ -15,6 +29,7 @@ use crate::chain::record::BlockRecord;
 use crate::chain::state::{BlockError, ChainState};
 use crate::chain::store::{Line, LineDamage, LineReader, MAX_LINE_BYTES};
 use crate::consensus::{CheckedBlock, Consensus};
+use crate::primitives::sig::{Recorder, SigCheck, SigLog, Strict, Verdicts};
 
 /// Lines parsed and hashed in parallel per batch.
 const BATCH_LINES: usize = 2048;
@@ -134,20 +149,64 @@ fn json_error(e: &serde_json::Error) -> String {
     }
 }
 
-fn check_line(line: Line, consensus: Consensus) -> (Line, Result<CheckedBlock, LineErrorKind>) {
+fn check_line(
+    line: &Line,
+    consensus: Consensus,
+    sigs: &dyn SigCheck,
+) -> Result<CheckedBlock, LineErrorKind> {
     let result = match line.damage {
         Some(damage) => Err(LineErrorKind::Damaged(damage)),
         None => serde_json::from_str::<BlockRecord>(&line.text)
             .map_err(|e| LineErrorKind::Json(json_error(&e)))
-            .and_then(|r| consensus.check(r).map_err(LineErrorKind::Block)),
+            .and_then(|r| consensus.check_with(r, sigs).map_err(LineErrorKind::Block)),
     };
     // A last line cut short is torn, unless it is a whole block that only lost its newline
     // (which is known once it connects).
-    let result = match result {
+    match result {
         Err(_) if !line.complete && line.damage.is_none() => Err(LineErrorKind::Torn),
         other => other,
-    };
-    (line, result)
+    }
+}
+
+/// A line after the parallel step: its result and the seal signatures it recorded.
+struct Checked {
+    line: Line,
+    result: Result<CheckedBlock, LineErrorKind>,
+    seal: SigLog,
+}
+
+/// Connects the batch's valid prefix to a copy of `state`, recording every signature the
+/// connection asks about into `log` (each assumed valid), and stops at the first failure.
+/// Skipped where no block carries a transaction besides its coinbase, so that no connection
+/// can ask about a signature.
+fn record_connect_signatures(
+    state: Option<&ChainState>,
+    batch: &[Checked],
+    now: u32,
+    log: &mut SigLog,
+) {
+    let signing = batch
+        .iter()
+        .any(|c| c.result.as_ref().is_ok_and(|b| b.block().txs.len() > 1));
+    if !signing {
+        return;
+    }
+    let recorder = Recorder::new(SigLog::default());
+    let mut scratch = state.cloned();
+    for c in batch {
+        let Ok(block) = &c.result else { break };
+        let chain = match &mut scratch {
+            Some(s) => s,
+            None => match genesis_state(block) {
+                Ok(s) => scratch.insert(s),
+                Err(_) => break,
+            },
+        };
+        if chain.connect_with(block, now, &recorder).is_err() {
+            break;
+        }
+    }
+    log.append(&recorder.into_log());
 }
 
 /// Replays the chain read by `reader`, verifying every block (see the module docs); `now` is
@@ -192,11 +251,37 @@ pub fn replay<R: BufRead>(
         if batch.is_empty() {
             break;
         }
-        let checked: Vec<_> = std::mem::take(&mut batch)
+        let checked: Vec<Checked> = std::mem::take(&mut batch)
             .into_par_iter()
-            .map(|line| check_line(line, consensus))
+            .map(|line| {
+                let recorder = Recorder::new(SigLog::default());
+                let result = check_line(&line, consensus, &recorder);
+                Checked {
+                    line,
+                    result,
+                    seal: recorder.into_log(),
+                }
+            })
             .collect();
-        for (line, result) in checked {
+        let mut log = SigLog::default();
+        let seal_ranges: Vec<Range<usize>> = checked
+            .iter()
+            .map(|c| {
+                let start = log.len();
+                log.append(&c.seal);
+                start..log.len()
+            })
+            .collect();
+        let connect_start = log.len();
+        record_connect_signatures(state.as_ref(), &checked, now, &mut log);
+        let valid = log.verify();
+        let verdicts = Verdicts::new(&log, &valid, connect_start);
+        for (c, seal) in checked.into_iter().zip(seal_ranges) {
+            let Checked { line, result, .. } = c;
+            let result = match result {
+                Ok(_) if valid[seal].contains(&false) => check_line(&line, consensus, &Strict),
+                other => other,
+            };
             let fail = |kind| LineError {
                 line: line.number,
                 height: line.number - 1,
@@ -214,7 +299,7 @@ pub fn replay<R: BufRead>(
                     Err(e) => return Ok(done(None, Some(fail(LineErrorKind::Block(e))), 0)),
                 },
             };
-            if let Err(e) = chain.connect(&checked, now) {
+            if let Err(e) = chain.connect_with(&checked, now, &verdicts) {
                 return Ok(done(
                     state,
                     Some(fail(LineErrorKind::Block(e))),

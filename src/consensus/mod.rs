@@ -39,6 +39,7 @@ use crate::primitives::block::Block;
 use crate::primitives::hash::{BlockHash, Txid};
 use crate::primitives::header::Header;
 use crate::primitives::seal::Seal;
+use crate::primitives::sig::{SigCheck, Strict};
 use crate::primitives::tx::{OutPoint, PubKey, SigDomain, Transaction};
 
 pub mod quorum;
@@ -140,11 +141,17 @@ pub trait Rule: fmt::Debug + Send + Sync + 'static {
 
     /// The context-free checks of a block after genesis: its seal (proof of work, the
     /// producer's signature, a quorum certificate) and header fields the rule fixes. Runs in
-    /// parallel, before the block meets the chain.
+    /// parallel, before the block meets the chain. Signatures are checked through `sigs`.
     ///
     /// # Errors
     /// The first check that fails.
-    fn check_seal(&self, block: &Block, hash: BlockHash, seal: &Seal) -> Result<(), BlockError>;
+    fn check_seal(
+        &self,
+        block: &Block,
+        hash: BlockHash,
+        seal: &Seal,
+        sigs: &dyn SigCheck,
+    ) -> Result<(), BlockError>;
 
     /// Who made `block` as the block names it (the staker, the signer, the producer), with a
     /// note for people (`in turn`, `slot 7`); `None` where no one key made it (proof of work,
@@ -224,6 +231,8 @@ pub struct BlockContext<'a> {
     pub seal: &'a Seal,
     /// What the chain's transaction signatures are bound to.
     pub domain: SigDomain,
+    /// What checks the block's signatures.
+    pub sigs: &'a dyn SigCheck,
     /// The block's transactions.
     pub txs: &'a [Transaction],
     /// Their txids.
@@ -420,6 +429,18 @@ impl Consensus {
     /// # Errors
     /// The first failed check.
     pub fn check(self, record: BlockRecord) -> Result<CheckedBlock, BlockError> {
+        self.check_with(record, &Strict)
+    }
+
+    /// [`Consensus::check`], the seal's signatures checked through `sigs`.
+    ///
+    /// # Errors
+    /// The first failed check.
+    pub fn check_with(
+        self,
+        record: BlockRecord,
+        sigs: &dyn SigCheck,
+    ) -> Result<CheckedBlock, BlockError> {
         let block = record.to_block();
         let hash = block.block_hash();
         if record.hash != hash {
@@ -454,7 +475,7 @@ impl Consensus {
                 });
             }
         } else {
-            self.0.check_seal(&block, hash, &seal)?;
+            self.0.check_seal(&block, hash, &seal, sigs)?;
         }
         Ok(CheckedBlock {
             rule: self,
@@ -647,7 +668,8 @@ pub fn check_no_puzzle(spec: &ChainSpec) -> Result<(), SpecError> {
 
 /// Checks that a block after genesis is sealed by `producer`'s signature over its hash and
 /// leaves the nonce at zero (it proves nothing without a hash puzzle, so it must not vary):
-/// the seal of every rule whose blocks one producer signs.
+/// the seal of every rule whose blocks one producer signs. The signature is checked through
+/// `sigs`.
 ///
 /// # Errors
 /// [`BlockError::NonzeroNonce`], [`BlockError::UnexpectedSeal`], [`BlockError::BadBlockSignature`].
@@ -656,6 +678,7 @@ pub fn check_producer_signature(
     hash: BlockHash,
     seal: &Seal,
     producer: Option<PubKey>,
+    sigs: &dyn SigCheck,
 ) -> Result<(), BlockError> {
     if block.header.nonce != 0 {
         return Err(BlockError::NonzeroNonce(block.header.nonce));
@@ -665,7 +688,7 @@ pub fn check_producer_signature(
         return Ok(());
     };
     match seal {
-        Seal::Signature(sig) if key.verifies(hash.as_bytes(), sig) => Ok(()),
+        Seal::Signature(sig) if sigs.check(&key, hash.as_bytes(), sig) => Ok(()),
         Seal::Signature(_) | Seal::None => Err(BlockError::BadBlockSignature(key)),
         Seal::Quorum(_) => Err(BlockError::UnexpectedSeal {
             expected: "a signature",

@@ -10,6 +10,7 @@
 
 use crate::primitives::hash::BlockHash;
 use crate::primitives::seal::QuorumCertificate;
+use crate::primitives::sig::SigCheck;
 use crate::primitives::tx::PubKey;
 
 /// Why a quorum certificate is invalid.
@@ -78,12 +79,21 @@ pub fn check_certificate(
     hash: BlockHash,
     members: &[PubKey],
     threshold: usize,
+    sigs: &dyn SigCheck,
 ) -> Result<(), QuorumError> {
-    check_signatures(qc, hash.as_bytes(), "the block hash", members, threshold)
+    check_signatures(
+        qc,
+        hash.as_bytes(),
+        "the block hash",
+        members,
+        threshold,
+        sigs,
+    )
 }
 
 /// Checks that `qc` holds signatures over `message` by at least `threshold` distinct members
-/// of `members`; `over` names the message in errors (`the block hash`).
+/// of `members`; `over` names the message in errors (`the block hash`). Signatures are
+/// checked through `sigs`.
 ///
 /// # Errors
 /// The first problem found, in certificate order; too few signers is reported after every
@@ -94,6 +104,7 @@ pub fn check_signatures(
     over: &'static str,
     members: &[PubKey],
     threshold: usize,
+    sigs: &dyn SigCheck,
 ) -> Result<(), QuorumError> {
     let mut seen: Vec<PubKey> = Vec::with_capacity(qc.signatures.len());
     for (index, s) in qc.signatures.iter().enumerate() {
@@ -109,7 +120,7 @@ pub fn check_signatures(
                 signer: s.signer,
             });
         }
-        if !s.signer.verifies(message, &s.signature) {
+        if !sigs.check(&s.signer, message, &s.signature) {
             return Err(QuorumError::BadSignature {
                 index,
                 signer: s.signer,
@@ -131,6 +142,7 @@ pub fn check_signatures(
 mod tests {
     use super::*;
     use crate::primitives::seal::QuorumSignature;
+    use crate::primitives::sig::Strict;
     use crate::primitives::tx::KeyPair;
 
     fn keys(n: usize) -> Vec<KeyPair> {
@@ -176,14 +188,14 @@ mod tests {
         let other = BlockHash::from_byte_array([8; 32]);
         let t = byzantine_quorum(4);
         let ok = sign(&[&k[2], &k[0], &k[3]], hash);
-        assert_eq!(check_certificate(&ok, hash, &members, t), Ok(()));
+        assert_eq!(check_certificate(&ok, hash, &members, t, &Strict), Ok(()));
         // More than the threshold is fine.
         let all = sign(&[&k[0], &k[1], &k[2], &k[3]], hash);
-        assert_eq!(check_certificate(&all, hash, &members, t), Ok(()));
+        assert_eq!(check_certificate(&all, hash, &members, t, &Strict), Ok(()));
 
         let few = sign(&[&k[0], &k[1]], hash);
         assert_eq!(
-            check_certificate(&few, hash, &members, t),
+            check_certificate(&few, hash, &members, t, &Strict),
             Err(QuorumError::TooFewSigners {
                 signers: 2,
                 threshold: 3
@@ -192,7 +204,7 @@ mod tests {
         // A repeated signer does not count twice.
         let dup = sign(&[&k[0], &k[1], &k[0]], hash);
         assert_eq!(
-            check_certificate(&dup, hash, &members, t),
+            check_certificate(&dup, hash, &members, t, &Strict),
             Err(QuorumError::DuplicateSigner {
                 index: 2,
                 signer: k[0].pubkey()
@@ -200,7 +212,7 @@ mod tests {
         );
         let outsider = sign(&[&k[0], &k[1], &k[4]], hash);
         assert_eq!(
-            check_certificate(&outsider, hash, &members, t),
+            check_certificate(&outsider, hash, &members, t, &Strict),
             Err(QuorumError::NotMember {
                 index: 2,
                 signer: k[4].pubkey()
@@ -210,7 +222,7 @@ mod tests {
         let mut wrong = sign(&[&k[0], &k[1]], hash);
         wrong.signatures.extend(sign(&[&k[2]], other).signatures);
         assert_eq!(
-            check_certificate(&wrong, hash, &members, t),
+            check_certificate(&wrong, hash, &members, t, &Strict),
             Err(QuorumError::BadSignature {
                 index: 2,
                 signer: k[2].pubkey(),
@@ -224,10 +236,11 @@ mod tests {
             s.signature = key.sign(&commit(1));
         }
         assert_eq!(
-            check_signatures(&bound, &commit(1), "the commit", &members, t),
+            check_signatures(&bound, &commit(1), "the commit", &members, t, &Strict),
             Ok(())
         );
-        let err = check_signatures(&bound, &commit(2), "the commit", &members, t).unwrap_err();
+        let err =
+            check_signatures(&bound, &commit(2), "the commit", &members, t, &Strict).unwrap_err();
         assert_eq!(
             err,
             QuorumError::BadSignature {
@@ -241,14 +254,14 @@ mod tests {
             "{err}"
         );
         assert!(matches!(
-            check_certificate(&bound, hash, &members, t),
+            check_certificate(&bound, hash, &members, t, &Strict),
             Err(QuorumError::BadSignature { index: 0, .. })
         ));
         // A signature moved to another member's name.
         let mut swapped = ok.clone();
         swapped.signatures[0].signer = k[1].pubkey();
         assert!(matches!(
-            check_certificate(&swapped, hash, &members, t),
+            check_certificate(&swapped, hash, &members, t, &Strict),
             Err(QuorumError::BadSignature { index: 0, .. })
         ));
     }

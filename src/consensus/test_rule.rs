@@ -19,6 +19,7 @@ use crate::consensus::{
 use crate::primitives::block::Block;
 use crate::primitives::hash::BlockHash;
 use crate::primitives::seal::{QuorumCertificate, QuorumSignature, Seal};
+use crate::primitives::sig::SigCheck;
 use crate::primitives::tx::{KeyPair, PubKey, Transaction};
 
 const INFO: RuleInfo = RuleInfo {
@@ -65,7 +66,13 @@ impl Rule for QuorumDemo {
         check_no_puzzle(spec)
     }
 
-    fn check_seal(&self, block: &Block, _hash: BlockHash, seal: &Seal) -> Result<(), BlockError> {
+    fn check_seal(
+        &self,
+        block: &Block,
+        _hash: BlockHash,
+        seal: &Seal,
+        _sigs: &dyn SigCheck,
+    ) -> Result<(), BlockError> {
         if block.header.nonce != 0 {
             return Err(BlockError::NonzeroNonce(block.header.nonce));
         }
@@ -129,7 +136,13 @@ impl RuleState for QuorumState {
                 found: block.seal.kind(),
             });
         };
-        check_certificate(qc, block.hash, &self.members, majority(self.members.len()))?;
+        check_certificate(
+            qc,
+            block.hash,
+            &self.members,
+            majority(self.members.len()),
+            block.sigs,
+        )?;
         Ok(Box::new(Self {
             members: Arc::clone(&self.members),
             final_height: block.height,

@@ -29,8 +29,8 @@ use crate::dpos::{
 };
 use crate::primitives::block::Block;
 use crate::primitives::hash::BlockHash;
-use crate::primitives::header::Header;
 use crate::primitives::seal::Seal;
+use crate::primitives::sig::SigCheck;
 use crate::primitives::tx::{KeyPair, PubKey, SigDomain, Transaction};
 
 /// Why a block breaks the DPoS rules. Producers and voters are named by their keys (a report
@@ -187,8 +187,20 @@ impl Rule for Dpos {
         check_no_puzzle(spec)
     }
 
-    fn check_seal(&self, block: &Block, hash: BlockHash, seal: &Seal) -> Result<(), BlockError> {
-        check_producer_signature(block, hash, seal, self.producer_of(block).map(|p| p.key))
+    fn check_seal(
+        &self,
+        block: &Block,
+        hash: BlockHash,
+        seal: &Seal,
+        sigs: &dyn SigCheck,
+    ) -> Result<(), BlockError> {
+        check_producer_signature(
+            block,
+            hash,
+            seal,
+            self.producer_of(block).map(|p| p.key),
+            sigs,
+        )
     }
 
     fn producer_of(&self, block: &Block) -> Option<BlockProducer> {
@@ -530,21 +542,19 @@ impl DposState {
         }
     }
 
-    /// Checks the block at `height` with parent `parent` — its slot, time and producer, and
-    /// its votes — and returns the state after it. `stake_of` gives a holder's coins (base
-    /// units) as of the parent.
+    /// Checks `block` — its slot, time and producer, and its votes (their signatures through
+    /// the block's [`SigCheck`]) — and returns the state after it. `stake_of` gives a
+    /// holder's coins (base units) as of the parent.
     ///
     /// # Errors
     /// The first rule broken.
     pub fn check(
         &self,
-        height: u32,
-        header: &Header,
-        parent: &BlockHash,
-        txs: &[Transaction],
-        domain: SigDomain,
+        block: &BlockContext<'_>,
         stake_of: &dyn Fn(&PubKey) -> u64,
     ) -> Result<Self, DposError> {
+        let (height, header, parent, txs) =
+            (block.height, block.header, &block.parent.hash, block.txs);
         let Some(Transaction::Producer { producer, slot }) = txs.get(1) else {
             return Err(DposError::MissingSeal("producer"));
         };
@@ -590,7 +600,7 @@ impl DposState {
         }
         for (index, tx) in txs.iter().enumerate().skip(2) {
             if let Transaction::Vote { .. } = tx {
-                next.apply_vote(index, tx, domain)?;
+                next.apply_vote(index, tx, block.domain, block.sigs)?;
             }
         }
         next.last_slot = slot;
@@ -613,6 +623,7 @@ impl DposState {
         index: usize,
         tx: &Transaction,
         domain: SigDomain,
+        sigs: &dyn SigCheck,
     ) -> Result<(), DposError> {
         let Transaction::Vote {
             voter,
@@ -623,7 +634,7 @@ impl DposState {
         else {
             return Ok(());
         };
-        if !voter.verifies(&tx.sighash(domain), signature) {
+        if !sigs.check(voter, &tx.sighash(domain), signature) {
             return Err(DposError::BadVoteSignature {
                 index,
                 voter: *voter,
@@ -689,15 +700,7 @@ impl RuleState for DposState {
         _delta: &mut LedgerDelta,
     ) -> Result<Box<dyn RuleState>, BlockError> {
         let stake_of = |k: &PubKey| self.balance(k);
-        let next = DposState::check(
-            self,
-            block.height,
-            block.header,
-            &block.parent.hash,
-            block.txs,
-            block.domain,
-            &stake_of,
-        )?;
+        let next = DposState::check(self, block, &stake_of)?;
         Ok(Box::new(next))
     }
 

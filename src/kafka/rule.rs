@@ -28,6 +28,7 @@ use crate::kafka::spec::KafkaSpec;
 use crate::primitives::block::Block;
 use crate::primitives::hash::BlockHash;
 use crate::primitives::seal::{QuorumCertificate, QuorumSignature, Seal};
+use crate::primitives::sig::SigCheck;
 use crate::primitives::tx::{ClientRequest, KeyPair, PubKey, Transaction};
 use crate::sim::cluster::ClusterProducer;
 
@@ -230,7 +231,13 @@ impl Rule for Kafka {
         check_no_puzzle(spec)
     }
 
-    fn check_seal(&self, block: &Block, _hash: BlockHash, seal: &Seal) -> Result<(), BlockError> {
+    fn check_seal(
+        &self,
+        block: &Block,
+        _hash: BlockHash,
+        seal: &Seal,
+        _sigs: &dyn SigCheck,
+    ) -> Result<(), BlockError> {
         if block.header.nonce != 0 {
             return Err(BlockError::NonzeroNonce(block.header.nonce));
         }
@@ -365,6 +372,7 @@ impl KafkaState {
             ACK_OVER,
             &self.replicas,
             self.min_insync,
+            block.sigs,
         )?;
         if !qc.signatures.iter().any(|s| s.signer == *leader) {
             return Err(KafkaError::LeaderNotSigned(*leader).into());

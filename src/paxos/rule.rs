@@ -29,6 +29,7 @@ use crate::paxos::spec::PaxosSpec;
 use crate::primitives::block::Block;
 use crate::primitives::hash::BlockHash;
 use crate::primitives::seal::{QuorumCertificate, QuorumSignature, Seal};
+use crate::primitives::sig::SigCheck;
 use crate::primitives::tx::{ClientRequest, KeyPair, PubKey, Transaction};
 use crate::sim::cluster::ClusterProducer;
 
@@ -235,7 +236,13 @@ impl Rule for Paxos {
         check_no_puzzle(spec)
     }
 
-    fn check_seal(&self, block: &Block, _hash: BlockHash, seal: &Seal) -> Result<(), BlockError> {
+    fn check_seal(
+        &self,
+        block: &Block,
+        _hash: BlockHash,
+        seal: &Seal,
+        _sigs: &dyn SigCheck,
+    ) -> Result<(), BlockError> {
         if block.header.nonce != 0 {
             return Err(BlockError::NonzeroNonce(block.header.nonce));
         }
@@ -400,6 +407,7 @@ impl PaxosState {
             ACCEPTED_OVER,
             &self.members,
             self.majority,
+            block.sigs,
         )?;
         if let Some(previous) = self.last_slot
             && *slot <= previous

@@ -28,6 +28,7 @@ use crate::pbft::spec::PbftSpec;
 use crate::primitives::block::Block;
 use crate::primitives::hash::BlockHash;
 use crate::primitives::seal::{QuorumCertificate, QuorumSignature, Seal};
+use crate::primitives::sig::SigCheck;
 use crate::primitives::tx::{ClientRequest, KeyPair, PubKey, Transaction};
 use crate::sim::cluster::ClusterProducer;
 
@@ -276,7 +277,13 @@ impl Rule for Pbft {
         check_no_puzzle(spec)
     }
 
-    fn check_seal(&self, block: &Block, _hash: BlockHash, seal: &Seal) -> Result<(), BlockError> {
+    fn check_seal(
+        &self,
+        block: &Block,
+        _hash: BlockHash,
+        seal: &Seal,
+        _sigs: &dyn SigCheck,
+    ) -> Result<(), BlockError> {
         if block.header.nonce != 0 {
             return Err(BlockError::NonzeroNonce(block.header.nonce));
         }
@@ -434,6 +441,7 @@ impl PbftState {
             COMMIT_OVER,
             &self.members,
             self.quorum,
+            block.sigs,
         )?;
         if let Some(previous) = self.last_sequence
             && *sequence <= previous

@@ -27,6 +27,7 @@ use crate::primitives::block::Block;
 use crate::primitives::hash::BlockHash;
 use crate::primitives::header::Header;
 use crate::primitives::seal::Seal;
+use crate::primitives::sig::SigCheck;
 use crate::primitives::tx::{KeyPair, PubKey, SignerVote, Transaction};
 
 /// Why a block breaks the Clique rules. Signers are named by their keys (a report puts names
@@ -140,8 +141,20 @@ impl Rule for Poa {
         check_no_puzzle(spec)
     }
 
-    fn check_seal(&self, block: &Block, hash: BlockHash, seal: &Seal) -> Result<(), BlockError> {
-        check_producer_signature(block, hash, seal, self.producer_of(block).map(|p| p.key))
+    fn check_seal(
+        &self,
+        block: &Block,
+        hash: BlockHash,
+        seal: &Seal,
+        sigs: &dyn SigCheck,
+    ) -> Result<(), BlockError> {
+        check_producer_signature(
+            block,
+            hash,
+            seal,
+            self.producer_of(block).map(|p| p.key),
+            sigs,
+        )
     }
 
     fn producer_of(&self, block: &Block) -> Option<BlockProducer> {

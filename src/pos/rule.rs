@@ -21,6 +21,7 @@ use crate::pos::{KernelInput, coin_days, interest, kernel_meets_target, kernel_w
 use crate::primitives::block::Block;
 use crate::primitives::hash::{BlockHash, Hash256};
 use crate::primitives::seal::Seal;
+use crate::primitives::sig::SigCheck;
 use crate::primitives::tx::{Amount, KeyPair, MAX_MONEY, PubKey, Transaction};
 
 /// Why a block breaks the proof-of-stake rule.
@@ -127,9 +128,21 @@ impl Rule for Pos {
         Ok(())
     }
 
-    fn check_seal(&self, block: &Block, hash: BlockHash, seal: &Seal) -> Result<(), BlockError> {
+    fn check_seal(
+        &self,
+        block: &Block,
+        hash: BlockHash,
+        seal: &Seal,
+        sigs: &dyn SigCheck,
+    ) -> Result<(), BlockError> {
         // A block without a coinstake is reported when it is connected.
-        check_producer_signature(block, hash, seal, self.producer_of(block).map(|p| p.key))
+        check_producer_signature(
+            block,
+            hash,
+            seal,
+            self.producer_of(block).map(|p| p.key),
+            sigs,
+        )
     }
 
     /// The staker: the coinstake's payee.
@@ -372,9 +385,9 @@ impl PosState {
             vout: op.vout,
         })?;
         check_maturity(&utxo, block.height, self.maturity, 1, 0)?;
-        if !utxo
-            .owner
-            .verifies(&tx.sighash(block.domain), &kernel.signature)
+        if !block
+            .sigs
+            .check(&utxo.owner, &tx.sighash(block.domain), &kernel.signature)
         {
             return Err(BlockError::BadSignature {
                 index: 1,

@@ -20,6 +20,7 @@ use crate::primitives::block::Block;
 use crate::primitives::hash::BlockHash;
 use crate::primitives::pow_units::Target;
 use crate::primitives::seal::Seal;
+use crate::primitives::sig::SigCheck;
 use crate::primitives::tx::{KeyPair, PubKey, Transaction};
 
 /// Why a block breaks the proof-of-work rule.
@@ -92,7 +93,13 @@ impl Rule for Pow {
         Ok(())
     }
 
-    fn check_seal(&self, block: &Block, hash: BlockHash, seal: &Seal) -> Result<(), BlockError> {
+    fn check_seal(
+        &self,
+        block: &Block,
+        hash: BlockHash,
+        seal: &Seal,
+        _sigs: &dyn SigCheck,
+    ) -> Result<(), BlockError> {
         if *seal != Seal::None {
             return Err(BlockError::UnexpectedSeal {
                 expected: "no seal",

@@ -1,5 +1,5 @@
 //! Consensus primitives shared by every consensus rule: hashes, targets, headers,
-//! transactions, merkle trees and blocks.
+//! transactions, merkle trees, blocks and the ed25519 signature rule.
 
 pub mod block;
 pub mod hash;
@@ -7,4 +7,5 @@ pub mod header;
 pub mod merkle;
 pub mod pow_units;
 pub mod seal;
+pub mod sig;
 pub mod tx;

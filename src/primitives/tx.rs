@@ -15,7 +15,7 @@
 
 use std::fmt;
 
-use ed25519_dalek::{Signature, Signer, SigningKey, VerifyingKey};
+use ed25519_dalek::{Signer, SigningKey};
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 use crate::primitives::hash::{Txid, sha256, sha256d};
@@ -161,13 +161,11 @@ impl PubKey {
         self.0
     }
 
-    /// Verifies `sig` over `msg` with ed25519's strict rules (no malleable encodings).
+    /// Verifies `sig` over `msg` under the crate's ed25519 rule: canonical encodings, no
+    /// small-order key or nonce point, the cofactored equation ([`crate::primitives::sig`]).
     #[must_use]
     pub fn verifies(&self, msg: &[u8], sig: &SigBytes) -> bool {
-        VerifyingKey::from_bytes(&self.0).is_ok_and(|vk| {
-            vk.verify_strict(msg, &Signature::from_bytes(&sig.0))
-                .is_ok()
-        })
+        crate::primitives::sig::verify(&self.0, msg, &sig.0)
     }
 }
 

@@ -23,6 +23,7 @@ use crate::consensus::{
 use crate::primitives::block::Block;
 use crate::primitives::hash::BlockHash;
 use crate::primitives::seal::Seal;
+use crate::primitives::sig::SigCheck;
 use crate::primitives::tx::{ClientRequest, KeyPair, PubKey, Transaction};
 use crate::raft::cluster::mine_cluster;
 use crate::raft::spec::RaftSpec;
@@ -157,8 +158,20 @@ impl Rule for Raft {
         check_no_puzzle(spec)
     }
 
-    fn check_seal(&self, block: &Block, hash: BlockHash, seal: &Seal) -> Result<(), BlockError> {
-        check_producer_signature(block, hash, seal, self.producer_of(block).map(|p| p.key))
+    fn check_seal(
+        &self,
+        block: &Block,
+        hash: BlockHash,
+        seal: &Seal,
+        sigs: &dyn SigCheck,
+    ) -> Result<(), BlockError> {
+        check_producer_signature(
+            block,
+            hash,
+            seal,
+            self.producer_of(block).map(|p| p.key),
+            sigs,
+        )
     }
 
     fn producer_of(&self, block: &Block) -> Option<BlockProducer> {

@@ -26,6 +26,7 @@ use crate::consensus::{
 use crate::primitives::block::Block;
 use crate::primitives::hash::BlockHash;
 use crate::primitives::seal::{QuorumCertificate, QuorumSignature, Seal};
+use crate::primitives::sig::SigCheck;
 use crate::primitives::tx::{ClientRequest, KeyPair, PubKey, Transaction};
 use crate::sim::cluster::ClusterProducer;
 use crate::zab::engine::Zxid;
@@ -208,7 +209,13 @@ impl Rule for Zab {
         check_no_puzzle(spec)
     }
 
-    fn check_seal(&self, block: &Block, hash: BlockHash, seal: &Seal) -> Result<(), BlockError> {
+    fn check_seal(
+        &self,
+        block: &Block,
+        hash: BlockHash,
+        seal: &Seal,
+        sigs: &dyn SigCheck,
+    ) -> Result<(), BlockError> {
         if block.header.nonce != 0 {
             return Err(BlockError::NonzeroNonce(block.header.nonce));
         }
@@ -230,6 +237,7 @@ impl Rule for Zab {
                 ACK_OVER,
                 &signers,
                 0,
+                sigs,
             )?;
             if !signers.contains(leader) {
                 return Err(ZabError::MissingLeaderSignature(*leader).into());
