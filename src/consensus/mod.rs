@@ -142,6 +142,9 @@ pub trait Rule: fmt::Debug + Send + Sync + 'static {
     /// The context-free checks of a block after genesis: its seal (proof of work, the
     /// producer's signature, a quorum certificate) and header fields the rule fixes. Runs in
     /// parallel, before the block meets the chain. Signatures are checked through `sigs`.
+    /// By default: a zero nonce and the signature, over the block hash, of the producer the
+    /// block names ([`Self::producer_of`]; a block that names none is reported when it is
+    /// connected).
     ///
     /// # Errors
     /// The first check that fails.
@@ -151,7 +154,15 @@ pub trait Rule: fmt::Debug + Send + Sync + 'static {
         hash: BlockHash,
         seal: &Seal,
         sigs: &dyn SigCheck,
-    ) -> Result<(), BlockError>;
+    ) -> Result<(), BlockError> {
+        check_producer_signature(
+            block,
+            hash,
+            seal,
+            self.producer_of(block).map(|p| p.key),
+            sigs,
+        )
+    }
 
     /// Who made `block` as the block names it (the staker, the signer, the producer), with a
     /// note for people (`in turn`, `slot 7`); `None` where no one key made it (proof of work,

@@ -21,7 +21,6 @@ use crate::chain::wallet::demo_transfers;
 use crate::consensus::{
     BlockContext, BlockProducer, BlockWork, Connected, ProducerRow, ProducerStats, Rule, RuleError,
     RuleInfo, RuleReport, RuleState, SpecNames, TimeRule, check_miner_listed, check_no_puzzle,
-    check_producer_signature,
 };
 use crate::dpos::spec::{DposSpec, ScheduleOrder};
 use crate::dpos::{
@@ -29,7 +28,6 @@ use crate::dpos::{
 };
 use crate::primitives::block::Block;
 use crate::primitives::hash::BlockHash;
-use crate::primitives::seal::Seal;
 use crate::primitives::sig::SigCheck;
 use crate::primitives::tx::{KeyPair, PubKey, SigDomain, Transaction};
 
@@ -185,22 +183,6 @@ impl Rule for Dpos {
         dpos.validate()?;
         check_miner_listed(spec, "dpos.candidates", &dpos.candidates)?;
         check_no_puzzle(spec)
-    }
-
-    fn check_seal(
-        &self,
-        block: &Block,
-        hash: BlockHash,
-        seal: &Seal,
-        sigs: &dyn SigCheck,
-    ) -> Result<(), BlockError> {
-        check_producer_signature(
-            block,
-            hash,
-            seal,
-            self.producer_of(block).map(|p| p.key),
-            sigs,
-        )
     }
 
     fn producer_of(&self, block: &Block) -> Option<BlockProducer> {

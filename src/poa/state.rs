@@ -19,15 +19,12 @@ use crate::chain::wallet::demo_transfers;
 use crate::consensus::{
     BlockContext, BlockProducer, BlockWork, Connected, ProducerRow, ProducerStats, Rule, RuleError,
     RuleInfo, RuleReport, RuleState, SpecNames, TimeRule, check_miner_listed, check_no_puzzle,
-    check_producer_signature, name_in,
+    name_in,
 };
 use crate::poa::spec::PoaSpec;
 use crate::poa::{Snapshot, SnapshotError, Vote};
 use crate::primitives::block::Block;
-use crate::primitives::hash::BlockHash;
 use crate::primitives::header::Header;
-use crate::primitives::seal::Seal;
-use crate::primitives::sig::SigCheck;
 use crate::primitives::tx::{KeyPair, PubKey, SignerVote, Transaction};
 
 /// Why a block breaks the Clique rules. Signers are named by their keys (a report puts names
@@ -139,22 +136,6 @@ impl Rule for Poa {
         poa.validate()?;
         check_miner_listed(spec, "poa.signers", &poa.signers)?;
         check_no_puzzle(spec)
-    }
-
-    fn check_seal(
-        &self,
-        block: &Block,
-        hash: BlockHash,
-        seal: &Seal,
-        sigs: &dyn SigCheck,
-    ) -> Result<(), BlockError> {
-        check_producer_signature(
-            block,
-            hash,
-            seal,
-            self.producer_of(block).map(|p| p.key),
-            sigs,
-        )
     }
 
     fn producer_of(&self, block: &Block) -> Option<BlockProducer> {

@@ -12,7 +12,7 @@ use crate::chain::state::{BlockError, ChainState, check_maturity, sum_outputs};
 use crate::chain::wallet::demo_transfers;
 use crate::consensus::{
     BlockContext, BlockProducer, BlockWork, Connected, ProducerRow, Rule, RuleError, RuleInfo,
-    RuleReport, RuleState, SpecNames, TimeRule, check_miner_listed, check_producer_signature,
+    RuleReport, RuleState, SpecNames, TimeRule, check_miner_listed,
 };
 use crate::difficulty::RetargetRule;
 use crate::pos::spec::{Clock, PosSpec};
@@ -20,8 +20,6 @@ use crate::pos::stake::{StakeOutcome, earliest_stake_time, find_stake, stake_blo
 use crate::pos::{KernelInput, coin_days, interest, kernel_meets_target, kernel_weight};
 use crate::primitives::block::Block;
 use crate::primitives::hash::{BlockHash, Hash256};
-use crate::primitives::seal::Seal;
-use crate::primitives::sig::SigCheck;
 use crate::primitives::tx::{Amount, KeyPair, MAX_MONEY, PubKey, Transaction};
 
 /// Why a block breaks the proof-of-stake rule.
@@ -126,23 +124,6 @@ impl Rule for Pos {
             });
         }
         Ok(())
-    }
-
-    fn check_seal(
-        &self,
-        block: &Block,
-        hash: BlockHash,
-        seal: &Seal,
-        sigs: &dyn SigCheck,
-    ) -> Result<(), BlockError> {
-        // A block without a coinstake is reported when it is connected.
-        check_producer_signature(
-            block,
-            hash,
-            seal,
-            self.producer_of(block).map(|p| p.key),
-            sigs,
-        )
     }
 
     /// The staker: the coinstake's payee.

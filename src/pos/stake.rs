@@ -229,7 +229,12 @@ pub fn find_stake(
     }
     // Slices as long as the outputs eligible now and over the first long slice allow: outputs
     // that come of age during the search hash in every later slice too.
-    let eligible_by = |when: u64| candidates.iter().filter(|c| when >= c.eligible_from).count();
+    let eligible_by = |when: u64| {
+        candidates
+            .iter()
+            .filter(|c| when >= c.eligible_from)
+            .count()
+    };
     let horizon = SLICE_ATTEMPTS / eligible_by(t) as u64;
     let active = eligible_by(t.saturating_add(horizon)) as u64;
     let longest = (SLICE_ATTEMPTS / active).max(FIRST_SLICE_SECONDS);

@@ -18,12 +18,9 @@ use crate::chain::spec::{ChainSpec, SectionDef, SpecError};
 use crate::chain::state::BlockError;
 use crate::consensus::{
     BlockContext, BlockProducer, BlockWork, Connected, Rule, RuleError, RuleInfo, RuleReport,
-    RuleState, SpecNames, TimeRule, check_miner_listed, check_no_puzzle, check_producer_signature,
+    RuleState, SpecNames, TimeRule, check_miner_listed, check_no_puzzle,
 };
 use crate::primitives::block::Block;
-use crate::primitives::hash::BlockHash;
-use crate::primitives::seal::Seal;
-use crate::primitives::sig::SigCheck;
 use crate::primitives::tx::{ClientRequest, KeyPair, PubKey, Transaction};
 use crate::raft::cluster::mine_cluster;
 use crate::raft::spec::RaftSpec;
@@ -156,22 +153,6 @@ impl Rule for Raft {
         r.validate()?;
         check_miner_listed(spec, "raft.members", &r.members)?;
         check_no_puzzle(spec)
-    }
-
-    fn check_seal(
-        &self,
-        block: &Block,
-        hash: BlockHash,
-        seal: &Seal,
-        sigs: &dyn SigCheck,
-    ) -> Result<(), BlockError> {
-        check_producer_signature(
-            block,
-            hash,
-            seal,
-            self.producer_of(block).map(|p| p.key),
-            sigs,
-        )
     }
 
     fn producer_of(&self, block: &Block) -> Option<BlockProducer> {
