@@ -152,11 +152,9 @@ fn kernel_hash_is_sha256d_of_the_28_bytes() {
         time: 1_402_678_400,
     };
     let prefix: [u8; 24] = k.preimage()[..24].try_into().unwrap();
-    for backend in Backend::supported() {
-        let job = KernelJob::new(&prefix, backend).unwrap();
-        assert_eq!(job.hash(k.time), k.hash(), "{backend}");
-        assert_eq!(job.hash(k.time), sha256d(&k.preimage()), "{backend}");
-    }
+    let job = KernelJob::new(&prefix, Backend::Soft).unwrap();
+    assert_eq!(job.hash(k.time), k.hash());
+    assert_eq!(job.hash(k.time), sha256d(&k.preimage()));
 }
 
 #[test]

@@ -268,3 +268,37 @@ fn a_pbft_certificate_with_one_bad_signature_is_rejected_at_its_height() {
         assert_eq!(to_file_bytes(&records).len(), to_file_bytes(&bad).len());
     }
 }
+
+/// A certificate with two faults, a bad signature first and then a signer repeated: the seal
+/// check in the parallel step meets the repeat (its signatures recorded, not yet checked), but
+/// verification reports the bad signature, as checking one signature at a time does.
+#[test]
+fn a_bad_certificate_signature_is_reported_before_a_later_fault_in_the_same_seal() {
+    let dir = tempfile::tempdir().unwrap();
+    let chain = dir.path().join("zab.jsonl");
+    let out = assert_cmd::Command::cargo_bin("chainsmith")
+        .unwrap()
+        .args(["mine", "zab", "--quiet", "--blocks", "3", "--chain"])
+        .arg(&chain)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    let text = std::fs::read(&chain).unwrap();
+    let records: Vec<BlockRecord> = text
+        .split(|b| *b == b'\n')
+        .filter(|l| !l.is_empty())
+        .map(|l| serde_json::from_slice(l).unwrap())
+        .collect();
+    let mut bad = records.clone();
+    let qc = bad[1].certificate.as_mut().unwrap();
+    qc.signatures[0].signature = flipped(qc.signatures[0].signature);
+    let repeat = qc.signatures[1];
+    qc.signatures.push(repeat);
+    let (at, message) = replayed(&bad);
+    assert_eq!(at, 1);
+    assert!(
+        message.starts_with("quorum certificate signature 0: not "),
+        "{message}"
+    );
+    assert_eq!(one_at_a_time(&bad), Some((at, message)));
+}

@@ -702,6 +702,14 @@ fn mine_reports_and_honours_the_backend() {
         .stderr(predicate::str::contains(
             "--threads applies to the hash searches of pow and pos chains",
         ));
+    cargo_bin_cmd!("chainsmith")
+        .args(["mine", "poa", "--backend", "soft", "--chain"])
+        .arg(dir.path().join("poa.jsonl"))
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains(
+            "--backend applies to the hash searches of pow and pos chains",
+        ));
 }
 
 #[test]

@@ -419,12 +419,6 @@ impl KernelJob {
         })
     }
 
-    /// Returns the backend that hashes this job.
-    #[must_use]
-    pub const fn backend(&self) -> Backend {
-        self.backend
-    }
-
     /// Returns sha256d of the kernel at `time`, 32 bytes in internal order (portable code,
     /// whatever the backend).
     #[must_use]

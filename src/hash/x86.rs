@@ -10,6 +10,9 @@
 //! * in the header's second block only word 3 (the nonce) varies: words 0–2 (merkle tail, time,
 //!   bits) and the padding words 4–15 are fixed, so the first rounds and every `K + W` of the
 //!   padding rounds are precomputed;
+//! * the same holds for a stake kernel, a one-block message from the IV whose word 6 (the
+//!   timestamp) varies: its rounds 0–5 are precomputed. The kernels are generic over the
+//!   varying word (`VAR`: 3 or 6), and the padding after it is a constant of that choice;
 //! * the second SHA-256 has fixed padding words 8–15;
 //! * only the most significant 32 bits of the hash are needed to reject a nonce: that is word 7
 //!   of the final state, which is settled after round 60, so the last rounds are skipped. The
@@ -83,7 +86,8 @@ pub(super) fn padding_holds(block: &[u32; 16], var: usize) -> bool {
         && block[15] == message_bits(var)
 }
 
-/// Scans `start..end` (`end ≤ 2^32`) with SHA-NI and returns the first candidate nonce.
+/// Scans `start..end` (`end ≤ 2^32`) with SHA-NI and returns the first candidate value of the
+/// varying word (a nonce, or a stake kernel's timestamp).
 ///
 /// # Panics
 /// If the CPU lacks SHA-NI (the caller checks [`has_sha_ni`] when choosing the backend).
@@ -100,7 +104,8 @@ pub(super) fn scan_sha_ni<const VAR: usize>(
     unsafe { sha_ni_scan::<SHA_NI_LANES, VAR>(input, start, end) }
 }
 
-/// Scans `start..end` (`end ≤ 2^32`) with AVX2 and returns the first candidate nonce.
+/// Scans `start..end` (`end ≤ 2^32`) with AVX2 and returns the first candidate value of the
+/// varying word (a nonce, or a stake kernel's timestamp).
 ///
 /// # Panics
 /// If the CPU lacks AVX2 (the caller checks [`has_avx2`] when choosing the backend).
@@ -110,7 +115,8 @@ pub(super) fn scan_avx2<const VAR: usize>(input: &ScanInput, start: u64, end: u6
     unsafe { avx2_scan::<VAR>(input, start, end) }
 }
 
-/// Scans `start..end` (`end ≤ 2^32`) with AVX-512 and returns the first candidate nonce.
+/// Scans `start..end` (`end ≤ 2^32`) with AVX-512 and returns the first candidate value of the
+/// varying word (a nonce, or a stake kernel's timestamp).
 ///
 /// # Panics
 /// If the CPU lacks AVX-512 F and BW (the caller checks [`has_avx512`] when choosing the

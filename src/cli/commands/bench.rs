@@ -106,7 +106,7 @@ fn measure(search_kind: Search, backend: Backend, threads: usize, seconds: f64) 
         let mut from = earliest_stake_time(state);
         loop {
             match find_stake(state, keys, (from, u32::MAX), backend, &control) {
-                StakeOutcome::Found(stake) => from = stake.time + 1,
+                StakeOutcome::Found(stake) => from = stake.time.saturating_add(1),
                 StakeOutcome::Exhausted { .. } => from = earliest_stake_time(state),
                 StakeOutcome::Stopped => break,
             }
