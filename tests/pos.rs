@@ -446,3 +446,109 @@ fn a_stake_of_the_whole_supply_still_stakes() {
         chainsmith::primitives::tx::MAX_MONEY
     );
 }
+
+/// The sequential search, written out here from the rule's definition: second by second from
+/// `from`, every output the keys own that is mature and weighs at least a coin-day, in
+/// outpoint order, one kernel each, `sha256d(kernel) ≤ target × weight` in big integers. The
+/// winner (time, outpoint, weight) and the kernels tried up to it, or `None` by `until`.
+fn sequential_stake(
+    state: &ChainState,
+    keys: &[KeyPair],
+    from: u32,
+    until: u32,
+) -> Option<(u32, chainsmith::primitives::tx::OutPoint, u64, u64)> {
+    use chainsmith::pos::{KernelInput, kernel_meets_target};
+    let pos_state: &PosState = state.rule_state_as().unwrap();
+    let pos = pos_state.params();
+    let height = state.next_height();
+    let target = state.required_bits().to_target().unwrap();
+    let modifier = pos_state.stake_modifier(height);
+    let maturity = state.spec().coinbase_maturity;
+    let mine: Vec<_> = state
+        .utxos()
+        .iter()
+        .filter(|(_, u)| keys.iter().any(|k| k.pubkey() == u.owner))
+        .filter(|(_, u)| !u.coinbase || height >= u.height + maturity)
+        .collect();
+    let mut tried = 0;
+    for t in from..=until {
+        for (op, u) in &mine {
+            let age = u64::from(t.saturating_sub(u.time));
+            let weight = kernel_weight(u.value, age, pos.min_age_s(), pos.max_age_s());
+            if t < u.time || weight == 0 {
+                continue;
+            }
+            tried += 1;
+            let kernel = KernelInput {
+                modifier,
+                block_time_from: u.time,
+                tx_offset: u.tx_index,
+                tx_time: u.time,
+                vout: op.vout,
+                time: t,
+            };
+            if kernel_meets_target(&kernel.hash(), weight, target) {
+                return Some((t, **op, weight, tried));
+            }
+        }
+    }
+    None
+}
+
+/// The parallel search on every backend and on one and two threads finds what the sequential
+/// search finds — the same second, output, weight and count of kernels tried — at every height
+/// of a chain, from the earliest second and from later ones, and runs out where it finds
+/// nothing.
+#[test]
+fn the_parallel_stake_search_is_the_sequential_one() {
+    use chainsmith::hash::Backend;
+    use chainsmith::hash::search::SearchControl;
+    use chainsmith::pos::stake::{StakeOutcome, earliest_stake_time, find_stake};
+
+    let spec = test_pos_spec();
+    let keys = spec.wallet_keys();
+    let pools: Vec<_> = [1, 2]
+        .map(|n| {
+            rayon::ThreadPoolBuilder::new()
+                .num_threads(n)
+                .build()
+                .unwrap()
+        })
+        .into();
+    let (mut found, mut exhausted) = (0, 0);
+    build_pos_chain(&spec, 24, 2, |state, _| {
+        let earliest = earliest_stake_time(state);
+        for (from, span) in [(earliest, 50_000), (earliest + 777, 50_000), (earliest, 3)] {
+            let until = from + span;
+            let want = sequential_stake(state, &keys, from, until);
+            for backend in Backend::supported() {
+                for pool in &pools {
+                    let control = SearchControl::default();
+                    let got =
+                        pool.install(|| find_stake(state, &keys, (from, until), backend, &control));
+                    match (got, want) {
+                        (StakeOutcome::Found(s), Some((time, outpoint, weight, tried))) => {
+                            assert_eq!(
+                                (s.time, s.outpoint, s.weight, s.attempts),
+                                (time, outpoint, weight, tried),
+                                "{backend} on {} threads",
+                                pool.current_num_threads()
+                            );
+                            // Every kernel a sequential search tries was hashed, and more only
+                            // past the winner.
+                            assert!(control.hashes.into_inner() >= tried);
+                            found += 1;
+                        }
+                        (StakeOutcome::Exhausted { next, .. }, None) => {
+                            assert_eq!(next, until + 1);
+                            exhausted += 1;
+                        }
+                        (got, want) => panic!("{backend}: {got:?} but sequentially {want:?}"),
+                    }
+                }
+            }
+        }
+    });
+    // Both outcomes were compared, at every height.
+    assert!(found >= 24 * 2 * 2 && exhausted > 0, "{found} {exhausted}");
+}
