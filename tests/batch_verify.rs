@@ -235,23 +235,29 @@ fn pos_bad_block_and_kernel_signatures_are_rejected_where_planted() {
     );
 }
 
-#[test]
-fn a_pbft_certificate_with_one_bad_signature_is_rejected_at_its_height() {
+/// A chain of `blocks` blocks mined by `chainsmith mine RULE` with its demo spec: the file's
+/// bytes and its records.
+fn mined(rule: &str, blocks: &str) -> (Vec<u8>, Vec<BlockRecord>) {
     let dir = tempfile::tempdir().unwrap();
-    let chain = dir.path().join("pbft.jsonl");
-    let out = assert_cmd::Command::cargo_bin("chainsmith")
-        .unwrap()
-        .args(["mine", "pbft", "--quiet", "--blocks", "40", "--chain"])
+    let chain = dir.path().join(format!("{rule}.jsonl"));
+    let out = assert_cmd::cargo::cargo_bin_cmd!("chainsmith")
+        .args(["mine", rule, "--quiet", "--blocks", blocks, "--chain"])
         .arg(&chain)
         .output()
         .unwrap();
     assert!(out.status.success(), "{out:?}");
     let text = std::fs::read(&chain).unwrap();
-    let records: Vec<BlockRecord> = text
+    let records = text
         .split(|b| *b == b'\n')
         .filter(|l| !l.is_empty())
         .map(|l| serde_json::from_slice(l).unwrap())
         .collect();
+    (text, records)
+}
+
+#[test]
+fn a_pbft_certificate_with_one_bad_signature_is_rejected_at_its_height() {
+    let (text, records) = mined("pbft", "40");
     assert!(replay_bytes(&text).error.is_none());
     for (height, index) in [(17, 1), (29, 2)] {
         let mut bad = records.clone();
@@ -274,21 +280,7 @@ fn a_pbft_certificate_with_one_bad_signature_is_rejected_at_its_height() {
 /// verification reports the bad signature, as checking one signature at a time does.
 #[test]
 fn a_bad_certificate_signature_is_reported_before_a_later_fault_in_the_same_seal() {
-    let dir = tempfile::tempdir().unwrap();
-    let chain = dir.path().join("zab.jsonl");
-    let out = assert_cmd::Command::cargo_bin("chainsmith")
-        .unwrap()
-        .args(["mine", "zab", "--quiet", "--blocks", "3", "--chain"])
-        .arg(&chain)
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "{out:?}");
-    let text = std::fs::read(&chain).unwrap();
-    let records: Vec<BlockRecord> = text
-        .split(|b| *b == b'\n')
-        .filter(|l| !l.is_empty())
-        .map(|l| serde_json::from_slice(l).unwrap())
-        .collect();
+    let (_, records) = mined("zab", "3");
     let mut bad = records.clone();
     let qc = bad[1].certificate.as_mut().unwrap();
     qc.signatures[0].signature = flipped(qc.signatures[0].signature);
