@@ -5,12 +5,12 @@
 
 use std::hint::black_box;
 
-use chainsmith::chain::record::BlockRecord;
 use chainsmith::hash::search::SearchControl;
 use chainsmith::hash::{Backend, KernelJob, PowJob};
 use chainsmith::pos::stake::{StakeOutcome, earliest_stake_time, find_stake};
 use chainsmith::primitives::hash::sha256d;
-use chainsmith::{ChainSpec, ChainState, Header, Target};
+use chainsmith::sim::cluster::genesis_state;
+use chainsmith::{ChainSpec, Header, Target};
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
 
 const BLOCK_125552: &str = "0100000081cd02ab7e569e8bcd9317e2fe99f2de44d49ab2b8851ba4a308000000000000e320b6c2fffc8d750423db8b1eb942ae710e951ed797f7affc8892b0f1fc122bc7f5d74df2b9441a42a14695";
@@ -57,7 +57,7 @@ fn pos_kernels(c: &mut Criterion) {
         // A top word of zero: about one candidate in 2^32, so every timestamp is hashed.
         let times = 1_600_000_000..1_600_000_000 + NONCES;
         group.bench_function(BenchmarkId::new(backend.name(), NONCES), |b| {
-            b.iter(|| black_box(job.candidate(black_box(times.clone()), 0)));
+            b.iter(|| black_box(job.find(black_box(times.clone()), 0, |_, _| true)));
         });
     }
     group.finish();
@@ -65,15 +65,7 @@ fn pos_kernels(c: &mut Criterion) {
     // The staking search over pos-demo's genesis outputs until the next block, from one second
     // after the last block found: kernels scanned, candidates checked, the sequential count.
     let spec = ChainSpec::builtin("pos-demo").expect("a built-in spec");
-    let genesis = BlockRecord::new(0, &spec.genesis_block(), Some(&spec));
-    let mut state = ChainState::new(spec.clone());
-    let checked = spec
-        .consensus
-        .check(genesis)
-        .expect("the genesis block checks");
-    state
-        .connect(&checked, spec.genesis.time)
-        .expect("the genesis block connects");
+    let state = genesis_state(&spec).expect("the genesis block connects");
     let keys = spec.wallet_keys();
     let mut group = c.benchmark_group("pos-search");
     group.sample_size(20);

@@ -119,7 +119,7 @@ fn kernel_candidates(prefix: &[u8; 24], backend: Backend, times: (u64, u64), top
     let job = KernelJob::new(prefix, backend).unwrap();
     let mut out = Vec::new();
     let mut from = times.0;
-    while let Some(t) = job.candidate(from..times.1, top) {
+    while let Some(t) = job.find(from..times.1, top, |_, _| true) {
         out.push(t);
         from = u64::from(t) + 1;
     }
@@ -174,8 +174,12 @@ fn kernel_boundaries_agree() {
     }
     for backend in Backend::supported() {
         let job = KernelJob::new(&prefix, backend).unwrap();
-        assert_eq!(job.candidate(10..10, u32::MAX), None, "{backend}");
-        assert_eq!(job.candidate(top..top + 9, u32::MAX), None, "{backend}");
+        assert_eq!(job.find(10..10, u32::MAX, |_, _| true), None, "{backend}");
+        assert_eq!(
+            job.find(top..top + 9, u32::MAX, |_, _| true),
+            None,
+            "{backend}"
+        );
     }
 }
 

@@ -242,6 +242,24 @@ impl<const VAR: usize> Sweep<VAR> {
         out
     }
 
+    /// The first value in `start..end` (`end ≤ 2^32`) that is a candidate (below) whose
+    /// digest `accept` takes: each candidate is hashed once more, portably, and checked.
+    fn find(
+        &self,
+        backend: Backend,
+        (mut start, end): (u64, u64),
+        top: u32,
+        accept: impl Fn(u32, [u8; 32]) -> bool,
+    ) -> Option<u32> {
+        while let Some(value) = self.candidate(backend, start, end, top) {
+            if accept(value, self.digest(value)) {
+                return Some(value);
+            }
+            start = u64::from(value) + 1;
+        }
+        None
+    }
+
     /// The first value in `start..end` (`end ≤ 2^32`) whose hash has a most significant
     /// 32-bit word at most `top`, from `backend`. The digest's last word, byte-swapped, is the
     /// most significant 32 bits of the hash read as a little-endian number.
@@ -362,17 +380,15 @@ impl PowJob {
                 break;
             }
             let batch_end = (nonce + STOP_CHECK_INTERVAL).min(end);
-            while let Some(candidate) =
+            let meets = |_, hash| Target::from_le_bytes(hash) <= self.target;
+            if let Some(found) =
                 self.sweep
-                    .candidate(self.backend, nonce, batch_end, self.target_top)
+                    .find(self.backend, (nonce, batch_end), self.target_top, meets)
             {
-                if Target::from_le_bytes(self.hash_nonce(candidate)) <= self.target {
-                    return Scan {
-                        found: Some(candidate),
-                        hashes: u64::from(candidate) + 1 - range.start,
-                    };
-                }
-                nonce = u64::from(candidate) + 1;
+                return Scan {
+                    found: Some(found),
+                    hashes: u64::from(found) + 1 - range.start,
+                };
             }
             nonce = batch_end;
         }
@@ -427,15 +443,21 @@ impl KernelJob {
     }
 
     /// Returns the first time in `times` (clamped to `0..=u32::MAX`) whose kernel hash has a
-    /// most significant 32-bit word (of the hash read as a little-endian number) at most
-    /// `top`: a candidate, which the caller checks against its full threshold.
+    /// most significant 32-bit word (of the hash read as a little-endian number) at most `top`
+    /// — a candidate — and whose hash `accept(time, hash)` takes (the caller's full threshold).
     #[must_use]
-    pub fn candidate(&self, times: Range<u64>, top: u32) -> Option<u32> {
+    pub fn find(
+        &self,
+        times: Range<u64>,
+        top: u32,
+        accept: impl Fn(u32, [u8; 32]) -> bool,
+    ) -> Option<u32> {
         let end = times.end.min(1 << 32);
         if times.start >= end {
             return None;
         }
-        self.sweep.candidate(self.backend, times.start, end, top)
+        self.sweep
+            .find(self.backend, (times.start, end), top, accept)
     }
 }
 

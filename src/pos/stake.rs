@@ -262,17 +262,9 @@ pub fn find_stake(
                 continue;
             }
             let top = threshold_top(&threshold(target, weight_at(c, b - 1)));
-            let mut from = a;
-            let hit = loop {
-                let Some(time) = c.job.candidate(from..b, top) else {
-                    break None;
-                };
-                let exact = threshold(target, weight_at(c, u64::from(time)));
-                if hash_at_most(&c.job.hash(time), &exact) {
-                    break Some(u64::from(time));
-                }
-                from = u64::from(time) + 1;
-            };
+            let wins =
+                |time, hash| hash_at_most(&hash, &threshold(target, weight_at(c, u64::from(time))));
+            let hit = c.job.find(a..b, top, wins).map(u64::from);
             control
                 .hashes
                 .fetch_add(hit.map_or(b, |h| h + 1) - a, Ordering::Relaxed);

@@ -9,12 +9,12 @@ use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use anyhow::Result;
-use chainsmith::chain::record::BlockRecord;
 use chainsmith::hash::search::{SearchControl, SearchOptions};
 use chainsmith::hash::{Backend, PowJob};
 use chainsmith::pos::stake::{StakeOutcome, earliest_stake_time, find_stake};
 use chainsmith::pow::miner::{SearchOutcome, search};
 use chainsmith::primitives::tx::KeyPair;
+use chainsmith::sim::cluster::genesis_state;
 use chainsmith::{ChainSpec, ChainState, Header, Target};
 use comfy_table::CellAlignment;
 use serde::Serialize;
@@ -121,9 +121,7 @@ fn measure(search_kind: Search, backend: Backend, threads: usize, seconds: f64) 
         Search::Kernel => {
             choose_backend(Some(backend))?;
             let spec = ChainSpec::builtin("pos-demo")?;
-            let genesis = BlockRecord::new(0, &spec.genesis_block(), Some(&spec));
-            let mut state = ChainState::new(spec.clone());
-            state.connect(&spec.consensus.check(genesis)?, spec.genesis.time)?;
+            let state = genesis_state(&spec)?;
             let keys = spec.wallet_keys();
             Box::new(move || run_kernels(&state, &keys))
         }

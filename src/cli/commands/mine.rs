@@ -551,6 +551,14 @@ fn report(args: &MineArgs, path: &Path, state: &ChainState, run: &RunStats) -> R
         spec.name,
         format::duration(run.elapsed)
     )?;
+    let rate_line = |label: &str| {
+        format!(
+            "  {label:<11} {}H/s on {} ({})",
+            format::sig3(rate),
+            plural(run.threads as u64, "thread"),
+            run.backend
+        )
+    };
     match work {
         BlockWork::NonceSearch => {
             writeln!(
@@ -558,13 +566,7 @@ fn report(args: &MineArgs, path: &Path, state: &ChainState, run: &RunStats) -> R
                 "  hashes      {}",
                 format::si(run.hashes as f64).trim_end()
             )?;
-            writeln!(
-                out,
-                "  hash rate   {}H/s on {} ({})",
-                format::sig3(rate),
-                plural(run.threads as u64, "thread"),
-                run.backend
-            )?;
+            writeln!(out, "{}", rate_line("hash rate"))?;
         }
         BlockWork::KernelSearch => {
             writeln!(
@@ -572,13 +574,7 @@ fn report(args: &MineArgs, path: &Path, state: &ChainState, run: &RunStats) -> R
                 "  kernels     {} tried",
                 format::count(run.hashes, "stake kernel", "stake kernels")
             )?;
-            writeln!(
-                out,
-                "  kernel rate {}H/s on {} ({})",
-                format::sig3(rate),
-                plural(run.threads as u64, "thread"),
-                run.backend
-            )?;
+            writeln!(out, "{}", rate_line("kernel rate"))?;
         }
         BlockWork::Signatures => {
             writeln!(
